@@ -1,0 +1,36 @@
+SQLC = CGO_ENABLED=0 go tool -modfile=tools.mod sqlc
+TESTFLAGS ?=
+
+.PHONY: build generate check-generated test run bench fuzz lint
+
+build:
+	go build -o bin/syncd ./cmd/syncd
+
+generate:
+	$(SQLC) generate
+
+# Fails (non-zero) if the sqlc-generated code is stale.
+check-generated:
+	$(SQLC) diff
+
+test: check-generated
+	scripts/postgres.sh test -- go test -count=1 -timeout 9m ./... $(TESTFLAGS)
+
+run: build
+	@set -a; if [ -f .env ]; then . ./.env; else . ./.env.example; fi; set +a; \
+	port=$${HTTP_ADDR##*:}; \
+	echo "syncd: webhooks at http://localhost:$$port/webhooks/workos, /webhooks/stripe, /webhooks/stripe/connect"; \
+	echo "syncd: post a signed sample:  ./bin/syncd send --fresh-id workos testdata/fixtures/workos/user.created.json"; \
+	echo "syncd: or with curl:          curl -H \"WorkOS-Signature: \$$(./bin/syncd sign workos testdata/fixtures/workos/user.created.json)\" --data-binary @testdata/fixtures/workos/user.created.json localhost:$$port/webhooks/workos"; \
+	echo "syncd: (send and sign read the secrets from the environment: set -a; . ./.env.example; set +a)"; \
+	scripts/postgres.sh run -- ./bin/syncd serve
+
+bench:
+	scripts/postgres.sh test -- go run ./bench
+
+fuzz:
+	go test -run=^$$ -fuzz=FuzzVerifyWorkOS -fuzztime=30s ./ingest
+
+lint:
+	go vet ./...
+	test -z "$$(gofmt -l .)"

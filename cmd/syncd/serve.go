@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/syncd/syncd/consumers"
+	"github.com/syncd/syncd/ingest"
+	"github.com/syncd/syncd/migrations"
+	"github.com/syncd/syncd/stream"
+)
+
+type serveFlags struct {
+	common
+	httpAddr        string
+	role            string
+	noMigrate       bool
+	workosSecrets   string
+	stripeSecrets   string
+	connectSecrets  string
+	workosTolerance time.Duration
+	stripeTolerance time.Duration
+	maxBody         int64
+	publishTimeout  time.Duration
+	replayWindow    time.Duration
+	batchSize       int
+	maxAttempts     int
+	shutdownTimeout time.Duration
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f serveFlags
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	f.register(fs)
+	fs.StringVar(&f.httpAddr, "http-addr", env("HTTP_ADDR", ":8080"), "listen address (env HTTP_ADDR)")
+	fs.StringVar(&f.role, "role", env("SYNCD_ROLE", "all"), "all, ingest or consume: which parts run in this process (env SYNCD_ROLE)")
+	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not apply migrations at start")
+	fs.StringVar(&f.workosSecrets, "workos-secret", env("WORKOS_WEBHOOK_SECRET", ""), "WorkOS signing secret(s), comma-separated (env WORKOS_WEBHOOK_SECRET)")
+	fs.StringVar(&f.stripeSecrets, "stripe-secret", env("STRIPE_WEBHOOK_SECRET", ""), "Stripe platform signing secret(s), comma-separated (env STRIPE_WEBHOOK_SECRET)")
+	fs.StringVar(&f.connectSecrets, "stripe-connect-secret", env("STRIPE_CONNECT_WEBHOOK_SECRET", ""), "Stripe Connect signing secret(s), comma-separated (env STRIPE_CONNECT_WEBHOOK_SECRET)")
+	fs.DurationVar(&f.workosTolerance, "workos-tolerance", envDuration("WORKOS_SIGNATURE_TOLERANCE", 180*time.Second), "accepted WorkOS timestamp skew, either direction")
+	fs.DurationVar(&f.stripeTolerance, "stripe-tolerance", envDuration("STRIPE_SIGNATURE_TOLERANCE", 300*time.Second), "accepted Stripe timestamp skew, either direction")
+	fs.Int64Var(&f.maxBody, "max-body", int64(envInt("SYNCD_MAX_BODY", 1<<20)), "largest accepted webhook body in bytes")
+	fs.DurationVar(&f.publishTimeout, "publish-timeout", envDuration("SYNCD_PUBLISH_TIMEOUT", 5*time.Second), "wait for JetStream's PubAck before answering 503")
+	fs.DurationVar(&f.replayWindow, "replay-window", envDuration("SYNCD_REPLAY_WINDOW", 30*24*time.Hour), "how long WEBHOOKS keeps events (stream MaxAge)")
+	fs.IntVar(&f.batchSize, "batch-size", envInt("SYNCD_BATCH_SIZE", 256), "events applied per transaction, at most")
+	fs.IntVar(&f.maxAttempts, "max-attempts", envInt("SYNCD_MAX_ATTEMPTS", 5), "permanent failures before an event is dead-lettered")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "hard stop after this long")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("unexpected argument %q", fs.Arg(0))
+	}
+	ingestOn, consumeOn := f.role == "all" || f.role == "ingest", f.role == "all" || f.role == "consume"
+	if !ingestOn && !consumeOn {
+		return usageError("--role %q: want all, ingest or consume", f.role)
+	}
+	if f.replayWindow < time.Hour {
+		return usageError("--replay-window %s: want at least 1h", f.replayWindow)
+	}
+	log, err := f.logger(stderr)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var hooks []func(context.Context) error // readiness checks
+	var pool *pgxpool.Pool
+	if consumeOn || f.databaseURL != "" {
+		if pool, err = f.pool(ctx); err != nil {
+			return err
+		}
+		defer pool.Close()
+		hooks = append(hooks, func(ctx context.Context) error { return pool.Ping(ctx) })
+		if !f.noMigrate {
+			applied, err := migrations.Up(ctx, pool)
+			if err != nil {
+				return err
+			}
+			for _, m := range applied {
+				log.Info("migration applied", "version", m.Version, "name", m.Name)
+			}
+		}
+	}
+
+	conn, err := f.jetstream(ctx, log, true)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = stream.Ensure(ectx, conn.JS, stream.Config{MaxAge: f.replayWindow}, stream.ConsumerConfig{})
+	cancel()
+	if err != nil {
+		return err
+	}
+	hooks = append(hooks, conn.Ready)
+
+	var draining atomic.Bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		if draining.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"stopping"}` + "\n"))
+			return
+		}
+		for _, check := range hooks {
+			if err := check(rctx); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = fmt.Fprintf(w, `{"status":"not ready","reason":%q}`+"\n", err.Error())
+				return
+			}
+		}
+		_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if ingestOn {
+		h, err := ingest.New(ingest.Config{
+			WorkOSSecrets:        f.workosSecrets,
+			StripeSecrets:        f.stripeSecrets,
+			StripeConnectSecrets: f.connectSecrets,
+			WorkOSTolerance:      f.workosTolerance,
+			StripeTolerance:      f.stripeTolerance,
+			MaxBody:              f.maxBody,
+			PublishTimeout:       f.publishTimeout,
+			Logger:               log,
+			Registerer:           reg,
+		}, conn.JS)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		h.Register(mux)
+	}
+
+	ln, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", f.httpAddr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	if consumeOn {
+		c, err := consumers.New(consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, Logger: log, Registerer: reg}, pool, conn.JS)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.Run(runCtx); err != nil {
+				errc <- fmt.Errorf("consumer: %w", err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		monitor(runCtx, conn, reg, log)
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	log.Info("syncd serving", "addr", ln.Addr().String(), "role", f.role, "embedded_nats", conn.Embedded())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	// Soft stop: fail readiness, finish the webhooks in flight (they wait
+	// for their PubAck), stop fetching and settle the batch in flight; hard
+	// stop after the timeout.
+	log.Info("syncd stopping")
+	draining.Store(true)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdownTimeout)
+	defer cancel()
+	stopRun()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		log.Warn("hard stop: consumer did not finish in time")
+	}
+	log.Info("syncd stopped")
+	return runErr
+}
+
+// monitor publishes stream gauges: consumer lag and dead-letter depth.
+func monitor(ctx context.Context, conn *stream.Conn, reg prometheus.Registerer, log *slog.Logger) {
+	pending := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_consumer_pending", Help: "Events stored but not yet delivered to the apply consumer."})
+	ackPending := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_consumer_ack_pending", Help: "Events delivered and not yet settled."})
+	dlDepth := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_dead_letter_depth", Help: "Messages in DEADLETTER."})
+	reg.MustRegister(pending, ackPending, dlDepth)
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if c, err := conn.JS.Consumer(qctx, stream.Webhooks, stream.Consumer); err == nil {
+			if info, err := c.Info(qctx); err == nil {
+				pending.Set(float64(info.NumPending))
+				ackPending.Set(float64(info.NumAckPending))
+			}
+		} else if ctx.Err() == nil {
+			log.Debug("monitor: consumer info", "err", err)
+		}
+		if s, err := conn.JS.Stream(qctx, stream.DeadLetter); err == nil {
+			dlDepth.Set(float64(s.CachedInfo().State.Msgs))
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,490 @@
+// Package consumers applies the events stored in JetStream to Postgres: a
+// pull loop that takes what is available in batches, applies each batch in
+// one transaction (ledger row and entity writes together, ack after
+// commit), retries transient failures without limit and sets permanent
+// ones aside in DEADLETTER.
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/syncd/syncd/events"
+	"github.com/syncd/syncd/queries"
+	"github.com/syncd/syncd/stream"
+)
+
+// Config configures the apply loop.
+type Config struct {
+	// Durable is the JetStream consumer to read.
+	Durable string
+	// BatchSize caps the events applied in one transaction.
+	BatchSize int
+	// MaxAttempts is how many times an event failing permanently is tried
+	// before it is dead-lettered. Transient failures do not count.
+	MaxAttempts int
+	// RetryMin and RetryMax bound the exponential backoff (with jitter) of
+	// redeliveries.
+	RetryMin, RetryMax time.Duration
+	// ProbeMax caps the interval of Postgres probes while paused.
+	ProbeMax time.Duration
+	// StopTimeout bounds how long a stop waits for the batch in flight.
+	StopTimeout time.Duration
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
+}
+
+func (c Config) withDefaults() Config {
+	if c.Durable == "" {
+		c.Durable = stream.Consumer
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 256
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 5
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = time.Second
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 2 * time.Minute
+	}
+	if c.ProbeMax == 0 {
+		c.ProbeMax = 5 * time.Second
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.BatchSize < 1 || c.BatchSize > 10000:
+		return fmt.Errorf("consumers: BatchSize %d outside 1..10000", c.BatchSize)
+	case c.MaxAttempts < 1:
+		return fmt.Errorf("consumers: MaxAttempts %d below 1", c.MaxAttempts)
+	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:
+		return fmt.Errorf("consumers: retry backoff %s..%s is not a range", c.RetryMin, c.RetryMax)
+	}
+	return nil
+}
+
+// Consumer applies WEBHOOKS to Postgres.
+type Consumer struct {
+	cfg      Config
+	pool     *pgxpool.Pool
+	js       jetstream.JetStream
+	q        *queries.Queries
+	handlers map[string]map[string]Handler
+	log      *slog.Logger
+	metrics  *metrics
+	// failures counts permanent failures per stream sequence. Lost on
+	// restart, which only grants an event a few more attempts.
+	failures map[uint64]int
+}
+
+// New builds a consumer over pool and js.
+func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (*Consumer, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{
+		cfg:      cfg,
+		pool:     pool,
+		js:       js,
+		q:        queries.New(),
+		handlers: handlers(),
+		log:      cfg.Logger,
+		metrics:  m,
+		failures: map[uint64]int{},
+	}, nil
+}
+
+// Run applies events from the durable consumer until ctx is done. On stop
+// it stops fetching, finishes and acks the batch in flight, and hands the
+// messages it had buffered back to the server.
+func (c *Consumer) Run(ctx context.Context) error {
+	cons, err := c.js.Consumer(ctx, stream.Webhooks, c.cfg.Durable)
+	if err != nil {
+		return fmt.Errorf("open consumer %s: %w", c.cfg.Durable, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * c.cfg.BatchSize))
+	if err != nil {
+		return fmt.Errorf("pull from consumer %s: %w", c.cfg.Durable, err)
+	}
+	msgs := make(chan jetstream.Msg, c.cfg.BatchSize)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := it.Next()
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			if err != nil {
+				c.log.Warn("pull from JetStream", "err", err)
+				continue
+			}
+			msgs <- m
+		}
+	}()
+	stopped := ctx.Done()
+	for {
+		select {
+		case <-stopped:
+			// Soft stop: no more pulls; what was buffered goes back at once
+			// rather than after AckWait.
+			it.Drain()
+			stopped = nil
+			continue
+		case m, ok := <-msgs:
+			if !ok {
+				return nil
+			}
+			if stopped == nil {
+				_ = m.Nak()
+				continue
+			}
+			batch := []jetstream.Msg{m}
+		fill:
+			for len(batch) < c.cfg.BatchSize {
+				select {
+				case m, ok := <-msgs:
+					if !ok {
+						break fill
+					}
+					batch = append(batch, m)
+				default:
+					break fill
+				}
+			}
+			// The batch in flight finishes even when a stop arrives.
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.StopTimeout)
+			transient := c.Process(bctx, batch)
+			cancel()
+			if transient != nil {
+				c.pause(ctx, transient)
+			}
+		}
+	}
+}
+
+// Process applies a batch of messages and settles each one: ack after
+// commit, redelivery with backoff, or dead letter. It returns the error
+// that failed the whole batch transiently, if any, so the caller can pause.
+func (c *Consumer) Process(ctx context.Context, msgs []jetstream.Msg) error {
+	start := time.Now()
+	evs := make([]Event, 0, len(msgs))
+	kept := make([]jetstream.Msg, 0, len(msgs))
+	for _, m := range msgs {
+		ev, err := DecodeMsg(m)
+		if err != nil {
+			c.settleFailure(ctx, m, ev, err)
+			continue
+		}
+		evs = append(evs, ev)
+		kept = append(kept, m)
+	}
+	res, err := c.Apply(ctx, evs)
+	if err != nil {
+		c.log.Warn("batch failed, will retry", "events", len(evs), "class", Classify(err), "err", err)
+		for i, m := range kept {
+			_ = m.NakWithDelay(c.backoff(1))
+			c.metrics.retries.WithLabelValues(evs[i].Source, string(Transient)).Inc()
+		}
+		return err
+	}
+	for i, m := range kept {
+		if res[i].Err != nil {
+			c.settleFailure(ctx, m, evs[i], res[i].Err)
+			continue
+		}
+		delete(c.failures, evs[i].Seq)
+		_ = m.Ack()
+		c.metrics.events.WithLabelValues(evs[i].Source, string(res[i].Outcome)).Inc()
+		c.metrics.lastApplied.WithLabelValues(evs[i].Source).SetToCurrentTime()
+	}
+	c.metrics.batch.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// Result is the fate of one event of a batch.
+type Result struct {
+	Outcome Outcome
+	Err     error
+}
+
+// Apply applies events in one transaction. An event that fails permanently
+// is rolled back alone and reported in its Result, without failing its
+// batch-mates. A transient failure fails the whole batch: the returned
+// error is set and nothing is committed.
+func (c *Consumer) Apply(ctx context.Context, evs []Event) ([]Result, error) {
+	res := make([]Result, len(evs))
+	if len(evs) == 0 {
+		return res, nil
+	}
+	// Most batches have no bad event: try without savepoints first and
+	// fall back to one savepoint per event only when one fails.
+	failed, err := c.applyTx(ctx, evs, res, false)
+	if err != nil || !failed {
+		return res, err
+	}
+	clear(res)
+	_, err = c.applyTx(ctx, evs, res, true)
+	return res, err
+}
+
+func (c *Consumer) applyTx(ctx context.Context, evs []Event, res []Result, isolate bool) (failed bool, err error) {
+	tx, err := c.pool.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("begin batch: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	for i, ev := range evs {
+		var db pgx.Tx = tx
+		if isolate {
+			if db, err = tx.Begin(ctx); err != nil {
+				return false, fmt.Errorf("savepoint: %w", err)
+			}
+		}
+		out, err := c.applyOne(ctx, db, ev)
+		if err != nil {
+			if Classify(err) == Transient {
+				return false, fmt.Errorf("apply %s %s: %w", ev.Source, ev.Envelope.ID, err)
+			}
+			if !isolate {
+				return true, nil
+			}
+			if rbErr := db.Rollback(ctx); rbErr != nil {
+				return false, fmt.Errorf("roll back to savepoint: %w", rbErr)
+			}
+			res[i].Err = err
+			continue
+		}
+		if isolate {
+			if err := db.Commit(ctx); err != nil {
+				return false, fmt.Errorf("release savepoint: %w", err)
+			}
+		}
+		res[i].Outcome = out
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("commit batch: %w", err)
+	}
+	return false, nil
+}
+
+// applyOne claims the event in the ledger and applies it.
+func (c *Consumer) applyOne(ctx context.Context, db pgx.Tx, ev Event) (Outcome, error) {
+	seq := int64(ev.Seq)
+	_, err := c.q.EventLedgerInsert(ctx, db, queries.EventLedgerInsertParams{
+		Source:     ev.Source,
+		EventID:    ev.Envelope.ID,
+		EventType:  ev.Envelope.Type,
+		ProviderAt: timePtr(ev.Envelope.Created),
+		ReceivedAt: timePtr(ev.ReceivedAt),
+		StreamSeq:  &seq,
+	})
+	if err = queries.Check(err); errors.Is(err, queries.ErrNotFound) {
+		return Skipped, nil
+	} else if err != nil {
+		return "", fmt.Errorf("ledger: %w", err)
+	}
+	h := c.handlers[ev.Source][ev.Envelope.Type]
+	out := Ignored
+	if h != nil {
+		if out, err = h(ctx, Tx{Q: c.q, DB: db}, ev); err != nil {
+			return "", err
+		}
+	}
+	if out != Applied {
+		if err := c.q.EventLedgerSetOutcome(ctx, db, queries.EventLedgerSetOutcomeParams{
+			Outcome: string(out), Source: ev.Source, EventID: ev.Envelope.ID,
+		}); err != nil {
+			return "", fmt.Errorf("ledger outcome: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// settleFailure redelivers a failed event later or dead-letters it.
+func (c *Consumer) settleFailure(ctx context.Context, m jetstream.Msg, ev Event, cause error) {
+	class := Classify(cause)
+	attempts := 1
+	if class == Permanent {
+		c.failures[ev.Seq]++
+		attempts = c.failures[ev.Seq]
+	}
+	log := c.log.With("source", ev.Source, "event_id", ev.Envelope.ID, "type", ev.Envelope.Type, "seq", ev.Seq, "attempt", attempts, "class", class)
+	if class == Transient || (class == Permanent && attempts < c.cfg.MaxAttempts) {
+		log.Warn("event failed, will retry", "err", cause)
+		c.metrics.retries.WithLabelValues(ev.Source, string(class)).Inc()
+		_ = m.NakWithDelay(c.backoff(attempts))
+		return
+	}
+	if err := c.deadLetter(ctx, m, ev, class, cause, attempts); err != nil {
+		log.Error("dead letter not stored, will retry", "err", err)
+		_ = m.NakWithDelay(c.backoff(1))
+		return
+	}
+	log.Error("event dead-lettered", "err", cause)
+	delete(c.failures, ev.Seq)
+	c.metrics.deadLettered.WithLabelValues(ev.Source, ev.Envelope.Type, string(class)).Inc()
+}
+
+// deadLetter stores a copy of the message in DEADLETTER with the reason,
+// then terminates the original. The copy's message id makes a second dead
+// letter of the same stream sequence a duplicate.
+func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, ev Event, class Class, cause error, attempts int) error {
+	source, typ := ev.Source, ev.Envelope.Type
+	if source == "" || typ == "" {
+		source, typ = splitSubject(m.Subject())
+	}
+	dl := nats.NewMsg(stream.DeadLetterSubject(source, typ))
+	dl.Data = m.Data()
+	for k, v := range m.Headers() {
+		if k != jetstream.MsgIDHeader {
+			dl.Header[k] = v
+		}
+	}
+	md, _ := m.Metadata()
+	seq, deliveries := ev.Seq, uint64(attempts)
+	if md != nil {
+		seq, deliveries = md.Sequence.Stream, md.NumDelivered
+	}
+	reason := cause.Error()
+	if len(reason) > 1024 {
+		reason = reason[:1024]
+	}
+	dl.Header.Set(jetstream.MsgIDHeader, "dl:"+strconv.FormatUint(seq, 10))
+	dl.Header.Set(stream.HeaderSource, source)
+	dl.Header.Set(stream.HeaderEventType, typ)
+	dl.Header.Set(stream.HeaderDLSubject, m.Subject())
+	dl.Header.Set(stream.HeaderDLSequence, strconv.FormatUint(seq, 10))
+	dl.Header.Set(stream.HeaderDLDeliveries, strconv.FormatUint(deliveries, 10))
+	dl.Header.Set(stream.HeaderDLClass, string(class))
+	dl.Header.Set(stream.HeaderDLError, reason)
+	dl.Header.Set(stream.HeaderDLFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
+	dl.Header.Set(stream.HeaderDLConsumer, c.cfg.Durable)
+	if _, err := c.js.PublishMsg(ctx, dl); err != nil {
+		return fmt.Errorf("publish dead letter: %w", err)
+	}
+	if err := m.TermWithReason(string(class) + ": " + reason); err != nil {
+		return fmt.Errorf("terminate original: %w", err)
+	}
+	return nil
+}
+
+// pause stops fetching until Postgres answers again, probing with backoff.
+func (c *Consumer) pause(ctx context.Context, cause error) {
+	c.metrics.paused.Set(1)
+	defer c.metrics.paused.Set(0)
+	c.log.Warn("consumer paused: probing Postgres", "err", cause)
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := c.pool.Ping(pctx)
+		cancel()
+		if err == nil {
+			c.log.Info("consumer resumed", "probes", attempt)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jitter(wait)):
+		}
+		wait = min(2*wait, c.cfg.ProbeMax)
+	}
+}
+
+// backoff is the redelivery delay after the n-th failure: exponential from
+// RetryMin, capped at RetryMax, with jitter so a burst does not return as
+// one.
+func (c *Consumer) backoff(n int) time.Duration {
+	d := c.cfg.RetryMin
+	for i := 1; i < n && d < c.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	return jitter(min(d, c.cfg.RetryMax))
+}
+
+// jitter spreads d over [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+// DecodeMsg reads the routing facts of a WEBHOOKS message. The source comes
+// from the header ingest sets, else from the subject.
+func DecodeMsg(m jetstream.Msg) (Event, error) {
+	h := m.Headers()
+	ev := Event{Body: m.Data(), Source: h.Get(stream.HeaderSource), Endpoint: h.Get(stream.HeaderEndpoint)}
+	if ev.Source == "" {
+		ev.Source, _ = splitSubject(m.Subject())
+	}
+	if md, err := m.Metadata(); err == nil {
+		ev.Seq = md.Sequence.Stream
+		ev.ReceivedAt = md.Timestamp
+	}
+	if t, err := time.Parse(time.RFC3339Nano, h.Get(stream.HeaderReceivedAt)); err == nil {
+		ev.ReceivedAt = t
+	}
+	var err error
+	switch ev.Source {
+	case stream.SourceWorkOS:
+		ev.Envelope, err = events.DecodeWorkOS(ev.Body)
+	case stream.SourceStripe:
+		ev.Envelope, err = events.DecodeStripe(ev.Body)
+	default:
+		err = fmt.Errorf("unknown source %q", ev.Source)
+	}
+	if err != nil {
+		_, ev.Envelope.Type = splitSubject(m.Subject())
+		ev.Envelope.ID = h.Get(stream.HeaderEventID)
+		return ev, fmt.Errorf("%w: %v", ErrUndecodable, err)
+	}
+	return ev, nil
+}
+
+// splitSubject turns webhooks.<source>.<type…> into source and type.
+func splitSubject(subject string) (source, typ string) {
+	parts := strings.SplitN(subject, ".", 3)
+	if len(parts) < 3 {
+		return "unknown", "unknown"
+	}
+	return parts[1], parts[2]
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}

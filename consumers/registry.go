@@ -1,0 +1,61 @@
+package consumers
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/syncd/syncd/events"
+	"github.com/syncd/syncd/queries"
+	"github.com/syncd/syncd/stream"
+)
+
+// Outcome is what applying an event did, as recorded in the ledger.
+type Outcome string
+
+const (
+	Applied Outcome = "applied"
+	Ignored Outcome = "ignored" // a type syncd does not handle
+	Stale   Outcome = "stale"   // older than what is stored
+	// Skipped is not stored: the event was in the ledger already.
+	Skipped Outcome = "skipped"
+)
+
+// Event is one message from WEBHOOKS, decoded as far as routing needs.
+type Event struct {
+	Source     string
+	Envelope   events.Envelope
+	Body       []byte
+	Seq        uint64
+	ReceivedAt time.Time
+	// Endpoint is "connect" for Stripe Connect events.
+	Endpoint string
+}
+
+// Tx is what a handler gets: the queries bound to the batch transaction.
+type Tx struct {
+	Q  *queries.Queries
+	DB pgx.Tx
+}
+
+// Handler applies one event inside the batch transaction and reports its
+// outcome. Errors are classified by Classify; wrap decode failures in
+// ErrUndecodable.
+type Handler func(ctx context.Context, tx Tx, ev Event) (Outcome, error)
+
+// handlers routes by source, then event type. Each provider's file adds its
+// own table.
+func handlers() map[string]map[string]Handler {
+	workos := map[string]Handler{}
+	for k, v := range workosHandlers() {
+		workos[k] = v
+	}
+	for k, v := range dsyncHandlers() {
+		workos[k] = v
+	}
+	return map[string]map[string]Handler{
+		stream.SourceWorkOS: workos,
+		stream.SourceStripe: stripeHandlers(),
+	}
+}

@@ -1,0 +1,358 @@
+package consumers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/syncd/syncd/events"
+	"github.com/syncd/syncd/queries"
+)
+
+// workosHandlers applies WorkOS user, organization and membership events.
+func workosHandlers() map[string]Handler {
+	return map[string]Handler{
+		"user.created":                    applyUser,
+		"user.updated":                    applyUser,
+		"user.deleted":                    deleteUser,
+		"organization.created":            applyOrganization,
+		"organization.updated":            applyOrganization,
+		"organization.deleted":            deleteOrganization,
+		"organization_membership.created": applyMembership,
+		"organization_membership.updated": applyMembership,
+		"organization_membership.deleted": deleteMembership,
+		// Legacy names of the same events.
+		"organization_membership.added":   applyMembership,
+		"organization_membership.removed": deleteMembership,
+	}
+}
+
+// decodeData decodes a WorkOS event's data object into v.
+func decodeData(ev Event, v any) error {
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(ev.Body, &env); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUndecodable, ev.Envelope.Type, err)
+	}
+	if err := json.Unmarshal(env.Data, v); err != nil {
+		return fmt.Errorf("%w: %s data: %v", ErrUndecodable, ev.Envelope.Type, err)
+	}
+	return nil
+}
+
+// version is the object version a WorkOS event carries: the object's
+// updated_at, else the event's time, else when syncd received it.
+func version(ev Event, updatedAt events.Time) time.Time {
+	switch {
+	case !updatedAt.IsZero():
+		return updatedAt.Time
+	case !ev.Envelope.Created.IsZero():
+		return ev.Envelope.Created
+	default:
+		return ev.ReceivedAt
+	}
+}
+
+// deletedAt is when a delete happened, for the tombstone.
+func deletedAt(ev Event) time.Time {
+	if !ev.Envelope.Created.IsZero() {
+		return ev.Envelope.Created
+	}
+	return ev.ReceivedAt
+}
+
+// upserted maps an upsert's RETURNING to an outcome: no row is stale.
+func upserted(err error) (Outcome, error) {
+	switch err = queries.Check(err); {
+	case err == nil:
+		return Applied, nil
+	case errors.Is(err, queries.ErrNotFound):
+		return Stale, nil
+	default:
+		return "", err
+	}
+}
+
+func requireID(ev Event, what, id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: %s without %s", ErrUndecodable, ev.Envelope.Type, what)
+	}
+	return nil
+}
+
+type workosUser struct {
+	ID                string          `json:"id"`
+	Email             *string         `json:"email"`
+	FirstName         *string         `json:"first_name"`
+	LastName          *string         `json:"last_name"`
+	EmailVerified     bool            `json:"email_verified"`
+	ProfilePictureURL *string         `json:"profile_picture_url"`
+	ExternalID        *string         `json:"external_id"`
+	Metadata          json.RawMessage `json:"metadata"`
+	Locale            *string         `json:"locale"`
+	LastSignInAt      events.Time     `json:"last_sign_in_at"`
+	CreatedAt         events.Time     `json:"created_at"`
+	UpdatedAt         events.Time     `json:"updated_at"`
+}
+
+func applyUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+	var u workosUser
+	if err := decodeData(ev, &u); err != nil {
+		return "", err
+	}
+	if err := requireID(ev, "id", u.ID); err != nil {
+		return "", err
+	}
+	_, err := tx.Q.UserUpsert(ctx, tx.DB, queries.UserUpsertParams{
+		WorkosUserID:      u.ID,
+		Email:             u.Email,
+		FirstName:         u.FirstName,
+		LastName:          u.LastName,
+		EmailVerified:     u.EmailVerified,
+		ProfilePictureUrl: u.ProfilePictureURL,
+		ExternalID:        u.ExternalID,
+		Metadata:          jsonObject(u.Metadata),
+		Locale:            u.Locale,
+		LastSignInAt:      u.LastSignInAt.Ptr(),
+		WorkosCreatedAt:   u.CreatedAt.Ptr(),
+		WorkosUpdatedAt:   ptr(version(ev, u.UpdatedAt)),
+	})
+	out, err := upserted(err)
+	if err != nil || out != Applied {
+		return out, err
+	}
+	// Rows of other providers that arrived first wait for this user.
+	return out, linkUser(ctx, tx, u.ID, u.Email)
+}
+
+func deleteUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+	var u workosUser
+	if err := decodeData(ev, &u); err != nil {
+		return "", err
+	}
+	if err := requireID(ev, "id", u.ID); err != nil {
+		return "", err
+	}
+	at := deletedAt(ev)
+	if err := tx.Q.UserDelete(ctx, tx.DB, queries.UserDeleteParams{
+		WorkosUserID:    u.ID,
+		Email:           u.Email,
+		FirstName:       u.FirstName,
+		LastName:        u.LastName,
+		WorkosCreatedAt: u.CreatedAt.Ptr(),
+		WorkosUpdatedAt: ptr(version(ev, u.UpdatedAt)),
+		DeletedAt:       &at,
+	}); err != nil {
+		return "", err
+	}
+	return Applied, tx.Q.MembershipDeleteByUser(ctx, tx.DB, queries.MembershipDeleteByUserParams{WorkosUserID: u.ID, DeletedAt: &at})
+}
+
+type workosOrganization struct {
+	ID      string  `json:"id"`
+	Name    *string `json:"name"`
+	Domains []struct {
+		Domain string `json:"domain"`
+	} `json:"domains"`
+	Metadata         json.RawMessage `json:"metadata"`
+	ExternalID       *string         `json:"external_id"`
+	StripeCustomerID *string         `json:"stripe_customer_id"`
+	CreatedAt        events.Time     `json:"created_at"`
+	UpdatedAt        events.Time     `json:"updated_at"`
+}
+
+func applyOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+	var o workosOrganization
+	if err := decodeData(ev, &o); err != nil {
+		return "", err
+	}
+	if err := requireID(ev, "id", o.ID); err != nil {
+		return "", err
+	}
+	domains := make([]string, 0, len(o.Domains))
+	for _, d := range o.Domains {
+		if d.Domain != "" {
+			domains = append(domains, d.Domain)
+		}
+	}
+	// The app may keep its own type and slug in WorkOS metadata; sync uses
+	// them only to fill a row that has none.
+	var meta struct {
+		Type *string `json:"type"`
+		Slug *string `json:"slug"`
+	}
+	_ = json.Unmarshal(o.Metadata, &meta)
+	_, err := tx.Q.OrganizationUpsert(ctx, tx.DB, queries.OrganizationUpsertParams{
+		WorkosOrgID:      o.ID,
+		Name:             o.Name,
+		Slug:             meta.Slug,
+		Type:             meta.Type,
+		Domains:          domains,
+		ExternalID:       o.ExternalID,
+		Metadata:         jsonObject(o.Metadata),
+		StripeCustomerID: o.StripeCustomerID,
+		WorkosCreatedAt:  o.CreatedAt.Ptr(),
+		WorkosUpdatedAt:  ptr(version(ev, o.UpdatedAt)),
+	})
+	return upserted(err)
+}
+
+func deleteOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+	var o workosOrganization
+	if err := decodeData(ev, &o); err != nil {
+		return "", err
+	}
+	if err := requireID(ev, "id", o.ID); err != nil {
+		return "", err
+	}
+	at := deletedAt(ev)
+	if err := tx.Q.OrganizationDelete(ctx, tx.DB, queries.OrganizationDeleteParams{
+		WorkosOrgID:     o.ID,
+		Name:            o.Name,
+		WorkosCreatedAt: o.CreatedAt.Ptr(),
+		WorkosUpdatedAt: ptr(version(ev, o.UpdatedAt)),
+		DeletedAt:       &at,
+	}); err != nil {
+		return "", err
+	}
+	return Applied, tx.Q.MembershipDeleteByOrg(ctx, tx.DB, queries.MembershipDeleteByOrgParams{WorkosOrgID: o.ID, DeletedAt: &at})
+}
+
+type workosRole struct {
+	Slug string `json:"slug"`
+}
+
+type workosMembership struct {
+	ID               string       `json:"id"`
+	UserID           string       `json:"user_id"`
+	OrganizationID   string       `json:"organization_id"`
+	Status           *string      `json:"status"`
+	Role             *workosRole  `json:"role"`
+	Roles            []workosRole `json:"roles"`
+	DirectoryManaged bool         `json:"directory_managed"`
+	CreatedAt        events.Time  `json:"created_at"`
+	UpdatedAt        events.Time  `json:"updated_at"`
+}
+
+func (m workosMembership) validate(ev Event) error {
+	if err := requireID(ev, "id", m.ID); err != nil {
+		return err
+	}
+	if err := requireID(ev, "user_id", m.UserID); err != nil {
+		return err
+	}
+	return requireID(ev, "organization_id", m.OrganizationID)
+}
+
+func (m workosMembership) role() *string {
+	if m.Role != nil && m.Role.Slug != "" {
+		return &m.Role.Slug
+	}
+	if len(m.Roles) > 0 {
+		return &m.Roles[0].Slug
+	}
+	return nil
+}
+
+func (m workosMembership) roles() []string {
+	out := make([]string, 0, len(m.Roles)+1)
+	for _, r := range m.Roles {
+		out = append(out, r.Slug)
+	}
+	if len(out) == 0 && m.Role != nil && m.Role.Slug != "" {
+		out = append(out, m.Role.Slug)
+	}
+	return out
+}
+
+// membershipParents makes sure the user and organization rows exist, as
+// stubs when their own events have not arrived yet.
+func membershipParents(ctx context.Context, tx Tx, m workosMembership) (orgID uuid.UUID, err error) {
+	if err := tx.Q.UserEnsureStub(ctx, tx.DB, m.UserID); err != nil {
+		return orgID, err
+	}
+	return tx.Q.OrganizationEnsure(ctx, tx.DB, m.OrganizationID)
+}
+
+func applyMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+	var m workosMembership
+	if err := decodeData(ev, &m); err != nil {
+		return "", err
+	}
+	if err := m.validate(ev); err != nil {
+		return "", err
+	}
+	orgID, err := membershipParents(ctx, tx, m)
+	if err != nil {
+		return "", err
+	}
+	v := version(ev, m.UpdatedAt)
+	at := deletedAt(ev)
+	if _, err := tx.Q.MembershipSupersede(ctx, tx.DB, queries.MembershipSupersedeParams{
+		DeletedAt:             &at,
+		WorkosUserID:          m.UserID,
+		OrgID:                 orgID,
+		WorkosOrgMembershipID: m.ID,
+		WorkosUpdatedAt:       &v,
+	}); err != nil {
+		return "", err
+	}
+	_, err = tx.Q.MembershipUpsert(ctx, tx.DB, queries.MembershipUpsertParams{
+		WorkosOrgMembershipID: m.ID,
+		WorkosUserID:          m.UserID,
+		WorkosOrgID:           m.OrganizationID,
+		OrgID:                 orgID,
+		Role:                  m.role(),
+		Roles:                 m.roles(),
+		Status:                m.Status,
+		DirectoryManaged:      m.DirectoryManaged,
+		WorkosCreatedAt:       m.CreatedAt.Ptr(),
+		WorkosUpdatedAt:       &v,
+		SupersededAt:          at,
+	})
+	return upserted(err)
+}
+
+func deleteMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+	var m workosMembership
+	if err := decodeData(ev, &m); err != nil {
+		return "", err
+	}
+	if err := m.validate(ev); err != nil {
+		return "", err
+	}
+	orgID, err := membershipParents(ctx, tx, m)
+	if err != nil {
+		return "", err
+	}
+	v := version(ev, m.UpdatedAt)
+	at := deletedAt(ev)
+	return Applied, tx.Q.MembershipDelete(ctx, tx.DB, queries.MembershipDeleteParams{
+		WorkosOrgMembershipID: m.ID,
+		WorkosUserID:          m.UserID,
+		WorkosOrgID:           m.OrganizationID,
+		OrgID:                 orgID,
+		Role:                  m.role(),
+		Roles:                 m.roles(),
+		Status:                m.Status,
+		WorkosCreatedAt:       m.CreatedAt.Ptr(),
+		WorkosUpdatedAt:       &v,
+		DeletedAt:             &at,
+	})
+}
+
+// jsonObject keeps a JSON object as is and turns anything else (absent,
+// null, placeholder) into {} for the NOT NULL jsonb columns.
+func jsonObject(raw json.RawMessage) json.RawMessage {
+	if len(raw) > 0 && raw[0] == '{' {
+		return raw
+	}
+	return json.RawMessage(`{}`)
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,253 @@
+// Package ingest is syncd's HTTP front: it reads each webhook's raw body
+// once, verifies it with the provider's signature scheme, publishes the
+// bytes to JetStream, and answers 200 only after the PubAck.
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/syncd/syncd/events"
+	"github.com/syncd/syncd/stream"
+)
+
+// Config configures the webhook endpoints.
+type Config struct {
+	WorkOSSecrets        string // comma-separated, several during rotation
+	StripeSecrets        string
+	StripeConnectSecrets string
+	WorkOSTolerance      time.Duration
+	StripeTolerance      time.Duration
+	MaxBody              int64
+	// PublishTimeout bounds the wait for JetStream's PubAck; past it the
+	// provider gets a 503 and retries.
+	PublishTimeout time.Duration
+	// RetryAfter is the Retry-After sent with a 503.
+	RetryAfter time.Duration
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Now is the clock; tests set it.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.WorkOSTolerance == 0 {
+		c.WorkOSTolerance = 180 * time.Second
+	}
+	if c.StripeTolerance == 0 {
+		c.StripeTolerance = 300 * time.Second
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = 1 << 20
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if len(splitSecrets(c.WorkOSSecrets)) == 0 && len(splitSecrets(c.StripeSecrets)) == 0 && len(splitSecrets(c.StripeConnectSecrets)) == 0 {
+		return errors.New("ingest: no webhook secret configured: set WORKOS_WEBHOOK_SECRET, STRIPE_WEBHOOK_SECRET or STRIPE_CONNECT_WEBHOOK_SECRET")
+	}
+	if c.WorkOSTolerance < 0 || c.StripeTolerance < 0 {
+		return errors.New("ingest: signature tolerance must be positive")
+	}
+	if c.MaxBody < 1024 {
+		return fmt.Errorf("ingest: MaxBody %d is below 1 KiB", c.MaxBody)
+	}
+	return nil
+}
+
+// Publisher stores a message in JetStream and reports the PubAck.
+type Publisher interface {
+	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+}
+
+// provider is one webhook endpoint's verification and envelope decoding.
+type provider interface {
+	source() string
+	endpoint() string
+	verify(h http.Header, body []byte, now time.Time) error
+	decode(body []byte) (events.Envelope, error)
+}
+
+// Handler serves the webhook routes.
+type Handler struct {
+	cfg     Config
+	js      Publisher
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// New builds the webhook handler.
+func New(cfg Config, js Publisher) (*Handler, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Handler{cfg: cfg, js: js, log: cfg.Logger, metrics: m}, nil
+}
+
+// Register adds the webhook routes to mux. A provider without secrets
+// answers 404, so a misrouted provider fails loudly instead of being
+// accepted unverified.
+func (h *Handler) Register(mux *http.ServeMux) {
+	routes := []struct {
+		path string
+		p    provider
+		ok   bool
+	}{
+		{"/webhooks/workos", workOS{secrets: splitSecrets(h.cfg.WorkOSSecrets), tolerance: h.cfg.WorkOSTolerance}, h.cfg.WorkOSSecrets != ""},
+		{"/webhooks/stripe", stripe{secrets: splitSecrets(h.cfg.StripeSecrets), tolerance: h.cfg.StripeTolerance}, h.cfg.StripeSecrets != ""},
+		{"/webhooks/stripe/connect", stripe{secrets: splitSecrets(h.cfg.StripeConnectSecrets), tolerance: h.cfg.StripeTolerance, connect: true}, h.cfg.StripeConnectSecrets != ""},
+	}
+	for _, r := range routes {
+		if r.ok {
+			mux.Handle(r.path, h.webhook(r.p))
+		} else {
+			mux.Handle(r.path, notConfigured(r.path))
+		}
+	}
+}
+
+func notConfigured(path string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_configured", path+" has no signing secret configured")
+	})
+}
+
+func (h *Handler) webhook(p provider) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		status := h.serve(w, r, p)
+		h.metrics.requests.WithLabelValues(p.source(), p.endpoint(), strconv.Itoa(status)).Inc()
+		h.metrics.latency.WithLabelValues(p.source()).Observe(time.Since(start).Seconds())
+	})
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+	}
+	if r.ContentLength > h.cfg.MaxBody {
+		return writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body over %d bytes", h.cfg.MaxBody))
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body over %d bytes", h.cfg.MaxBody))
+		}
+		return writeError(w, http.StatusBadRequest, "body_unreadable", "could not read the request body")
+	}
+	now := h.cfg.Now()
+	if err := p.verify(r.Header, body, now); err != nil {
+		h.log.Debug("webhook rejected", "source", p.source(), "reason", err)
+		switch {
+		case errors.Is(err, ErrMissingSignature):
+			return writeError(w, http.StatusBadRequest, "missing_signature", err.Error())
+		case errors.Is(err, ErrMalformedSignature):
+			return writeError(w, http.StatusBadRequest, "malformed_signature", err.Error())
+		case errors.Is(err, ErrTimestampTolerance):
+			return writeError(w, http.StatusUnauthorized, "timestamp_out_of_tolerance", err.Error())
+		default:
+			return writeError(w, http.StatusUnauthorized, "invalid_signature", err.Error())
+		}
+	}
+	env, err := p.decode(body)
+	if err != nil {
+		return writeError(w, http.StatusBadRequest, "invalid_event", err.Error())
+	}
+
+	msg := nats.NewMsg(stream.Subject(p.source(), env.Type))
+	msg.Data = body
+	msg.Header.Set(jetstream.MsgIDHeader, stream.MsgID(p.source(), env.ID))
+	msg.Header.Set(stream.HeaderSource, p.source())
+	msg.Header.Set(stream.HeaderEventType, env.Type)
+	msg.Header.Set(stream.HeaderEventID, env.ID)
+	if !env.Created.IsZero() {
+		msg.Header.Set(stream.HeaderProviderAt, env.Created.UTC().Format(time.RFC3339Nano))
+	}
+	msg.Header.Set(stream.HeaderReceivedAt, now.UTC().Format(time.RFC3339Nano))
+	if e := p.endpoint(); e != "" {
+		msg.Header.Set(stream.HeaderEndpoint, e)
+	}
+
+	ack, err := h.publish(r.Context(), msg)
+	if err != nil {
+		h.log.Warn("webhook not stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "err", err)
+		h.metrics.publishFailures.WithLabelValues(p.source()).Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Seconds())))
+		return writeError(w, http.StatusServiceUnavailable, "not_stored", "event could not be stored; retry later")
+	}
+	if ack.Duplicate {
+		h.metrics.duplicates.WithLabelValues(p.source()).Inc()
+	}
+	h.log.Debug("webhook stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "seq", ack.Sequence, "duplicate", ack.Duplicate)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(`{"status":"stored"}`))
+	return http.StatusOK
+}
+
+// publish waits for the PubAck within PublishTimeout. A request whose
+// client went away still waits: the provider will retry, and the stored
+// copy is then a duplicate.
+func (h *Handler) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+	fut, err := h.js.PublishMsgAsync(msg)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", msg.Subject, err)
+	}
+	timer := time.NewTimer(h.cfg.PublishTimeout)
+	defer timer.Stop()
+	select {
+	case ack := <-fut.Ok():
+		return ack, nil
+	case err := <-fut.Err():
+		return nil, fmt.Errorf("publish %s: %w", msg.Subject, err)
+	case <-timer.C:
+		return nil, fmt.Errorf("publish %s: no PubAck within %s", msg.Subject, h.cfg.PublishTimeout)
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) int {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{code, msg})
+	return status
+}
+
+func formatInt(n int64) string { return strconv.FormatInt(n, 10) }

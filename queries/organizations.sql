@@ -1,0 +1,46 @@
+-- name: OrganizationUpsert :one
+-- Applies a WorkOS organization at version workos_updated_at. type and slug
+-- are the app's: filled only while NULL. No row back means stale.
+INSERT INTO organizations (
+    workos_org_id, name, slug, type, domains, external_id, metadata,
+    stripe_customer_id, workos_created_at, workos_updated_at
+) VALUES (
+    @workos_org_id, @name, @slug, @type, @domains, @external_id, @metadata,
+    @stripe_customer_id, @workos_created_at, @workos_updated_at
+)
+ON CONFLICT (workos_org_id) DO UPDATE SET
+    name               = EXCLUDED.name,
+    slug               = COALESCE(organizations.slug, EXCLUDED.slug),
+    type               = COALESCE(organizations.type, EXCLUDED.type),
+    domains            = EXCLUDED.domains,
+    external_id        = EXCLUDED.external_id,
+    metadata           = EXCLUDED.metadata,
+    stripe_customer_id = COALESCE(EXCLUDED.stripe_customer_id, organizations.stripe_customer_id),
+    workos_created_at  = EXCLUDED.workos_created_at,
+    workos_updated_at  = EXCLUDED.workos_updated_at,
+    is_stub            = false,
+    updated_at         = now()
+WHERE organizations.deleted_at IS NULL
+  AND (organizations.workos_updated_at IS NULL OR organizations.workos_updated_at <= EXCLUDED.workos_updated_at)
+RETURNING id;
+
+-- name: OrganizationDelete :exec
+INSERT INTO organizations (workos_org_id, name, workos_created_at, workos_updated_at, deleted_at)
+VALUES (@workos_org_id, @name, @workos_created_at, @workos_updated_at, @deleted_at)
+ON CONFLICT (workos_org_id) DO UPDATE SET
+    deleted_at        = COALESCE(organizations.deleted_at, EXCLUDED.deleted_at),
+    workos_updated_at = GREATEST(organizations.workos_updated_at, EXCLUDED.workos_updated_at),
+    name              = COALESCE(organizations.name, EXCLUDED.name),
+    is_stub           = false,
+    updated_at        = now();
+
+-- name: OrganizationEnsure :one
+-- Returns the organization's id, creating a stub when a child event arrived
+-- before the organization's own. The no-op update makes RETURNING see an
+-- existing row.
+INSERT INTO organizations (workos_org_id, is_stub) VALUES (@workos_org_id, true)
+ON CONFLICT (workos_org_id) DO UPDATE SET workos_org_id = EXCLUDED.workos_org_id
+RETURNING id;
+
+-- name: OrganizationGetByWorkOSID :one
+SELECT * FROM organizations WHERE workos_org_id = @workos_org_id;

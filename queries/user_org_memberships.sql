@@ -1,0 +1,61 @@
+-- name: MembershipSupersede :execrows
+-- WorkOS keeps one membership per user and organization: a newer membership
+-- for the pair means an older live one is gone, even if its delete is late.
+UPDATE user_org_memberships SET deleted_at = @deleted_at, updated_at = now()
+WHERE workos_user_id = @workos_user_id AND org_id = @org_id
+  AND workos_org_membership_id <> @workos_org_membership_id
+  AND deleted_at IS NULL
+  AND (workos_updated_at IS NULL OR workos_updated_at <= @workos_updated_at);
+
+-- name: MembershipUpsert :one
+-- Applies a membership at version workos_updated_at. When a newer live
+-- membership holds the pair, this one is stored already superseded. No row
+-- back means stale.
+INSERT INTO user_org_memberships (
+    workos_org_membership_id, workos_user_id, workos_org_id, org_id, role, roles,
+    status, directory_managed, workos_created_at, workos_updated_at, deleted_at
+) VALUES (
+    @workos_org_membership_id, @workos_user_id, @workos_org_id, @org_id, @role, @roles,
+    @status, @directory_managed, @workos_created_at, @workos_updated_at,
+    CASE WHEN EXISTS (
+        SELECT 1 FROM user_org_memberships o
+        WHERE o.workos_user_id = @workos_user_id AND o.org_id = @org_id
+          AND o.workos_org_membership_id <> @workos_org_membership_id AND o.deleted_at IS NULL
+    ) THEN @superseded_at::timestamptz END
+)
+ON CONFLICT (workos_org_membership_id) DO UPDATE SET
+    role              = EXCLUDED.role,
+    roles             = EXCLUDED.roles,
+    status            = EXCLUDED.status,
+    directory_managed = EXCLUDED.directory_managed,
+    workos_created_at = EXCLUDED.workos_created_at,
+    workos_updated_at = EXCLUDED.workos_updated_at,
+    updated_at        = now()
+WHERE user_org_memberships.deleted_at IS NULL
+  AND (user_org_memberships.workos_updated_at IS NULL OR user_org_memberships.workos_updated_at <= EXCLUDED.workos_updated_at)
+RETURNING id;
+
+-- name: MembershipDelete :exec
+INSERT INTO user_org_memberships (
+    workos_org_membership_id, workos_user_id, workos_org_id, org_id, role, roles,
+    status, workos_created_at, workos_updated_at, deleted_at
+) VALUES (
+    @workos_org_membership_id, @workos_user_id, @workos_org_id, @org_id, @role, @roles,
+    @status, @workos_created_at, @workos_updated_at, @deleted_at
+)
+ON CONFLICT (workos_org_membership_id) DO UPDATE SET
+    deleted_at        = COALESCE(user_org_memberships.deleted_at, EXCLUDED.deleted_at),
+    workos_updated_at = GREATEST(user_org_memberships.workos_updated_at, EXCLUDED.workos_updated_at),
+    updated_at        = now();
+
+-- name: MembershipDeleteByUser :exec
+-- A deleted user takes its memberships with it.
+UPDATE user_org_memberships SET deleted_at = @deleted_at, updated_at = now()
+WHERE workos_user_id = @workos_user_id AND deleted_at IS NULL;
+
+-- name: MembershipDeleteByOrg :exec
+UPDATE user_org_memberships SET deleted_at = @deleted_at, updated_at = now()
+WHERE workos_org_id = @workos_org_id AND deleted_at IS NULL;
+
+-- name: MembershipGetByWorkOSID :one
+SELECT * FROM user_org_memberships WHERE workos_org_membership_id = @workos_org_membership_id;

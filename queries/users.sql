@@ -1,0 +1,49 @@
+-- name: UserUpsert :one
+-- Applies a WorkOS user at version workos_updated_at. No row back means the
+-- stored row is newer or deleted: the event is stale.
+INSERT INTO users (
+    workos_user_id, email, first_name, last_name, email_verified,
+    profile_picture_url, external_id, metadata, locale, last_sign_in_at,
+    workos_created_at, workos_updated_at
+) VALUES (
+    @workos_user_id, @email, @first_name, @last_name, @email_verified,
+    @profile_picture_url, @external_id, @metadata, @locale, @last_sign_in_at,
+    @workos_created_at, @workos_updated_at
+)
+ON CONFLICT (workos_user_id) DO UPDATE SET
+    email               = EXCLUDED.email,
+    first_name          = EXCLUDED.first_name,
+    last_name           = EXCLUDED.last_name,
+    email_verified      = EXCLUDED.email_verified,
+    profile_picture_url = EXCLUDED.profile_picture_url,
+    external_id         = EXCLUDED.external_id,
+    metadata            = EXCLUDED.metadata,
+    locale              = EXCLUDED.locale,
+    last_sign_in_at     = EXCLUDED.last_sign_in_at,
+    workos_created_at   = EXCLUDED.workos_created_at,
+    workos_updated_at   = EXCLUDED.workos_updated_at,
+    is_stub             = false,
+    updated_at          = now()
+WHERE users.deleted_at IS NULL
+  AND (users.workos_updated_at IS NULL OR users.workos_updated_at <= EXCLUDED.workos_updated_at)
+RETURNING id;
+
+-- name: UserDelete :exec
+-- Tombstones a user, inserting the tombstone when the user was never seen,
+-- so that a late create or update cannot bring it back.
+INSERT INTO users (workos_user_id, email, first_name, last_name, workos_created_at, workos_updated_at, deleted_at)
+VALUES (@workos_user_id, @email, @first_name, @last_name, @workos_created_at, @workos_updated_at, @deleted_at)
+ON CONFLICT (workos_user_id) DO UPDATE SET
+    deleted_at        = COALESCE(users.deleted_at, EXCLUDED.deleted_at),
+    workos_updated_at = GREATEST(users.workos_updated_at, EXCLUDED.workos_updated_at),
+    email             = COALESCE(users.email, EXCLUDED.email),
+    is_stub           = false,
+    updated_at        = now();
+
+-- name: UserEnsureStub :exec
+-- A child event (membership, booking) arrived before the user's own event.
+INSERT INTO users (workos_user_id, is_stub) VALUES (@workos_user_id, true)
+ON CONFLICT (workos_user_id) DO NOTHING;
+
+-- name: UserGetByWorkOSID :one
+SELECT * FROM users WHERE workos_user_id = @workos_user_id;

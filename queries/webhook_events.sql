@@ -1,0 +1,30 @@
+-- name: EventLedgerInsert :one
+-- Claims an event for this transaction. No row back means it was applied
+-- before: the caller skips it.
+INSERT INTO webhook_events (source, event_id, event_type, provider_at, received_at, outcome, stream_seq)
+VALUES (@source, @event_id, @event_type, @provider_at, @received_at, 'applied', @stream_seq)
+ON CONFLICT (source, event_id) DO NOTHING
+RETURNING event_id;
+
+-- name: EventLedgerSetOutcome :exec
+UPDATE webhook_events SET outcome = @outcome
+WHERE source = @source AND event_id = @event_id;
+
+-- name: EventLedgerSeen :many
+-- Which of these events are already applied: the replay skip path checks a
+-- whole batch at once before opening a transaction.
+SELECT event_id::text FROM webhook_events
+WHERE source = @source AND event_id = ANY(@event_ids::text[]);
+
+-- name: EventLedgerGet :one
+SELECT * FROM webhook_events WHERE source = @source AND event_id = @event_id;
+
+-- name: EventLedgerLastApplied :many
+-- The newest applied event per source, for `syncd status`.
+SELECT DISTINCT ON (source) source, event_id, event_type, provider_at, applied_at, outcome
+FROM webhook_events
+ORDER BY source, applied_at DESC;
+
+-- name: EventLedgerCountByOutcome :many
+SELECT source, outcome, count(*)::bigint AS n
+FROM webhook_events GROUP BY source, outcome ORDER BY source, outcome;

@@ -1,0 +1,189 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// urlFile, inside the data dir, holds the client URL of the embedded server
+// of a running `syncd serve`, so the other subcommands can reach it.
+const urlFile = "nats.url"
+
+// ConnConfig says where JetStream is.
+type ConnConfig struct {
+	// URL of an external NATS server; empty means the embedded server.
+	URL string
+	// DataDir holds the embedded server's store and its URL file.
+	DataDir string
+	// Serve is set by `syncd serve`: it owns the embedded server. Other
+	// subcommands first look for a running serve through DataDir and only
+	// start an embedded server of their own when none answers.
+	Serve bool
+	// Name identifies the connection in server monitoring.
+	Name   string
+	Logger *slog.Logger
+}
+
+// Conn is a connection to JetStream and, when embedded, the server itself.
+type Conn struct {
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	srv     *server.Server
+	urlPath string
+	closed  chan struct{}
+}
+
+// ErrDataDirInUse means another `syncd serve` already runs the embedded
+// server over the same data dir.
+var ErrDataDirInUse = errors.New("data dir in use by a running syncd serve")
+
+// Open connects to JetStream as cfg says.
+func Open(ctx context.Context, cfg ConnConfig) (*Conn, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Name == "" {
+		cfg.Name = "syncd"
+	}
+	if cfg.URL != "" {
+		return dial(cfg.URL, cfg.Name, nil)
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "./data"
+	}
+	urlPath := filepath.Join(cfg.DataDir, urlFile)
+	if b, err := os.ReadFile(urlPath); err == nil {
+		url := strings.TrimSpace(string(b))
+		c, err := dial(url, cfg.Name, []nats.Option{nats.Timeout(time.Second), nats.MaxReconnects(0)})
+		if err == nil {
+			if cfg.Serve {
+				c.Close()
+				return nil, fmt.Errorf("embedded NATS at %s (%s): %w", url, urlPath, ErrDataDirInUse)
+			}
+			return c, nil
+		}
+		// A stale file from a serve that did not stop cleanly.
+	}
+	srv, err := StartEmbedded(filepath.Join(cfg.DataDir, "jetstream"), 0)
+	if err != nil {
+		return nil, err
+	}
+	c, err := dial("", cfg.Name, []nats.Option{nats.InProcessServer(srv)})
+	if err != nil {
+		srv.Shutdown()
+		return nil, err
+	}
+	c.srv = srv
+	if cfg.Serve {
+		if err := os.WriteFile(urlPath, []byte(srv.ClientURL()+"\n"), 0o600); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("write %s: %w", urlPath, err)
+		}
+		c.urlPath = urlPath
+	}
+	cfg.Logger.Info("embedded JetStream started", "url", srv.ClientURL(), "store", filepath.Join(cfg.DataDir, "jetstream"))
+	return c, nil
+}
+
+// StartEmbedded starts a JetStream server storing under dir, listening on
+// loopback only. Port 0 picks a free port, so it never collides with a NATS
+// server already on 4222.
+func StartEmbedded(dir string, port int) (*server.Server, error) {
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create JetStream store %s: %w", dir, err)
+	}
+	srv, err := server.NewServer(&server.Options{
+		ServerName: "syncd-embedded",
+		Host:       "127.0.0.1",
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoSigs:     true,
+		NoLog:      true,
+		MaxPayload: 8 << 20,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("configure embedded NATS: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("embedded NATS did not become ready within 30s")
+	}
+	return srv, nil
+}
+
+func dial(url, name string, extra []nats.Option) (*Conn, error) {
+	closed := make(chan struct{})
+	opts := append([]nats.Option{
+		nats.Name(name),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
+		// Keep reconnecting: a NATS restart must not end the process.
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+	}, extra...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc,
+		// Ingest handlers publish asynchronously and each waits for its own
+		// PubAck: many requests share one reply subscription and flush.
+		jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncTimeout(30*time.Second),
+	)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	return &Conn{NC: nc, JS: js, closed: closed}, nil
+}
+
+// Embedded reports whether this connection runs its own server.
+func (c *Conn) Embedded() bool { return c.srv != nil }
+
+// Close drains the connection and stops the embedded server, if any.
+func (c *Conn) Close() {
+	if c.NC != nil {
+		// Drain is asynchronous; wait for it so buffered acks reach the
+		// server before an embedded server goes away.
+		if err := c.NC.Drain(); err == nil {
+			select {
+			case <-c.closed:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		c.NC.Close()
+	}
+	if c.urlPath != "" {
+		_ = os.Remove(c.urlPath)
+	}
+	if c.srv != nil {
+		c.srv.Shutdown()
+		c.srv.WaitForShutdown()
+	}
+}
+
+// Ready checks that NATS is connected and the WEBHOOKS stream exists.
+func (c *Conn) Ready(ctx context.Context) error {
+	if !c.NC.IsConnected() {
+		return errors.New("NATS not connected")
+	}
+	if _, err := c.JS.Stream(ctx, Webhooks); err != nil {
+		return fmt.Errorf("stream %s: %w", Webhooks, err)
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+// Package stream defines syncd's JetStream topology — stream and consumer
+// names, subjects, message ids and headers — in one place, so that ingest,
+// the consumers, replay, backfill and the dead-letter tools agree on it.
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream and consumer names.
+const (
+	Webhooks   = "WEBHOOKS"
+	DeadLetter = "DEADLETTER"
+	// Consumer is the durable consumer that applies events to Postgres.
+	Consumer = "syncd-apply"
+)
+
+// Sources of events.
+const (
+	SourceWorkOS = "workos"
+	SourceStripe = "stripe"
+)
+
+// Headers carried by every message in WEBHOOKS.
+const (
+	HeaderSource     = "Syncd-Source"
+	HeaderEventType  = "Syncd-Event-Type"
+	HeaderEventID    = "Syncd-Event-Id"
+	HeaderProviderAt = "Syncd-Provider-Time" // RFC 3339, the provider's event time
+	HeaderReceivedAt = "Syncd-Received-At"   // RFC 3339, when syncd stored it
+	HeaderEndpoint   = "Syncd-Endpoint"      // e.g. "connect" for Stripe Connect events
+)
+
+// Headers carried by every message in DEADLETTER.
+const (
+	HeaderDLSubject    = "Syncd-Original-Subject"
+	HeaderDLSequence   = "Syncd-Original-Sequence"
+	HeaderDLDeliveries = "Syncd-Deliveries"
+	HeaderDLClass      = "Syncd-Error-Class"
+	HeaderDLError      = "Syncd-Error"
+	HeaderDLFailedAt   = "Syncd-Failed-At"
+	HeaderDLConsumer   = "Syncd-Consumer"
+)
+
+// Config sizes the streams.
+type Config struct {
+	// MaxAge is the replay window of WEBHOOKS.
+	MaxAge time.Duration
+	// DeadLetterMaxAge bounds how long dead letters are kept.
+	DeadLetterMaxAge time.Duration
+	// DuplicateWindow is how long JetStream remembers message ids.
+	DuplicateWindow time.Duration
+	// Replicas for clustered deployments; 1 for the embedded server.
+	Replicas int
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxAge == 0 {
+		c.MaxAge = 30 * 24 * time.Hour
+	}
+	if c.DeadLetterMaxAge == 0 {
+		c.DeadLetterMaxAge = 90 * 24 * time.Hour
+	}
+	if c.DuplicateWindow == 0 {
+		// Providers retry for about three days; a longer window would cost
+		// memory for little gain since the ledger catches the rest.
+		c.DuplicateWindow = 24 * time.Hour
+	}
+	if c.DuplicateWindow > c.MaxAge {
+		c.DuplicateWindow = c.MaxAge
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	return c
+}
+
+// Subject is the WEBHOOKS subject of an event: webhooks.<source>.<type>, the
+// type's dots becoming subject tokens.
+func Subject(source, eventType string) string {
+	return "webhooks." + source + "." + SubjectToken(eventType)
+}
+
+// DeadLetterSubject is the DEADLETTER subject of an event.
+func DeadLetterSubject(source, eventType string) string {
+	return "deadletter." + source + "." + SubjectToken(eventType)
+}
+
+// SubjectToken makes an event type safe as subject tokens: characters NATS
+// treats specially are replaced and empty tokens filled, so that a
+// provider's odd type can never build an invalid subject.
+func SubjectToken(eventType string) string {
+	if eventType == "" {
+		return "_"
+	}
+	var b strings.Builder
+	b.Grow(len(eventType))
+	prevDot := true
+	for i := 0; i < len(eventType); i++ {
+		c := eventType[i]
+		switch {
+		case c == '.':
+			if prevDot {
+				b.WriteByte('_')
+			}
+			b.WriteByte('.')
+			prevDot = true
+			continue
+		case c <= ' ' || c == '*' || c == '>' || c >= 0x7f:
+			b.WriteByte('_')
+		default:
+			b.WriteByte(c)
+		}
+		prevDot = false
+	}
+	if prevDot {
+		b.WriteByte('_')
+	}
+	return b.String()
+}
+
+// MsgID is the JetStream message id of a provider event, so that JetStream
+// drops duplicates inside its window.
+func MsgID(source, eventID string) string { return source + ":" + eventID }
+
+// Ensure creates or updates WEBHOOKS and DEADLETTER and the durable apply
+// consumer. It is safe to call from every replica at start.
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config, cons ConsumerConfig) error {
+	cfg = cfg.withDefaults()
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        Webhooks,
+		Description: "verified provider webhooks, raw bodies",
+		Subjects:    []string{"webhooks.>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      cfg.MaxAge,
+		Duplicates:  cfg.DuplicateWindow,
+		Replicas:    cfg.Replicas,
+		Discard:     jetstream.DiscardOld,
+	}); err != nil {
+		return fmt.Errorf("ensure stream %s: %w", Webhooks, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        DeadLetter,
+		Description: "events that failed permanently, with their reason",
+		Subjects:    []string{"deadletter.>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      cfg.DeadLetterMaxAge,
+		Replicas:    cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("ensure stream %s: %w", DeadLetter, err)
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, Webhooks, cons.jetstream()); err != nil {
+		return fmt.Errorf("ensure consumer %s: %w", cons.withDefaults().Name, err)
+	}
+	return nil
+}
+
+// ConsumerConfig shapes the durable apply consumer.
+type ConsumerConfig struct {
+	Name          string
+	AckWait       time.Duration
+	MaxAckPending int
+}
+
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	if c.Name == "" {
+		c.Name = Consumer
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 2 * time.Minute
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 2048
+	}
+	return c
+}
+
+func (c ConsumerConfig) jetstream() jetstream.ConsumerConfig {
+	c = c.withDefaults()
+	return jetstream.ConsumerConfig{
+		Durable:       c.Name,
+		Description:   "applies webhook events to Postgres",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		// Unlimited: the apply loop decides when a message is dead, counting
+		// only permanent failures (transient ones must never burn attempts).
+		MaxDeliver:    -1,
+		MaxAckPending: c.MaxAckPending,
+		FilterSubject: "webhooks.>",
+	}
+}
+
+// IsUnavailable reports whether err means JetStream could not be reached or
+// did not answer in time, as opposed to a rejected request.
+func IsUnavailable(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, nats.ErrConnectionDraining) ||
+		errors.Is(err, nats.ErrDisconnected)
+}
