@@ -3,6 +3,9 @@ package consumers_test
 import (
 	"context"
 	"fmt"
+	"github.com/nats-io/nats.go/jetstream"
+	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,5 +77,239 @@ func TestFixturesApplyOverHTTP(t *testing.T) {
 	stub, err := q.UserGetByWorkOSID(ctx, h.Pool, "user_01EHWNCE74X7JSDV0X3SZ3KJNY")
 	if err != nil || !stub.IsStub {
 		t.Errorf("stub user: %+v %v", stub, err)
+	}
+}
+
+// snapshot is the synced state of the scenario's rows, with the suffix that
+// keeps scenarios apart stripped, so runs in different orders compare.
+func snapshot(t *testing.T, h *syncdtest.Harness, suffix string) string {
+	t.Helper()
+	var out string
+	err := h.Pool.QueryRow(context.Background(), `
+		SELECT coalesce(json_agg(r ORDER BY r.k), '[]')::text FROM (
+			SELECT 'u:' || replace(workos_user_id, $1, '') AS k, replace(coalesce(email,''), $1, '') AS email, first_name, last_name,
+			       email_verified, metadata, workos_updated_at, deleted_at IS NOT NULL AS deleted, is_stub
+			FROM users WHERE workos_user_id LIKE '%' || $1
+			UNION ALL
+			SELECT 'o:' || replace(workos_org_id, $1, ''), NULL, name, type, NULL, metadata, workos_updated_at, deleted_at IS NOT NULL, is_stub
+			FROM organizations WHERE workos_org_id LIKE '%' || $1
+			UNION ALL
+			SELECT 'm:' || replace(workos_org_membership_id, $1, ''), replace(workos_user_id || '/' || workos_org_id, $1, ''), role, status,
+			       NULL, to_jsonb(roles), workos_updated_at, deleted_at IS NOT NULL, false
+			FROM user_org_memberships WHERE workos_org_membership_id LIKE '%' || $1
+		) r`, suffix).Scan(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+type posted struct {
+	id, typ string
+	data    map[string]any
+}
+
+// scenario is a history of one user joining a team organization, a second
+// user joining and leaving, and renames — every id suffixed by s.
+func scenario(s string) []posted {
+	u1, u2, o := "user_1"+s, "user_2"+s, "org_1"+s
+	return []posted{
+		{"e1" + s, "user.created", userData(u1, "one"+s+"@x.test", 1)},
+		{"e2" + s, "user.updated", userData(u1, "one.new"+s+"@x.test", 2)},
+		{"e3" + s, "organization.created", orgData(o, "Team", 1)},
+		{"e4" + s, "organization.updated", orgData(o, "Team Renamed", 3)},
+		{"e5" + s, "organization_membership.created", membershipData("om_1"+s, u1, o, "member", "pending", 1)},
+		{"e6" + s, "organization_membership.updated", membershipData("om_1"+s, u1, o, "admin", "active", 4)},
+		{"e7" + s, "user.created", userData(u2, "two"+s+"@x.test", 1)},
+		{"e8" + s, "organization_membership.created", membershipData("om_2"+s, u2, o, "member", "active", 1)},
+		{"e9" + s, "organization_membership.deleted", membershipData("om_2"+s, u2, o, "member", "active", 2)},
+	}
+}
+
+func TestReorderedAndDuplicatedEventsConverge(t *testing.T) {
+	h := syncdtest.NewHarness(t)
+	h.StartConsumer()
+	orders := map[string][]int{"inorder": {0, 1, 2, 3, 4, 5, 6, 7, 8}, "reverse": {8, 7, 6, 5, 4, 3, 2, 1, 0}}
+	// Children first, updates before creates, deletes before creates.
+	orders["childfirst"] = []int{5, 8, 4, 1, 3, 0, 2, 7, 6}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 12 {
+		orders[fmt.Sprintf("shuffle%d", i)] = rng.Perm(9)
+	}
+	for name, order := range orders {
+		evs := scenario("_" + name)
+		for _, i := range order {
+			h.PostWorkOS(syncdtest.WorkOSEvent(evs[i].id, evs[i].typ, evs[i].data))
+		}
+		// Every event again, as providers retry.
+		for _, i := range order {
+			h.PostWorkOS(syncdtest.WorkOSEvent(evs[i].id, evs[i].typ, evs[i].data))
+		}
+	}
+	h.WaitSettled()
+	want := snapshot(t, h, "_inorder")
+	if !strings.Contains(want, `"Team Renamed"`) || !strings.Contains(want, `"admin"`) {
+		t.Fatalf("in-order state is not the expected one: %s", want)
+	}
+	for name := range orders {
+		if got := snapshot(t, h, "_"+name); got != want {
+			t.Errorf("order %s converged to\n%s\nwant\n%s", name, got, want)
+		}
+	}
+	var ledger int
+	if err := h.Pool.QueryRow(context.Background(), "SELECT count(*) FROM webhook_events").Scan(&ledger); err != nil {
+		t.Fatal(err)
+	}
+	if ledger != 9*len(orders) {
+		t.Errorf("ledger has %d rows, want %d (one per distinct event)", ledger, 9*len(orders))
+	}
+}
+
+func TestDeleteIsNotUndoneByLateUpdates(t *testing.T) {
+	h := syncdtest.NewHarness(t)
+	h.StartConsumer()
+	h.PostWorkOS(syncdtest.WorkOSEvent("e1", "user.created", userData("user_d", "d@x.test", 1)))
+	h.PostWorkOS(syncdtest.WorkOSEvent("e2", "organization_membership.created", membershipData("om_d", "user_d", "org_d", "member", "active", 1)))
+	h.PostWorkOS(syncdtest.WorkOSEvent("e3", "user.deleted", userData("user_d", "d@x.test", 5)))
+	// Late: an update from before the delete, and one claiming a newer time.
+	h.PostWorkOS(syncdtest.WorkOSEvent("e4", "user.updated", userData("user_d", "late@x.test", 3)))
+	h.PostWorkOS(syncdtest.WorkOSEvent("e5", "user.updated", userData("user_d", "later@x.test", 9)))
+	h.PostWorkOS(syncdtest.WorkOSEvent("e6", "organization_membership.updated", membershipData("om_d", "user_d", "org_d", "admin", "active", 2)))
+	// A delete for a user never seen leaves a tombstone a late create honours.
+	h.PostWorkOS(syncdtest.WorkOSEvent("e7", "user.deleted", userData("user_gone", "g@x.test", 5)))
+	h.PostWorkOS(syncdtest.WorkOSEvent("e8", "user.created", userData("user_gone", "g@x.test", 1)))
+	h.WaitSettled()
+	q := queries.New()
+	ctx := context.Background()
+	u, _ := q.UserGetByWorkOSID(ctx, h.Pool, "user_d")
+	if u.DeletedAt == nil || *u.Email != "d@x.test" {
+		t.Errorf("deleted user came back or changed: deleted_at=%v email=%v", u.DeletedAt, *u.Email)
+	}
+	m, _ := q.MembershipGetByWorkOSID(ctx, h.Pool, "om_d")
+	if m.DeletedAt == nil || *m.Role != "member" {
+		t.Errorf("membership of a deleted user: deleted_at=%v role=%v", m.DeletedAt, *m.Role)
+	}
+	g, _ := q.UserGetByWorkOSID(ctx, h.Pool, "user_gone")
+	if g.DeletedAt == nil {
+		t.Errorf("late create resurrected a deleted user")
+	}
+	outcome := func(id string) string {
+		row, err := q.EventLedgerGet(ctx, h.Pool, queries.EventLedgerGetParams{Source: "workos", EventID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return row.Outcome
+	}
+	for _, id := range []string{"e4", "e5", "e6", "e8"} {
+		if got := outcome(id); got != "stale" {
+			t.Errorf("late event %s recorded as %q, want stale", id, got)
+		}
+	}
+}
+
+func TestAppOwnedOrganizationFieldsAreKept(t *testing.T) {
+	h := syncdtest.NewHarness(t)
+	h.StartConsumer()
+	h.PostWorkOS(syncdtest.WorkOSEvent("e1", "organization.created", orgData("org_p", "Personal", 1)))
+	h.WaitSettled()
+	ctx := context.Background()
+	if _, err := h.Pool.Exec(ctx, "UPDATE organizations SET type = 'expert_individual', slug = 'jane' WHERE workos_org_id = 'org_p'"); err != nil {
+		t.Fatal(err)
+	}
+	h.PostWorkOS(syncdtest.WorkOSEvent("e2", "organization.updated", orgData("org_p", "Personal 2", 2)))
+	h.WaitSettled()
+	o, _ := queries.New().OrganizationGetByWorkOSID(ctx, h.Pool, "org_p")
+	if *o.Type != "expert_individual" || *o.Slug != "jane" || *o.Name != "Personal 2" {
+		t.Errorf("type=%v slug=%v name=%v", *o.Type, *o.Slug, *o.Name)
+	}
+}
+
+func TestMembershipSupersededInEitherOrder(t *testing.T) {
+	for _, order := range [][]int{{0, 1}, {1, 0}} {
+		t.Run(fmt.Sprint(order), func(t *testing.T) {
+			h := syncdtest.NewHarness(t)
+			h.StartConsumer()
+			evs := []posted{
+				{"e1", "organization_membership.created", membershipData("om_old", "user_s", "org_s", "member", "active", 1)},
+				{"e2", "organization_membership.created", membershipData("om_new", "user_s", "org_s", "admin", "active", 5)},
+			}
+			for _, i := range order {
+				h.PostWorkOS(syncdtest.WorkOSEvent(evs[i].id, evs[i].typ, evs[i].data))
+			}
+			h.WaitSettled()
+			q := queries.New()
+			old, _ := q.MembershipGetByWorkOSID(context.Background(), h.Pool, "om_old")
+			cur, _ := q.MembershipGetByWorkOSID(context.Background(), h.Pool, "om_new")
+			if old.DeletedAt == nil || cur.DeletedAt != nil {
+				t.Errorf("old deleted=%v new deleted=%v, want only the old one superseded", old.DeletedAt != nil, cur.DeletedAt != nil)
+			}
+		})
+	}
+}
+
+func TestUnknownTypeIsIgnoredNotFailed(t *testing.T) {
+	h := syncdtest.NewHarness(t)
+	h.StartConsumer()
+	h.PostWorkOS(syncdtest.WorkOSEvent("e1", "authentication.email_verification_succeeded", map[string]any{"type": "x"}))
+	h.WaitSettled()
+	row, err := queries.New().EventLedgerGet(context.Background(), h.Pool, queries.EventLedgerGetParams{Source: "workos", EventID: "e1"})
+	if err != nil || row.Outcome != "ignored" {
+		t.Fatalf("ledger row %+v, %v; want outcome ignored", row, err)
+	}
+}
+
+func TestConsumerRestartLosesNothingAndAppliesNothingTwice(t *testing.T) {
+	h := syncdtest.NewHarness(t)
+	const n = 400
+	for i := range n {
+		h.PostWorkOS(syncdtest.WorkOSEvent(fmt.Sprintf("e%d", i), "user.created", userData(fmt.Sprintf("user_%d", i), fmt.Sprintf("u%d@x.test", i), 1)))
+	}
+	count := func() int {
+		var c int
+		_ = h.Pool.QueryRow(context.Background(), "SELECT count(*) FROM webhook_events").Scan(&c)
+		return c
+	}
+	h.ConsumerConfig.BatchSize = 1
+	h.StartConsumer()
+	syncdtest.Eventually(t, 30*time.Second, "some events applied", func() bool { return count() > 0 })
+	h.StopConsumer()
+	if c := count(); c >= n {
+		t.Fatalf("consumer finished all %d events before the stop; the test proves nothing", c)
+	}
+	h.ConsumerConfig.BatchSize = 64
+	h.StartConsumer()
+	h.WaitSettled()
+	var users, applied int
+	ctx := context.Background()
+	_ = h.Pool.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&users)
+	_ = h.Pool.QueryRow(ctx, "SELECT count(*) FROM webhook_events WHERE outcome = 'applied'").Scan(&applied)
+	if users != n || applied != n {
+		t.Fatalf("users=%d applied=%d, want %d each", users, applied, n)
+	}
+}
+
+// TestLedgerSkipsEventsJetStreamDidNotDedupe covers a duplicate outside
+// JetStream's duplicate window (a provider retry days later): the ledger
+// makes it a no-op.
+func TestLedgerSkipsEventsJetStreamDidNotDedupe(t *testing.T) {
+	h := syncdtest.NewHarness(t)
+	h.StartConsumer()
+	body := syncdtest.WorkOSEvent("e1", "user.created", userData("user_l", "l@x.test", 1))
+	h.PostWorkOS(body)
+	h.WaitSettled()
+	ctx := context.Background()
+	// The app edits the row; a re-applied event would overwrite the edit.
+	if _, err := h.Pool.Exec(ctx, "UPDATE users SET first_name = 'edited' WHERE workos_user_id = 'user_l'"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := h.NATS.JS.Publish(ctx, "webhooks.workos.user.created", body, jetstream.WithMsgID(fmt.Sprintf("other-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.WaitSettled()
+	u, _ := queries.New().UserGetByWorkOSID(ctx, h.Pool, "user_l")
+	if *u.FirstName != "edited" {
+		t.Fatalf("a duplicate event was applied again: first_name=%q", *u.FirstName)
 	}
 }

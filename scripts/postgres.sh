@@ -194,9 +194,20 @@ mode_run() {
 		exec "$@"
 	fi
 	if pg_answers "$PROBE_PORT"; then
-		export DATABASE_URL
-		DATABASE_URL="$(url_for_port "$PROBE_PORT")"
-		log "using existing server at 127.0.0.1:$PROBE_PORT"
+		# A database of its own, so dev data stays apart from whatever else
+		# the server holds.
+		local base db=syncd_dev
+		base="$(url_for_port "$PROBE_PORT")"
+		if command -v psql >/dev/null 2>&1; then
+			if ! psql "$base" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" 2>/dev/null | grep -q 1; then
+				psql "$base" -qc "CREATE DATABASE $db" >/dev/null 2>&1 || true
+			fi
+			if psql "$base" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" 2>/dev/null | grep -q 1; then
+				base="${base/\/postgres\?/\/$db?}"
+			fi
+		fi
+		export DATABASE_URL="$base"
+		log "using existing server at 127.0.0.1:$PROBE_PORT (${DATABASE_URL##*/})"
 		exec "$@"
 	fi
 
