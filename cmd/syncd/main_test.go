@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/syncd/syncd/syncdtest"
+)
+
+func runCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestBadInputExitsTwoWithAMessage(t *testing.T) {
+	t.Setenv("DATABASE_URL", "")
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"nope"}, `unknown command "nope"`},
+		{[]string{"migrate"}, "want a subcommand"},
+		{[]string{"migrate", "sideways"}, `unknown subcommand "sideways"`},
+		{[]string{"migrate", "up"}, "DATABASE_URL is not set"},
+		{[]string{"serve", "--role", "both"}, `--role "both"`},
+		{[]string{"serve", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"serve", "--log-level", "loud", "--database-url", "postgres://x@127.0.0.1:1/x"}, `--log-level "loud"`},
+		{[]string{"serve", "--replay-window", "5m"}, "--replay-window 5m"},
+		{[]string{"sign", "paypal", "x.json"}, `unknown provider "paypal"`},
+		{[]string{"sign", "workos"}, "want PROVIDER FILE"},
+		{[]string{"sign", "workos", "/no/such/file.json"}, "read /no/such/file.json"},
+		{[]string{"migrate", "up", "--database-url", "::not a url::"}, "--database-url"},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, _, stderr := runCmd(t, tc.args...)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want exit 2 mentioning %q", code, stderr, tc.want)
+			}
+		})
+	}
+}
+
+func TestSignWithoutSecretNamesTheVariable(t *testing.T) {
+	t.Setenv("WORKOS_WEBHOOK_SECRET", "")
+	f := filepath.Join(t.TempDir(), "ev.json")
+	os.WriteFile(f, []byte(`{}`), 0o600)
+	code, _, stderr := runCmd(t, "sign", "workos", f)
+	if code != 2 || !strings.Contains(stderr, "WORKOS_WEBHOOK_SECRET") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServeEndToEnd runs `syncd serve` as an operator would, with the
+// embedded JetStream, and posts a signed event with `syncd send`.
+func TestServeEndToEnd(t *testing.T) {
+	dbURL := syncdtest.DatabaseURL(t)
+	addr := freePort(t)
+	dataDir := t.TempDir()
+	t.Setenv("DATABASE_URL", dbURL)
+	t.Setenv("SYNCD_DATA_DIR", dataDir)
+	t.Setenv("NATS_URL", "")
+	t.Setenv("HTTP_ADDR", addr)
+	t.Setenv("WORKOS_WEBHOOK_SECRET", "whsec_e2e,whsec_old")
+	t.Setenv("STRIPE_WEBHOOK_SECRET", "whsec_stripe_e2e")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var serveErr bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"serve", "--log-level", "warn"}, &bytes.Buffer{}, &serveErr) }()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("serve exited %d: %s", code, serveErr.String())
+		}
+	}()
+	syncdtest.Eventually(t, 30*time.Second, "serve ready", func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	// A second serve on the same data dir is refused, not run beside it.
+	if code, _, stderr := runCmd(t, "serve", "--http-addr", freePort(t)); code == 0 || !strings.Contains(stderr, "data dir in use") {
+		t.Errorf("second serve: exit %d, %q", code, stderr)
+	}
+
+	fixture := filepath.Join(syncdtest.RootDir(), "testdata", "fixtures", "workos", "user.created.json")
+	if code, out, stderr := runCmd(t, "send", "--url", "http://"+addr, "workos", fixture); code != 0 {
+		t.Fatalf("send: exit %d %s %s", code, out, stderr)
+	}
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	syncdtest.Eventually(t, 10*time.Second, "user row", func() bool {
+		var n int
+		_ = conn.QueryRow(context.Background(), "SELECT count(*) FROM users WHERE workos_user_id = 'user_01E4ZCR3C56J083X43JQXF3JK5'").Scan(&n)
+		return n == 1
+	})
+	// status reaches the running serve's embedded server through the data dir.
+	code, out, stderr := runCmd(t, "status")
+	if code != 0 || !strings.Contains(out, "stream WEBHOOKS") || !strings.Contains(out, "1 messages") || !strings.Contains(out, "last workos event") {
+		t.Errorf("status: exit %d\n%s%s", code, out, stderr)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m bytes.Buffer
+	m.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(m.String(), `syncd_webhook_requests_total{endpoint="",source="workos",status="200"} 1`) {
+		t.Errorf("metrics lack the webhook counter:\n%s", firstLines(m.String(), "syncd_"))
+	}
+}
+
+func firstLines(s, prefix string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			fmt.Fprintln(&b, l)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"text/tabwriter"
+	"time"
+
+	"github.com/syncd/syncd/queries"
+	"github.com/syncd/syncd/stream"
+)
+
+type statusReport struct {
+	Stream struct {
+		Messages uint64    `json:"messages"`
+		Bytes    uint64    `json:"bytes"`
+		FirstSeq uint64    `json:"first_seq"`
+		LastSeq  uint64    `json:"last_seq"`
+		Oldest   time.Time `json:"oldest"`
+		Newest   time.Time `json:"newest"`
+	} `json:"stream"`
+	Consumer struct {
+		Name             string `json:"name"`
+		Pending          uint64 `json:"pending"`
+		AckPending       int    `json:"ack_pending"`
+		Redelivered      int    `json:"redelivered"`
+		LastDeliveredSeq uint64 `json:"last_delivered_seq"`
+	} `json:"consumer"`
+	DeadLetters uint64 `json:"dead_letters"`
+	Sources     []struct {
+		Source      string     `json:"source"`
+		LastEventID string     `json:"last_event_id"`
+		LastType    string     `json:"last_type"`
+		ProviderAt  *time.Time `json:"provider_at,omitempty"`
+		AppliedAt   time.Time  `json:"applied_at"`
+	} `json:"sources"`
+	Outcomes map[string]map[string]int64 `json:"outcomes"`
+}
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c common
+	var asJSON bool
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	c.register(fs)
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("unexpected argument %q", fs.Arg(0))
+	}
+	conn, err := c.jetstream(ctx, slog.New(slog.DiscardHandler), false)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	var r statusReport
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := conn.JS.Stream(qctx, stream.Webhooks)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w (has syncd serve run with this NATS_URL / SYNCD_DATA_DIR?)", stream.Webhooks, err)
+	}
+	st := s.CachedInfo().State
+	r.Stream.Messages, r.Stream.Bytes, r.Stream.FirstSeq, r.Stream.LastSeq = st.Msgs, st.Bytes, st.FirstSeq, st.LastSeq
+	r.Stream.Oldest, r.Stream.Newest = st.FirstTime, st.LastTime
+	r.Consumer.Name = stream.Consumer
+	if cons, err := s.Consumer(qctx, stream.Consumer); err == nil {
+		if info, err := cons.Info(qctx); err == nil {
+			r.Consumer.Pending, r.Consumer.AckPending, r.Consumer.Redelivered = info.NumPending, info.NumAckPending, info.NumRedelivered
+			r.Consumer.LastDeliveredSeq = info.Delivered.Stream
+		}
+	}
+	if dl, err := conn.JS.Stream(qctx, stream.DeadLetter); err == nil {
+		r.DeadLetters = dl.CachedInfo().State.Msgs
+	}
+	if c.databaseURL != "" {
+		pool, err := c.pool(ctx)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		q := queries.New()
+		last, err := q.EventLedgerLastApplied(qctx, pool)
+		if err != nil {
+			return fmt.Errorf("read ledger: %w", err)
+		}
+		for _, l := range last {
+			r.Sources = append(r.Sources, struct {
+				Source      string     `json:"source"`
+				LastEventID string     `json:"last_event_id"`
+				LastType    string     `json:"last_type"`
+				ProviderAt  *time.Time `json:"provider_at,omitempty"`
+				AppliedAt   time.Time  `json:"applied_at"`
+			}{l.Source, l.EventID, l.EventType, l.ProviderAt, l.AppliedAt})
+		}
+		counts, err := q.EventLedgerCountByOutcome(qctx, pool)
+		if err != nil {
+			return fmt.Errorf("read ledger: %w", err)
+		}
+		r.Outcomes = map[string]map[string]int64{}
+		for _, c := range counts {
+			if r.Outcomes[c.Source] == nil {
+				r.Outcomes[c.Source] = map[string]int64{}
+			}
+			r.Outcomes[c.Source][c.Outcome] = c.N
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "stream %s\t%d messages, %s, seq %d..%d\n", stream.Webhooks, r.Stream.Messages, humanBytes(r.Stream.Bytes), r.Stream.FirstSeq, r.Stream.LastSeq)
+	if !r.Stream.Newest.IsZero() {
+		fmt.Fprintf(tw, "  window\t%s .. %s\n", r.Stream.Oldest.UTC().Format(time.RFC3339), r.Stream.Newest.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(tw, "consumer %s\tlag %d undelivered, %d unacknowledged, %d redelivered, last delivered seq %d\n", r.Consumer.Name, r.Consumer.Pending, r.Consumer.AckPending, r.Consumer.Redelivered, r.Consumer.LastDeliveredSeq)
+	fmt.Fprintf(tw, "dead letters\t%d\n", r.DeadLetters)
+	if c.databaseURL == "" {
+		fmt.Fprintf(tw, "ledger\t(set DATABASE_URL to show the last event applied per source)\n")
+	}
+	for _, s := range r.Sources {
+		fmt.Fprintf(tw, "last %s event\t%s %s applied %s (%s ago)\n", s.Source, s.LastType, s.LastEventID, s.AppliedAt.UTC().Format(time.RFC3339), time.Since(s.AppliedAt).Round(time.Second))
+	}
+	for src, m := range r.Outcomes {
+		fmt.Fprintf(tw, "%s ledger\tapplied %d, ignored %d, stale %d\n", src, m["applied"], m["ignored"], m["stale"])
+	}
+	return tw.Flush()
+}
+
+func humanBytes(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
