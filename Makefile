@@ -30,6 +30,9 @@ bench:
 
 fuzz:
 	go test -run=^$$ -fuzz=FuzzVerifyWorkOS -fuzztime=30s ./ingest
+	go test -run=^$$ -fuzz=FuzzVerifyStripe -fuzztime=30s ./ingest
+	go test -run=^$$ -fuzz=FuzzDecodeWorkOS -fuzztime=30s ./events
+	go test -run=^$$ -fuzz=FuzzDecodeStripe -fuzztime=30s ./events
 
 lint:
 	go vet ./...
