@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -156,6 +157,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		h.Register(mux)
 	}
 
+	if addr := env("SYNCD_PPROF_ADDR", ""); addr != "" {
+		// Profiling stays off the public listener.
+		go servePprof(addr, log)
+	}
+
 	ln, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.httpAddr, err)
@@ -245,5 +251,17 @@ func monitor(ctx context.Context, conn *stream.Conn, reg prometheus.Registerer, 
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// servePprof exposes net/http/pprof on its own address (SYNCD_PPROF_ADDR),
+// for profiling under load; off unless set.
+func servePprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if err := http.ListenAndServe(addr, mux); err != nil {
+		log.Warn("pprof listener", "addr", addr, "err", err)
 	}
 }

@@ -1,0 +1,202 @@
+// Command bench is syncd's benchmark harness (`make bench`). In one run it
+// measures, side by side on this machine: a no-op HTTP baseline and syncd's
+// ingest under the same load generator; apply throughput from a pre-filled
+// stream against a batched-SQL limit and a one-transaction-per-event loop;
+// the replay skip path; ingest and apply together at a steady rate; and
+// syncd's peak memory. It prints a table and writes bench/RESULTS.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+type options struct {
+	root     string
+	adminURL string
+	loadFor  time.Duration
+	conc     int
+	entities int
+	out      string
+	profiles string
+}
+
+func main() {
+	noop := flag.String("noop", "", "internal: serve the no-op baseline on this address")
+	var o options
+	flag.DurationVar(&o.loadFor, "load-for", 8*time.Second, "duration of each HTTP load run")
+	flag.IntVar(&o.conc, "concurrency", 32, "requests in flight in closed-loop runs")
+	flag.IntVar(&o.entities, "entities", 7000, "entities in the apply mix (about 2.6 events each)")
+	flag.StringVar(&o.out, "out", "bench/RESULTS.md", "where to write the results")
+	flag.StringVar(&o.profiles, "profiles", "bench/profiles", "where to write pprof profiles (git-ignored)")
+	flag.Parse()
+	if *noop != "" {
+		serveNoop(*noop)
+		return
+	}
+	o.root, _ = os.Getwd()
+	o.adminURL = os.Getenv("TEST_DATABASE_URL")
+	if o.adminURL == "" {
+		o.adminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	if err := run(o); err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+}
+
+// serveNoop is the baseline: read the body, answer 200.
+func serveNoop(addr string) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io_ReadAll(r)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"stored"}`))
+	})
+	log.Fatal(http.ListenAndServe(addr, h))
+}
+
+type row struct {
+	name, value, target, verdict string
+}
+
+func run(o options) error {
+	ctx := context.Background()
+	start := time.Now()
+	tmp, err := os.MkdirTemp("", "syncd-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	_ = os.MkdirAll(o.profiles, 0o755)
+	fx, err := loadFixtures(o.root)
+	if err != nil {
+		return err
+	}
+	bin := filepath.Join(tmp, "syncd")
+	self := filepath.Join(tmp, "bench")
+	for _, b := range [][]string{{bin, "./cmd/syncd"}, {self, "./bench"}} {
+		if out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %v\n%s", b[1], err, out)
+		}
+	}
+	var rows []row
+	add := func(name, value, target, verdict string) {
+		rows = append(rows, row{name, value, target, verdict})
+		fmt.Printf("%-58s %-34s %s %s\n", name, value, target, verdict)
+	}
+
+	// 1. Baseline.
+	workos, stripe := signedSources(fx)
+	noopAddr := freeAddr()
+	noop, err := startProcess(self, []string{"-noop", noopAddr}, nil, "http://"+noopAddr+"/")
+	if err != nil {
+		return err
+	}
+	baseW := closedLoop("http://"+noopAddr, workos, o.conc, o.loadFor)
+	baseS := closedLoop("http://"+noopAddr, stripe, o.conc, o.loadFor)
+	noop.stop()
+	add("1. HTTP baseline, no-op (WorkOS-size bodies)", fmt.Sprintf("%.0f req/s p50 %s p99 %s", baseW.RPS(), ms(baseW.P50), ms(baseW.P99)), "", "")
+	add("1. HTTP baseline, no-op (Stripe-size bodies)", fmt.Sprintf("%.0f req/s p50 %s p99 %s", baseS.RPS(), ms(baseS.P50), ms(baseS.P99)), "", "")
+
+	// 2. Ingest: syncd serve --role ingest, verify + PubAck.
+	ing, err := startSyncd(bin, tmp, "ingest", "", o.profiles)
+	if err != nil {
+		return err
+	}
+	ingW := closedLoop(ing.base, workos, o.conc, o.loadFor)
+	ing.profile("ingest-cpu", o.loadFor/2, stripe, o.conc)
+	ingS := closedLoop(ing.base, stripe, o.conc, o.loadFor)
+	ing.stop()
+	for _, p := range []struct {
+		name      string
+		got, base loadResult
+	}{{"WorkOS", ingW, baseW}, {"Stripe", ingS, baseS}} {
+		ratio := p.got.RPS() / p.base.RPS()
+		add("2. Ingest "+p.name+" (verify + PubAck)", fmt.Sprintf("%.0f req/s p50 %s p99 %s, %.2f× baseline", p.got.RPS(), ms(p.got.P50), ms(p.got.P99), ratio), "≥ 0.50×", verdict(ratio >= 0.5 && p.got.Errors == 0, errNote(p.got)))
+	}
+
+	// 3, 4. Apply and skip path, with the references.
+	ap, err := benchApply(ctx, o, fx)
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("3. Apply: syncd consumer (%d events)", ap.events), fmt.Sprintf("%.0f events/s", ap.syncd), "", "")
+	add("3. Apply: limit, batched SQL (best of pgx.Batch, unnest)", fmt.Sprintf("%.0f events/s (%s)", ap.limit, ap.limitHow), "", "")
+	add("3. Apply: one transaction per event", fmt.Sprintf("%.0f events/s", ap.naive), "", "")
+	add("3. Apply ratio to the batched limit", fmt.Sprintf("%.2f×", ap.syncd/ap.limit), "≥ 0.40×", verdict(ap.syncd/ap.limit >= 0.4, ""))
+	add("3. Apply ratio to one tx per event", fmt.Sprintf("%.1f×", ap.syncd/ap.naive), "≥ 4×", verdict(ap.syncd/ap.naive >= 4, ""))
+	add("4. Replay of applied events (skip path)", fmt.Sprintf("%.0f events/s, %.1f× apply", ap.skip, ap.skip/ap.syncd), "≥ 2×", verdict(ap.skip/ap.syncd >= 2, ""))
+
+	// 5, 6. End to end at half the peak ingest rate, one process.
+	e2e, err := benchEndToEnd(ctx, o, bin, tmp, workos, stripe, (ingW.RPS()+ingS.RPS())/4)
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("5. End to end at %.0f req/s (half peak)", e2e.rate), fmt.Sprintf("p99 %s, lag at end %s (%d pending)", ms(e2e.load.P99), e2e.lag.Round(time.Millisecond), e2e.pendingAtEnd), "p99 ≤ 20 ms, lag < 1 s", verdict(e2e.load.P99 <= 20*time.Millisecond && e2e.lag < time.Second && e2e.load.Errors == 0, errNote(e2e.load)))
+	add("6. Peak RSS of syncd serve (end-to-end run)", fmt.Sprintf("%.0f MB", float64(e2e.peakRSS)/1e6), "≤ 150 MB", verdict(e2e.peakRSS <= 150e6, ""))
+
+	return writeResults(o, rows, time.Since(start))
+}
+
+func verdict(ok bool, note string) string {
+	if ok {
+		return "met"
+	}
+	if note != "" {
+		return "MISSED (" + note + ")"
+	}
+	return "MISSED"
+}
+
+func errNote(r loadResult) string {
+	if r.Errors > 0 {
+		return fmt.Sprintf("%d errors", r.Errors)
+	}
+	return ""
+}
+
+func writeResults(o options, rows []row, took time.Duration) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Benchmark results\n\nWritten by `make bench` on %s in %s.\n\n", time.Now().UTC().Format(time.RFC3339), took.Round(time.Second))
+	fmt.Fprintf(&b, "Machine: %s\n\n", machine())
+	fmt.Fprintf(&b, "| measure | result | target | |\n|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.name, r.value, r.target, r.verdict)
+	}
+	if notes, err := os.ReadFile(filepath.Join(o.root, "bench", "NOTES.md")); err == nil {
+		b.WriteString("\n")
+		b.Write(notes)
+	}
+	fmt.Printf("\nwrote %s\n", o.out)
+	return os.WriteFile(o.out, []byte(b.String()), 0o644)
+}
+
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		mem = strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1] + " kB memory"
+	}
+	pg := ""
+	if out, err := exec.Command("psql", "--version").Output(); err == nil {
+		pg = strings.TrimSpace(string(out))
+	}
+	return fmt.Sprintf("%s, %d cores, %s, %s, %s/%s, %s; embedded nats-server, one process each for load generator and server",
+		cpu, runtime.NumCPU(), mem, runtime.Version(), runtime.GOOS, runtime.GOARCH, pg)
+}

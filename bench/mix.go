@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// event is one provider event of the benchmark mix.
+type event struct {
+	source, typ, id string
+	body            []byte
+}
+
+// fixtures are the shared sample events, used as templates so bodies have
+// the providers' real shapes and sizes.
+type fixtures map[string]map[string]any
+
+func loadFixtures(root string) (fixtures, error) {
+	f := fixtures{}
+	for _, p := range []string{
+		"workos/user.created.json", "workos/organization.updated.json",
+		"workos/organization_membership.created.json", "workos/dsync.user.created.json",
+		"stripe/customer.updated.json", "stripe/customer.subscription.updated.json",
+		"stripe/checkout.session.completed.json", "stripe/payment_intent.succeeded.json",
+	} {
+		b, err := os.ReadFile(filepath.Join(root, "testdata", "fixtures", p))
+		if err != nil {
+			return nil, err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		f[p] = m
+	}
+	return f, nil
+}
+
+// clone deep-copies a template through JSON.
+func clone(m map[string]any) map[string]any {
+	b, _ := json.Marshal(m)
+	var out map[string]any
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+var benchT0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func wtime(sec int) string {
+	return benchT0.Add(time.Duration(sec) * time.Second).Format("2006-01-02T15:04:05.000Z")
+}
+
+// workosEvent fills a WorkOS template: event id, type and data fields.
+func (f fixtures) workos(tmpl, typ, id string, set map[string]any) event {
+	ev := clone(f[tmpl])
+	ev["id"], ev["event"] = id, typ
+	data := ev["data"].(map[string]any)
+	for k, v := range set {
+		data[k] = v
+	}
+	b, _ := json.Marshal(ev)
+	return event{"workos", typ, id, b}
+}
+
+// stripe fills a Stripe template: event id, type, created and object fields.
+func (f fixtures) stripe(tmpl, typ, id string, created int64, set map[string]any) event {
+	ev := clone(f[tmpl])
+	ev["id"], ev["type"], ev["created"] = id, typ, created
+	obj := ev["data"].(map[string]any)["object"].(map[string]any)
+	for k, v := range set {
+		obj[k] = v
+	}
+	b, _ := json.Marshal(ev)
+	return event{"stripe", typ, id, b}
+}
+
+// mix builds a realistic burst: many entities, several events each, in a
+// shuffled order, with a share of duplicates that got past JetStream's
+// window (same event id again).
+func (f fixtures) mix(entities int, seed uint64) []event {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	var evs []event
+	n := 0
+	id := func(p string) string { n++; return fmt.Sprintf("%s_%d_%d", p, seed, n) }
+	for i := range entities {
+		user := fmt.Sprintf("user_b%d_%d", seed, i)
+		org := fmt.Sprintf("org_b%d_%d", seed, i%max(1, entities/4))
+		email := fmt.Sprintf("guest%d_%d@bench.test", seed, i)
+		cus := fmt.Sprintf("cus_b%d_%d", seed, i)
+		switch i % 7 {
+		case 0, 1: // users with updates
+			for v := 1; v <= 3; v++ {
+				typ := "user.updated"
+				if v == 1 {
+					typ = "user.created"
+				}
+				evs = append(evs, f.workos("workos/user.created.json", typ, id("event"), map[string]any{"id": user, "email": email, "first_name": fmt.Sprint("N", v), "updated_at": wtime(v)}))
+			}
+		case 2: // organizations and memberships
+			evs = append(evs, f.workos("workos/organization.updated.json", "organization.created", id("event"), map[string]any{"id": org, "updated_at": wtime(1)}))
+			evs = append(evs, f.workos("workos/organization.updated.json", "organization.updated", id("event"), map[string]any{"id": org, "name": "Renamed", "updated_at": wtime(2)}))
+			for v := 1; v <= 2; v++ {
+				evs = append(evs, f.workos("workos/organization_membership.created.json", "organization_membership.updated", id("event"), map[string]any{"id": "om_" + user, "user_id": user, "organization_id": org, "updated_at": wtime(v)}))
+			}
+		case 3: // directory users
+			for v := 1; v <= 3; v++ {
+				evs = append(evs, f.workos("workos/dsync.user.created.json", "dsync.user.updated", id("event"), map[string]any{"id": "directory_user_" + user, "updated_at": wtime(v)}))
+			}
+		case 4: // customers
+			for v := 1; v <= 3; v++ {
+				evs = append(evs, f.stripe("stripe/customer.updated.json", "customer.updated", id("evt"), int64(1_767_225_600+v), map[string]any{"id": cus, "email": email}))
+			}
+		case 5: // subscriptions
+			for v := 1; v <= 3; v++ {
+				evs = append(evs, f.stripe("stripe/customer.subscription.updated.json", "customer.subscription.updated", id("evt"), int64(1_767_225_600+v), map[string]any{"id": "sub_" + cus, "customer": cus}))
+			}
+		case 6: // meetings: checkout then payment
+			pi := "pi_" + cus
+			evs = append(evs, f.stripe("stripe/checkout.session.completed.json", "checkout.session.completed", id("evt"), 1_767_225_601, map[string]any{"id": "cs_" + cus, "payment_intent": pi}))
+			evs = append(evs, f.stripe("stripe/payment_intent.succeeded.json", "payment_intent.succeeded", id("evt"), 1_767_225_602, map[string]any{"id": pi}))
+		}
+	}
+	rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
+	// 5% duplicates.
+	for i := 0; i < len(evs)/20; i++ {
+		evs = append(evs, evs[rng.IntN(len(evs))])
+	}
+	return evs
+}
