@@ -11,6 +11,76 @@ import (
 	"github.com/google/uuid"
 )
 
+type Directory struct {
+	ID                uuid.UUID
+	WorkosDirectoryID string
+	WorkosOrgID       *string
+	Name              *string
+	Type              *string
+	State             *string
+	Domains           []string
+	ExternalKey       *string
+	WorkosCreatedAt   *time.Time
+	WorkosUpdatedAt   *time.Time
+	IsStub            bool
+	DeletedAt         *time.Time
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
+type DirectoryGroup struct {
+	ID                     uuid.UUID
+	WorkosDirectoryGroupID string
+	WorkosDirectoryID      string
+	WorkosOrgID            *string
+	IdpID                  *string
+	Name                   *string
+	RawAttributes          json.RawMessage
+	WorkosCreatedAt        *time.Time
+	WorkosUpdatedAt        *time.Time
+	IsStub                 bool
+	DeletedAt              *time.Time
+	CreatedAt              time.Time
+	UpdatedAt              time.Time
+}
+
+type DirectoryGroupMember struct {
+	WorkosDirectoryGroupID string
+	WorkosDirectoryUserID  string
+	WorkosDirectoryID      string
+	WorkosEventAt          time.Time
+	RemovedAt              *time.Time
+	ParentDeletedAt        *time.Time
+	DeletedAt              *time.Time
+	CreatedAt              time.Time
+	UpdatedAt              time.Time
+}
+
+type DirectoryUser struct {
+	ID                    uuid.UUID
+	WorkosDirectoryUserID string
+	WorkosDirectoryID     string
+	WorkosOrgID           *string
+	IdpID                 *string
+	Email                 *string
+	Emails                json.RawMessage
+	Username              *string
+	FirstName             *string
+	LastName              *string
+	JobTitle              *string
+	State                 *string
+	Role                  *string
+	Roles                 []string
+	CustomAttributes      json.RawMessage
+	RawAttributes         json.RawMessage
+	WorkosCreatedAt       *time.Time
+	WorkosUpdatedAt       *time.Time
+	IsStub                bool
+	DeletedAt             *time.Time
+	CreatedAt             time.Time
+	UpdatedAt             time.Time
+}
+
 type Organization struct {
 	ID               uuid.UUID
 	WorkosOrgID      string
