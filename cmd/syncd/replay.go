@@ -115,7 +115,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("replay stopped after %d events (the ledger makes running it again safe): %w", sum.Events, err)
 	}
 	if sum.Failed > 0 {
-		return fmt.Errorf("%d events failed to apply (listed above); the durable consumer retries or dead-letters them on its own", sum.Failed)
+		return fmt.Errorf("%d events failed to apply (listed above); the apply consumer sets such events aside in DEADLETTER (see syncd dlq)", sum.Failed)
 	}
 	return nil
 }
