@@ -188,20 +188,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 		return writeError(w, http.StatusBadRequest, "invalid_event", err.Error())
 	}
 
-	msg := nats.NewMsg(stream.Subject(p.source(), env.Type))
-	msg.Data = body
-	msg.Header.Set(jetstream.MsgIDHeader, stream.MsgID(p.source(), env.ID))
-	msg.Header.Set(stream.HeaderSource, p.source())
-	msg.Header.Set(stream.HeaderEventType, env.Type)
-	msg.Header.Set(stream.HeaderEventID, env.ID)
-	if !env.Created.IsZero() {
-		msg.Header.Set(stream.HeaderProviderAt, env.Created.UTC().Format(time.RFC3339Nano))
-	}
-	msg.Header.Set(stream.HeaderReceivedAt, now.UTC().Format(time.RFC3339Nano))
-	if e := p.endpoint(); e != "" {
-		msg.Header.Set(stream.HeaderEndpoint, e)
-	}
-
+	msg := stream.EventMsg(p.source(), env, body, now, p.endpoint())
 	ack, err := h.publish(r.Context(), msg)
 	if err != nil {
 		h.log.Warn("webhook not stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "err", err)

@@ -11,6 +11,21 @@ import (
 	"github.com/google/uuid"
 )
 
+type BackfillCursor struct {
+	Provider    string
+	WindowKey   string
+	RangeStart  time.Time
+	RangeEnd    time.Time
+	Types       []string
+	Part        int32
+	Cursor      *string
+	Pages       int64
+	Published   int64
+	StartedAt   time.Time
+	UpdatedAt   time.Time
+	CompletedAt *time.Time
+}
+
 type Directory struct {
 	ID                uuid.UUID
 	WorkosDirectoryID string

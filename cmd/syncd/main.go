@@ -31,6 +31,8 @@ func commands() []command {
 	return []command{
 		{"serve", "receive webhooks and apply them to Postgres", runServe},
 		{"migrate", "apply (up) or show (status) database migrations", runMigrate},
+		{"replay", "re-deliver a window of the stream through the consumers", runReplay},
+		{"backfill", "publish a window of a provider's Events API (workos, stripe) into the stream", runBackfill},
 		{"status", "show stream and consumer lag, dead letters, last event applied", runStatus},
 		{"sign", "print a signature header for a file, for curl", runSign},
 		{"send", "sign a file and POST it to a running syncd", runSend},

@@ -45,8 +45,10 @@ type serveFlags struct {
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f serveFlags
+	var rec reconcile
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	f.register(fs)
+	rec.register(fs)
 	fs.StringVar(&f.httpAddr, "http-addr", env("HTTP_ADDR", ":8080"), "listen address (env HTTP_ADDR)")
 	fs.StringVar(&f.role, "role", env("SYNCD_ROLE", "all"), "all, ingest or consume: which parts run in this process (env SYNCD_ROLE)")
 	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not apply migrations at start")
@@ -73,6 +75,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if f.replayWindow < time.Hour {
 		return usageError("--replay-window %s: want at least 1h", f.replayWindow)
+	}
+	if err := rec.setup(consumeOn || f.databaseURL != ""); err != nil {
+		return err
 	}
 	log, err := f.logger(stderr)
 	if err != nil {
@@ -185,6 +190,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		}()
 	}
+	rec.start(runCtx, &wg, pool, conn.JS, log)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

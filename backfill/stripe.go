@@ -1,0 +1,157 @@
+package backfill
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	stripe "github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/event"
+
+	"github.com/syncd/syncd/events"
+	"github.com/syncd/syncd/stream"
+)
+
+const (
+	// StripeRetention is how far back Stripe's Events API lists.
+	StripeRetention = 30 * 24 * time.Hour
+	// StripeMaxTypes is the most types one listing may filter on.
+	StripeMaxTypes = 20
+)
+
+// StripeConfig configures the Stripe Events API client.
+type StripeConfig struct {
+	APIKey string
+	// BaseURL defaults to https://api.stripe.com.
+	BaseURL string
+	// PageSize is the listing's limit, at most 100 (the default).
+	PageSize   int
+	HTTPClient *http.Client
+	// MaxNetworkRetries overrides stripe-go's default (2) when set.
+	MaxNetworkRetries *int64
+}
+
+// Stripe pages `GET /v1/events`, newest first, with `starting_after`.
+type Stripe struct {
+	cfg    StripeConfig
+	client event.Client
+}
+
+// NewStripe builds the Stripe source.
+func NewStripe(cfg StripeConfig) (*Stripe, error) {
+	if cfg.APIKey == "" {
+		return nil, errors.New("backfill: Stripe API key is empty")
+	}
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = stripe.APIURL
+	}
+	if u, err := url.Parse(cfg.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("backfill: Stripe API URL %q is not an http(s) URL", cfg.BaseURL)
+	}
+	if cfg.PageSize == 0 {
+		cfg.PageSize = 100
+	}
+	if cfg.PageSize < 1 || cfg.PageSize > 100 {
+		return nil, fmt.Errorf("backfill: Stripe page size %d outside 1..100", cfg.PageSize)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 80 * time.Second}
+	}
+	backend := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
+		URL:               stripe.String(cfg.BaseURL),
+		HTTPClient:        cfg.HTTPClient,
+		MaxNetworkRetries: cfg.MaxNetworkRetries,
+		// Failures come back as errors and are logged by the caller.
+		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
+	})
+	return &Stripe{cfg: cfg, client: event.Client{B: backend, Key: cfg.APIKey}}, nil
+}
+
+func (*Stripe) Name() string { return stream.SourceStripe }
+
+// Check rejects a window that starts beyond the 30 days Stripe lists.
+func (*Stripe) Check(w Window, now time.Time) error {
+	if earliest := now.Add(-StripeRetention); w.Since.Before(earliest) {
+		return fmt.Errorf("%w: since %s is more than 30 days ago; Stripe lists events of the last 30 days only (earliest now %s)",
+			ErrWindow, w.Since.UTC().Format(time.RFC3339), earliest.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// Listings splits the filter into listings of at most 20 types each.
+func (*Stripe) Listings(types []string) [][]string {
+	if len(types) == 0 {
+		return [][]string{nil}
+	}
+	var out [][]string
+	for len(types) > StripeMaxTypes {
+		out = append(out, types[:StripeMaxTypes])
+		types = types[StripeMaxTypes:]
+	}
+	return append(out, types)
+}
+
+// Page lists one page through stripe-go. Stripe lists newest first; the
+// cursor is the id of the oldest event stored so far, so a resumed run
+// continues further into the past and new events arriving meanwhile do not
+// shift its pages. stripe-go keeps the page's raw body on the list's
+// LastResponse; each event is published as the API sent it.
+func (s *Stripe) Page(ctx context.Context, w Window, types []string, cursor string) (Page, error) {
+	params := &stripe.EventListParams{
+		ListParams: stripe.ListParams{
+			Context: ctx,
+			Limit:   stripe.Int64(int64(s.cfg.PageSize)),
+			Single:  true,
+		},
+		CreatedRange: &stripe.RangeQueryParams{
+			GreaterThanOrEqual: w.Since.Unix(),
+			LesserThanOrEqual:  w.Until.Unix(),
+		},
+	}
+	if cursor != "" {
+		params.StartingAfter = stripe.String(cursor)
+	}
+	if len(types) == 1 {
+		params.Type = stripe.String(types[0])
+	} else if len(types) > 1 {
+		params.Types = stripe.StringSlice(types)
+	}
+	it := s.client.List(params)
+	if err := it.Err(); err != nil {
+		return Page{}, err
+	}
+	list := it.EventList()
+	if list.LastResponse == nil {
+		return Page{}, errors.New("Stripe events page: no response body kept")
+	}
+	var raw struct {
+		Data    []json.RawMessage `json:"data"`
+		HasMore bool              `json:"has_more"`
+	}
+	if err := json.Unmarshal(list.LastResponse.RawJSON, &raw); err != nil {
+		return Page{}, fmt.Errorf("decode Stripe events page: %w", err)
+	}
+	if len(raw.Data) != len(list.Data) {
+		return Page{}, fmt.Errorf("Stripe events page: SDK read %d events, body has %d", len(list.Data), len(raw.Data))
+	}
+	page := Page{Events: make([]Event, 0, len(raw.Data))}
+	for i, item := range raw.Data {
+		env, err := events.DecodeStripe(item)
+		if err != nil {
+			page.Invalid++
+			continue
+		}
+		if list.Data[i].ID != env.ID {
+			return Page{}, fmt.Errorf("Stripe events page: item %d is %s in the SDK, %s in the body", i, list.Data[i].ID, env.ID)
+		}
+		page.Events = append(page.Events, Event{Envelope: env, Body: []byte(item)})
+	}
+	if raw.HasMore && len(list.Data) > 0 {
+		page.Next = list.Data[len(list.Data)-1].ID
+	}
+	return page, nil
+}

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/syncd/syncd/backfill"
+	"github.com/syncd/syncd/stream"
+)
+
+func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c common
+	var since, until, types string
+	var pageSize int
+	var noProgress bool
+	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
+	c.register(fs)
+	fs.StringVar(&since, "since", "", "start of the window, by provider event time (RFC 3339, a date, or a duration ago: 36h, 7d); required")
+	fs.StringVar(&until, "until", "", "end of the window (same forms); default now")
+	fs.StringVar(&types, "types", "", "comma-separated event types; default the types syncd applies")
+	fs.IntVar(&pageSize, "page-size", 100, "events per API page, 1..100")
+	fs.BoolVar(&noProgress, "no-progress", false, "no progress line, even on a terminal")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: syncd backfill workos|stripe --since T [--until T] [--types a,b]\n\n"+
+			"Pages the provider's Events API and publishes every event of the window into WEBHOOKS,\n"+
+			"where the consumers apply it; events webhooks already delivered are duplicates. The cursor\n"+
+			"is kept in Postgres: the same command run again after an interruption resumes it.\n\n"+
+			"environment: WORKOS_API_KEY, WORKOS_API_URL, STRIPE_API_KEY, STRIPE_API_URL\n\nflags:")
+		fs.PrintDefaults()
+	}
+	// The provider comes first (`backfill workos --since …`); flags before
+	// it are accepted too.
+	provider := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		provider, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if provider == "" && len(rest) > 0 {
+		provider, rest = rest[0], rest[1:]
+	}
+	if len(rest) > 0 {
+		return usageError("unexpected argument %q (flags go after the provider)", rest[0])
+	}
+	if provider == "" {
+		return usageError("name the provider: syncd backfill workos|stripe --since T")
+	}
+	src, err := backfillSource(provider, pageSize)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	if since == "" {
+		return usageError("--since is required: the start of the window to backfill")
+	}
+	w := backfill.Window{}
+	if w.Since, err = parseWhen("since", since, now); err != nil {
+		return err
+	}
+	if w.Until, err = parseWhen("until", until, now); err != nil {
+		return err
+	}
+	if !w.Until.IsZero() && !w.Until.After(w.Since) {
+		return usageError("--until %s is not after --since %s", w.Until.Format(time.RFC3339), w.Since.Format(time.RFC3339))
+	}
+	for _, t := range strings.Split(types, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			if strings.ContainsAny(t, " \t\r\n") {
+				return usageError("--types: %q is not an event type", t)
+			}
+			w.Types = append(w.Types, t)
+		}
+	}
+	if err := src.Check(w, now); err != nil {
+		return usageError("--since %s: %s", since, strings.TrimPrefix(err.Error(), backfill.ErrWindow.Error()+": "))
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	conn, err := c.jetstream(ctx, log, false)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	line := newProgressLine(stderr, noProgress)
+	res, err := backfill.Run(ctx, backfill.Config{
+		Logger: log,
+		OnPage: func(p backfill.Progress) {
+			line.set(func() string {
+				part := ""
+				if p.Parts > 1 {
+					part = fmt.Sprintf("listing %d/%d  ", p.Part, p.Parts)
+				}
+				return fmt.Sprintf("%s%d pages  %d events  at %s", part, p.Pages, p.Listed, p.Oldest.Format(time.RFC3339))
+			})
+		},
+	}, pool, conn.JS, src, w)
+	line.done()
+	switch {
+	case errors.Is(err, backfill.ErrWindow):
+		return usageError("%v", err)
+	case errors.Is(err, backfill.ErrBusy):
+		return err
+	}
+	state := ""
+	if res.Resumed {
+		state = " (resumed)"
+	}
+	fmt.Fprintf(stdout, "backfill %s %s..%s%s: %d pages, %d events listed, %d published, %d already in the stream",
+		res.Provider, res.Since.Format(time.RFC3339), res.Until.Format(time.RFC3339), state, res.Pages, res.Listed, res.Published, res.Duplicates)
+	if res.Invalid > 0 {
+		fmt.Fprintf(stdout, ", %d not events (left out)", res.Invalid)
+	}
+	fmt.Fprintf(stdout, " in %s\n", res.Elapsed.Round(time.Millisecond))
+	if err != nil {
+		// Relative times name a new window each run: spell out the one
+		// whose cursor was kept.
+		resume := "syncd backfill " + provider + " --since " + w.Since.UTC().Format(time.RFC3339Nano)
+		if !w.Until.IsZero() {
+			resume += " --until " + w.Until.UTC().Format(time.RFC3339Nano)
+		}
+		if types != "" {
+			resume += " --types " + types
+		}
+		return fmt.Errorf("%w\nthe cursor is stored; resume with: %s", err, resume)
+	}
+	return nil
+}
+
+// backfillSource builds a provider's Events API client from the
+// environment: WORKOS_API_KEY / WORKOS_API_URL, STRIPE_API_KEY /
+// STRIPE_API_URL.
+func backfillSource(provider string, pageSize int) (backfill.Source, error) {
+	if pageSize < 1 || pageSize > 100 {
+		return nil, usageError("--page-size %d: want 1..100", pageSize)
+	}
+	switch provider {
+	case stream.SourceWorkOS:
+		key := env("WORKOS_API_KEY", "")
+		if key == "" {
+			return nil, usageError("WORKOS_API_KEY is not set: backfill workos needs a WorkOS API key")
+		}
+		src, err := backfill.NewWorkOS(backfill.WorkOSConfig{APIKey: key, BaseURL: env("WORKOS_API_URL", ""), PageSize: pageSize})
+		if err != nil {
+			return nil, usageError("WORKOS_API_URL %q is not an http(s) URL", env("WORKOS_API_URL", ""))
+		}
+		return src, nil
+	case stream.SourceStripe:
+		key := env("STRIPE_API_KEY", "")
+		if key == "" {
+			return nil, usageError("STRIPE_API_KEY is not set: backfill stripe needs a Stripe secret key")
+		}
+		src, err := backfill.NewStripe(backfill.StripeConfig{APIKey: key, BaseURL: env("STRIPE_API_URL", ""), PageSize: pageSize})
+		if err != nil {
+			return nil, usageError("STRIPE_API_URL %q is not an http(s) URL", env("STRIPE_API_URL", ""))
+		}
+		return src, nil
+	}
+	return nil, usageError("unknown provider %q: want workos or stripe", provider)
+}
+
+// reconcile runs the backfill of each configured provider over a trailing
+// window on a schedule inside `syncd serve`, so a webhook that never
+// arrived is applied anyway.
+type reconcile struct {
+	every, window time.Duration
+	sources       []backfill.Source
+}
+
+func (r *reconcile) register(fs *flag.FlagSet) {
+	fs.DurationVar(&r.every, "reconcile-every", envDuration("SYNCD_RECONCILE_EVERY", 0), "backfill from the providers' Events APIs on this schedule; 0 is off (env SYNCD_RECONCILE_EVERY; needs WORKOS_API_KEY and/or STRIPE_API_KEY)")
+	fs.DurationVar(&r.window, "reconcile-window", envDuration("SYNCD_RECONCILE_WINDOW", 0), "trailing window each reconcile covers; default twice --reconcile-every, at least 1h (env SYNCD_RECONCILE_WINDOW)")
+}
+
+// setup validates the flags and builds the sources; haveDB says whether
+// serve opens Postgres, where the cursors live.
+func (r *reconcile) setup(haveDB bool) error {
+	switch {
+	case r.every == 0:
+		return nil
+	case r.every < time.Minute:
+		return usageError("--reconcile-every %s: want at least 1m (or 0 for off)", r.every)
+	case !haveDB:
+		return usageError("--reconcile-every needs DATABASE_URL: the backfill cursors live in Postgres")
+	}
+	if r.window == 0 {
+		r.window = max(2*r.every, time.Hour)
+	}
+	if r.window < r.every {
+		return usageError("--reconcile-window %s is shorter than --reconcile-every %s: events would fall between runs", r.window, r.every)
+	}
+	for _, p := range []string{stream.SourceWorkOS, stream.SourceStripe} {
+		if env(strings.ToUpper(p)+"_API_KEY", "") == "" {
+			continue
+		}
+		src, err := backfillSource(p, 100)
+		if err != nil {
+			return err
+		}
+		if err := src.Check(backfill.Window{Since: time.Now().Add(-r.window)}, time.Now()); err != nil {
+			return usageError("--reconcile-window %s: %s", r.window, strings.TrimPrefix(err.Error(), backfill.ErrWindow.Error()+": "))
+		}
+		r.sources = append(r.sources, src)
+	}
+	if len(r.sources) == 0 {
+		return usageError("--reconcile-every needs WORKOS_API_KEY or STRIPE_API_KEY (or both)")
+	}
+	return nil
+}
+
+// start runs the schedule in the background until ctx is done: once at
+// start, then every period. A run in progress at stop keeps its cursor.
+func (r *reconcile) start(ctx context.Context, wg *sync.WaitGroup, pool *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger) {
+	if len(r.sources) == 0 {
+		return
+	}
+	log = log.With("component", "reconcile")
+	names := make([]string, len(r.sources))
+	for i, s := range r.sources {
+		names[i] = s.Name()
+	}
+	log.Info("reconcile scheduled", "every", r.every, "window", r.window, "providers", strings.Join(names, ","))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(r.every)
+		defer tick.Stop()
+		for {
+			for _, src := range r.sources {
+				if ctx.Err() != nil {
+					return
+				}
+				res, err := backfill.Run(ctx, backfill.Config{Key: "reconcile", Logger: log}, pool, js, src, backfill.Window{Since: time.Now().Add(-r.window)})
+				switch {
+				case errors.Is(err, backfill.ErrBusy):
+					log.Debug("reconcile skipped: another replica is running it", "provider", src.Name())
+				case err != nil && ctx.Err() == nil:
+					log.Warn("reconcile failed; the next run resumes it", "provider", src.Name(), "err", err)
+				case err == nil:
+					log.Info("reconcile done", "provider", src.Name(), "listed", res.Listed, "published", res.Published, "resumed", res.Resumed)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+}

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/syncd/syncd/events"
+	"github.com/syncd/syncd/replay"
+	"github.com/syncd/syncd/stream"
+)
+
+func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c common
+	var since, until, source, typ string
+	var fromSeq, toSeq uint64
+	var batch int
+	var noProgress bool
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	c.register(fs)
+	fs.StringVar(&since, "since", "", "start of the window: when syncd stored the event (RFC 3339, a date, or a duration ago: 36h, 7d)")
+	fs.Uint64Var(&fromSeq, "from-seq", 0, "start of the window: a WEBHOOKS stream sequence")
+	fs.StringVar(&until, "until", "", "end of the window (same forms as --since); default the stream's end when the replay starts")
+	fs.Uint64Var(&toSeq, "to-seq", 0, "end of the window: a WEBHOOKS stream sequence, inclusive")
+	fs.StringVar(&source, "source", "", "only this source: workos or stripe")
+	fs.StringVar(&typ, "type", "", "only event types matching this NATS subject pattern (customer.subscription.*, dsync.>)")
+	fs.IntVar(&batch, "batch-size", 256, "events applied per transaction, at most")
+	fs.BoolVar(&noProgress, "no-progress", false, "no progress bar, even on a terminal")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: syncd replay --since T | --from-seq N [--until T | --to-seq N] [--source S] [--type PATTERN]\n\n"+
+			"Re-delivers a window of the WEBHOOKS stream through the consumers' handlers. Events already\n"+
+			"in the ledger are skipped; events missing from the database (after a restore) are applied.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	now := time.Now()
+	cfg := replay.Config{FromSeq: fromSeq, ToSeq: toSeq, Source: source, Type: typ, BatchSize: batch}
+	switch {
+	case set["since"] && set["from-seq"]:
+		return usageError("--since and --from-seq both start the window: give one")
+	case !set["since"] && !set["from-seq"]:
+		return usageError("give the start of the window: --since T or --from-seq N")
+	case set["until"] && set["to-seq"]:
+		return usageError("--until and --to-seq both end the window: give one")
+	case set["from-seq"] && fromSeq == 0:
+		return usageError("--from-seq 0: stream sequences start at 1")
+	case set["to-seq"] && toSeq == 0:
+		return usageError("--to-seq 0: stream sequences start at 1")
+	case set["to-seq"] && set["from-seq"] && toSeq < fromSeq:
+		return usageError("--to-seq %d is before --from-seq %d", toSeq, fromSeq)
+	case batch < 1 || batch > 10000:
+		return usageError("--batch-size %d: want 1..10000", batch)
+	}
+	var err error
+	if cfg.Since, err = parseWhen("since", since, now); err != nil {
+		return err
+	}
+	if cfg.Until, err = parseWhen("until", until, now); err != nil {
+		return err
+	}
+	if !cfg.Since.IsZero() && !cfg.Until.IsZero() && !cfg.Until.After(cfg.Since) {
+		return usageError("--until %s is not after --since %s", cfg.Until.Format(time.RFC3339), cfg.Since.Format(time.RFC3339))
+	}
+	if source != "" && source != stream.SourceWorkOS && source != stream.SourceStripe {
+		return usageError("--source %q: want %s or %s", source, stream.SourceWorkOS, stream.SourceStripe)
+	}
+	if _, err := replay.FilterSubject(source, typ); err != nil {
+		return usageError("--type: %s", strings.TrimPrefix(err.Error(), "replay: "))
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	conn, err := c.jetstream(ctx, log, false)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	bar := newProgressLine(stderr, noProgress)
+	cfg.Progress = func(p replay.Progress) {
+		bar.set(func() string {
+			return fmt.Sprintf("%s %d/%d events  seq %d  %.0f/s", barOf(p.Done, p.Total, 30), p.Done, p.Total, p.Seq, float64(p.Done)/max(p.Elapsed.Seconds(), 1e-3))
+		})
+	}
+	sum, err := replay.Run(ctx, cfg, pool, conn.JS)
+	bar.done()
+	if errors.Is(err, replay.ErrEmpty) {
+		return usageError("no events in the window (filter %s, up to sequence %d): check --since/--from-seq and the filters", sum.Filter, sum.EndSeq)
+	}
+	printReplaySummary(stdout, sum)
+	if err != nil {
+		return fmt.Errorf("replay stopped after %d events (the ledger makes running it again safe): %w", sum.Events, err)
+	}
+	if sum.Failed > 0 {
+		return fmt.Errorf("%d events failed to apply (listed above); the apply consumer sets such events aside in DEADLETTER (see syncd dlq)", sum.Failed)
+	}
+	return nil
+}
+
+func printReplaySummary(w io.Writer, s replay.Summary) {
+	fmt.Fprintf(w, "replayed %d events (seq %d..%d, filter %s) in %s: %.0f events/s\n",
+		s.Events, s.FirstSeq, s.LastSeq, s.Filter, s.Elapsed.Round(time.Millisecond), s.Rate())
+	for _, row := range []struct {
+		name string
+		n    int
+	}{{"applied", s.Applied}, {"skipped", s.Skipped}, {"ignored", s.Ignored}, {"stale", s.Stale}, {"failed", s.Failed}} {
+		fmt.Fprintf(w, "  %-8s %d\n", row.name, row.n)
+	}
+	for _, f := range s.Failures {
+		fmt.Fprintf(w, "  failed: seq %d %s %s %s: %v\n", f.Seq, f.Source, f.Type, f.EventID, f.Err)
+	}
+	if s.Failed > len(s.Failures) {
+		fmt.Fprintf(w, "  … and %d more failures (see the log)\n", s.Failed-len(s.Failures))
+	}
+}
+
+var daysAgo = regexp.MustCompile(`^(\d+)d(.*)$`)
+
+// parseWhen reads a time flag: RFC 3339, a date, the providers' other
+// forms (events.ParseTime), or a duration ago (90m, 36h, 7d, 1d12h).
+// Empty is the zero time.
+func parseWhen(name, value string, now time.Time) (time.Time, error) {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return time.Time{}, nil
+	}
+	bad := func(why string) (time.Time, error) {
+		return time.Time{}, usageError("--%s %q: %s", name, value, why)
+	}
+	const forms = "want an RFC 3339 time (2026-01-15T12:00:00Z), a date (2026-01-15) or a duration ago (90m, 36h, 7d)"
+	var ago time.Duration
+	isAgo := false
+	if m := daysAgo.FindStringSubmatch(value); m != nil {
+		days, err := strconv.Atoi(m[1])
+		if err != nil || days > 3650 {
+			return bad(forms)
+		}
+		ago, isAgo = time.Duration(days)*24*time.Hour, true
+		if m[2] != "" {
+			d, err := time.ParseDuration(m[2])
+			if err != nil {
+				return bad(forms)
+			}
+			ago += d
+		}
+	} else if d, err := time.ParseDuration(value); err == nil {
+		ago, isAgo = d, true
+	}
+	if isAgo {
+		if ago <= 0 {
+			return bad("a duration ago must be positive")
+		}
+		return now.Add(-ago), nil
+	}
+	t, err := events.ParseTime(value)
+	if err != nil {
+		return bad(forms)
+	}
+	if t.Year() < 2000 {
+		return bad("before the year 2000; a stream sequence goes in --from-seq/--to-seq")
+	}
+	if name == "since" && t.After(now.Add(time.Minute)) {
+		return bad("in the future")
+	}
+	return t, nil
+}
+
+// progressLine redraws one status line on a terminal, at most ten times a
+// second; elsewhere (a pipe, a log file) it prints nothing.
+type progressLine struct {
+	mu   sync.Mutex
+	w    io.Writer
+	on   bool
+	last time.Time
+	drew bool
+}
+
+func newProgressLine(w io.Writer, disabled bool) *progressLine {
+	return &progressLine{w: w, on: !disabled && isTerminal(w)}
+}
+
+func (p *progressLine) set(text func() string) {
+	if !p.on {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	fmt.Fprintf(p.w, "\r\033[K%s", text())
+	p.drew = true
+}
+
+// done ends the line so what follows starts on a clean one.
+func (p *progressLine) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drew {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+func barOf(done, total, width int) string {
+	if total <= 0 {
+		total = 1
+	}
+	n := min(width, done*width/total)
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
