@@ -89,7 +89,7 @@ func upsertDirectory(ctx context.Context, tx Tx, ev Event) (dsyncDirectory, Outc
 	}
 	_, err := tx.Q.DirectoryUpsert(ctx, tx.DB, queries.DirectoryUpsertParams{
 		WorkosDirectoryID: d.ID,
-		WorkosOrgID:       nonEmpty(d.OrganizationID),
+		WorkosOrgID:       nonEmptyPtr(d.OrganizationID),
 		Name:              d.Name,
 		Type:              d.Type,
 		State:             d.State,
@@ -153,7 +153,7 @@ type dsyncUser struct {
 // email is the user's primary address: the email field of newer payloads,
 // else the primary entry of emails, else its first.
 func (u dsyncUser) email() *string {
-	if e := nonEmpty(u.Email); e != nil {
+	if e := nonEmptyPtr(u.Email); e != nil {
 		return e
 	}
 	var list []struct {
@@ -205,7 +205,7 @@ func (u dsyncUser) params(ev Event) queries.DirectoryUserUpsertParams {
 	return queries.DirectoryUserUpsertParams{
 		WorkosDirectoryUserID: u.ID,
 		WorkosDirectoryID:     u.DirectoryID,
-		WorkosOrgID:           nonEmpty(u.OrganizationID),
+		WorkosOrgID:           nonEmptyPtr(u.OrganizationID),
 		IdpID:                 u.IdpID,
 		Email:                 u.email(),
 		Emails:                emails,
@@ -279,7 +279,7 @@ func (g dsyncGroup) params(ev Event) queries.DirectoryGroupUpsertParams {
 	return queries.DirectoryGroupUpsertParams{
 		WorkosDirectoryGroupID: g.ID,
 		WorkosDirectoryID:      g.DirectoryID,
-		WorkosOrgID:            nonEmpty(g.OrganizationID),
+		WorkosOrgID:            nonEmptyPtr(g.OrganizationID),
 		IdpID:                  g.IdpID,
 		Name:                   g.Name,
 		RawAttributes:          optionalObject(g.RawAttributes),
@@ -364,11 +364,11 @@ func applyDirectoryGroupMember(ctx context.Context, tx Tx, ev Event, removed boo
 	}
 	// The membership's directory is the event's, whatever the snapshots say.
 	m.User.DirectoryID, m.Group.DirectoryID = m.DirectoryID, m.DirectoryID
-	if nonEmpty(m.User.OrganizationID) == nil {
+	if nonEmptyPtr(m.User.OrganizationID) == nil {
 		m.User.OrganizationID = m.Group.OrganizationID
 	}
 	org := m.Group.OrganizationID
-	if nonEmpty(org) == nil {
+	if nonEmptyPtr(org) == nil {
 		org = m.User.OrganizationID
 	}
 	if err := ensureDirectory(ctx, tx, m.DirectoryID, org); err != nil {
@@ -395,7 +395,7 @@ func applyDirectoryGroupMember(ctx context.Context, tx Tx, ev Event, removed boo
 func ensureDirectory(ctx context.Context, tx Tx, id string, org *string) error {
 	if err := tx.Q.DirectoryEnsureStub(ctx, tx.DB, queries.DirectoryEnsureStubParams{
 		WorkosDirectoryID: id,
-		WorkosOrgID:       nonEmpty(org),
+		WorkosOrgID:       nonEmptyPtr(org),
 	}); err != nil {
 		return fmt.Errorf("directory stub: %w", err)
 	}
@@ -416,10 +416,10 @@ func optionalObject(raw json.RawMessage) json.RawMessage {
 	return nil
 }
 
-// nonEmpty treats "" like an absent id.
-func nonEmpty(s *string) *string {
-	if s == nil || *s == "" {
+// nonEmptyPtr treats "" like an absent id.
+func nonEmptyPtr(s *string) *string {
+	if s == nil {
 		return nil
 	}
-	return s
+	return nonEmpty(*s)
 }

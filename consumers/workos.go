@@ -199,7 +199,11 @@ func applyOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 		WorkosCreatedAt:  o.CreatedAt.Ptr(),
 		WorkosUpdatedAt:  ptr(version(ev, o.UpdatedAt)),
 	})
-	return upserted(err)
+	out, err := upserted(err)
+	if err != nil || out != Applied {
+		return out, err
+	}
+	return out, linkOrganization(ctx, tx, o.ID)
 }
 
 func deleteOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
@@ -315,7 +319,11 @@ func applyMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 		WorkosUpdatedAt:       &v,
 		SupersededAt:          at,
 	})
-	return upserted(err)
+	out, err := upserted(err)
+	if err != nil || out != Applied {
+		return out, err
+	}
+	return out, linkMembership(ctx, tx, m.UserID)
 }
 
 func deleteMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
@@ -332,7 +340,7 @@ func deleteMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	}
 	v := version(ev, m.UpdatedAt)
 	at := deletedAt(ev)
-	return Applied, tx.Q.MembershipDelete(ctx, tx.DB, queries.MembershipDeleteParams{
+	if err := tx.Q.MembershipDelete(ctx, tx.DB, queries.MembershipDeleteParams{
 		WorkosOrgMembershipID: m.ID,
 		WorkosUserID:          m.UserID,
 		WorkosOrgID:           m.OrganizationID,
@@ -343,7 +351,10 @@ func deleteMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 		WorkosCreatedAt:       m.CreatedAt.Ptr(),
 		WorkosUpdatedAt:       &v,
 		DeletedAt:             &at,
-	})
+	}); err != nil {
+		return "", err
+	}
+	return Applied, linkMembership(ctx, tx, m.UserID)
 }
 
 // jsonObject keeps a JSON object as is and turns anything else (absent,

@@ -96,42 +96,155 @@ type DirectoryUser struct {
 	UpdatedAt             time.Time
 }
 
+type Meeting struct {
+	ID                    uuid.UUID
+	StripeSessionID       *string
+	StripePaymentIntentID *string
+	StripeCustomerID      *string
+	BookableEventID       *uuid.UUID
+	ExpertWorkosUserID    *string
+	GuestEmail            *string
+	GuestName             *string
+	GuestWorkosUserID     *string
+	GuestOrgID            *uuid.UUID
+	StartTime             *time.Time
+	DurationMinutes       *int32
+	Notes                 *string
+	Timezone              *string
+	Locale                *string
+	Amount                *int64
+	ApplicationFeeAmount  *int64
+	AmountRefunded        int64
+	Currency              *string
+	PaymentStatus         string
+	PaymentStatusRank     int16
+	PaymentStatusVersion  time.Time
+	DetailsVersion        *time.Time
+	DetailsEventID        *string
+	CreatedAt             time.Time
+	UpdatedAt             time.Time
+}
+
 type Organization struct {
-	ID               uuid.UUID
-	WorkosOrgID      string
+	ID                            uuid.UUID
+	WorkosOrgID                   string
+	Name                          *string
+	Slug                          *string
+	Type                          *string
+	Domains                       []string
+	ExternalID                    *string
+	Metadata                      json.RawMessage
+	StripeCustomerID              *string
+	WorkosCreatedAt               *time.Time
+	WorkosUpdatedAt               *time.Time
+	IsStub                        bool
+	DeletedAt                     *time.Time
+	CreatedAt                     time.Time
+	UpdatedAt                     time.Time
+	StripeCustomerVersion         *time.Time
+	SubscriptionTier              *string
+	SubscriptionStatus            *string
+	StripeSubscriptionID          *string
+	SubscriptionCurrentPeriodEnd  *time.Time
+	SubscriptionCancelAtPeriodEnd bool
+	SubscriptionVersion           *time.Time
+}
+
+type StripeConnectAccount struct {
+	StripeAccountID    string
+	WorkosUserID       *string
+	Email              *string
+	DetailsSubmitted   bool
+	ChargesEnabled     bool
+	PayoutsEnabled     bool
+	OnboardingComplete bool
+	Metadata           json.RawMessage
+	ObjectCreated      *time.Time
+	DeauthorizedAt     *time.Time
+	StripeCreated      time.Time
+	StripeEventRank    int16
+	StripeEventID      string
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+}
+
+type StripeCustomer struct {
+	StripeCustomerID string
+	Email            *string
 	Name             *string
-	Slug             *string
-	Type             *string
-	Domains          []string
-	ExternalID       *string
+	WorkosUserID     *string
+	WorkosOrgID      *string
 	Metadata         json.RawMessage
-	StripeCustomerID *string
-	WorkosCreatedAt  *time.Time
-	WorkosUpdatedAt  *time.Time
-	IsStub           bool
+	ObjectCreated    *time.Time
+	StripeCreated    time.Time
+	StripeEventRank  int16
+	StripeEventID    string
 	DeletedAt        *time.Time
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 }
 
+type StripePaymentIntent struct {
+	StripePaymentIntentID string
+	StripeChargeID        *string
+	StripeCustomerID      *string
+	Amount                *int64
+	ApplicationFeeAmount  *int64
+	Currency              *string
+	AmountRefunded        int64
+	PaymentStatus         string
+	PaymentStatusRank     int16
+	PaymentStatusVersion  time.Time
+	StripeCreated         *time.Time
+	StripeEventID         *string
+	CreatedAt             time.Time
+	UpdatedAt             time.Time
+}
+
+type StripeSubscription struct {
+	StripeSubscriptionID string
+	StripeCustomerID     *string
+	WorkosOrgID          *string
+	Status               string
+	Tier                 *string
+	CurrentPeriodEnd     *time.Time
+	CancelAtPeriodEnd    bool
+	Metadata             json.RawMessage
+	ObjectCreated        *time.Time
+	StripeCreated        time.Time
+	StripeEventRank      int16
+	StripeEventID        string
+	DeletedAt            *time.Time
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
+}
+
 type User struct {
-	ID                uuid.UUID
-	WorkosUserID      string
-	Email             *string
-	FirstName         *string
-	LastName          *string
-	EmailVerified     bool
-	ProfilePictureUrl *string
-	ExternalID        *string
-	Metadata          json.RawMessage
-	Locale            *string
-	LastSignInAt      *time.Time
-	WorkosCreatedAt   *time.Time
-	WorkosUpdatedAt   *time.Time
-	IsStub            bool
-	DeletedAt         *time.Time
-	CreatedAt         time.Time
-	UpdatedAt         time.Time
+	ID                        uuid.UUID
+	WorkosUserID              string
+	Email                     *string
+	FirstName                 *string
+	LastName                  *string
+	EmailVerified             bool
+	ProfilePictureUrl         *string
+	ExternalID                *string
+	Metadata                  json.RawMessage
+	Locale                    *string
+	LastSignInAt              *time.Time
+	WorkosCreatedAt           *time.Time
+	WorkosUpdatedAt           *time.Time
+	IsStub                    bool
+	DeletedAt                 *time.Time
+	CreatedAt                 time.Time
+	UpdatedAt                 time.Time
+	StripeCustomerID          *string
+	StripeCustomerVersion     *time.Time
+	StripeConnectAccountID    *string
+	ConnectDetailsSubmitted   bool
+	ConnectChargesEnabled     bool
+	ConnectPayoutsEnabled     bool
+	ConnectOnboardingComplete bool
+	StripeConnectVersion      *time.Time
 }
 
 type UserOrgMembership struct {

@@ -60,7 +60,7 @@ func (q *Queries) OrganizationEnsure(ctx context.Context, db DBTX, workosOrgID s
 }
 
 const organizationGetByWorkOSID = `-- name: OrganizationGetByWorkOSID :one
-SELECT id, workos_org_id, name, slug, type, domains, external_id, metadata, stripe_customer_id, workos_created_at, workos_updated_at, is_stub, deleted_at, created_at, updated_at FROM organizations WHERE workos_org_id = $1
+SELECT id, workos_org_id, name, slug, type, domains, external_id, metadata, stripe_customer_id, workos_created_at, workos_updated_at, is_stub, deleted_at, created_at, updated_at, stripe_customer_version, subscription_tier, subscription_status, stripe_subscription_id, subscription_current_period_end, subscription_cancel_at_period_end, subscription_version FROM organizations WHERE workos_org_id = $1
 `
 
 func (q *Queries) OrganizationGetByWorkOSID(ctx context.Context, db DBTX, workosOrgID string) (Organization, error) {
@@ -82,6 +82,13 @@ func (q *Queries) OrganizationGetByWorkOSID(ctx context.Context, db DBTX, workos
 		&i.DeletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.StripeCustomerVersion,
+		&i.SubscriptionTier,
+		&i.SubscriptionStatus,
+		&i.StripeSubscriptionID,
+		&i.SubscriptionCurrentPeriodEnd,
+		&i.SubscriptionCancelAtPeriodEnd,
+		&i.SubscriptionVersion,
 	)
 	return i, err
 }

@@ -61,7 +61,7 @@ func (q *Queries) UserEnsureStub(ctx context.Context, db DBTX, workosUserID stri
 }
 
 const userGetByWorkOSID = `-- name: UserGetByWorkOSID :one
-SELECT id, workos_user_id, email, first_name, last_name, email_verified, profile_picture_url, external_id, metadata, locale, last_sign_in_at, workos_created_at, workos_updated_at, is_stub, deleted_at, created_at, updated_at FROM users WHERE workos_user_id = $1
+SELECT id, workos_user_id, email, first_name, last_name, email_verified, profile_picture_url, external_id, metadata, locale, last_sign_in_at, workos_created_at, workos_updated_at, is_stub, deleted_at, created_at, updated_at, stripe_customer_id, stripe_customer_version, stripe_connect_account_id, connect_details_submitted, connect_charges_enabled, connect_payouts_enabled, connect_onboarding_complete, stripe_connect_version FROM users WHERE workos_user_id = $1
 `
 
 func (q *Queries) UserGetByWorkOSID(ctx context.Context, db DBTX, workosUserID string) (User, error) {
@@ -85,6 +85,14 @@ func (q *Queries) UserGetByWorkOSID(ctx context.Context, db DBTX, workosUserID s
 		&i.DeletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.StripeCustomerID,
+		&i.StripeCustomerVersion,
+		&i.StripeConnectAccountID,
+		&i.ConnectDetailsSubmitted,
+		&i.ConnectChargesEnabled,
+		&i.ConnectPayoutsEnabled,
+		&i.ConnectOnboardingComplete,
+		&i.StripeConnectVersion,
 	)
 	return i, err
 }

@@ -1,0 +1,103 @@
+-- name: StripeConnectAccountUpsert :one
+-- Mirrors a Connect account from account.updated at version
+-- (stripe_created, stripe_event_rank, stripe_event_id). Being newer than a
+-- deauthorization, it means the account is connected again. No row back
+-- means stale.
+INSERT INTO stripe_connect_accounts (
+    stripe_account_id, workos_user_id, email, details_submitted, charges_enabled,
+    payouts_enabled, onboarding_complete, metadata, object_created,
+    stripe_created, stripe_event_rank, stripe_event_id
+) VALUES (
+    @stripe_account_id, @workos_user_id, @email, @details_submitted, @charges_enabled,
+    @payouts_enabled, @onboarding_complete, @metadata, @object_created,
+    @stripe_created, @stripe_event_rank, @stripe_event_id
+)
+ON CONFLICT (stripe_account_id) DO UPDATE SET
+    workos_user_id      = EXCLUDED.workos_user_id,
+    email               = EXCLUDED.email,
+    details_submitted   = EXCLUDED.details_submitted,
+    charges_enabled     = EXCLUDED.charges_enabled,
+    payouts_enabled     = EXCLUDED.payouts_enabled,
+    onboarding_complete = EXCLUDED.onboarding_complete,
+    metadata            = EXCLUDED.metadata,
+    object_created      = COALESCE(EXCLUDED.object_created, stripe_connect_accounts.object_created),
+    deauthorized_at     = NULL,
+    stripe_created      = EXCLUDED.stripe_created,
+    stripe_event_rank   = EXCLUDED.stripe_event_rank,
+    stripe_event_id     = EXCLUDED.stripe_event_id,
+    updated_at          = now()
+WHERE (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id)
+      < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+RETURNING stripe_account_id;
+
+-- name: StripeConnectAccountDeauthorize :one
+-- Records account.application.deauthorized: the platform lost the account.
+-- The account's other fields are not in the event and stay as they were.
+-- No row back means stale.
+INSERT INTO stripe_connect_accounts (
+    stripe_account_id, deauthorized_at, stripe_created, stripe_event_rank, stripe_event_id
+) VALUES (
+    @stripe_account_id, @deauthorized_at, @stripe_created, @stripe_event_rank, @stripe_event_id
+)
+ON CONFLICT (stripe_account_id) DO UPDATE SET
+    deauthorized_at   = EXCLUDED.deauthorized_at,
+    stripe_created    = EXCLUDED.stripe_created,
+    stripe_event_rank = EXCLUDED.stripe_event_rank,
+    stripe_event_id   = EXCLUDED.stripe_event_id,
+    updated_at        = now()
+WHERE (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id)
+      < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+RETURNING stripe_account_id;
+
+-- name: StripeConnectAccountGet :one
+SELECT * FROM stripe_connect_accounts WHERE stripe_account_id = @stripe_account_id;
+
+-- name: StripeConnectAccountLinkUsers :exec
+-- Copies each user's Connect account from the mirror, for the users named
+-- and those linked to one of the accounts. An account belongs to the user
+-- its metadata names and is not deauthorized; with several, the newest
+-- account object wins. A user whose account the mirror knows gets exactly
+-- what the mirror resolves, none included (deauthorized, metadata naming
+-- someone else); an account the mirror knows nothing about is left alone
+-- unless the mirror resolves another.
+WITH target AS (
+    SELECT u.id, u.workos_user_id, u.stripe_connect_account_id
+    FROM users u
+    WHERE u.deleted_at IS NULL
+      AND (u.workos_user_id = ANY(@workos_user_ids::text[])
+           OR u.stripe_connect_account_id = ANY(@stripe_account_ids::text[]))
+), resolved AS (
+    SELECT t.id,
+           best.stripe_account_id AS best_id,
+           COALESCE(best.details_submitted, false) AS details_submitted,
+           COALESCE(best.charges_enabled, false) AS charges_enabled,
+           COALESCE(best.payouts_enabled, false) AS payouts_enabled,
+           COALESCE(best.onboarding_complete, false) AS onboarding_complete,
+           COALESCE(best.stripe_created, cur.stripe_created) AS version,
+           cur.stripe_account_id IS NOT NULL AS current_known
+    FROM target t
+    LEFT JOIN LATERAL (
+        SELECT a.stripe_account_id, a.details_submitted, a.charges_enabled, a.payouts_enabled,
+               a.onboarding_complete, a.stripe_created
+        FROM stripe_connect_accounts a
+        WHERE a.deauthorized_at IS NULL AND a.workos_user_id = t.workos_user_id
+        ORDER BY a.object_created DESC NULLS LAST, a.stripe_account_id DESC
+        LIMIT 1
+    ) best ON true
+    LEFT JOIN stripe_connect_accounts cur ON cur.stripe_account_id = t.stripe_connect_account_id
+)
+UPDATE users u SET
+    stripe_connect_account_id   = r.best_id,
+    connect_details_submitted   = r.details_submitted,
+    connect_charges_enabled     = r.charges_enabled,
+    connect_payouts_enabled     = r.payouts_enabled,
+    connect_onboarding_complete = r.onboarding_complete,
+    stripe_connect_version      = r.version,
+    updated_at                  = now()
+FROM resolved r
+WHERE u.id = r.id
+  AND (r.best_id IS NOT NULL OR r.current_known)
+  AND (u.stripe_connect_account_id, u.connect_details_submitted, u.connect_charges_enabled,
+       u.connect_payouts_enabled, u.connect_onboarding_complete, u.stripe_connect_version)
+      IS DISTINCT FROM
+      (r.best_id, r.details_submitted, r.charges_enabled, r.payouts_enabled, r.onboarding_complete, r.version);

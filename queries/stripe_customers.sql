@@ -1,0 +1,114 @@
+-- name: StripeCustomerUpsert :one
+-- Mirrors a Stripe customer at version (stripe_created, stripe_event_rank,
+-- stripe_event_id). A deletion is a tombstone: deleted_at stays once set,
+-- and the first deletion applies even when a newer update came first. No
+-- row back means stale.
+INSERT INTO stripe_customers (
+    stripe_customer_id, email, name, workos_user_id, workos_org_id, metadata,
+    object_created, stripe_created, stripe_event_rank, stripe_event_id, deleted_at
+) VALUES (
+    @stripe_customer_id, @email, @name, @workos_user_id, @workos_org_id, @metadata,
+    @object_created, @stripe_created, @stripe_event_rank, @stripe_event_id, @deleted_at
+)
+ON CONFLICT (stripe_customer_id) DO UPDATE SET
+    email             = EXCLUDED.email,
+    name              = EXCLUDED.name,
+    workos_user_id    = EXCLUDED.workos_user_id,
+    workos_org_id     = EXCLUDED.workos_org_id,
+    metadata          = EXCLUDED.metadata,
+    object_created    = COALESCE(EXCLUDED.object_created, stripe_customers.object_created),
+    stripe_created    = EXCLUDED.stripe_created,
+    stripe_event_rank = EXCLUDED.stripe_event_rank,
+    stripe_event_id   = EXCLUDED.stripe_event_id,
+    deleted_at        = COALESCE(stripe_customers.deleted_at, EXCLUDED.deleted_at),
+    updated_at        = now()
+WHERE (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id)
+      < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+   OR (stripe_customers.deleted_at IS NULL AND EXCLUDED.deleted_at IS NOT NULL)
+RETURNING stripe_customer_id;
+
+-- name: StripeCustomerGet :one
+SELECT * FROM stripe_customers WHERE stripe_customer_id = @stripe_customer_id;
+
+-- name: StripeCustomerLinkUsers :exec
+-- Points users at their Stripe customer as the mirror resolves it, for the
+-- users named, the users with one of the (lower-cased) emails and the users
+-- linked to one of the customers. A customer belongs to the user its
+-- metadata names; failing user and organization metadata, to the one live
+-- user with its email. A user with several takes the metadata match, then
+-- the newest customer object. A user whose customer the mirror knows gets
+-- exactly what the mirror resolves, none included (customer deleted, email
+-- changed or shared, metadata naming someone else); a customer the mirror
+-- knows nothing about is left alone unless the mirror resolves another.
+WITH target AS (
+    SELECT u.id, u.workos_user_id, u.email, u.stripe_customer_id
+    FROM users u
+    WHERE u.deleted_at IS NULL
+      AND (u.workos_user_id = ANY(@workos_user_ids::text[])
+           OR lower(u.email) = ANY(@emails::text[])
+           OR u.stripe_customer_id = ANY(@stripe_customer_ids::text[]))
+), resolved AS (
+    SELECT t.id,
+           best.stripe_customer_id AS best_id,
+           COALESCE(best.stripe_created, cur.stripe_created) AS version,
+           cur.stripe_customer_id IS NOT NULL AS current_known
+    FROM target t
+    LEFT JOIN LATERAL (
+        SELECT c.stripe_customer_id, c.stripe_created
+        FROM stripe_customers c
+        WHERE c.deleted_at IS NULL
+          AND (c.workos_user_id = t.workos_user_id
+               OR (c.workos_user_id IS NULL AND c.workos_org_id IS NULL
+                   AND lower(c.email) = lower(t.email)
+                   AND NOT EXISTS (
+                       SELECT 1 FROM users o
+                       WHERE o.deleted_at IS NULL AND lower(o.email) = lower(t.email) AND o.id <> t.id)))
+        ORDER BY (c.workos_user_id IS NOT NULL) DESC, c.object_created DESC NULLS LAST, c.stripe_customer_id DESC
+        LIMIT 1
+    ) best ON true
+    LEFT JOIN stripe_customers cur ON cur.stripe_customer_id = t.stripe_customer_id
+)
+UPDATE users u SET
+    stripe_customer_id      = r.best_id,
+    stripe_customer_version = r.version,
+    updated_at              = now()
+FROM resolved r
+WHERE u.id = r.id
+  AND (r.best_id IS NOT NULL OR r.current_known)
+  AND (u.stripe_customer_id, u.stripe_customer_version) IS DISTINCT FROM (r.best_id, r.version);
+
+-- name: StripeCustomerLinkOrganizations :exec
+-- Points organizations at the Stripe customer whose metadata names them,
+-- for the organizations named and those linked to one of the customers.
+-- With several, the newest customer object wins. A link the mirror proves
+-- wrong (customer deleted, or its metadata names another organization) is
+-- cleared; others (WorkOS's own stripe_customer_id) are left alone.
+WITH target AS (
+    SELECT o.id, o.workos_org_id, o.stripe_customer_id
+    FROM organizations o
+    WHERE o.deleted_at IS NULL
+      AND (o.workos_org_id = ANY(@workos_org_ids::text[])
+           OR o.stripe_customer_id = ANY(@stripe_customer_ids::text[]))
+), resolved AS (
+    SELECT t.id,
+           best.stripe_customer_id AS best_id,
+           COALESCE(best.stripe_created, cur.stripe_created) AS version,
+           (cur.deleted_at IS NOT NULL OR cur.workos_org_id <> t.workos_org_id) AS current_wrong
+    FROM target t
+    LEFT JOIN LATERAL (
+        SELECT c.stripe_customer_id, c.stripe_created
+        FROM stripe_customers c
+        WHERE c.deleted_at IS NULL AND c.workos_org_id = t.workos_org_id
+        ORDER BY c.object_created DESC NULLS LAST, c.stripe_customer_id DESC
+        LIMIT 1
+    ) best ON true
+    LEFT JOIN stripe_customers cur ON cur.stripe_customer_id = t.stripe_customer_id
+)
+UPDATE organizations o SET
+    stripe_customer_id      = r.best_id,
+    stripe_customer_version = r.version,
+    updated_at              = now()
+FROM resolved r
+WHERE o.id = r.id
+  AND (r.best_id IS NOT NULL OR r.current_wrong)
+  AND (o.stripe_customer_id, o.stripe_customer_version) IS DISTINCT FROM (r.best_id, r.version);

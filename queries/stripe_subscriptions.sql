@@ -1,0 +1,87 @@
+-- name: StripeSubscriptionUpsert :one
+-- Mirrors a Stripe subscription at version (stripe_created,
+-- stripe_event_rank, stripe_event_id); deleted_at is a tombstone as for
+-- customers. No row back means stale.
+INSERT INTO stripe_subscriptions (
+    stripe_subscription_id, stripe_customer_id, workos_org_id, status, tier,
+    current_period_end, cancel_at_period_end, metadata, object_created,
+    stripe_created, stripe_event_rank, stripe_event_id, deleted_at
+) VALUES (
+    @stripe_subscription_id, @stripe_customer_id, @workos_org_id, @status, @tier,
+    @current_period_end, @cancel_at_period_end, @metadata, @object_created,
+    @stripe_created, @stripe_event_rank, @stripe_event_id, @deleted_at
+)
+ON CONFLICT (stripe_subscription_id) DO UPDATE SET
+    stripe_customer_id   = EXCLUDED.stripe_customer_id,
+    workos_org_id        = EXCLUDED.workos_org_id,
+    status               = EXCLUDED.status,
+    tier                 = EXCLUDED.tier,
+    current_period_end   = EXCLUDED.current_period_end,
+    cancel_at_period_end = EXCLUDED.cancel_at_period_end,
+    metadata             = EXCLUDED.metadata,
+    object_created       = COALESCE(EXCLUDED.object_created, stripe_subscriptions.object_created),
+    stripe_created       = EXCLUDED.stripe_created,
+    stripe_event_rank    = EXCLUDED.stripe_event_rank,
+    stripe_event_id      = EXCLUDED.stripe_event_id,
+    deleted_at           = COALESCE(stripe_subscriptions.deleted_at, EXCLUDED.deleted_at),
+    updated_at           = now()
+WHERE (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id)
+      < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+   OR (stripe_subscriptions.deleted_at IS NULL AND EXCLUDED.deleted_at IS NOT NULL)
+RETURNING stripe_subscription_id;
+
+-- name: StripeSubscriptionGet :one
+SELECT * FROM stripe_subscriptions WHERE stripe_subscription_id = @stripe_subscription_id;
+
+-- name: StripeSubscriptionLinkOrganizations :exec
+-- Copies tier, status, id, period end and cancel-at-period-end of each
+-- organization's subscription from the mirror, for the organizations named,
+-- those with one of the customers and those holding one of the
+-- subscriptions. A subscription belongs to the organization its metadata
+-- names, else to the organization with its customer. With several, a live
+-- one (not canceled, not incomplete_expired) wins over an ended one, then
+-- the newest subscription object. An organization whose subscription the
+-- mirror knows gets exactly what the mirror resolves, none included; one
+-- the mirror knows nothing about is left alone unless it resolves another.
+WITH target AS (
+    SELECT o.id, o.workos_org_id, o.stripe_customer_id, o.stripe_subscription_id
+    FROM organizations o
+    WHERE o.deleted_at IS NULL
+      AND (o.workos_org_id = ANY(@workos_org_ids::text[])
+           OR o.stripe_customer_id = ANY(@stripe_customer_ids::text[])
+           OR o.stripe_subscription_id = ANY(@stripe_subscription_ids::text[]))
+), resolved AS (
+    SELECT t.id,
+           best.stripe_subscription_id AS best_id,
+           best.status,
+           best.tier,
+           best.current_period_end,
+           COALESCE(best.cancel_at_period_end, false) AS cancel_at_period_end,
+           COALESCE(best.stripe_created, cur.stripe_created) AS version,
+           cur.stripe_subscription_id IS NOT NULL AS current_known
+    FROM target t
+    LEFT JOIN LATERAL (
+        SELECT s.stripe_subscription_id, s.status, s.tier, s.current_period_end, s.cancel_at_period_end, s.stripe_created
+        FROM stripe_subscriptions s
+        WHERE COALESCE(s.workos_org_id = t.workos_org_id, s.stripe_customer_id = t.stripe_customer_id, false)
+        ORDER BY (s.deleted_at IS NULL AND s.status NOT IN ('canceled', 'incomplete_expired')) DESC,
+                 s.object_created DESC NULLS LAST, s.stripe_subscription_id DESC
+        LIMIT 1
+    ) best ON true
+    LEFT JOIN stripe_subscriptions cur ON cur.stripe_subscription_id = t.stripe_subscription_id
+)
+UPDATE organizations o SET
+    stripe_subscription_id            = r.best_id,
+    subscription_status               = r.status,
+    subscription_tier                 = r.tier,
+    subscription_current_period_end   = r.current_period_end,
+    subscription_cancel_at_period_end = r.cancel_at_period_end,
+    subscription_version              = r.version,
+    updated_at                        = now()
+FROM resolved r
+WHERE o.id = r.id
+  AND (r.best_id IS NOT NULL OR r.current_known)
+  AND (o.stripe_subscription_id, o.subscription_status, o.subscription_tier, o.subscription_current_period_end,
+       o.subscription_cancel_at_period_end, o.subscription_version)
+      IS DISTINCT FROM
+      (r.best_id, r.status, r.tier, r.current_period_end, r.cancel_at_period_end, r.version);
