@@ -102,7 +102,6 @@ func organization(t *testing.T, h *syncdtest.Harness, id string) queries.Organiz
 	return o
 }
 
-
 // describe prints what a meeting says about the booking and its payment,
 // leaving out the row's own ids and times, for comparing rows.
 func describe(m queries.Meeting) string {
