@@ -28,6 +28,7 @@ type options struct {
 	entities int
 	out      string
 	profiles string
+	only     string
 }
 
 func main() {
@@ -38,6 +39,7 @@ func main() {
 	flag.IntVar(&o.entities, "entities", 7000, "entities in the apply mix (about 2.6 events each)")
 	flag.StringVar(&o.out, "out", "bench/RESULTS.md", "where to write the results")
 	flag.StringVar(&o.profiles, "profiles", "bench/profiles", "where to write pprof profiles (git-ignored)")
+	flag.StringVar(&o.only, "only", "", "run one part: http or apply (default all)")
 	flag.Parse()
 	if *noop != "" {
 		serveNoop(*noop)
@@ -93,6 +95,14 @@ func run(o options) error {
 		fmt.Printf("%-58s %-34s %s %s\n", name, value, target, verdict)
 	}
 
+	if o.only == "apply" {
+		ap, err := benchApply(ctx, o, fx)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("apply %d events: syncd %.0f/s, limit %.0f/s (%s), naive %.0f/s, skip %.0f/s\n", ap.events, ap.syncd, ap.limit, ap.limitHow, ap.naive, ap.skip)
+		return nil
+	}
 	// 1. Baseline.
 	workos, stripe := signedSources(fx)
 	noopAddr := freeAddr()
