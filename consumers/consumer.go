@@ -195,7 +195,10 @@ func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transi
 				if ctx.Err() != nil {
 					return nil, nil
 				}
-				return nil, fmt.Errorf("pull from consumer %s: stopped: %v", c.cfg.Durable, lastErr)
+				if lastErr == nil {
+					lastErr = errors.New("message iterator closed")
+				}
+				return nil, fmt.Errorf("pull from consumer %s: %w", c.cfg.Durable, lastErr)
 			}
 			batch := []jetstream.Msg{m}
 		fill:
@@ -394,11 +397,13 @@ func (c *Consumer) settleFailure(ctx context.Context, m jetstream.Msg, ev Event,
 	}
 	if err != nil {
 		// Stored but the original not terminated: it comes back after
-		// AckWait and its second dead letter is dropped as a duplicate.
+		// AckWait. The count is kept so that it is dead-lettered again at
+		// once, and that copy is dropped as a duplicate.
 		log.Warn("dead letter stored, original not terminated", "err", err)
+	} else {
+		c.failures.forget(ev.Seq)
 	}
 	log.Error("event dead-lettered", "err", cause)
-	c.failures.forget(ev.Seq)
 	c.metrics.deadLettered.WithLabelValues(ev.Source, ev.Envelope.Type, string(class)).Inc()
 }
 

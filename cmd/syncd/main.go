@@ -33,6 +33,7 @@ func commands() []command {
 		{"migrate", "apply (up) or show (status) database migrations", runMigrate},
 		{"sign", "print a signature header for a file, for curl", runSign},
 		{"send", "sign a file and POST it to a running syncd", runSend},
+		{"dlq", "inspect and drain dead letters: list, show, retry, purge", runDLQ},
 	}
 }
 
