@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -85,6 +86,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("consumers: MaxAttempts %d below 1", c.MaxAttempts)
 	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:
 		return fmt.Errorf("consumers: retry backoff %s..%s is not a range", c.RetryMin, c.RetryMax)
+	case c.ProbeMax < 0:
+		return fmt.Errorf("consumers: ProbeMax %s is negative", c.ProbeMax)
+	case c.StopTimeout < 0:
+		return fmt.Errorf("consumers: StopTimeout %s is negative", c.StopTimeout)
 	}
 	return nil
 }
@@ -98,9 +103,7 @@ type Consumer struct {
 	handlers map[string]map[string]Handler
 	log      *slog.Logger
 	metrics  *metrics
-	// failures counts permanent failures per stream sequence. Lost on
-	// restart, which only grants an event a few more attempts.
-	failures map[uint64]int
+	failures failureCounts
 }
 
 // New builds a consumer over pool and js.
@@ -121,23 +124,42 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (*Consumer, err
 		handlers: handlers(),
 		log:      cfg.Logger,
 		metrics:  m,
-		failures: map[uint64]int{},
+		failures: failureCounts{},
 	}, nil
 }
 
 // Run applies events from the durable consumer until ctx is done. On stop
 // it stops fetching, finishes and acks the batch in flight, and hands the
-// messages it had buffered back to the server.
+// messages it had buffered back to the server. When a batch fails
+// transiently it does the same, then waits for Postgres to answer before it
+// fetches again, so nothing sits in a client buffer while Postgres is away.
 func (c *Consumer) Run(ctx context.Context) error {
 	cons, err := c.js.Consumer(ctx, stream.Webhooks, c.cfg.Durable)
 	if err != nil {
 		return fmt.Errorf("open consumer %s: %w", c.cfg.Durable, err)
 	}
+	for {
+		transient, err := c.consume(ctx, cons)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		c.pause(ctx, transient)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// consume pulls and applies batches until ctx is done or a batch fails
+// transiently, which it returns. Either way it stops fetching and hands
+// back what it had buffered before returning.
+func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transient, err error) {
 	it, err := cons.Messages(jetstream.PullMaxMessages(2 * c.cfg.BatchSize))
 	if err != nil {
-		return fmt.Errorf("pull from consumer %s: %w", c.cfg.Durable, err)
+		return nil, fmt.Errorf("pull from consumer %s: %w", c.cfg.Durable, err)
 	}
 	msgs := make(chan jetstream.Msg, c.cfg.BatchSize)
+	var lastErr error // written by the pump before it closes msgs
 	go func() {
 		defer close(msgs)
 		for {
@@ -146,28 +168,37 @@ func (c *Consumer) Run(ctx context.Context) error {
 				return
 			}
 			if err != nil {
+				// Missed heartbeats and reconnects are reported and
+				// recovered from by the iterator; terminal errors (the
+				// durable deleted) close it and end the loop above.
+				lastErr = err
 				c.log.Warn("pull from JetStream", "err", err)
 				continue
 			}
 			msgs <- m
 		}
 	}()
-	stopped := ctx.Done()
+	defer func() {
+		// Soft stop or pause: no more pulls; what was buffered goes back
+		// at once rather than after AckWait.
+		it.Drain()
+		for m := range msgs {
+			_ = m.Nak()
+		}
+	}()
 	for {
 		select {
-		case <-stopped:
-			// Soft stop: no more pulls; what was buffered goes back at once
-			// rather than after AckWait.
-			it.Drain()
-			stopped = nil
-			continue
+		case <-ctx.Done():
+			return nil, nil
 		case m, ok := <-msgs:
 			if !ok {
-				return nil
-			}
-			if stopped == nil {
-				_ = m.Nak()
-				continue
+				if ctx.Err() != nil {
+					return nil, nil
+				}
+				if lastErr == nil {
+					lastErr = errors.New("message iterator closed")
+				}
+				return nil, fmt.Errorf("pull from consumer %s: %w", c.cfg.Durable, lastErr)
 			}
 			batch := []jetstream.Msg{m}
 		fill:
@@ -187,7 +218,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			transient := c.Process(bctx, batch)
 			cancel()
 			if transient != nil {
-				c.pause(ctx, transient)
+				return transient, nil
 			}
 		}
 	}
@@ -211,9 +242,11 @@ func (c *Consumer) Process(ctx context.Context, msgs []jetstream.Msg) error {
 	}
 	res, err := c.Apply(ctx, evs)
 	if err != nil {
+		// Nothing was committed and no event is blamed: whatever Classify
+		// says of the error, it does not count toward dead-lettering.
 		c.log.Warn("batch failed, will retry", "events", len(evs), "class", Classify(err), "err", err)
 		for i, m := range kept {
-			_ = m.NakWithDelay(c.backoff(1))
+			_ = m.NakWithDelay(c.backoff(deliveries(m)))
 			c.metrics.retries.WithLabelValues(evs[i].Source, string(Transient)).Inc()
 		}
 		return err
@@ -223,7 +256,7 @@ func (c *Consumer) Process(ctx context.Context, msgs []jetstream.Msg) error {
 			c.settleFailure(ctx, m, evs[i], res[i].Err)
 			continue
 		}
-		delete(c.failures, evs[i].Seq)
+		c.failures.forget(evs[i].Seq)
 		_ = m.Ack()
 		c.metrics.events.WithLabelValues(evs[i].Source, string(res[i].Outcome)).Inc()
 		c.metrics.lastApplied.WithLabelValues(evs[i].Source).SetToCurrentTime()
@@ -332,34 +365,53 @@ func (c *Consumer) applyOne(ctx context.Context, db pgx.Tx, ev Event) (Outcome, 
 }
 
 // settleFailure redelivers a failed event later or dead-letters it.
+// Only permanent failures count toward MaxAttempts; undecodable ones are
+// dead-lettered at once.
 func (c *Consumer) settleFailure(ctx context.Context, m jetstream.Msg, ev Event, cause error) {
 	class := Classify(cause)
 	attempts := 1
 	if class == Permanent {
-		c.failures[ev.Seq]++
-		attempts = c.failures[ev.Seq]
+		attempts = c.failures.add(ev.Seq)
 	}
 	log := c.log.With("source", ev.Source, "event_id", ev.Envelope.ID, "type", ev.Envelope.Type, "seq", ev.Seq, "attempt", attempts, "class", class)
-	if class == Transient || (class == Permanent && attempts < c.cfg.MaxAttempts) {
+	switch {
+	case class == Transient:
+		log.Warn("event failed, will retry", "err", cause)
+		c.metrics.retries.WithLabelValues(ev.Source, string(class)).Inc()
+		_ = m.NakWithDelay(c.backoff(deliveries(m)))
+		return
+	case class == Permanent && attempts < c.cfg.MaxAttempts:
 		log.Warn("event failed, will retry", "err", cause)
 		c.metrics.retries.WithLabelValues(ev.Source, string(class)).Inc()
 		_ = m.NakWithDelay(c.backoff(attempts))
 		return
 	}
-	if err := c.deadLetter(ctx, m, ev, class, cause, attempts); err != nil {
+	stored, err := c.deadLetter(ctx, m, ev, class, cause, attempts)
+	if err != nil && !stored {
+		// A NATS failure: transient. The count is kept, so the next
+		// delivery tries the dead letter again instead of starting over.
 		log.Error("dead letter not stored, will retry", "err", err)
-		_ = m.NakWithDelay(c.backoff(1))
+		c.metrics.retries.WithLabelValues(ev.Source, string(Transient)).Inc()
+		_ = m.NakWithDelay(c.backoff(deliveries(m)))
 		return
 	}
+	if err != nil {
+		// Stored but the original not terminated: it comes back after
+		// AckWait. The count is kept so that it is dead-lettered again at
+		// once, and that copy is dropped as a duplicate.
+		log.Warn("dead letter stored, original not terminated", "err", err)
+	} else {
+		c.failures.forget(ev.Seq)
+	}
 	log.Error("event dead-lettered", "err", cause)
-	delete(c.failures, ev.Seq)
 	c.metrics.deadLettered.WithLabelValues(ev.Source, ev.Envelope.Type, string(class)).Inc()
 }
 
 // deadLetter stores a copy of the message in DEADLETTER with the reason,
-// then terminates the original. The copy's message id makes a second dead
-// letter of the same stream sequence a duplicate.
-func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, ev Event, class Class, cause error, attempts int) error {
+// then terminates the original; stored reports whether the copy is in
+// DEADLETTER. The copy's message id makes a second dead letter of the same
+// stream sequence a duplicate.
+func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, ev Event, class Class, cause error, attempts int) (stored bool, err error) {
 	source, typ := ev.Source, ev.Envelope.Type
 	if source == "" || typ == "" {
 		source, typ = splitSubject(m.Subject())
@@ -372,41 +424,56 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, ev Event, cl
 		}
 	}
 	md, _ := m.Metadata()
-	seq, deliveries := ev.Seq, uint64(attempts)
+	seq, delivered := ev.Seq, uint64(attempts)
 	if md != nil {
-		seq, deliveries = md.Sequence.Stream, md.NumDelivered
+		seq, delivered = md.Sequence.Stream, md.NumDelivered
 	}
-	reason := cause.Error()
-	if len(reason) > 1024 {
-		reason = reason[:1024]
-	}
+	reason := truncate(cause.Error(), 1024)
 	dl.Header.Set(jetstream.MsgIDHeader, "dl:"+strconv.FormatUint(seq, 10))
 	dl.Header.Set(stream.HeaderSource, source)
 	dl.Header.Set(stream.HeaderEventType, typ)
+	if ev.Envelope.ID != "" {
+		dl.Header.Set(stream.HeaderEventID, ev.Envelope.ID)
+	}
 	dl.Header.Set(stream.HeaderDLSubject, m.Subject())
 	dl.Header.Set(stream.HeaderDLSequence, strconv.FormatUint(seq, 10))
-	dl.Header.Set(stream.HeaderDLDeliveries, strconv.FormatUint(deliveries, 10))
+	dl.Header.Set(stream.HeaderDLDeliveries, strconv.FormatUint(delivered, 10))
 	dl.Header.Set(stream.HeaderDLClass, string(class))
 	dl.Header.Set(stream.HeaderDLError, reason)
 	dl.Header.Set(stream.HeaderDLFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
 	dl.Header.Set(stream.HeaderDLConsumer, c.cfg.Durable)
 	if _, err := c.js.PublishMsg(ctx, dl); err != nil {
-		return fmt.Errorf("publish dead letter: %w", err)
+		return false, fmt.Errorf("publish dead letter: %w", err)
 	}
-	if err := m.TermWithReason(string(class) + ": " + reason); err != nil {
-		return fmt.Errorf("terminate original: %w", err)
+	// The term reason is shown in advisories; keep it short.
+	if err := m.TermWithReason(truncate(string(class)+": "+reason, 256)); err != nil {
+		return true, fmt.Errorf("terminate original: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
-// pause stops fetching until Postgres answers again, probing with backoff.
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// pause waits until Postgres answers again, probing with backoff. The
+// caller has stopped fetching: events keep arriving in the stream and wait
+// there, so however long the outage, none is delivered, counted or
+// dead-lettered meanwhile.
 func (c *Consumer) pause(ctx context.Context, cause error) {
 	c.metrics.paused.Set(1)
 	defer c.metrics.paused.Set(0)
 	c.log.Warn("consumer paused: probing Postgres", "err", cause)
-	wait := 100 * time.Millisecond
+	wait := min(c.cfg.RetryMin, c.cfg.ProbeMax)
 	for attempt := 1; ; attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, max(c.cfg.ProbeMax, time.Second))
 		err := c.pool.Ping(pctx)
 		cancel()
 		if err == nil {
@@ -421,6 +488,45 @@ func (c *Consumer) pause(ctx context.Context, cause error) {
 		wait = min(2*wait, c.cfg.ProbeMax)
 	}
 }
+
+// deliveries is how many times JetStream has delivered m, for the backoff
+// of transient failures.
+func deliveries(m jetstream.Msg) int {
+	md, err := m.Metadata()
+	if err != nil || md.NumDelivered < 1 {
+		return 1
+	}
+	return int(min(md.NumDelivered, 64))
+}
+
+// failureCounts counts permanent failures per stream sequence, in memory:
+// lost on restart or split between replicas, which only grants an event a
+// few more attempts. Entries of events another replica settled are pruned
+// once they are old.
+type failureCounts map[uint64]failureCount
+
+type failureCount struct {
+	n    int
+	last time.Time
+}
+
+func (f failureCounts) add(seq uint64) int {
+	now := time.Now()
+	if len(f) >= 4096 {
+		for k, v := range f {
+			if now.Sub(v.last) > time.Hour {
+				delete(f, k)
+			}
+		}
+	}
+	fc := f[seq]
+	fc.n++
+	fc.last = now
+	f[seq] = fc
+	return fc.n
+}
+
+func (f failureCounts) forget(seq uint64) { delete(f, seq) }
 
 // backoff is the redelivery delay after the n-th failure: exponential from
 // RetryMin, capped at RetryMax, with jitter so a burst does not return as

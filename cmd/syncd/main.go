@@ -36,6 +36,7 @@ func commands() []command {
 		{"status", "show stream and consumer lag, dead letters, last event applied", runStatus},
 		{"sign", "print a signature header for a file, for curl", runSign},
 		{"send", "sign a file and POST it to a running syncd", runSend},
+		{"dlq", "inspect and drain dead letters: list, show, retry, purge", runDLQ},
 	}
 }
 

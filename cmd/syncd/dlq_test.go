@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/syncd/syncd/deadletter"
+	"github.com/syncd/syncd/stream"
+)
+
+func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// Bad input is rejected with a message naming it and exit code 2, before
+// anything is reached: the NATS URL points at a closed port, so a command
+// that tried to connect would fail with 1 instead.
+func TestDLQBadArgs(t *testing.T) {
+	if code, _, stderr := runCmd(t, "dlq"); code != 2 || !strings.Contains(stderr, "want a subcommand") {
+		t.Errorf("dlq: exit %d %q", code, stderr)
+	}
+	nowhere := []string{"--nats-url", "nats://127.0.0.1:1", "--data-dir", t.TempDir()}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"dlq", "--nats-url", "x", "list"}, "want a subcommand first"},
+		{[]string{"dlq", "frob"}, `unknown subcommand "frob"`},
+		{[]string{"dlq", "list", "--since", "yesterday"}, `--since "yesterday"`},
+		{[]string{"dlq", "list", "--until", "2026-13-45"}, `--until "2026-13-45"`},
+		{[]string{"dlq", "list", "--since", "-5h"}, "cannot be negative"},
+		{[]string{"dlq", "list", "--since", "1h", "--until", "2h"}, "is before since"},
+		{[]string{"dlq", "list", "--source", "work*"}, "no spaces or wildcards"},
+		{[]string{"dlq", "list", "12"}, `unexpected argument "12"`},
+		{[]string{"dlq", "list", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"dlq", "show"}, "want exactly one sequence"},
+		{[]string{"dlq", "show", "1", "2"}, "want exactly one sequence"},
+		{[]string{"dlq", "show", "abc"}, `sequence "abc": want a positive number`},
+		{[]string{"dlq", "show", "0"}, `sequence "0"`},
+		{[]string{"dlq", "retry"}, "name the dead letters"},
+		{[]string{"dlq", "retry", "1", "--all"}, "not both"},
+		{[]string{"dlq", "retry", "1", "--source", "workos"}, `filters narrow --all; with sequences drop --source "workos"`},
+		{[]string{"dlq", "retry", "--all", "--since", "soon"}, `--since "soon"`},
+		{[]string{"dlq", "retry", "1", "x"}, `sequence "x"`},
+		{[]string{"dlq", "purge"}, "name the dead letters"},
+		{[]string{"dlq", "purge", "--all", "--until", "nope"}, `--until "nope"`},
+	} {
+		code, _, stderr := runCmd(t, append(tc.args, nowhere...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}
+
+func TestParseWhen(t *testing.T) {
+	now := time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"":                          {},
+		"2026-01-14T10:00:00Z":      time.Date(2026, 1, 14, 10, 0, 0, 0, time.UTC),
+		"2026-01-14T10:00:00+02:00": time.Date(2026, 1, 14, 8, 0, 0, 0, time.UTC),
+		"2026-01-10":                time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC),
+		"24h":                       now.Add(-24 * time.Hour),
+		"90m":                       now.Add(-90 * time.Minute),
+		"7d":                        now.Add(-7 * 24 * time.Hour),
+	} {
+		got, err := parseWhen("since", in, now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("parseWhen(%q) = %s, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"yesterday", "7days", "d", "-1h", "2026-01-15 12:00"} {
+		if _, err := parseWhen("since", in, now); err == nil {
+			t.Errorf("parseWhen(%q) accepted", in)
+		}
+	}
+}
+
+// putLetter stores a dead letter the way the consumer does.
+func putLetter(t *testing.T, js jetstream.JetStream, source, typ, eventID, reason string) uint64 {
+	t.Helper()
+	m := nats.NewMsg(stream.DeadLetterSubject(source, typ))
+	m.Data = []byte(`{"object":"event","id":"` + eventID + `","event":"` + typ + `","data":{"id":"x"}}`)
+	m.Header.Set(stream.HeaderSource, source)
+	m.Header.Set(stream.HeaderEventType, typ)
+	m.Header.Set(stream.HeaderEventID, eventID)
+	m.Header.Set(stream.HeaderDLSubject, stream.Subject(source, typ))
+	m.Header.Set(stream.HeaderDLSequence, "3")
+	m.Header.Set(stream.HeaderDLDeliveries, "5")
+	m.Header.Set(stream.HeaderDLClass, "permanent")
+	m.Header.Set(stream.HeaderDLError, reason)
+	m.Header.Set(stream.HeaderDLFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
+	m.Header.Set(stream.HeaderDLConsumer, stream.Consumer)
+	ack, err := js.PublishMsg(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+func TestDLQCommands(t *testing.T) {
+	// A server of its own on a loopback port the command can dial, as it
+	// would dial a running serve's embedded server.
+	srv, err := stream.StartEmbedded(filepath.Join(t.TempDir(), "jetstream"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	ctx := context.Background()
+	conn, err := stream.Open(ctx, stream.ConnConfig{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	if err := stream.Ensure(ctx, conn.JS, stream.Config{}, stream.ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	nc := []string{"--nats-url", srv.ClientURL(), "--data-dir", t.TempDir()}
+	cmd := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCmd(t, append(append([]string{"dlq"}, args...), nc...)...)
+	}
+	depth := func() uint64 {
+		t.Helper()
+		s, err := deadletter.Open(ctx, conn.JS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.Depth(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	webhooksMsgs := func() uint64 {
+		t.Helper()
+		s, err := conn.JS.Stream(ctx, stream.Webhooks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().State.Msgs
+	}
+
+	if code, _, stderr := cmd("list"); code != 0 || !strings.Contains(stderr, "no dead letters") {
+		t.Errorf("list of nothing: exit %d %q", code, stderr)
+	}
+	a := putLetter(t, conn.JS, "workos", "user.created", "event_a", "violated invariant:\tno\nemail")
+	b := putLetter(t, conn.JS, "workos", "organization.updated", "event_b", "undecodable payload")
+
+	code, out, _ := cmd("list")
+	if code != 0 || !strings.Contains(out, "SEQ") || !strings.Contains(out, "EVENT ID") || !strings.Contains(out, "event_a") ||
+		!strings.Contains(out, "permanent  violated invariant: no email") || strings.Count(out, "\n") != 3 {
+		t.Errorf("list: exit %d\n%s", code, out)
+	}
+	code, out, _ = cmd("list", "--json", "--type", "organization.updated")
+	var listed []deadletter.Letter
+	if err := json.Unmarshal([]byte(out), &listed); code != 0 || err != nil || len(listed) != 1 || listed[0].Seq != b || listed[0].EventID != "event_b" || listed[0].Deliveries != 5 {
+		t.Errorf("list --json: exit %d %v %s", code, err, out)
+	}
+	code, out, _ = cmd("show", "1")
+	if code != 0 || !strings.Contains(out, "Syncd-Error: violated invariant") || !strings.Contains(out, "Syncd-Original-Subject: webhooks.workos.user.created") ||
+		!strings.Contains(out, "\n  \"id\": \"event_a\",") {
+		t.Errorf("show: exit %d\n%s", code, out)
+	}
+
+	// Bad input against a live stream: exit 2, nothing changed.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"show", "999"}, "no dead letter with sequence 999"},
+		{[]string{"retry", "1", "999", "998"}, "no dead letter with sequence 999, 998"},
+		{[]string{"purge", "999", "--yes"}, "no dead letter with sequence 999"},
+		{[]string{"list", "--source", "stripe"}, `no dead letters match --source "stripe"`},
+		{[]string{"retry", "--all", "--error", "nothing like this"}, `no dead letters match --error "nothing like this"`},
+		{[]string{"purge", "--all"}, "pass --yes"},
+	} {
+		code, _, stderr := cmd(tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	if d, w := depth(), webhooksMsgs(); d != 2 || w != 0 {
+		t.Fatalf("bad input changed something: depth %d, WEBHOOKS %d", d, w)
+	}
+
+	// --dry-run changes nothing.
+	code, out, _ = cmd("retry", "--all", "--dry-run")
+	if code != 0 || !strings.Contains(out, "would retry 2") || !strings.Contains(out, "nothing was changed") {
+		t.Errorf("retry --dry-run: exit %d\n%s", code, out)
+	}
+	code, out, _ = cmd("purge", "--all", "--dry-run")
+	if code != 0 || !strings.Contains(out, "would purge 2") {
+		t.Errorf("purge --dry-run: exit %d\n%s", code, out)
+	}
+	if d, w := depth(), webhooksMsgs(); d != 2 || w != 0 {
+		t.Fatalf("dry run changed something: depth %d, WEBHOOKS %d", d, w)
+	}
+
+	// Retry one by sequence, flags after the sequence: republished, removed.
+	code, out, _ = cmd("retry", "1", "--log-level", "warn")
+	if code != 0 || !strings.Contains(out, "retried 1 of 1") {
+		t.Errorf("retry 1: exit %d\n%s", code, out)
+	}
+	if d, w := depth(), webhooksMsgs(); d != 1 || w != 1 {
+		t.Errorf("after retry: depth %d, WEBHOOKS %d; want 1, 1", d, w)
+	}
+	_ = a
+
+	code, out, _ = cmd("purge", "--all", "--yes", "--source", "workos")
+	if code != 0 || !strings.Contains(out, "purged 1 of 1") || depth() != 0 {
+		t.Errorf("purge: exit %d depth %d\n%s", code, depth(), out)
+	}
+	if code, out, _ := cmd("list", "--json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("list --json of nothing: exit %d %q", code, out)
+	}
+	if code, _, _ := cmd("--help"); code != 0 {
+		t.Errorf("dlq --help: exit %d", code)
+	}
+}
