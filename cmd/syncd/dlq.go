@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -119,33 +118,6 @@ func (d *dlqFlags) open(ctx context.Context, stderr io.Writer) (*deadletter.Stor
 		return nil, nil, err
 	}
 	return store, conn.Close, nil
-}
-
-// parseWhen reads a --since/--until value: RFC 3339, a date (UTC), or a
-// duration before now (Go syntax, plus whole days as "7d").
-func parseWhen(name, v string, now time.Time) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, v); err == nil {
-		return t, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil && strings.HasSuffix(v, "d") {
-		if n, nerr := strconv.Atoi(strings.TrimSuffix(v, "d")); nerr == nil && n >= 0 && n <= 36500 {
-			d, err = time.Duration(n)*24*time.Hour, nil
-		}
-	}
-	if err != nil {
-		return time.Time{}, usageError("--%s %q: want RFC 3339 (2026-01-15T12:00:00Z), a date (2026-01-15) or a duration ago (90m, 24h, 7d)", name, v)
-	}
-	if d < 0 {
-		return time.Time{}, usageError("--%s %q: a duration ago cannot be negative", name, v)
-	}
-	return now.Add(-d), nil
 }
 
 // parseSeqs reads DEADLETTER sequences, dropping repeats.
@@ -507,12 +479,3 @@ func (p *progress) done() {
 	}
 }
 
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
