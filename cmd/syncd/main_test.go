@@ -148,3 +148,17 @@ func firstLines(s, prefix string) string {
 	}
 	return b.String()
 }
+
+func TestLocalURL(t *testing.T) {
+	for in, want := range map[string]string{
+		":8080":          "http://localhost:8080",
+		"127.0.0.1:9000": "http://127.0.0.1:9000",
+		"0.0.0.0:80":     "http://localhost:80",
+		"[::]:8080":      "http://localhost:8080",
+		"[::1]:8080":     "http://[::1]:8080",
+	} {
+		if got := localURL(in); got != want {
+			t.Errorf("localURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

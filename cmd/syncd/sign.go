@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -109,7 +110,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var base string
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
 	s.register(fs)
-	fs.StringVar(&base, "url", "http://localhost"+env("HTTP_ADDR", ":8080"), "base URL of the running syncd")
+	fs.StringVar(&base, "url", localURL(env("HTTP_ADDR", ":8080")), "base URL of the running syncd (default from HTTP_ADDR)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: syncd send [flags] PROVIDER FILE\n\nSigns FILE with the provider's secret and POSTs it to the provider's route.")
 		fs.PrintDefaults()
@@ -138,4 +139,17 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("syncd answered %s", resp.Status)
 	}
 	return nil
+}
+
+// localURL turns a listen address into a URL a local client can call: an
+// empty or wildcard host becomes localhost.
+func localURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://localhost:8080"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
