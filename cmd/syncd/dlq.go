@@ -478,4 +478,3 @@ func (p *progress) done() {
 		fmt.Fprintln(p.w)
 	}
 }
-
