@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/queries"
 )
@@ -276,11 +274,11 @@ func (m workosMembership) roles() []string {
 
 // membershipParents makes sure the user and organization rows exist, as
 // stubs when their own events have not arrived yet.
-func membershipParents(ctx context.Context, tx Tx, m workosMembership) (orgID uuid.UUID, err error) {
+func membershipParents(ctx context.Context, tx Tx, m workosMembership) error {
 	if err := tx.Q.UserEnsureStub(ctx, tx.DB, m.UserID); err != nil {
-		return orgID, err
+		return err
 	}
-	return tx.Q.OrganizationEnsure(ctx, tx.DB, m.OrganizationID)
+	return tx.Q.OrganizationEnsureStub(ctx, tx.DB, m.OrganizationID)
 }
 
 func applyMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
@@ -291,8 +289,7 @@ func applyMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if err := m.validate(ev); err != nil {
 		return "", err
 	}
-	orgID, err := membershipParents(ctx, tx, m)
-	if err != nil {
+	if err := membershipParents(ctx, tx, m); err != nil {
 		return "", err
 	}
 	v := version(ev, m.UpdatedAt)
@@ -300,17 +297,16 @@ func applyMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if _, err := tx.Q.MembershipSupersede(ctx, tx.DB, queries.MembershipSupersedeParams{
 		DeletedAt:             &at,
 		WorkosUserID:          m.UserID,
-		OrgID:                 orgID,
+		WorkosOrgID:           m.OrganizationID,
 		WorkosOrgMembershipID: m.ID,
 		WorkosUpdatedAt:       &v,
 	}); err != nil {
 		return "", err
 	}
-	_, err = tx.Q.MembershipUpsert(ctx, tx.DB, queries.MembershipUpsertParams{
+	_, err := tx.Q.MembershipUpsert(ctx, tx.DB, queries.MembershipUpsertParams{
 		WorkosOrgMembershipID: m.ID,
 		WorkosUserID:          m.UserID,
 		WorkosOrgID:           m.OrganizationID,
-		OrgID:                 orgID,
 		Role:                  m.role(),
 		Roles:                 m.roles(),
 		Status:                m.Status,
@@ -334,8 +330,7 @@ func deleteMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if err := m.validate(ev); err != nil {
 		return "", err
 	}
-	orgID, err := membershipParents(ctx, tx, m)
-	if err != nil {
+	if err := membershipParents(ctx, tx, m); err != nil {
 		return "", err
 	}
 	v := version(ev, m.UpdatedAt)
@@ -344,7 +339,6 @@ func deleteMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 		WorkosOrgMembershipID: m.ID,
 		WorkosUserID:          m.UserID,
 		WorkosOrgID:           m.OrganizationID,
-		OrgID:                 orgID,
 		Role:                  m.role(),
 		Roles:                 m.roles(),
 		Status:                m.Status,

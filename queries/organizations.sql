@@ -34,13 +34,11 @@ ON CONFLICT (workos_org_id) DO UPDATE SET
     is_stub           = false,
     updated_at        = now();
 
--- name: OrganizationEnsure :one
--- Returns the organization's id, creating a stub when a child event arrived
--- before the organization's own. The no-op update makes RETURNING see an
--- existing row.
+-- name: OrganizationEnsureStub :exec
+-- A child event (membership) arrived before the organization's own: a stub
+-- holds its place until organization.created fills it.
 INSERT INTO organizations (workos_org_id, is_stub) VALUES (@workos_org_id, true)
-ON CONFLICT (workos_org_id) DO UPDATE SET workos_org_id = EXCLUDED.workos_org_id
-RETURNING id;
+ON CONFLICT (workos_org_id) DO NOTHING;
 
 -- name: OrganizationGetByWorkOSID :one
 SELECT * FROM organizations WHERE workos_org_id = @workos_org_id;

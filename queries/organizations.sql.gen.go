@@ -43,20 +43,16 @@ func (q *Queries) OrganizationDelete(ctx context.Context, db DBTX, arg Organizat
 	return err
 }
 
-const organizationEnsure = `-- name: OrganizationEnsure :one
+const organizationEnsureStub = `-- name: OrganizationEnsureStub :exec
 INSERT INTO organizations (workos_org_id, is_stub) VALUES ($1, true)
-ON CONFLICT (workos_org_id) DO UPDATE SET workos_org_id = EXCLUDED.workos_org_id
-RETURNING id
+ON CONFLICT (workos_org_id) DO NOTHING
 `
 
-// Returns the organization's id, creating a stub when a child event arrived
-// before the organization's own. The no-op update makes RETURNING see an
-// existing row.
-func (q *Queries) OrganizationEnsure(ctx context.Context, db DBTX, workosOrgID string) (uuid.UUID, error) {
-	row := db.QueryRow(ctx, organizationEnsure, workosOrgID)
-	var id uuid.UUID
-	err := row.Scan(&id)
-	return id, err
+// A child event (membership) arrived before the organization's own: a stub
+// holds its place until organization.created fills it.
+func (q *Queries) OrganizationEnsureStub(ctx context.Context, db DBTX, workosOrgID string) error {
+	_, err := db.Exec(ctx, organizationEnsureStub, workosOrgID)
+	return err
 }
 
 const organizationGetByWorkOSID = `-- name: OrganizationGetByWorkOSID :one

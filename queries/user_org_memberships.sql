@@ -2,7 +2,7 @@
 -- WorkOS keeps one membership per user and organization: a newer membership
 -- for the pair means an older live one is gone, even if its delete is late.
 UPDATE user_org_memberships SET deleted_at = @deleted_at, updated_at = now()
-WHERE workos_user_id = @workos_user_id AND org_id = @org_id
+WHERE workos_user_id = @workos_user_id AND workos_org_id = @workos_org_id
   AND workos_org_membership_id <> @workos_org_membership_id
   AND deleted_at IS NULL
   AND (workos_updated_at IS NULL OR workos_updated_at <= @workos_updated_at);
@@ -10,16 +10,18 @@ WHERE workos_user_id = @workos_user_id AND org_id = @org_id
 -- name: MembershipUpsert :one
 -- Applies a membership at version workos_updated_at. When a newer live
 -- membership holds the pair, this one is stored already superseded. No row
--- back means stale.
+-- back means stale. org_id is looked up here rather than passed in, so the
+-- statement does not wait on another's result and can be pipelined.
 INSERT INTO user_org_memberships (
     workos_org_membership_id, workos_user_id, workos_org_id, org_id, role, roles,
     status, directory_managed, workos_created_at, workos_updated_at, deleted_at
 ) VALUES (
-    @workos_org_membership_id, @workos_user_id, @workos_org_id, @org_id, @role, @roles,
+    @workos_org_membership_id, @workos_user_id, @workos_org_id,
+    (SELECT id FROM organizations WHERE workos_org_id = @workos_org_id), @role, @roles,
     @status, @directory_managed, @workos_created_at, @workos_updated_at,
     CASE WHEN EXISTS (
         SELECT 1 FROM user_org_memberships o
-        WHERE o.workos_user_id = @workos_user_id AND o.org_id = @org_id
+        WHERE o.workos_user_id = @workos_user_id AND o.workos_org_id = @workos_org_id
           AND o.workos_org_membership_id <> @workos_org_membership_id AND o.deleted_at IS NULL
     ) THEN @superseded_at::timestamptz END
 )
@@ -40,7 +42,8 @@ INSERT INTO user_org_memberships (
     workos_org_membership_id, workos_user_id, workos_org_id, org_id, role, roles,
     status, workos_created_at, workos_updated_at, deleted_at
 ) VALUES (
-    @workos_org_membership_id, @workos_user_id, @workos_org_id, @org_id, @role, @roles,
+    @workos_org_membership_id, @workos_user_id, @workos_org_id,
+    (SELECT id FROM organizations WHERE workos_org_id = @workos_org_id), @role, @roles,
     @status, @workos_created_at, @workos_updated_at, @deleted_at
 )
 ON CONFLICT (workos_org_membership_id) DO UPDATE SET

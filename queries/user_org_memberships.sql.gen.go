@@ -17,8 +17,9 @@ INSERT INTO user_org_memberships (
     workos_org_membership_id, workos_user_id, workos_org_id, org_id, role, roles,
     status, workos_created_at, workos_updated_at, deleted_at
 ) VALUES (
-    $1, $2, $3, $4, $5, $6,
-    $7, $8, $9, $10
+    $1, $2, $3,
+    (SELECT id FROM organizations WHERE workos_org_id = $3), $4, $5,
+    $6, $7, $8, $9
 )
 ON CONFLICT (workos_org_membership_id) DO UPDATE SET
     deleted_at        = COALESCE(user_org_memberships.deleted_at, EXCLUDED.deleted_at),
@@ -30,7 +31,6 @@ type MembershipDeleteParams struct {
 	WorkosOrgMembershipID string
 	WorkosUserID          string
 	WorkosOrgID           string
-	OrgID                 uuid.UUID
 	Role                  *string
 	Roles                 []string
 	Status                *string
@@ -44,7 +44,6 @@ func (q *Queries) MembershipDelete(ctx context.Context, db DBTX, arg MembershipD
 		arg.WorkosOrgMembershipID,
 		arg.WorkosUserID,
 		arg.WorkosOrgID,
-		arg.OrgID,
 		arg.Role,
 		arg.Roles,
 		arg.Status,
@@ -114,7 +113,7 @@ func (q *Queries) MembershipGetByWorkOSID(ctx context.Context, db DBTX, workosOr
 
 const membershipSupersede = `-- name: MembershipSupersede :execrows
 UPDATE user_org_memberships SET deleted_at = $1, updated_at = now()
-WHERE workos_user_id = $2 AND org_id = $3
+WHERE workos_user_id = $2 AND workos_org_id = $3
   AND workos_org_membership_id <> $4
   AND deleted_at IS NULL
   AND (workos_updated_at IS NULL OR workos_updated_at <= $5)
@@ -123,7 +122,7 @@ WHERE workos_user_id = $2 AND org_id = $3
 type MembershipSupersedeParams struct {
 	DeletedAt             *time.Time
 	WorkosUserID          string
-	OrgID                 uuid.UUID
+	WorkosOrgID           string
 	WorkosOrgMembershipID string
 	WorkosUpdatedAt       *time.Time
 }
@@ -134,7 +133,7 @@ func (q *Queries) MembershipSupersede(ctx context.Context, db DBTX, arg Membersh
 	result, err := db.Exec(ctx, membershipSupersede,
 		arg.DeletedAt,
 		arg.WorkosUserID,
-		arg.OrgID,
+		arg.WorkosOrgID,
 		arg.WorkosOrgMembershipID,
 		arg.WorkosUpdatedAt,
 	)
@@ -149,13 +148,14 @@ INSERT INTO user_org_memberships (
     workos_org_membership_id, workos_user_id, workos_org_id, org_id, role, roles,
     status, directory_managed, workos_created_at, workos_updated_at, deleted_at
 ) VALUES (
-    $1, $2, $3, $4, $5, $6,
-    $7, $8, $9, $10,
+    $1, $2, $3,
+    (SELECT id FROM organizations WHERE workos_org_id = $3), $4, $5,
+    $6, $7, $8, $9,
     CASE WHEN EXISTS (
         SELECT 1 FROM user_org_memberships o
-        WHERE o.workos_user_id = $2 AND o.org_id = $4
+        WHERE o.workos_user_id = $2 AND o.workos_org_id = $3
           AND o.workos_org_membership_id <> $1 AND o.deleted_at IS NULL
-    ) THEN $11::timestamptz END
+    ) THEN $10::timestamptz END
 )
 ON CONFLICT (workos_org_membership_id) DO UPDATE SET
     role              = EXCLUDED.role,
@@ -174,7 +174,6 @@ type MembershipUpsertParams struct {
 	WorkosOrgMembershipID string
 	WorkosUserID          string
 	WorkosOrgID           string
-	OrgID                 uuid.UUID
 	Role                  *string
 	Roles                 []string
 	Status                *string
@@ -186,13 +185,13 @@ type MembershipUpsertParams struct {
 
 // Applies a membership at version workos_updated_at. When a newer live
 // membership holds the pair, this one is stored already superseded. No row
-// back means stale.
+// back means stale. org_id is looked up here rather than passed in, so the
+// statement does not wait on another's result and can be pipelined.
 func (q *Queries) MembershipUpsert(ctx context.Context, db DBTX, arg MembershipUpsertParams) (uuid.UUID, error) {
 	row := db.QueryRow(ctx, membershipUpsert,
 		arg.WorkosOrgMembershipID,
 		arg.WorkosUserID,
 		arg.WorkosOrgID,
-		arg.OrgID,
 		arg.Role,
 		arg.Roles,
 		arg.Status,
