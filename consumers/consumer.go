@@ -16,7 +16,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -271,59 +270,122 @@ type Result struct {
 	Err     error
 }
 
-// Apply applies events in one transaction. An event that fails permanently
-// is rolled back alone and reported in its Result, without failing its
+// Apply applies events in one transaction. Events already in the ledger
+// are settled as Skipped without one. An event that fails permanently is
+// rolled back alone and reported in its Result, without failing its
 // batch-mates. A transient failure fails the whole batch: the returned
 // error is set and nothing is committed.
 func (c *Consumer) Apply(ctx context.Context, evs []Event) ([]Result, error) {
 	res := make([]Result, len(evs))
-	if len(evs) == 0 {
-		return res, nil
+	todo, err := c.unseen(ctx, evs, res)
+	if err != nil || len(todo) == 0 {
+		return res, err
 	}
-	// Most batches have no bad event: try without savepoints first and
-	// fall back to one savepoint per event only when one fails.
-	failed, err := c.applyTx(ctx, evs, res, false)
+	// Most batches have no bad event: pipeline them, and fall back to one
+	// savepoint per event, run directly, only when one fails.
+	failed, err := c.applyPipelined(ctx, evs, todo, res)
 	if err != nil || !failed {
 		return res, err
 	}
-	clear(res)
-	_, err = c.applyTx(ctx, evs, res, true)
-	return res, err
+	for _, i := range todo {
+		res[i] = Result{}
+	}
+	return res, c.applyIsolated(ctx, evs, todo, res)
 }
 
-func (c *Consumer) applyTx(ctx context.Context, evs []Event, res []Result, isolate bool) (failed bool, err error) {
+// unseen settles the events the ledger already holds, and repeats of an
+// event within the batch, as Skipped, and returns the indexes of the rest.
+// One query per source: replaying applied events costs no transaction.
+func (c *Consumer) unseen(ctx context.Context, evs []Event, res []Result) ([]int, error) {
+	ids := map[string][]string{}
+	for _, ev := range evs {
+		ids[ev.Source] = append(ids[ev.Source], ev.Envelope.ID)
+	}
+	seen := make(map[[2]string]bool, len(evs))
+	for source, list := range ids {
+		found, err := c.q.EventLedgerSeen(ctx, c.pool, queries.EventLedgerSeenParams{Source: source, EventIds: list})
+		if err != nil {
+			return nil, fmt.Errorf("ledger lookup: %w", err)
+		}
+		for _, id := range found {
+			seen[[2]string{source, id}] = true
+		}
+	}
+	todo := make([]int, 0, len(evs))
+	for i, ev := range evs {
+		k := [2]string{ev.Source, ev.Envelope.ID}
+		if seen[k] {
+			res[i].Outcome = Skipped
+			continue
+		}
+		seen[k] = true
+		todo = append(todo, i)
+	}
+	return todo, nil
+}
+
+// applyPipelined applies the events in one transaction, sending the
+// statements of consecutive pipelinable events in one round trip and
+// running the others directly between. failed reports an event that failed
+// permanently: nothing is committed and the caller isolates it.
+func (c *Consumer) applyPipelined(ctx context.Context, evs []Event, todo []int, res []Result) (failed bool, err error) {
 	tx, err := c.pool.Begin(ctx)
 	if err != nil {
 		return false, fmt.Errorf("begin batch: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	for i, ev := range evs {
-		var db pgx.Tx = tx
-		if isolate {
-			if db, err = tx.Begin(ctx); err != nil {
-				return false, fmt.Errorf("savepoint: %w", err)
+	var p pipeline
+	links := newLinkSet()
+	stale := map[string][]string{}
+	flush := func() (bool, error) {
+		r, err := p.send(ctx, tx)
+		if err != nil {
+			if Classify(err) == Transient {
+				return false, fmt.Errorf("apply batch: %w", err)
+			}
+			return true, nil
+		}
+		for _, i := range r.skipped {
+			res[i].Outcome = Skipped
+		}
+		for _, i := range r.stale {
+			if res[i].Outcome == Applied {
+				res[i].Outcome = Stale
+				stale[evs[i].Source] = append(stale[evs[i].Source], evs[i].Envelope.ID)
 			}
 		}
-		out, err := c.applyOne(ctx, db, ev)
+		return false, nil
+	}
+	for _, i := range todo {
+		ev := evs[i]
+		db := queries.DBTX(tx)
+		if pipelinable(ev.Source, ev.Envelope.Type) {
+			p.start(i)
+			db = &p
+		} else if !p.empty() {
+			if failed, err := flush(); failed || err != nil {
+				return failed, err
+			}
+		}
+		out, err := c.applyOne(ctx, db, links, ev)
 		if err != nil {
 			if Classify(err) == Transient {
 				return false, fmt.Errorf("apply %s %s: %w", ev.Source, ev.Envelope.ID, err)
 			}
-			if !isolate {
-				return true, nil
-			}
-			if rbErr := db.Rollback(ctx); rbErr != nil {
-				return false, fmt.Errorf("roll back to savepoint: %w", rbErr)
-			}
-			res[i].Err = err
-			continue
-		}
-		if isolate {
-			if err := db.Commit(ctx); err != nil {
-				return false, fmt.Errorf("release savepoint: %w", err)
-			}
+			return true, nil
 		}
 		res[i].Outcome = out
+	}
+	if failed, err := flush(); failed || err != nil {
+		return failed, err
+	}
+	if err := links.run(ctx, c.q, tx); err != nil {
+		return Classify(err) != Transient, err
+	}
+	for source, ids := range stale {
+		if err := c.q.EventLedgerMarkStale(ctx, tx, queries.EventLedgerMarkStaleParams{Source: source, EventIds: ids}); err != nil {
+			return Classify(err) != Transient, fmt.Errorf("ledger outcome: %w", err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return false, fmt.Errorf("commit batch: %w", err)
@@ -331,8 +393,48 @@ func (c *Consumer) applyTx(ctx context.Context, evs []Event, res []Result, isola
 	return false, nil
 }
 
+// applyIsolated applies the events directly, each under a savepoint, so a
+// permanent failure rolls back that event alone.
+func (c *Consumer) applyIsolated(ctx context.Context, evs []Event, todo []int, res []Result) error {
+	tx, err := c.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin batch: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	links := newLinkSet()
+	for _, i := range todo {
+		ev := evs[i]
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return fmt.Errorf("savepoint: %w", err)
+		}
+		out, err := c.applyOne(ctx, sp, links, ev)
+		if err != nil {
+			if Classify(err) == Transient {
+				return fmt.Errorf("apply %s %s: %w", ev.Source, ev.Envelope.ID, err)
+			}
+			if rbErr := sp.Rollback(ctx); rbErr != nil {
+				return fmt.Errorf("roll back to savepoint: %w", rbErr)
+			}
+			res[i].Err = err
+			continue
+		}
+		if err := sp.Commit(ctx); err != nil {
+			return fmt.Errorf("release savepoint: %w", err)
+		}
+		res[i].Outcome = out
+	}
+	if err := links.run(ctx, c.q, tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit batch: %w", err)
+	}
+	return nil
+}
+
 // applyOne claims the event in the ledger and applies it.
-func (c *Consumer) applyOne(ctx context.Context, db pgx.Tx, ev Event) (Outcome, error) {
+func (c *Consumer) applyOne(ctx context.Context, db queries.DBTX, links *linkSet, ev Event) (Outcome, error) {
 	seq := int64(ev.Seq)
 	_, err := c.q.EventLedgerInsert(ctx, db, queries.EventLedgerInsertParams{
 		Source:     ev.Source,
@@ -350,7 +452,7 @@ func (c *Consumer) applyOne(ctx context.Context, db pgx.Tx, ev Event) (Outcome, 
 	h := c.handlers[ev.Source][ev.Envelope.Type]
 	out := Ignored
 	if h != nil {
-		if out, err = h(ctx, Tx{Q: c.q, DB: db}, ev); err != nil {
+		if out, err = h(ctx, Tx{Q: c.q, DB: db, Links: links}, ev); err != nil {
 			return "", err
 		}
 	}

@@ -19,59 +19,136 @@ import (
 // arrived or changed: customers whose metadata or email points at the user,
 // Connect accounts whose metadata does, meetings booked under the user's
 // email (case-insensitive).
-func linkUser(ctx context.Context, tx Tx, workosUserID string, email *string) error {
-	if err := tx.Q.StripeCustomerLinkUsers(ctx, tx.DB, queries.StripeCustomerLinkUsersParams{
+func linkUser(tx Tx, workosUserID string, email *string) {
+	tx.Links.add(queries.StripeCustomerLinkUsersParams{
 		WorkosUserIds:     []string{workosUserID},
 		Emails:            emails(email),
 		StripeCustomerIds: []string{},
-	}); err != nil {
-		return fmt.Errorf("link Stripe customers to user %s: %w", workosUserID, err)
-	}
-	if err := tx.Q.StripeConnectAccountLinkUsers(ctx, tx.DB, queries.StripeConnectAccountLinkUsersParams{
+	})
+	tx.Links.add(queries.StripeConnectAccountLinkUsersParams{
 		WorkosUserIds:    []string{workosUserID},
 		StripeAccountIds: []string{},
-	}); err != nil {
-		return fmt.Errorf("link Connect accounts to user %s: %w", workosUserID, err)
-	}
-	if err := tx.Q.MeetingLinkGuests(ctx, tx.DB, queries.MeetingLinkGuestsParams{
+	})
+	tx.Links.add(queries.MeetingLinkGuestsParams{
 		MeetingIds:    []uuid.UUID{},
 		Emails:        emails(email),
 		WorkosUserIds: []string{workosUserID},
-	}); err != nil {
-		return fmt.Errorf("link meetings to guest %s: %w", workosUserID, err)
-	}
-	return nil
+	})
 }
 
 // linkOrganization links the Stripe customer and subscription that arrived
 // before this WorkOS organization, or that reach it through the customer
 // id WorkOS keeps on the organization.
-func linkOrganization(ctx context.Context, tx Tx, workosOrgID string) error {
-	if err := tx.Q.StripeCustomerLinkOrganizations(ctx, tx.DB, queries.StripeCustomerLinkOrganizationsParams{
+func linkOrganization(tx Tx, workosOrgID string) {
+	tx.Links.add(queries.StripeCustomerLinkOrganizationsParams{
 		WorkosOrgIds:      []string{workosOrgID},
 		StripeCustomerIds: []string{},
-	}); err != nil {
-		return fmt.Errorf("link Stripe customer to organization %s: %w", workosOrgID, err)
-	}
-	if err := tx.Q.StripeSubscriptionLinkOrganizations(ctx, tx.DB, queries.StripeSubscriptionLinkOrganizationsParams{
+	})
+	tx.Links.add(queries.StripeSubscriptionLinkOrganizationsParams{
 		WorkosOrgIds:          []string{workosOrgID},
 		StripeCustomerIds:     []string{},
 		StripeSubscriptionIds: []string{},
-	}); err != nil {
-		return fmt.Errorf("link Stripe subscription to organization %s: %w", workosOrgID, err)
-	}
-	return nil
+	})
 }
 
 // linkMembership gives the user's meetings as a guest the organization
 // that this membership may have just provided.
-func linkMembership(ctx context.Context, tx Tx, workosUserID string) error {
-	if err := tx.Q.MeetingLinkGuests(ctx, tx.DB, queries.MeetingLinkGuestsParams{
+func linkMembership(tx Tx, workosUserID string) {
+	tx.Links.add(queries.MeetingLinkGuestsParams{
 		MeetingIds:    []uuid.UUID{},
 		Emails:        []string{},
 		WorkosUserIds: []string{workosUserID},
-	}); err != nil {
-		return fmt.Errorf("link meetings of guest %s to their organization: %w", workosUserID, err)
+	})
+}
+
+// linkSet gathers the link work of a batch so that each link query runs
+// once, over the union of the rows its events touched, after every entity
+// write of the batch. A link is a function of the rows it reads, so one
+// late run over the union leaves what a run after each event would.
+type linkSet struct {
+	customerUsers queries.StripeCustomerLinkUsersParams
+	customerOrgs  queries.StripeCustomerLinkOrganizationsParams
+	subOrgs       queries.StripeSubscriptionLinkOrganizationsParams
+	connectUsers  queries.StripeConnectAccountLinkUsersParams
+	meetingGuests queries.MeetingLinkGuestsParams
+	any           bool
+}
+
+func (l *linkSet) add(p any) {
+	l.any = true
+	switch p := p.(type) {
+	case queries.StripeCustomerLinkUsersParams:
+		l.customerUsers.WorkosUserIds = append(l.customerUsers.WorkosUserIds, p.WorkosUserIds...)
+		l.customerUsers.Emails = append(l.customerUsers.Emails, p.Emails...)
+		l.customerUsers.StripeCustomerIds = append(l.customerUsers.StripeCustomerIds, p.StripeCustomerIds...)
+	case queries.StripeCustomerLinkOrganizationsParams:
+		l.customerOrgs.WorkosOrgIds = append(l.customerOrgs.WorkosOrgIds, p.WorkosOrgIds...)
+		l.customerOrgs.StripeCustomerIds = append(l.customerOrgs.StripeCustomerIds, p.StripeCustomerIds...)
+	case queries.StripeSubscriptionLinkOrganizationsParams:
+		l.subOrgs.WorkosOrgIds = append(l.subOrgs.WorkosOrgIds, p.WorkosOrgIds...)
+		l.subOrgs.StripeCustomerIds = append(l.subOrgs.StripeCustomerIds, p.StripeCustomerIds...)
+		l.subOrgs.StripeSubscriptionIds = append(l.subOrgs.StripeSubscriptionIds, p.StripeSubscriptionIds...)
+	case queries.StripeConnectAccountLinkUsersParams:
+		l.connectUsers.WorkosUserIds = append(l.connectUsers.WorkosUserIds, p.WorkosUserIds...)
+		l.connectUsers.StripeAccountIds = append(l.connectUsers.StripeAccountIds, p.StripeAccountIds...)
+	case queries.MeetingLinkGuestsParams:
+		l.meetingGuests.MeetingIds = append(l.meetingGuests.MeetingIds, p.MeetingIds...)
+		l.meetingGuests.Emails = append(l.meetingGuests.Emails, p.Emails...)
+		l.meetingGuests.WorkosUserIds = append(l.meetingGuests.WorkosUserIds, p.WorkosUserIds...)
+	default:
+		panic(fmt.Sprintf("consumers: no link query for %T", p))
 	}
+}
+
+// run executes the gathered link queries in db, each once.
+func (l *linkSet) run(ctx context.Context, q *queries.Queries, db queries.DBTX) error {
+	if !l.any {
+		return nil
+	}
+	nonEmpty := func(lists ...[]string) bool {
+		for _, l := range lists {
+			if len(l) > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	steps := []struct {
+		name string
+		on   bool
+		run  func() error
+	}{
+		{"customers to users", nonEmpty(l.customerUsers.WorkosUserIds, l.customerUsers.Emails, l.customerUsers.StripeCustomerIds),
+			func() error { return q.StripeCustomerLinkUsers(ctx, db, l.customerUsers) }},
+		{"customers to organizations", nonEmpty(l.customerOrgs.WorkosOrgIds, l.customerOrgs.StripeCustomerIds),
+			func() error { return q.StripeCustomerLinkOrganizations(ctx, db, l.customerOrgs) }},
+		{"subscriptions to organizations", nonEmpty(l.subOrgs.WorkosOrgIds, l.subOrgs.StripeCustomerIds, l.subOrgs.StripeSubscriptionIds),
+			func() error { return q.StripeSubscriptionLinkOrganizations(ctx, db, l.subOrgs) }},
+		{"Connect accounts to users", nonEmpty(l.connectUsers.WorkosUserIds, l.connectUsers.StripeAccountIds),
+			func() error { return q.StripeConnectAccountLinkUsers(ctx, db, l.connectUsers) }},
+		{"meetings to guests", len(l.meetingGuests.MeetingIds) > 0 || nonEmpty(l.meetingGuests.Emails, l.meetingGuests.WorkosUserIds),
+			func() error { return q.MeetingLinkGuests(ctx, db, l.meetingGuests) }},
+	}
+	for _, s := range steps {
+		if s.on {
+			if err := s.run(); err != nil {
+				return fmt.Errorf("link %s: %w", s.name, err)
+			}
+		}
+	}
+	*l = *newLinkSet()
 	return nil
+}
+
+// newLinkSet starts every list empty rather than nil: the queries take
+// arrays, and NULL is not an empty array.
+func newLinkSet() *linkSet {
+	e := func() []string { return []string{} }
+	return &linkSet{
+		customerUsers: queries.StripeCustomerLinkUsersParams{WorkosUserIds: e(), Emails: e(), StripeCustomerIds: e()},
+		customerOrgs:  queries.StripeCustomerLinkOrganizationsParams{WorkosOrgIds: e(), StripeCustomerIds: e()},
+		subOrgs:       queries.StripeSubscriptionLinkOrganizationsParams{WorkosOrgIds: e(), StripeCustomerIds: e(), StripeSubscriptionIds: e()},
+		connectUsers:  queries.StripeConnectAccountLinkUsersParams{WorkosUserIds: e(), StripeAccountIds: e()},
+		meetingGuests: queries.MeetingLinkGuestsParams{MeetingIds: []uuid.UUID{}, Emails: e(), WorkosUserIds: e()},
+	}
 }

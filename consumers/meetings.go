@@ -225,7 +225,8 @@ func applyMeeting(ctx context.Context, tx Tx, f meetingFacts) (Outcome, error) {
 			} else if err != nil {
 				return "", fmt.Errorf("insert meeting: %w", err)
 			}
-			return Applied, linkGuest(ctx, tx, id)
+			linkGuest(tx, id)
+			return Applied, nil
 		}
 		if len(rows) > 1 {
 			// Deleted first: it holds the key the merged row takes over.
@@ -239,18 +240,16 @@ func applyMeeting(ctx context.Context, tx Tx, f meetingFacts) (Outcome, error) {
 		if err := tx.Q.MeetingUpdate(ctx, tx.DB, meetingUpdateParams(m)); err != nil {
 			return "", fmt.Errorf("update meeting %s: %w", m.ID, err)
 		}
-		return Applied, linkGuest(ctx, tx, m.ID)
+		linkGuest(tx, m.ID)
+		return Applied, nil
 	}
 	return "", fmt.Errorf("meeting of session %v / payment intent %v: insert kept conflicting", deref(f.sessionID), deref(f.paymentIntentID))
 }
 
-func linkGuest(ctx context.Context, tx Tx, id uuid.UUID) error {
-	if err := tx.Q.MeetingLinkGuests(ctx, tx.DB, queries.MeetingLinkGuestsParams{
+func linkGuest(tx Tx, id uuid.UUID) {
+	tx.Links.add(queries.MeetingLinkGuestsParams{
 		MeetingIds: []uuid.UUID{id}, Emails: []string{}, WorkosUserIds: []string{},
-	}); err != nil {
-		return fmt.Errorf("link guest of meeting %s: %w", id, err)
-	}
-	return nil
+	})
 }
 
 func mergeMeetingFacts(m *queries.Meeting, f meetingFacts) error {

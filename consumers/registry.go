@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/queries"
 	"github.com/syncd/syncd/stream"
@@ -35,8 +33,11 @@ type Event struct {
 
 // Tx is what a handler gets: the queries bound to the batch transaction.
 type Tx struct {
-	Q  *queries.Queries
-	DB pgx.Tx
+	Q *queries.Queries
+	// DB is the batch transaction, or a pipeline queueing into it.
+	DB queries.DBTX
+	// Links gathers the batch's link work, run once before commit.
+	Links *linkSet
 }
 
 // Handler applies one event inside the batch transaction and reports its

@@ -212,28 +212,22 @@ func applyCustomer(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	}
 	// Link from this side; a user or organization arriving later links
 	// from its own (links.go).
-	if err := tx.Q.StripeCustomerLinkUsers(ctx, tx.DB, queries.StripeCustomerLinkUsersParams{
+	tx.Links.add(queries.StripeCustomerLinkUsersParams{
 		WorkosUserIds:     ids(userID),
 		Emails:            emails(c.Email),
 		StripeCustomerIds: ids(&c.ID),
-	}); err != nil {
-		return "", fmt.Errorf("link customer %s to users: %w", c.ID, err)
-	}
-	if err := tx.Q.StripeCustomerLinkOrganizations(ctx, tx.DB, queries.StripeCustomerLinkOrganizationsParams{
+	})
+	tx.Links.add(queries.StripeCustomerLinkOrganizationsParams{
 		WorkosOrgIds:      ids(orgID),
 		StripeCustomerIds: ids(&c.ID),
-	}); err != nil {
-		return "", fmt.Errorf("link customer %s to organizations: %w", c.ID, err)
-	}
+	})
 	// Subscriptions without organization metadata reach their organization
 	// through this customer.
-	if err := tx.Q.StripeSubscriptionLinkOrganizations(ctx, tx.DB, queries.StripeSubscriptionLinkOrganizationsParams{
+	tx.Links.add(queries.StripeSubscriptionLinkOrganizationsParams{
 		WorkosOrgIds:          ids(orgID),
 		StripeCustomerIds:     ids(&c.ID),
 		StripeSubscriptionIds: []string{},
-	}); err != nil {
-		return "", fmt.Errorf("link subscriptions of customer %s: %w", c.ID, err)
-	}
+	})
 	return Applied, nil
 }
 
@@ -324,13 +318,11 @@ func applySubscription(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if err != nil || out != Applied {
 		return out, err
 	}
-	if err := tx.Q.StripeSubscriptionLinkOrganizations(ctx, tx.DB, queries.StripeSubscriptionLinkOrganizationsParams{
+	tx.Links.add(queries.StripeSubscriptionLinkOrganizationsParams{
 		WorkosOrgIds:          ids(orgID),
 		StripeCustomerIds:     ids(s.Customer.ptr()),
 		StripeSubscriptionIds: ids(&s.ID),
-	}); err != nil {
-		return "", fmt.Errorf("link subscription %s: %w", s.ID, err)
-	}
+	})
 	return Applied, nil
 }
 
@@ -385,7 +377,8 @@ func applyConnectAccount(ctx context.Context, tx Tx, ev Event) (Outcome, error) 
 	if err != nil || out != Applied {
 		return out, err
 	}
-	return Applied, linkConnectAccount(ctx, tx, a.ID, userID)
+	linkConnectAccount(tx, a.ID, userID)
+	return Applied, nil
 }
 
 // deauthorizeConnectAccount applies account.application.deauthorized. Its
@@ -407,15 +400,13 @@ func deauthorizeConnectAccount(ctx context.Context, tx Tx, ev Event) (Outcome, e
 	if err != nil || out != Applied {
 		return out, err
 	}
-	return Applied, linkConnectAccount(ctx, tx, account, nil)
+	linkConnectAccount(tx, account, nil)
+	return Applied, nil
 }
 
-func linkConnectAccount(ctx context.Context, tx Tx, account string, userID *string) error {
-	if err := tx.Q.StripeConnectAccountLinkUsers(ctx, tx.DB, queries.StripeConnectAccountLinkUsersParams{
+func linkConnectAccount(tx Tx, account string, userID *string) {
+	tx.Links.add(queries.StripeConnectAccountLinkUsersParams{
 		WorkosUserIds:    ids(userID),
 		StripeAccountIds: ids(&account),
-	}); err != nil {
-		return fmt.Errorf("link Connect account %s: %w", account, err)
-	}
-	return nil
+	})
 }

@@ -125,7 +125,8 @@ func applyUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 		return out, err
 	}
 	// Rows of other providers that arrived first wait for this user.
-	return out, linkUser(ctx, tx, u.ID, u.Email)
+	linkUser(tx, u.ID, u.Email)
+	return out, nil
 }
 
 func deleteUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
@@ -201,7 +202,8 @@ func applyOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if err != nil || out != Applied {
 		return out, err
 	}
-	return out, linkOrganization(ctx, tx, o.ID)
+	linkOrganization(tx, o.ID)
+	return out, nil
 }
 
 func deleteOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
@@ -319,7 +321,8 @@ func applyMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if err != nil || out != Applied {
 		return out, err
 	}
-	return out, linkMembership(ctx, tx, m.UserID)
+	linkMembership(tx, m.UserID)
+	return out, nil
 }
 
 func deleteMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
@@ -348,7 +351,8 @@ func deleteMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	}); err != nil {
 		return "", err
 	}
-	return Applied, linkMembership(ctx, tx, m.UserID)
+	linkMembership(tx, m.UserID)
+	return Applied, nil
 }
 
 // jsonObject keeps a JSON object as is and turns anything else (absent,

@@ -28,3 +28,8 @@ ORDER BY source, applied_at DESC;
 -- name: EventLedgerCountByOutcome :many
 SELECT source, outcome, count(*)::bigint AS n
 FROM webhook_events GROUP BY source, outcome ORDER BY source, outcome;
+
+-- name: EventLedgerMarkStale :exec
+-- Pipelined batches learn which upserts were stale only after sending them.
+UPDATE webhook_events SET outcome = 'stale'
+WHERE source = @source AND event_id = ANY(@event_ids::text[]);

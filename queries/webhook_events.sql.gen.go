@@ -141,6 +141,22 @@ func (q *Queries) EventLedgerLastApplied(ctx context.Context, db DBTX) ([]EventL
 	return items, nil
 }
 
+const eventLedgerMarkStale = `-- name: EventLedgerMarkStale :exec
+UPDATE webhook_events SET outcome = 'stale'
+WHERE source = $1 AND event_id = ANY($2::text[])
+`
+
+type EventLedgerMarkStaleParams struct {
+	Source   string
+	EventIds []string
+}
+
+// Pipelined batches learn which upserts were stale only after sending them.
+func (q *Queries) EventLedgerMarkStale(ctx context.Context, db DBTX, arg EventLedgerMarkStaleParams) error {
+	_, err := db.Exec(ctx, eventLedgerMarkStale, arg.Source, arg.EventIds)
+	return err
+}
+
 const eventLedgerSeen = `-- name: EventLedgerSeen :many
 SELECT event_id::text FROM webhook_events
 WHERE source = $1 AND event_id = ANY($2::text[])

@@ -1,0 +1,131 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// A batch is applied by queueing every statement its handlers issue and
+// sending them to Postgres in one round trip (pgx.Batch), instead of one
+// round trip each. That works for handlers whose statements do not depend
+// on one another's results: the only result they look at is whether a
+// version-guarded upsert matched a row (stale), and the pipeline reports
+// that after the fact. Handlers that read (meetings merge rows they find)
+// run directly, in order, between flushes.
+
+// errNotPipelined is what a pipelined handler gets if it tries to read.
+var errNotPipelined = errors.New("consumers: a pipelined handler tried to read; run it directly")
+
+// pipelinable reports whether the handler of an event type only writes.
+// Keep in step with the handlers: a handler listed here must not use a
+// query's result except as its upsert's stale signal.
+func pipelinable(source, typ string) bool {
+	switch source {
+	case "workos":
+		return strings.HasPrefix(typ, "user.") || strings.HasPrefix(typ, "organization.") ||
+			strings.HasPrefix(typ, "organization_membership.") || strings.HasPrefix(typ, "dsync.")
+	case "stripe":
+		return strings.HasPrefix(typ, "customer.") || strings.HasPrefix(typ, "account.")
+	}
+	return false
+}
+
+type stmtKind uint8
+
+const (
+	stmtExec   stmtKind = iota
+	stmtClaim           // the ledger insert: no row means applied before
+	stmtUpsert          // a version-guarded upsert: no row means stale
+)
+
+// pipeline is a queries.DBTX that queues statements instead of running
+// them.
+type pipeline struct {
+	batch pgx.Batch
+	owner []int // event index of each statement
+	kind  []stmtKind
+	cur   int
+	claim bool // the next row query of the current event is its claim
+}
+
+// start queues the statements that follow for event i.
+func (p *pipeline) start(i int) { p.cur, p.claim = i, true }
+
+func (p *pipeline) queue(k stmtKind, sql string, args []any) {
+	p.batch.Queue(sql, args...)
+	p.owner = append(p.owner, p.cur)
+	p.kind = append(p.kind, k)
+}
+
+func (p *pipeline) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	p.queue(stmtExec, sql, args)
+	return pgconn.CommandTag{}, nil
+}
+
+func (p *pipeline) Query(context.Context, string, ...any) (pgx.Rows, error) {
+	return nil, errNotPipelined
+}
+
+func (p *pipeline) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
+	k := stmtUpsert
+	if p.claim {
+		k, p.claim = stmtClaim, false
+	}
+	p.queue(k, sql, args)
+	return deferredRow{}
+}
+
+// deferredRow stands for a row that is read when the batch is sent.
+type deferredRow struct{}
+
+func (deferredRow) Scan(...any) error { return nil }
+
+// pipelineResult is what sending a pipeline found out.
+type pipelineResult struct {
+	skipped, stale []int // event indexes
+	failedAt       int   // event whose statement failed, or -1
+}
+
+// send runs the queued statements in tx, in order, reading each result.
+func (p *pipeline) send(ctx context.Context, tx pgx.Tx) (pipelineResult, error) {
+	r := pipelineResult{failedAt: -1}
+	if len(p.kind) == 0 {
+		return r, nil
+	}
+	br := tx.SendBatch(ctx, &p.batch)
+	for j, k := range p.kind {
+		var err error
+		if k == stmtExec {
+			_, err = br.Exec()
+		} else {
+			var rows pgx.Rows
+			if rows, err = br.Query(); err == nil {
+				n := 0
+				for rows.Next() {
+					n++
+				}
+				rows.Close()
+				if err = rows.Err(); err == nil && n == 0 {
+					if k == stmtClaim {
+						r.skipped = append(r.skipped, p.owner[j])
+					} else {
+						r.stale = append(r.stale, p.owner[j])
+					}
+				}
+			}
+		}
+		if err != nil {
+			r.failedAt = p.owner[j]
+			_ = br.Close()
+			return r, err
+		}
+	}
+	*p = pipeline{}
+	return r, br.Close()
+}
+
+func (p *pipeline) empty() bool { return len(p.kind) == 0 }
