@@ -2,11 +2,135 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncd/syncd/consumers"
 )
 
-// benchLimit is filled in with the batched-SQL references.
+// The limit reference runs the very statements syncd ran for the events —
+// captured with a pgx tracer during an untimed run — through a minimal
+// loop: one pgx.Batch per transaction syncd opened, nothing else. It has no
+// JetStream, no decoding, no handlers: what is left is Postgres executing
+// the same SQL, pipelined.
+
+type stmt struct {
+	sql  string
+	args []any
+}
+
+// recorder captures every statement of a pool, in order.
+type recorder struct {
+	mu    sync.Mutex
+	stmts []stmt
+}
+
+func (r *recorder) add(sql string, args []any) {
+	r.mu.Lock()
+	r.stmts = append(r.stmts, stmt{sql, append([]any(nil), args...)})
+	r.mu.Unlock()
+}
+
+func (r *recorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.add(d.SQL, d.Args)
+	return ctx
+}
+func (r *recorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *recorder) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+func (r *recorder) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	r.add(d.SQL, d.Args)
+}
+func (r *recorder) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// transactions splits the captured statements at begin/commit.
+func (r *recorder) transactions() [][]stmt {
+	var out [][]stmt
+	var cur []stmt
+	for _, s := range r.stmts {
+		switch strings.ToLower(strings.TrimSpace(s.sql)) {
+		case "begin", "begin isolation level read committed":
+			cur = nil
+		case "commit":
+			out = append(out, cur)
+			cur = nil
+		default:
+			if strings.HasPrefix(strings.ToLower(s.sql), "savepoint") || strings.HasPrefix(strings.ToLower(s.sql), "release savepoint") {
+				continue
+			}
+			cur = append(cur, s)
+		}
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
 func benchLimit(ctx context.Context, o options, evs []consumers.Event) (float64, string, error) {
-	return 1, "not measured yet", nil
+	// Capture: apply the events as the consumer does, batch by batch.
+	pool, drop, err := createDB(ctx, o.adminURL, "syncd_bench_capture")
+	if err != nil {
+		return 0, "", err
+	}
+	rec := &recorder{}
+	cfg := pool.Config()
+	pool.Close()
+	cfg.ConnConfig.Tracer = rec
+	traced, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		drop()
+		return 0, "", err
+	}
+	c, err := consumers.New(consumers.Config{Registerer: prometheus.NewRegistry()}, traced, nil)
+	if err != nil {
+		drop()
+		return 0, "", err
+	}
+	for i := 0; i < len(evs); i += 256 {
+		if _, err := c.Apply(ctx, evs[i:min(i+256, len(evs))]); err != nil {
+			drop()
+			return 0, "", err
+		}
+	}
+	traced.Close()
+	drop()
+	txs := rec.transactions()
+
+	// Replay the same statements, one pgx.Batch per transaction.
+	lpool, ldrop, err := createDB(ctx, o.adminURL, "syncd_bench_limit")
+	if err != nil {
+		return 0, "", err
+	}
+	defer ldrop()
+	conn, err := lpool.Acquire(ctx)
+	if err != nil {
+		return 0, "", err
+	}
+	defer conn.Release()
+	start := time.Now()
+	for _, tx := range txs {
+		b := &pgx.Batch{}
+		b.Queue("begin")
+		for _, s := range tx {
+			b.Queue(s.sql, s.args...)
+		}
+		b.Queue("commit")
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return 0, "", fmt.Errorf("limit reference: %w", err)
+		}
+	}
+	took := time.Since(start)
+	n := 0
+	for _, tx := range txs {
+		n += len(tx)
+	}
+	return float64(len(evs)) / took.Seconds(), fmt.Sprintf("pgx.Batch of the %d statements syncd ran, in %d transactions", n, len(txs)), nil
 }

@@ -39,7 +39,7 @@ func main() {
 	flag.IntVar(&o.entities, "entities", 7000, "entities in the apply mix (about 2.6 events each)")
 	flag.StringVar(&o.out, "out", "bench/RESULTS.md", "where to write the results")
 	flag.StringVar(&o.profiles, "profiles", "bench/profiles", "where to write pprof profiles (git-ignored)")
-	flag.StringVar(&o.only, "only", "", "run one part: http or apply (default all)")
+	flag.StringVar(&o.only, "only", "", "run one part: http, apply or e2e (default all); e2e runs at 100 × -concurrency req/s")
 	flag.Parse()
 	if *noop != "" {
 		serveNoop(*noop)
@@ -95,6 +95,12 @@ func run(o options) error {
 		fmt.Printf("%-58s %-34s %s %s\n", name, value, target, verdict)
 	}
 
+	if o.only == "e2e" {
+		workos, stripe := signedSources(fx)
+		e2e, err := benchEndToEnd(ctx, o, bin, tmp, workos, stripe, float64(o.conc)*100)
+		fmt.Printf("e2e: %+v %v\n", e2e, err)
+		return err
+	}
 	if o.only == "apply" {
 		ap, err := benchApply(ctx, o, fx)
 		if err != nil {
@@ -133,6 +139,9 @@ func run(o options) error {
 		add("2. Ingest "+p.name+" (verify + PubAck)", fmt.Sprintf("%.0f req/s p50 %s p99 %s, %.2f× baseline", p.got.RPS(), ms(p.got.P50), ms(p.got.P99), ratio), "≥ 0.50×", verdict(ratio >= 0.5 && p.got.Errors == 0, errNote(p.got)))
 	}
 
+	if o.only == "http" {
+		return nil
+	}
 	// 3, 4. Apply and skip path, with the references.
 	ap, err := benchApply(ctx, o, fx)
 	if err != nil {

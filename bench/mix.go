@@ -120,8 +120,9 @@ func (f fixtures) mix(entities int, seed uint64) []event {
 			}
 		case 6: // meetings: checkout then payment
 			pi := "pi_" + cus
-			evs = append(evs, f.stripe("stripe/checkout.session.completed.json", "checkout.session.completed", id("evt"), 1_767_225_601, map[string]any{"id": "cs_" + cus, "payment_intent": pi}))
-			evs = append(evs, f.stripe("stripe/payment_intent.succeeded.json", "payment_intent.succeeded", id("evt"), 1_767_225_602, map[string]any{"id": pi}))
+			meta := map[string]any{"meeting": meetingJSON(fmt.Sprintf("guest%d_%d@bench.test", seed, i-6))}
+			evs = append(evs, f.stripe("stripe/checkout.session.completed.json", "checkout.session.completed", id("evt"), 1_767_225_601, map[string]any{"id": "cs_" + cus, "payment_intent": pi, "metadata": meta}))
+			evs = append(evs, f.stripe("stripe/payment_intent.succeeded.json", "payment_intent.succeeded", id("evt"), 1_767_225_602, map[string]any{"id": pi, "metadata": meta}))
 		}
 	}
 	rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
@@ -130,4 +131,14 @@ func (f fixtures) mix(entities int, seed uint64) []event {
 		evs = append(evs, evs[rng.IntN(len(evs))])
 	}
 	return evs
+}
+
+// meetingJSON is the app's booking metadata, a JSON string, for a guest.
+func meetingJSON(guest string) string {
+	b, _ := json.Marshal(map[string]any{
+		"id": "5b0a6c1e-3a4e-4d0a-9a53-2f3f0c6e2a11", "expert": "user_01EHWNCE74X7JSDV0X3SZ3KJNY",
+		"guest": guest, "guestName": "Guest", "start": "2026-12-01T10:00:00Z", "dur": 45,
+		"notes": "", "timezone": "Europe/Lisbon", "locale": "pt",
+	})
+	return string(b)
 }

@@ -159,8 +159,12 @@ func signedSources(fx fixtures) (workos, stripe source) {
 	// One counter across runs, so no run repeats an id another stored.
 	var seq atomic.Int64
 	prefix := fmt.Sprint(time.Now().UnixNano())
-	wt := fx.workos("workos/user.created.json", "user.updated", "event_PLACEHOLDERID", map[string]any{"id": "user_load_PLACEHOLDERID"}).body
-	st := fx.stripe("stripe/checkout.session.completed.json", "checkout.session.completed", "evt_PLACEHOLDERID", time.Now().Unix(), map[string]any{"id": "cs_load_PLACEHOLDERID", "payment_intent": "pi_load_PLACEHOLDERID"}).body
+	// Every user and guest has an email of their own, as WorkOS users do.
+	wt := fx.workos("workos/user.created.json", "user.updated", "event_PLACEHOLDERID", map[string]any{"id": "user_load_PLACEHOLDERID", "email": "load_PLACEHOLDERID@load.test"}).body
+	st := fx.stripe("stripe/checkout.session.completed.json", "checkout.session.completed", "evt_PLACEHOLDERID", time.Now().Unix(), map[string]any{
+		"id": "cs_load_PLACEHOLDERID", "payment_intent": "pi_load_PLACEHOLDERID",
+		"metadata": map[string]any{"meeting": meetingJSON("guest_PLACEHOLDERID@load.test")},
+	}).body
 	render := func(tmpl []byte) []byte {
 		return bytes.ReplaceAll(tmpl, []byte("PLACEHOLDERID"), []byte(prefix+"_"+strconv.FormatInt(seq.Add(1), 10)))
 	}
