@@ -3,9 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
+	"github.com/syncd/syncd/ingest"
 	"github.com/syncd/syncd/stream"
 )
 
@@ -20,7 +21,7 @@ type e2eResult struct {
 // benchEndToEnd runs `syncd serve` (ingest and consumers in one process) at
 // a steady rate and measures webhook latency, the lag left when the load
 // stops, and the process's peak memory.
-func benchEndToEnd(ctx context.Context, o options, bin, tmp string, workos, stripe source, rate float64) (e2eResult, error) {
+func benchEndToEnd(ctx context.Context, o options, bin, tmp string, src source, rate float64) (e2eResult, error) {
 	r := e2eResult{rate: rate}
 	pool, drop, err := createDB(ctx, o.adminURL, "syncd_bench_e2e")
 	if err != nil {
@@ -35,13 +36,7 @@ func benchEndToEnd(ctx context.Context, o options, bin, tmp string, workos, stri
 		return r, err
 	}
 	defer p.stop()
-	mixed := func(n int64) request {
-		if rand.IntN(2) == 0 {
-			return workos(n)
-		}
-		return stripe(n)
-	}
-	r.load = openLoop(ctx, p.base, mixed, rate, o.loadFor)
+	r.load = openLoop(ctx, p.base, src, rate, o.loadFor)
 	conn, err := stream.Open(ctx, stream.ConnConfig{DataDir: p.dataDir()})
 	if err != nil {
 		return r, err
@@ -59,4 +54,18 @@ func benchEndToEnd(ctx context.Context, o options, bin, tmp string, workos, stri
 	r.lag = time.Since(end)
 	r.peakRSS = p.peakRSS()
 	return r, nil
+}
+
+// mixSource sends the realistic mix as webhooks, signed when sent, each
+// event once: a provider's traffic rather than one event type.
+func mixSource(fx fixtures, seed uint64) source {
+	evs := fx.mix(40000, seed)
+	var next atomic.Int64
+	return func(int64) request {
+		ev := evs[int(next.Add(1)-1)%len(evs)]
+		if ev.source == "workos" {
+			return request{"/webhooks/workos", "WorkOS-Signature", ingest.SignWorkOS(benchWorkOSSecret, ev.body, time.Now()), ev.body}
+		}
+		return request{"/webhooks/stripe", "Stripe-Signature", ingest.SignStripe(benchStripeSecret, ev.body, time.Now()), ev.body}
+	}
 }

@@ -96,8 +96,7 @@ func run(o options) error {
 	}
 
 	if o.only == "e2e" {
-		workos, stripe := signedSources(fx)
-		e2e, err := benchEndToEnd(ctx, o, bin, tmp, workos, stripe, float64(o.conc)*100)
+		e2e, err := benchEndToEnd(ctx, o, bin, tmp, mixSource(fx, 3), float64(o.conc)*100)
 		fmt.Printf("e2e: %+v %v\n", e2e, err)
 		return err
 	}
@@ -155,12 +154,23 @@ func run(o options) error {
 	add("4. Replay of applied events (skip path)", fmt.Sprintf("%.0f events/s, %.1f× apply", ap.skip, ap.skip/ap.syncd), "≥ 2×", verdict(ap.skip/ap.syncd >= 2, ""))
 
 	// 5, 6. End to end at half the peak ingest rate, one process.
-	e2e, err := benchEndToEnd(ctx, o, bin, tmp, workos, stripe, (ingW.RPS()+ingS.RPS())/4)
+	e2e, err := benchEndToEnd(ctx, o, bin, tmp, mixSource(fx, 3), (ingW.RPS()+ingS.RPS())/4)
 	if err != nil {
 		return err
 	}
-	add(fmt.Sprintf("5. End to end at %.0f req/s (half peak)", e2e.rate), fmt.Sprintf("p99 %s, lag at end %s (%d pending)", ms(e2e.load.P99), e2e.lag.Round(time.Millisecond), e2e.pendingAtEnd), "p99 ≤ 20 ms, lag < 1 s", verdict(e2e.load.P99 <= 20*time.Millisecond && e2e.lag < time.Second && e2e.load.Errors == 0, errNote(e2e.load)))
-	add("6. Peak RSS of syncd serve (end-to-end run)", fmt.Sprintf("%.0f MB", float64(e2e.peakRSS)/1e6), "≤ 150 MB", verdict(e2e.peakRSS <= 150e6, ""))
+	why := ""
+	if e2e.lag >= time.Second {
+		why = fmt.Sprintf("apply sustains about %.0f events/s of this mix here, below the rate sent", ap.syncd)
+	}
+	add(fmt.Sprintf("5. End to end, realistic mix at %.0f req/s (half peak ingest)", e2e.rate), fmt.Sprintf("p99 %s, lag at end %s (%d pending)", ms(e2e.load.P99), e2e.lag.Round(time.Millisecond), e2e.pendingAtEnd), "p99 ≤ 20 ms, lag < 1 s", verdict(e2e.load.P99 <= 20*time.Millisecond && e2e.lag < time.Second && e2e.load.Errors == 0, joinNotes(errNote(e2e.load), why)))
+	// The same at a rate apply can keep up with, to show the latency and
+	// lag of a steady state.
+	steady, err := benchEndToEnd(ctx, o, bin, tmp, mixSource(fx, 4), 0.75*ap.syncd)
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("5b. End to end, realistic mix at %.0f req/s (¾ of apply)", steady.rate), fmt.Sprintf("p99 %s, lag at end %s (%d pending)", ms(steady.load.P99), steady.lag.Round(time.Millisecond), steady.pendingAtEnd), "", "")
+	add("6. Peak RSS of syncd serve (end-to-end at half peak)", fmt.Sprintf("%.0f MB", float64(max(e2e.peakRSS, steady.peakRSS))/1e6), "≤ 150 MB", verdict(max(e2e.peakRSS, steady.peakRSS) <= 150e6, ""))
 
 	return writeResults(o, rows, time.Since(start))
 }
@@ -173,6 +183,16 @@ func verdict(ok bool, note string) string {
 		return "MISSED (" + note + ")"
 	}
 	return "MISSED"
+}
+
+func joinNotes(notes ...string) string {
+	var out []string
+	for _, n := range notes {
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func errNote(r loadResult) string {

@@ -11,10 +11,18 @@ UPDATE webhook_events SET outcome = @outcome
 WHERE source = @source AND event_id = @event_id;
 
 -- name: EventLedgerSeen :many
--- Which of these events are already applied: the replay skip path checks a
--- whole batch at once before opening a transaction.
-SELECT event_id::text FROM webhook_events
-WHERE source = @source AND event_id = ANY(@event_ids::text[]);
+-- Which of these events are already applied: the consumer checks a whole
+-- batch at once before opening a transaction, so replays skip cheaply.
+-- One primary-key probe per id (the LIMIT keeps the lateral a nested
+-- loop): a plain `event_id = ANY(...)` was planned, with statistics not yet
+-- caught up after a burst, as a scan of every row of the source.
+SELECT w.event_id::text
+FROM unnest(@event_ids::text[]) AS ids(event_id)
+CROSS JOIN LATERAL (
+    SELECT event_id FROM webhook_events
+    WHERE source = @source AND event_id = ids.event_id
+    LIMIT 1
+) w;
 
 -- name: EventLedgerGet :one
 SELECT * FROM webhook_events WHERE source = @source AND event_id = @event_id;

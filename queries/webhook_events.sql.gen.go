@@ -158,30 +158,38 @@ func (q *Queries) EventLedgerMarkStale(ctx context.Context, db DBTX, arg EventLe
 }
 
 const eventLedgerSeen = `-- name: EventLedgerSeen :many
-SELECT event_id::text FROM webhook_events
-WHERE source = $1 AND event_id = ANY($2::text[])
+SELECT w.event_id::text
+FROM unnest($1::text[]) AS ids(event_id)
+CROSS JOIN LATERAL (
+    SELECT event_id FROM webhook_events
+    WHERE source = $2 AND event_id = ids.event_id
+    LIMIT 1
+) w
 `
 
 type EventLedgerSeenParams struct {
-	Source   string
 	EventIds []string
+	Source   string
 }
 
-// Which of these events are already applied: the replay skip path checks a
-// whole batch at once before opening a transaction.
+// Which of these events are already applied: the consumer checks a whole
+// batch at once before opening a transaction, so replays skip cheaply.
+// One primary-key probe per id (the LIMIT keeps the lateral a nested
+// loop): a plain `event_id = ANY(...)` was planned, with statistics not yet
+// caught up after a burst, as a scan of every row of the source.
 func (q *Queries) EventLedgerSeen(ctx context.Context, db DBTX, arg EventLedgerSeenParams) ([]string, error) {
-	rows, err := db.Query(ctx, eventLedgerSeen, arg.Source, arg.EventIds)
+	rows, err := db.Query(ctx, eventLedgerSeen, arg.EventIds, arg.Source)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var items []string
 	for rows.Next() {
-		var event_id string
-		if err := rows.Scan(&event_id); err != nil {
+		var w_event_id string
+		if err := rows.Scan(&w_event_id); err != nil {
 			return nil, err
 		}
-		items = append(items, event_id)
+		items = append(items, w_event_id)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
