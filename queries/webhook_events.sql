@@ -39,5 +39,7 @@ FROM webhook_events GROUP BY source, outcome ORDER BY source, outcome;
 
 -- name: EventLedgerMarkStale :exec
 -- Pipelined batches learn which upserts were stale only after sending them.
-UPDATE webhook_events SET outcome = 'stale'
-WHERE source = @source AND event_id = ANY(@event_ids::text[]);
+-- Joined to the ids, so each is a primary-key probe whatever the statistics.
+UPDATE webhook_events w SET outcome = 'stale'
+FROM unnest(@event_ids::text[]) AS ids(event_id)
+WHERE w.source = @source AND w.event_id = ids.event_id;

@@ -142,8 +142,9 @@ func (q *Queries) EventLedgerLastApplied(ctx context.Context, db DBTX) ([]EventL
 }
 
 const eventLedgerMarkStale = `-- name: EventLedgerMarkStale :exec
-UPDATE webhook_events SET outcome = 'stale'
-WHERE source = $1 AND event_id = ANY($2::text[])
+UPDATE webhook_events w SET outcome = 'stale'
+FROM unnest($2::text[]) AS ids(event_id)
+WHERE w.source = $1 AND w.event_id = ids.event_id
 `
 
 type EventLedgerMarkStaleParams struct {
@@ -152,6 +153,7 @@ type EventLedgerMarkStaleParams struct {
 }
 
 // Pipelined batches learn which upserts were stale only after sending them.
+// Joined to the ids, so each is a primary-key probe whatever the statistics.
 func (q *Queries) EventLedgerMarkStale(ctx context.Context, db DBTX, arg EventLedgerMarkStaleParams) error {
 	_, err := db.Exec(ctx, eventLedgerMarkStale, arg.Source, arg.EventIds)
 	return err
