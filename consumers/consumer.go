@@ -338,15 +338,12 @@ func (c *Consumer) applyPipelined(ctx context.Context, evs []Event, todo []int, 
 	links := newLinkSet()
 	stale := map[string][]string{}
 	flush := func() (bool, error) {
-		r, err := p.send(ctx, tx)
+		r, err := p.send(ctx, c.q, tx)
 		if err != nil {
 			if Classify(err) == Transient {
 				return false, fmt.Errorf("apply batch: %w", err)
 			}
 			return true, nil
-		}
-		for _, i := range r.skipped {
-			res[i].Outcome = Skipped
 		}
 		for _, i := range r.stale {
 			if res[i].Outcome == Applied {
@@ -359,7 +356,7 @@ func (c *Consumer) applyPipelined(ctx context.Context, evs []Event, todo []int, 
 	for _, i := range todo {
 		ev := evs[i]
 		db := queries.DBTX(tx)
-		if pipelinable(ev.Source, ev.Envelope.Type) {
+		if c.handlers[ev.Source][ev.Envelope.Type] == nil || pipelinable(ev.Source, ev.Envelope.Type) {
 			p.start(i)
 			db = &p
 		} else if !p.empty() {
@@ -435,6 +432,15 @@ func (c *Consumer) applyIsolated(ctx context.Context, evs []Event, todo []int, r
 
 // applyOne claims the event in the ledger and applies it.
 func (c *Consumer) applyOne(ctx context.Context, db queries.DBTX, links *linkSet, ev Event) (Outcome, error) {
+	h := c.handlers[ev.Source][ev.Envelope.Type]
+	if p, ok := db.(*pipeline); ok {
+		if h == nil {
+			p.claim(ev, Ignored)
+			return Ignored, nil
+		}
+		p.claim(ev, Applied)
+		return h(ctx, Tx{Q: c.q, DB: p, Links: links}, ev)
+	}
 	seq := int64(ev.Seq)
 	_, err := c.q.EventLedgerInsert(ctx, db, queries.EventLedgerInsertParams{
 		Source:     ev.Source,
@@ -449,7 +455,6 @@ func (c *Consumer) applyOne(ctx context.Context, db queries.DBTX, links *linkSet
 	} else if err != nil {
 		return "", fmt.Errorf("ledger: %w", err)
 	}
-	h := c.handlers[ev.Source][ev.Envelope.Type]
 	out := Ignored
 	if h != nil {
 		if out, err = h(ctx, Tx{Q: c.q, DB: db, Links: links}, ev); err != nil {

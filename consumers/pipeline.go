@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/syncd/syncd/queries"
 )
 
 // A batch is applied by queueing every statement its handlers issue and
@@ -38,22 +41,41 @@ type stmtKind uint8
 
 const (
 	stmtExec   stmtKind = iota
-	stmtClaim           // the ledger insert: no row means applied before
 	stmtUpsert          // a version-guarded upsert: no row means stale
 )
 
 // pipeline is a queries.DBTX that queues statements instead of running
 // them.
 type pipeline struct {
-	batch pgx.Batch
-	owner []int // event index of each statement
-	kind  []stmtKind
-	cur   int
-	claim bool // the next row query of the current event is its claim
+	batch  pgx.Batch
+	owner  []int // event index of each statement
+	kind   []stmtKind
+	cur    int
+	claims queries.EventLedgerClaimParams // ledger rows, sent as one statement
 }
 
 // start queues the statements that follow for event i.
-func (p *pipeline) start(i int) { p.cur, p.claim = i, true }
+func (p *pipeline) start(i int) { p.cur = i }
+
+// claim adds the event's ledger row, with the outcome known before it is
+// applied (applied or ignored; stale is marked after the send).
+func (p *pipeline) claim(ev Event, out Outcome) {
+	c := &p.claims
+	c.Sources = append(c.Sources, ev.Source)
+	c.EventIds = append(c.EventIds, ev.Envelope.ID)
+	c.EventTypes = append(c.EventTypes, ev.Envelope.Type)
+	c.ProviderAts = append(c.ProviderAts, rfc3339(ev.Envelope.Created))
+	c.ReceivedAts = append(c.ReceivedAts, rfc3339(ev.ReceivedAt))
+	c.Outcomes = append(c.Outcomes, string(out))
+	c.StreamSeqs = append(c.StreamSeqs, int64(ev.Seq))
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
 
 func (p *pipeline) queue(k stmtKind, sql string, args []any) {
 	p.batch.Queue(sql, args...)
@@ -71,11 +93,7 @@ func (p *pipeline) Query(context.Context, string, ...any) (pgx.Rows, error) {
 }
 
 func (p *pipeline) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
-	k := stmtUpsert
-	if p.claim {
-		k, p.claim = stmtClaim, false
-	}
-	p.queue(k, sql, args)
+	p.queue(stmtUpsert, sql, args)
 	return deferredRow{}
 }
 
@@ -86,15 +104,23 @@ func (deferredRow) Scan(...any) error { return nil }
 
 // pipelineResult is what sending a pipeline found out.
 type pipelineResult struct {
-	skipped, stale []int // event indexes
-	failedAt       int   // event whose statement failed, or -1
+	stale    []int // event indexes
+	failedAt int   // event whose statement failed, or -1
 }
 
-// send runs the queued statements in tx, in order, reading each result.
-func (p *pipeline) send(ctx context.Context, tx pgx.Tx) (pipelineResult, error) {
+// send runs the ledger claims and then the queued statements in tx, in
+// order, reading each result.
+func (p *pipeline) send(ctx context.Context, q *queries.Queries, tx pgx.Tx) (pipelineResult, error) {
 	r := pipelineResult{failedAt: -1}
-	if len(p.kind) == 0 {
+	if p.empty() {
 		return r, nil
+	}
+	if len(p.claims.EventIds) > 0 {
+		var head pipeline
+		_ = q.EventLedgerClaim(ctx, &head, p.claims)
+		p.batch.QueuedQueries = append(head.batch.QueuedQueries, p.batch.QueuedQueries...)
+		p.owner = append([]int{-1}, p.owner...)
+		p.kind = append([]stmtKind{stmtExec}, p.kind...)
 	}
 	br := tx.SendBatch(ctx, &p.batch)
 	for j, k := range p.kind {
@@ -110,11 +136,7 @@ func (p *pipeline) send(ctx context.Context, tx pgx.Tx) (pipelineResult, error) 
 				}
 				rows.Close()
 				if err = rows.Err(); err == nil && n == 0 {
-					if k == stmtClaim {
-						r.skipped = append(r.skipped, p.owner[j])
-					} else {
-						r.stale = append(r.stale, p.owner[j])
-					}
+					r.stale = append(r.stale, p.owner[j])
 				}
 			}
 		}
@@ -128,4 +150,4 @@ func (p *pipeline) send(ctx context.Context, tx pgx.Tx) (pipelineResult, error) 
 	return r, br.Close()
 }
 
-func (p *pipeline) empty() bool { return len(p.kind) == 0 }
+func (p *pipeline) empty() bool { return len(p.kind) == 0 && len(p.claims.EventIds) == 0 }

@@ -43,3 +43,21 @@ FROM webhook_events GROUP BY source, outcome ORDER BY source, outcome;
 UPDATE webhook_events w SET outcome = 'stale'
 FROM unnest(@event_ids::text[]) AS ids(event_id)
 WHERE w.source = @source AND w.event_id = ids.event_id;
+
+-- name: EventLedgerClaim :exec
+-- Claims the events of a pipelined batch in one statement. Events already
+-- claimed are left alone: the batch checked the ledger before, so that only
+-- happens to an event a concurrent replay applied, and applying it again is
+-- a no-op by the version guards. Times are RFC 3339 text, '' for none.
+INSERT INTO webhook_events (source, event_id, event_type, provider_at, received_at, outcome, stream_seq)
+SELECT c.source, c.event_id, c.event_type,
+       NULLIF(c.provider_at, '')::timestamptz, NULLIF(c.received_at, '')::timestamptz,
+       c.outcome, NULLIF(c.stream_seq, 0)
+FROM (
+    -- Set-returning functions side by side in a select list zip their arrays.
+    SELECT unnest(@sources::text[]) AS source, unnest(@event_ids::text[]) AS event_id,
+           unnest(@event_types::text[]) AS event_type, unnest(@provider_ats::text[]) AS provider_at,
+           unnest(@received_ats::text[]) AS received_at, unnest(@outcomes::text[]) AS outcome,
+           unnest(@stream_seqs::bigint[]) AS stream_seq
+) c
+ON CONFLICT (source, event_id) DO NOTHING;

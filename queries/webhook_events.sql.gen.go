@@ -10,6 +10,48 @@ import (
 	"time"
 )
 
+const eventLedgerClaim = `-- name: EventLedgerClaim :exec
+INSERT INTO webhook_events (source, event_id, event_type, provider_at, received_at, outcome, stream_seq)
+SELECT c.source, c.event_id, c.event_type,
+       NULLIF(c.provider_at, '')::timestamptz, NULLIF(c.received_at, '')::timestamptz,
+       c.outcome, NULLIF(c.stream_seq, 0)
+FROM (
+    -- Set-returning functions side by side in a select list zip their arrays.
+    SELECT unnest($1::text[]) AS source, unnest($2::text[]) AS event_id,
+           unnest($3::text[]) AS event_type, unnest($4::text[]) AS provider_at,
+           unnest($5::text[]) AS received_at, unnest($6::text[]) AS outcome,
+           unnest($7::bigint[]) AS stream_seq
+) c
+ON CONFLICT (source, event_id) DO NOTHING
+`
+
+type EventLedgerClaimParams struct {
+	Sources     []string
+	EventIds    []string
+	EventTypes  []string
+	ProviderAts []string
+	ReceivedAts []string
+	Outcomes    []string
+	StreamSeqs  []int64
+}
+
+// Claims the events of a pipelined batch in one statement. Events already
+// claimed are left alone: the batch checked the ledger before, so that only
+// happens to an event a concurrent replay applied, and applying it again is
+// a no-op by the version guards. Times are RFC 3339 text, ” for none.
+func (q *Queries) EventLedgerClaim(ctx context.Context, db DBTX, arg EventLedgerClaimParams) error {
+	_, err := db.Exec(ctx, eventLedgerClaim,
+		arg.Sources,
+		arg.EventIds,
+		arg.EventTypes,
+		arg.ProviderAts,
+		arg.ReceivedAts,
+		arg.Outcomes,
+		arg.StreamSeqs,
+	)
+	return err
+}
+
 const eventLedgerCountByOutcome = `-- name: EventLedgerCountByOutcome :many
 SELECT source, outcome, count(*)::bigint AS n
 FROM webhook_events GROUP BY source, outcome ORDER BY source, outcome
