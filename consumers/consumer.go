@@ -353,18 +353,30 @@ func (c *Consumer) applyPipelined(ctx context.Context, evs []Event, todo []int, 
 		}
 		return false, nil
 	}
+	// Write-only events go first, in one flush, then those that read, each
+	// group in stream order. The two groups touch different tables (the
+	// readers are the meetings; the links, which span both, run last), so
+	// the order between groups does not change the result.
+	var direct []int
 	for _, i := range todo {
 		ev := evs[i]
-		db := queries.DBTX(tx)
-		if c.handlers[ev.Source][ev.Envelope.Type] == nil || pipelinable(ev.Source, ev.Envelope.Type) {
-			p.start(i)
-			db = &p
-		} else if !p.empty() {
-			if failed, err := flush(); failed || err != nil {
-				return failed, err
-			}
+		if c.handlers[ev.Source][ev.Envelope.Type] != nil && !pipelinable(ev.Source, ev.Envelope.Type) {
+			direct = append(direct, i)
+			continue
 		}
-		out, err := c.applyOne(ctx, db, links, ev)
+		p.start(i)
+		out, err := c.applyOne(ctx, &p, links, ev)
+		if err != nil {
+			return true, nil // a handler's own permanent error: isolate it
+		}
+		res[i].Outcome = out
+	}
+	if failed, err := flush(); failed || err != nil {
+		return failed, err
+	}
+	for _, i := range direct {
+		ev := evs[i]
+		out, err := c.applyOne(ctx, tx, links, ev)
 		if err != nil {
 			if Classify(err) == Transient {
 				return false, fmt.Errorf("apply %s %s: %w", ev.Source, ev.Envelope.ID, err)
@@ -372,9 +384,6 @@ func (c *Consumer) applyPipelined(ctx context.Context, evs []Event, todo []int, 
 			return true, nil
 		}
 		res[i].Outcome = out
-	}
-	if failed, err := flush(); failed || err != nil {
-		return failed, err
 	}
 	if err := links.run(ctx, c.q, tx); err != nil {
 		return Classify(err) != Transient, err
