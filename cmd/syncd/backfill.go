@@ -187,8 +187,8 @@ type reconcile struct {
 }
 
 func (r *reconcile) register(fs *flag.FlagSet) {
-	fs.DurationVar(&r.every, "reconcile-every", envDuration("SYNCD_RECONCILE_EVERY", 0), "backfill from the providers' Events APIs on this schedule; 0 is off (env SYNCD_RECONCILE_EVERY; needs WORKOS_API_KEY and/or STRIPE_API_KEY)")
-	fs.DurationVar(&r.window, "reconcile-window", envDuration("SYNCD_RECONCILE_WINDOW", 0), "trailing window each reconcile covers; default twice --reconcile-every, at least 1h (env SYNCD_RECONCILE_WINDOW)")
+	fs.DurationVar(&r.every, "reconcile-every", 0, "backfill from the providers' Events APIs on this schedule; 0 is off (env SYNCD_RECONCILE_EVERY; needs WORKOS_API_KEY and/or STRIPE_API_KEY)")
+	fs.DurationVar(&r.window, "reconcile-window", 0, "trailing window each reconcile covers; default twice --reconcile-every, at least 1h (env SYNCD_RECONCILE_WINDOW)")
 }
 
 // setup validates the flags and builds the sources; haveDB says whether

@@ -8,7 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
+	"regexp"
 	"strings"
 	"time"
 
@@ -22,24 +22,6 @@ import (
 func env(key, def string) string {
 	if v, ok := os.LookupEnv(key); ok && v != "" {
 		return v
-	}
-	return def
-}
-
-func envDuration(key string, def time.Duration) time.Duration {
-	if v := os.Getenv(key); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-	}
-	return def
-}
-
-func envInt(key string, def int) int {
-	if v := os.Getenv(key); v != "" {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
 	}
 	return def
 }
@@ -119,9 +101,29 @@ func (c *common) jetstream(ctx context.Context, log *slog.Logger, serve bool) (*
 	return conn, nil
 }
 
-// parseFlags parses args, turning flag errors into usage errors.
+// envInUsage finds the variable a flag's usage names: "(env NAME".
+var envInUsage = regexp.MustCompile(`\(env ([A-Z][A-Z0-9_]*)`)
+
+// parseFlags applies the environment to the flags whose usage names a
+// variable, then parses args over it (environment first, flags override),
+// turning either's errors into usage errors that name the variable or flag.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		m := envInUsage.FindStringSubmatch(f.Usage)
+		if m == nil || envErr != nil {
+			return
+		}
+		if v := os.Getenv(m[1]); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = usageError("%s=%q: %v", m[1], v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return envErr
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err

@@ -162,3 +162,17 @@ func TestLocalURL(t *testing.T) {
 		}
 	}
 }
+
+func TestBadEnvironmentNamesTheVariable(t *testing.T) {
+	t.Setenv("SYNCD_REPLAY_WINDOW", "a month")
+	code, _, stderr := runCmd(t, "serve")
+	if code != 2 || !strings.Contains(stderr, `SYNCD_REPLAY_WINDOW="a month"`) {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	t.Setenv("SYNCD_REPLAY_WINDOW", "")
+	t.Setenv("SYNCD_BATCH_SIZE", "lots")
+	code, _, stderr = runCmd(t, "serve")
+	if code != 2 || !strings.Contains(stderr, `SYNCD_BATCH_SIZE="lots"`) {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
