@@ -86,20 +86,11 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := src.Check(w, now); err != nil {
 		return usageError("--since %s: %s", since, strings.TrimPrefix(err.Error(), backfill.ErrWindow.Error()+": "))
 	}
-	log, err := c.logger(stderr)
+	log, pool, conn, closeAll, err := c.connect(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	pool, err := c.pool(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	conn, err := c.jetstream(ctx, log, false)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+	defer closeAll()
 
 	line := newProgressLine(stderr, noProgress)
 	res, err := backfill.Run(ctx, backfill.Config{

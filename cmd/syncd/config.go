@@ -101,6 +101,23 @@ func (c *common) jetstream(ctx context.Context, log *slog.Logger, serve bool) (*
 	return conn, nil
 }
 
+// connect opens what the operations commands need: the logger, Postgres
+// and JetStream (the running serve's embedded server, or NATS_URL). close
+// releases both.
+func (c *common) connect(ctx context.Context, stderr io.Writer) (log *slog.Logger, pool *pgxpool.Pool, conn *stream.Conn, close func(), err error) {
+	if log, err = c.logger(stderr); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if pool, err = c.pool(ctx); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if conn, err = c.jetstream(ctx, log, false); err != nil {
+		pool.Close()
+		return nil, nil, nil, nil, err
+	}
+	return log, pool, conn, func() { conn.Close(); pool.Close() }, nil
+}
+
 // envInUsage finds the variable a flag's usage names: "(env NAME".
 var envInUsage = regexp.MustCompile(`\(env ([A-Z][A-Z0-9_]*)`)
 

@@ -372,8 +372,8 @@ func runDLQRetry(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stdout, "dry run: would retry %d dead letter(s) into WEBHOOKS:\n", len(letters))
 		writeTable(stdout, letters)
 	}
-	bar := newProgress(stderr, "retrying", !s.dryRun)
-	sum := store.RetryAll(ctx, letters, deadletter.Options{DryRun: s.dryRun, Progress: bar.set})
+	bar := newProgressLine(stderr, s.dryRun)
+	sum := store.RetryAll(ctx, letters, deadletter.Options{DryRun: s.dryRun, Progress: bar.count("retrying")})
 	bar.done()
 	return summarize(stdout, sum, "retried", "republished to their original subjects; the consumer applies them", "still in DEADLETTER")
 }
@@ -409,8 +409,8 @@ func runDLQPurge(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		writeTable(stderr, letters)
 		return usageError("purge removes these %d dead letter(s) for good: pass --yes to confirm (or --dry-run); nothing was changed", len(letters))
 	}
-	bar := newProgress(stderr, "purging", true)
-	sum := store.PurgeAll(ctx, letters, deadletter.Options{Progress: bar.set})
+	bar := newProgressLine(stderr, false)
+	sum := store.PurgeAll(ctx, letters, deadletter.Options{Progress: bar.count("purging")})
 	bar.done()
 	return summarize(stdout, sum, "purged", "", "still in DEADLETTER")
 }
@@ -444,37 +444,4 @@ func summarize(w io.Writer, sum deadletter.Summary, verb, okNote, keptNote strin
 		return fmt.Errorf("stopped: %d of %d not %s (%s)", notDone, sum.Total, verb, keptNote)
 	}
 	return nil
-}
-
-// progress draws a one-line bar on a terminal and nothing elsewhere, so
-// logs and pipes stay clean.
-type progress struct {
-	w     io.Writer
-	label string
-	on    bool
-	last  time.Time
-}
-
-func newProgress(w io.Writer, label string, want bool) *progress {
-	return &progress{w: w, label: label, on: want && isTerminal(w)}
-}
-
-func (p *progress) set(done, total int) {
-	if !p.on || total == 0 {
-		return
-	}
-	// Redraw at most every 50ms, and always at the end.
-	if done < total && time.Since(p.last) < 50*time.Millisecond {
-		return
-	}
-	p.last = time.Now()
-	const width = 30
-	fill := done * width / total
-	fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d", p.label, strings.Repeat("#", fill), strings.Repeat(" ", width-fill), done, total)
-}
-
-func (p *progress) done() {
-	if p.on && !p.last.IsZero() {
-		fmt.Fprintln(p.w)
-	}
 }

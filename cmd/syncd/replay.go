@@ -6,11 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/syncd/syncd/events"
@@ -82,22 +80,12 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, err := replay.FilterSubject(source, typ); err != nil {
 		return usageError("--type: %s", strings.TrimPrefix(err.Error(), "replay: "))
 	}
-	log, err := c.logger(stderr)
+	log, pool, conn, closeAll, err := c.connect(ctx, stderr)
 	if err != nil {
 		return err
 	}
+	defer closeAll()
 	cfg.Logger = log
-
-	pool, err := c.pool(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	conn, err := c.jetstream(ctx, log, false)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
 
 	bar := newProgressLine(stderr, noProgress)
 	cfg.Progress = func(p replay.Progress) {
@@ -186,59 +174,4 @@ func parseWhen(name, value string, now time.Time) (time.Time, error) {
 		return bad("in the future")
 	}
 	return t, nil
-}
-
-// progressLine redraws one status line on a terminal, at most ten times a
-// second; elsewhere (a pipe, a log file) it prints nothing.
-type progressLine struct {
-	mu   sync.Mutex
-	w    io.Writer
-	on   bool
-	last time.Time
-	drew bool
-}
-
-func newProgressLine(w io.Writer, disabled bool) *progressLine {
-	return &progressLine{w: w, on: !disabled && isTerminal(w)}
-}
-
-func (p *progressLine) set(text func() string) {
-	if !p.on {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if time.Since(p.last) < 100*time.Millisecond {
-		return
-	}
-	p.last = time.Now()
-	fmt.Fprintf(p.w, "\r\033[K%s", text())
-	p.drew = true
-}
-
-// done ends the line so what follows starts on a clean one.
-func (p *progressLine) done() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.drew {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
-}
-
-func barOf(done, total, width int) string {
-	if total <= 0 {
-		total = 1
-	}
-	n := min(width, done*width/total)
-	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
-}
-
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
