@@ -23,6 +23,7 @@ run: build
 	echo "syncd: post a signed sample:  ./bin/syncd send --fresh-id workos testdata/fixtures/workos/user.created.json"; \
 	echo "syncd: or with curl:          curl -H \"WorkOS-Signature: \$$(./bin/syncd sign workos testdata/fixtures/workos/user.created.json)\" --data-binary @testdata/fixtures/workos/user.created.json localhost:$$port/webhooks/workos"; \
 	echo "syncd: (send and sign read the secrets from the environment: set -a; . ./.env.example; set +a)"; \
+	echo "syncd: other commands (status, dlq, replay) reach this one with the same env and, unless DATABASE_URL is set, DATABASE_URL=postgres://postgres@127.0.0.1:55433/postgres"; \
 	scripts/postgres.sh run -- ./bin/syncd serve
 
 bench:

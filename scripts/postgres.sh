@@ -7,12 +7,13 @@
 #       TEST_DATABASE_URL; a server answering at 127.0.0.1:5432; a throwaway
 #       cluster in a temp dir (stopped and removed on exit).
 #   scripts/postgres.sh run -- CMD ARGS...
-#       Exports DATABASE_URL and runs CMD. Uses, in order: an existing
-#       DATABASE_URL; a server answering at 127.0.0.1:5432; a persistent local
-#       cluster under ${SYNCD_DATA_DIR:-./data}/pg on port 55433 (stopped on exit).
+#       Exports DATABASE_URL and runs CMD. Uses an existing DATABASE_URL, else
+#       a persistent local cluster of its own under ${SYNCD_DATA_DIR:-./data}/pg
+#       on port 55433 (initdb the first time; stopped on exit), so dev data
+#       never lands in another server.
 #
 # Environment:
-#   SYNCD_PG_PROBE_PORT  port probed for an already-running server (default 5432)
+#   SYNCD_PG_PROBE_PORT  port probed for an already-running server (test mode, default 5432)
 #   SYNCD_DATA_DIR       data dir for the persistent cluster (run mode, default ./data)
 set -euo pipefail
 
@@ -193,24 +194,6 @@ mode_run() {
 		log "using DATABASE_URL from environment"
 		exec "$@"
 	fi
-	if pg_answers "$PROBE_PORT"; then
-		# A database of its own, so dev data stays apart from whatever else
-		# the server holds.
-		local base db=syncd_dev
-		base="$(url_for_port "$PROBE_PORT")"
-		if command -v psql >/dev/null 2>&1; then
-			if ! psql "$base" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" 2>/dev/null | grep -q 1; then
-				psql "$base" -qc "CREATE DATABASE $db" >/dev/null 2>&1 || true
-			fi
-			if psql "$base" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" 2>/dev/null | grep -q 1; then
-				base="${base/\/postgres\?/\/$db?}"
-			fi
-		fi
-		export DATABASE_URL="$base"
-		log "using existing server at 127.0.0.1:$PROBE_PORT (${DATABASE_URL##*/})"
-		exec "$@"
-	fi
-
 	ensure_pg_bins
 	ensure_pg_user
 
