@@ -112,8 +112,19 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn, tmpl string) error {
 	if err != nil {
 		return err
 	}
-	_, err = admin.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s RENAME TO %s", scratch, tmpl))
-	return err
+	if _, err = admin.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s RENAME TO %s", scratch, tmpl)); err != nil {
+		return err
+	}
+	// Templates of older migrations are no use any more.
+	rows, err := admin.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE 'syncd\\_tmpl\\_%' AND datname <> $1 AND datname NOT LIKE '%\\_build'", tmpl)
+	if err != nil {
+		return nil
+	}
+	stale, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+	for _, name := range stale {
+		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize())
+	}
+	return nil
 }
 
 // templateName changes whenever a migration changes.
