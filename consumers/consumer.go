@@ -93,6 +93,9 @@ func (c Config) validate() error {
 	return nil
 }
 
+// Check reports what New would reject in cfg.
+func (c Config) Check() error { return c.withDefaults().validate() }
+
 // Consumer applies WEBHOOKS to Postgres.
 type Consumer struct {
 	cfg      Config
@@ -212,9 +215,13 @@ func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transi
 					break fill
 				}
 			}
-			// The batch in flight finishes even when a stop arrives.
-			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.StopTimeout)
+			// The batch in flight finishes even when a stop arrives, given
+			// StopTimeout from the stop; a slow batch is not cut short
+			// otherwise (a deadline would fail it as transient forever).
+			bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.StopTimeout, cancel) })
 			transient := c.Process(bctx, batch)
+			stopTimer()
 			cancel()
 			if transient != nil {
 				return transient, nil
@@ -385,12 +392,20 @@ func (c *Consumer) applyPipelined(ctx context.Context, evs []Event, todo []int, 
 		}
 		res[i].Outcome = out
 	}
+	// A permanent failure here belongs to no event in particular: isolate,
+	// where each event runs its own links and the culprit is found.
 	if err := links.run(ctx, c.q, tx); err != nil {
-		return Classify(err) != Transient, err
+		if Classify(err) == Transient {
+			return false, err
+		}
+		return true, nil
 	}
 	for source, ids := range stale {
 		if err := c.q.EventLedgerMarkStale(ctx, tx, queries.EventLedgerMarkStaleParams{Source: source, EventIds: ids}); err != nil {
-			return Classify(err) != Transient, fmt.Errorf("ledger outcome: %w", err)
+			if Classify(err) == Transient {
+				return false, fmt.Errorf("ledger outcome: %w", err)
+			}
+			return true, nil
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -399,22 +414,26 @@ func (c *Consumer) applyPipelined(ctx context.Context, evs []Event, todo []int, 
 	return false, nil
 }
 
-// applyIsolated applies the events directly, each under a savepoint, so a
-// permanent failure rolls back that event alone.
+// applyIsolated applies the events directly, each under a savepoint with
+// its own links, so a permanent failure rolls back that event alone and is
+// blamed on it.
 func (c *Consumer) applyIsolated(ctx context.Context, evs []Event, todo []int, res []Result) error {
 	tx, err := c.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin batch: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	links := newLinkSet()
 	for _, i := range todo {
 		ev := evs[i]
 		sp, err := tx.Begin(ctx)
 		if err != nil {
 			return fmt.Errorf("savepoint: %w", err)
 		}
+		links := newLinkSet()
 		out, err := c.applyOne(ctx, sp, links, ev)
+		if err == nil {
+			err = links.run(ctx, c.q, sp)
+		}
 		if err != nil {
 			if Classify(err) == Transient {
 				return fmt.Errorf("apply %s %s: %w", ev.Source, ev.Envelope.ID, err)
@@ -429,9 +448,6 @@ func (c *Consumer) applyIsolated(ctx context.Context, evs []Event, todo []int, r
 			return fmt.Errorf("release savepoint: %w", err)
 		}
 		res[i].Outcome = out
-	}
-	if err := links.run(ctx, c.q, tx); err != nil {
-		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit batch: %w", err)

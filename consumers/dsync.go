@@ -110,7 +110,7 @@ func applyDirectory(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 // deleteDirectory handles dsync.deleted, the only event WorkOS sends when a
 // directory goes: its users, groups and memberships go with it.
 func deleteDirectory(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
-	d, _, err := upsertDirectory(ctx, tx, ev)
+	d, _, err := upsertDirectory(ctx, quiet(tx), ev)
 	if err != nil {
 		return "", err
 	}
@@ -250,7 +250,7 @@ func applyDirectoryUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 }
 
 func deleteDirectoryUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
-	u, _, err := upsertDirectoryUser(ctx, tx, ev)
+	u, _, err := upsertDirectoryUser(ctx, quiet(tx), ev)
 	if err != nil {
 		return "", err
 	}
@@ -313,7 +313,7 @@ func applyDirectoryGroup(ctx context.Context, tx Tx, ev Event) (Outcome, error) 
 }
 
 func deleteDirectoryGroup(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
-	g, _, err := upsertDirectoryGroup(ctx, tx, ev)
+	g, _, err := upsertDirectoryGroup(ctx, quiet(tx), ev)
 	if err != nil {
 		return "", err
 	}

@@ -151,3 +151,29 @@ func (p *pipeline) send(ctx context.Context, q *queries.Queries, tx pgx.Tx) (pip
 }
 
 func (p *pipeline) empty() bool { return len(p.kind) == 0 && len(p.claims.EventIds) == 0 }
+
+// quiet returns tx for statements whose result is not the event's outcome:
+// in a pipeline their rows are discarded instead of counting as the stale
+// signal (a delete that stores the deleted object's data at its version
+// applies the tombstone whether or not that data was newer).
+func quiet(tx Tx) Tx {
+	if p, ok := tx.DB.(*pipeline); ok {
+		tx.DB = quietPipeline{p}
+	}
+	return tx
+}
+
+type quietPipeline struct{ p *pipeline }
+
+func (q quietPipeline) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return q.p.Exec(ctx, sql, args...)
+}
+
+func (q quietPipeline) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return q.p.Query(ctx, sql, args...)
+}
+
+func (q quietPipeline) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
+	q.p.queue(stmtExec, sql, args)
+	return deferredRow{}
+}

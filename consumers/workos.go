@@ -129,12 +129,22 @@ func applyUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	return out, nil
 }
 
+// flushLinks runs the links gathered so far before a delete: links keep
+// some of what they saw (a meeting keeps its deleted guest), so they must
+// see the row before its tombstone, as they would event by event.
+func flushLinks(ctx context.Context, tx Tx) error {
+	return tx.Links.run(ctx, tx.Q, tx.DB)
+}
+
 func deleteUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	var u workosUser
 	if err := decodeData(ev, &u); err != nil {
 		return "", err
 	}
 	if err := requireID(ev, "id", u.ID); err != nil {
+		return "", err
+	}
+	if err := flushLinks(ctx, tx); err != nil {
 		return "", err
 	}
 	at := deletedAt(ev)
@@ -212,6 +222,9 @@ func deleteOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 		return "", err
 	}
 	if err := requireID(ev, "id", o.ID); err != nil {
+		return "", err
+	}
+	if err := flushLinks(ctx, tx); err != nil {
 		return "", err
 	}
 	at := deletedAt(ev)
@@ -337,6 +350,9 @@ func deleteMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 		return "", err
 	}
 	v := version(ev, m.UpdatedAt)
+	if err := flushLinks(ctx, tx); err != nil {
+		return "", err
+	}
 	at := deletedAt(ev)
 	if err := tx.Q.MembershipDelete(ctx, tx.DB, queries.MembershipDeleteParams{
 		WorkosOrgMembershipID: m.ID,

@@ -79,8 +79,18 @@ func (c Config) validate() error {
 	if c.MaxBody < 1024 {
 		return fmt.Errorf("ingest: MaxBody %d is below 1 KiB", c.MaxBody)
 	}
+	if c.PublishTimeout <= 0 {
+		return fmt.Errorf("ingest: PublishTimeout %s must be positive", c.PublishTimeout)
+	}
+	if c.RetryAfter < time.Second {
+		return fmt.Errorf("ingest: RetryAfter %s is below 1s", c.RetryAfter)
+	}
 	return nil
 }
+
+// Check reports what New would reject in cfg, so a command can refuse bad
+// configuration before it opens anything.
+func (c Config) Check() error { return c.withDefaults().validate() }
 
 // Publisher stores a message in JetStream and reports the PubAck.
 type Publisher interface {

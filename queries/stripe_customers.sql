@@ -1,8 +1,9 @@
 -- name: StripeCustomerUpsert :one
 -- Mirrors a Stripe customer at version (stripe_created, stripe_event_rank,
 -- stripe_event_id). A deletion is a tombstone: deleted_at stays once set,
--- and the first deletion applies even when a newer update came first. No
--- row back means stale.
+-- and the first deletion applies even when a newer update came first, but
+-- then only as the tombstone: the fields and the version stay the newer
+-- event's. No row back means stale.
 INSERT INTO stripe_customers (
     stripe_customer_id, email, name, workos_user_id, workos_org_id, metadata,
     object_created, stripe_created, stripe_event_rank, stripe_event_id, deleted_at
@@ -11,15 +12,23 @@ INSERT INTO stripe_customers (
     @object_created, @stripe_created, @stripe_event_rank, @stripe_event_id, @deleted_at
 )
 ON CONFLICT (stripe_customer_id) DO UPDATE SET
-    email             = EXCLUDED.email,
-    name              = EXCLUDED.name,
-    workos_user_id    = EXCLUDED.workos_user_id,
-    workos_org_id     = EXCLUDED.workos_org_id,
-    metadata          = EXCLUDED.metadata,
+    email             = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.email ELSE stripe_customers.email END,
+    name              = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.name ELSE stripe_customers.name END,
+    workos_user_id    = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.workos_user_id ELSE stripe_customers.workos_user_id END,
+    workos_org_id     = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.workos_org_id ELSE stripe_customers.workos_org_id END,
+    metadata          = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.metadata ELSE stripe_customers.metadata END,
     object_created    = COALESCE(EXCLUDED.object_created, stripe_customers.object_created),
-    stripe_created    = EXCLUDED.stripe_created,
-    stripe_event_rank = EXCLUDED.stripe_event_rank,
-    stripe_event_id   = EXCLUDED.stripe_event_id,
+    stripe_created    = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.stripe_created ELSE stripe_customers.stripe_created END,
+    stripe_event_rank = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.stripe_event_rank ELSE stripe_customers.stripe_event_rank END,
+    stripe_event_id   = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.stripe_event_id ELSE stripe_customers.stripe_event_id END,
     deleted_at        = COALESCE(stripe_customers.deleted_at, EXCLUDED.deleted_at),
     updated_at        = now()
 WHERE (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id)

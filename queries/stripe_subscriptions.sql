@@ -1,7 +1,8 @@
 -- name: StripeSubscriptionUpsert :one
 -- Mirrors a Stripe subscription at version (stripe_created,
 -- stripe_event_rank, stripe_event_id); deleted_at is a tombstone as for
--- customers. No row back means stale.
+-- customers (an older deletion sets only deleted_at). No row back means
+-- stale.
 INSERT INTO stripe_subscriptions (
     stripe_subscription_id, stripe_customer_id, workos_org_id, status, tier,
     current_period_end, cancel_at_period_end, metadata, object_created,
@@ -12,17 +13,27 @@ INSERT INTO stripe_subscriptions (
     @stripe_created, @stripe_event_rank, @stripe_event_id, @deleted_at
 )
 ON CONFLICT (stripe_subscription_id) DO UPDATE SET
-    stripe_customer_id   = EXCLUDED.stripe_customer_id,
-    workos_org_id        = EXCLUDED.workos_org_id,
-    status               = EXCLUDED.status,
-    tier                 = EXCLUDED.tier,
-    current_period_end   = EXCLUDED.current_period_end,
-    cancel_at_period_end = EXCLUDED.cancel_at_period_end,
-    metadata             = EXCLUDED.metadata,
+    stripe_customer_id   = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.stripe_customer_id ELSE stripe_subscriptions.stripe_customer_id END,
+    workos_org_id        = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.workos_org_id ELSE stripe_subscriptions.workos_org_id END,
+    status               = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.status ELSE stripe_subscriptions.status END,
+    tier                 = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.tier ELSE stripe_subscriptions.tier END,
+    current_period_end   = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.current_period_end ELSE stripe_subscriptions.current_period_end END,
+    cancel_at_period_end = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.cancel_at_period_end ELSE stripe_subscriptions.cancel_at_period_end END,
+    metadata             = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.metadata ELSE stripe_subscriptions.metadata END,
     object_created       = COALESCE(EXCLUDED.object_created, stripe_subscriptions.object_created),
-    stripe_created       = EXCLUDED.stripe_created,
-    stripe_event_rank    = EXCLUDED.stripe_event_rank,
-    stripe_event_id      = EXCLUDED.stripe_event_id,
+    stripe_created       = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.stripe_created ELSE stripe_subscriptions.stripe_created END,
+    stripe_event_rank    = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.stripe_event_rank ELSE stripe_subscriptions.stripe_event_rank END,
+    stripe_event_id      = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.stripe_event_id ELSE stripe_subscriptions.stripe_event_id END,
     deleted_at           = COALESCE(stripe_subscriptions.deleted_at, EXCLUDED.deleted_at),
     updated_at           = now()
 WHERE (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id)

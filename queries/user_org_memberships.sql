@@ -19,11 +19,17 @@ INSERT INTO user_org_memberships (
     @workos_org_membership_id, @workos_user_id, @workos_org_id,
     (SELECT id FROM organizations WHERE workos_org_id = @workos_org_id), @role, @roles,
     @status, @directory_managed, @workos_created_at, @workos_updated_at,
-    CASE WHEN EXISTS (
-        SELECT 1 FROM user_org_memberships o
-        WHERE o.workos_user_id = @workos_user_id AND o.workos_org_id = @workos_org_id
-          AND o.workos_org_membership_id <> @workos_org_membership_id AND o.deleted_at IS NULL
-    ) THEN @superseded_at::timestamptz END
+    -- Born deleted when a newer membership holds the pair, or when its user
+    -- or organization is already deleted (their deletes tombstone only the
+    -- memberships that exist by then).
+    COALESCE(
+        CASE WHEN EXISTS (
+            SELECT 1 FROM user_org_memberships o
+            WHERE o.workos_user_id = @workos_user_id AND o.workos_org_id = @workos_org_id
+              AND o.workos_org_membership_id <> @workos_org_membership_id AND o.deleted_at IS NULL
+        ) THEN @superseded_at::timestamptz END,
+        (SELECT u.deleted_at FROM users u WHERE u.workos_user_id = @workos_user_id),
+        (SELECT g.deleted_at FROM organizations g WHERE g.workos_org_id = @workos_org_id))
 )
 ON CONFLICT (workos_org_membership_id) DO UPDATE SET
     role              = EXCLUDED.role,

@@ -151,11 +151,17 @@ INSERT INTO user_org_memberships (
     $1, $2, $3,
     (SELECT id FROM organizations WHERE workos_org_id = $3), $4, $5,
     $6, $7, $8, $9,
-    CASE WHEN EXISTS (
-        SELECT 1 FROM user_org_memberships o
-        WHERE o.workos_user_id = $2 AND o.workos_org_id = $3
-          AND o.workos_org_membership_id <> $1 AND o.deleted_at IS NULL
-    ) THEN $10::timestamptz END
+    -- Born deleted when a newer membership holds the pair, or when its user
+    -- or organization is already deleted (their deletes tombstone only the
+    -- memberships that exist by then).
+    COALESCE(
+        CASE WHEN EXISTS (
+            SELECT 1 FROM user_org_memberships o
+            WHERE o.workos_user_id = $2 AND o.workos_org_id = $3
+              AND o.workos_org_membership_id <> $1 AND o.deleted_at IS NULL
+        ) THEN $10::timestamptz END,
+        (SELECT u.deleted_at FROM users u WHERE u.workos_user_id = $2),
+        (SELECT g.deleted_at FROM organizations g WHERE g.workos_org_id = $3))
 )
 ON CONFLICT (workos_org_membership_id) DO UPDATE SET
     role              = EXCLUDED.role,

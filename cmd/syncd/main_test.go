@@ -36,12 +36,14 @@ func TestBadInputExitsTwoWithAMessage(t *testing.T) {
 		{[]string{"migrate", "up"}, "DATABASE_URL is not set"},
 		{[]string{"serve", "--role", "both"}, `--role "both"`},
 		{[]string{"serve", "--bogus"}, "flag provided but not defined: -bogus"},
-		{[]string{"serve", "--log-level", "loud", "--database-url", "postgres://x@127.0.0.1:1/x"}, `--log-level "loud"`},
+		{[]string{"serve", "--log-level", "loud", "--workos-secret", "s", "--database-url", "postgres://x@127.0.0.1:1/x"}, `--log-level "loud"`},
+		{[]string{"serve", "--database-url", "postgres://x@127.0.0.1:1/x"}, "no webhook secret configured"},
 		{[]string{"serve", "--replay-window", "5m"}, "--replay-window 5m"},
 		{[]string{"sign", "paypal", "x.json"}, `unknown provider "paypal"`},
 		{[]string{"sign", "workos"}, "want PROVIDER FILE"},
 		{[]string{"sign", "workos", "/no/such/file.json"}, "read /no/such/file.json"},
 		{[]string{"migrate", "up", "--database-url", "::not a url::"}, "--database-url"},
+		{[]string{"serve", "--role", "ingest", "--workos-secret", "s", "--publish-timeout", "-1s"}, "PublishTimeout -1s must be positive"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -50,6 +52,16 @@ func TestBadInputExitsTwoWithAMessage(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want exit 2 mentioning %q", code, stderr, tc.want)
 			}
 		})
+	}
+}
+
+func TestSendFreshIDOfNonObjectIsAUsageError(t *testing.T) {
+	t.Setenv("WORKOS_WEBHOOK_SECRET", "s")
+	f := filepath.Join(t.TempDir(), "null.json")
+	os.WriteFile(f, []byte("null"), 0o600)
+	code, _, stderr := runCmd(t, "send", "--fresh-id", "workos", f)
+	if code != 2 || !strings.Contains(stderr, "not a JSON object") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }
 

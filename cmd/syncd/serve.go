@@ -81,6 +81,27 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := rec.setup(consumeOn || f.databaseURL != ""); err != nil {
 		return err
 	}
+	// Refuse bad configuration before opening anything.
+	icfg := ingest.Config{
+		WorkOSSecrets:        f.workosSecrets,
+		StripeSecrets:        f.stripeSecrets,
+		StripeConnectSecrets: f.connectSecrets,
+		WorkOSTolerance:      f.workosTolerance,
+		StripeTolerance:      f.stripeTolerance,
+		MaxBody:              f.maxBody,
+		PublishTimeout:       f.publishTimeout,
+	}
+	if ingestOn {
+		if err := icfg.Check(); err != nil {
+			return usageError("%v", err)
+		}
+	}
+	ccfg := consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts}
+	if consumeOn {
+		if err := ccfg.Check(); err != nil {
+			return usageError("%v", err)
+		}
+	}
 	log, err := f.logger(stderr)
 	if err != nil {
 		return err
@@ -148,17 +169,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if ingestOn {
-		h, err := ingest.New(ingest.Config{
-			WorkOSSecrets:        f.workosSecrets,
-			StripeSecrets:        f.stripeSecrets,
-			StripeConnectSecrets: f.connectSecrets,
-			WorkOSTolerance:      f.workosTolerance,
-			StripeTolerance:      f.stripeTolerance,
-			MaxBody:              f.maxBody,
-			PublishTimeout:       f.publishTimeout,
-			Logger:               log,
-			Registerer:           reg,
-		}, conn.JS)
+		icfg.Logger, icfg.Registerer = log, reg
+		h, err := ingest.New(icfg, conn.JS)
 		if err != nil {
 			return usageError("%v", err)
 		}
@@ -181,7 +193,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	if consumeOn {
-		c, err := consumers.New(consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, Logger: log, Registerer: reg}, pool, conn.JS)
+		ccfg.Logger, ccfg.Registerer = log, reg
+		c, err := consumers.New(ccfg, pool, conn.JS)
 		if err != nil {
 			return usageError("%v", err)
 		}

@@ -70,8 +70,8 @@ func (s *signFlags) load(fs *flag.FlagSet) (signTarget, []byte, string, error) {
 
 func withFreshID(body []byte, provider string) ([]byte, error) {
 	var ev map[string]any
-	if err := json.Unmarshal(body, &ev); err != nil {
-		return nil, fmt.Errorf("not JSON: %v", err)
+	if err := json.Unmarshal(body, &ev); err != nil || ev == nil {
+		return nil, fmt.Errorf("not a JSON object")
 	}
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)

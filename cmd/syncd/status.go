@@ -70,15 +70,22 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	r.Stream.Messages, r.Stream.Bytes, r.Stream.FirstSeq, r.Stream.LastSeq = st.Msgs, st.Bytes, st.FirstSeq, st.LastSeq
 	r.Stream.Oldest, r.Stream.Newest = st.FirstTime, st.LastTime
 	r.Consumer.Name = stream.Consumer
-	if cons, err := s.Consumer(qctx, stream.Consumer); err == nil {
-		if info, err := cons.Info(qctx); err == nil {
-			r.Consumer.Pending, r.Consumer.AckPending, r.Consumer.Redelivered = info.NumPending, info.NumAckPending, info.NumRedelivered
-			r.Consumer.LastDeliveredSeq = info.Delivered.Stream
-		}
+	// Zeros from a failed lookup would read as "all caught up": fail instead.
+	cons, err := s.Consumer(qctx, stream.Consumer)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", stream.Consumer, err)
 	}
-	if dl, err := conn.JS.Stream(qctx, stream.DeadLetter); err == nil {
-		r.DeadLetters = dl.CachedInfo().State.Msgs
+	info, err := cons.Info(qctx)
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", stream.Consumer, err)
 	}
+	r.Consumer.Pending, r.Consumer.AckPending, r.Consumer.Redelivered = info.NumPending, info.NumAckPending, info.NumRedelivered
+	r.Consumer.LastDeliveredSeq = info.Delivered.Stream
+	dl, err := conn.JS.Stream(qctx, stream.DeadLetter)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream.DeadLetter, err)
+	}
+	r.DeadLetters = dl.CachedInfo().State.Msgs
 	if c.databaseURL != "" {
 		pool, err := c.pool(ctx)
 		if err != nil {

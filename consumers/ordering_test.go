@@ -1,0 +1,115 @@
+package consumers_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/syncd/syncd/consumers"
+	"github.com/syncd/syncd/events"
+	"github.com/syncd/syncd/queries"
+)
+
+func decoded(t *testing.T, source string, body []byte) consumers.Event {
+	t.Helper()
+	decode := events.DecodeWorkOS
+	if source == "stripe" {
+		decode = events.DecodeStripe
+	}
+	env, err := decode(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return consumers.Event{Source: source, Envelope: env, Body: body, ReceivedAt: time.Now()}
+}
+
+func apply(t *testing.T, c *consumers.Consumer, evs ...consumers.Event) []consumers.Result {
+	t.Helper()
+	res, err := c.Apply(context.Background(), evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// A membership that arrives after its user or organization was deleted is
+// stored deleted: the parent's delete could only tombstone what existed.
+func TestLateMembershipOfDeletedParentIsBornDeleted(t *testing.T) {
+	c, pool, _ := tracedConsumer(t)
+	apply(t, c,
+		decoded(t, "workos", dsyncEvent("d1", "user.deleted", 10, userData("user_z", "z@x.test", 10))),
+		decoded(t, "workos", dsyncEvent("d2", "organization.deleted", 10, orgData("org_y", "Y", 10))))
+	apply(t, c,
+		decoded(t, "workos", dsyncEvent("m1", "organization_membership.created", 5, membershipData("om_z", "user_z", "org_live", "admin", "active", 5))),
+		decoded(t, "workos", dsyncEvent("m2", "organization_membership.created", 5, membershipData("om_y", "user_live", "org_y", "admin", "active", 5))))
+	q := queries.New()
+	for _, id := range []string{"om_z", "om_y"} {
+		m, err := q.MembershipGetByWorkOSID(context.Background(), pool, id)
+		if err != nil || m.DeletedAt == nil {
+			t.Errorf("%s: live membership of a deleted parent (%v)", id, err)
+		}
+	}
+}
+
+// An older deletion that arrives after a newer update sets the tombstone
+// and nothing else: the mirror keeps the newer data and version.
+func TestOlderStripeDeletionKeepsNewerData(t *testing.T) {
+	c, pool, _ := tracedConsumer(t)
+	customer := func(email string) map[string]any {
+		return map[string]any{"id": "cus_o", "object": "customer", "email": email, "metadata": map[string]any{}}
+	}
+	apply(t, c, decoded(t, "stripe", stripeEventAt("evt_u", "customer.updated", s0+10, "2023-10-16", customer("new@x.test"))))
+	apply(t, c, decoded(t, "stripe", stripeEventAt("evt_d", "customer.deleted", s0+5, "2023-10-16", customer("old@x.test"))))
+	var email, eventID string
+	var deleted *time.Time
+	if err := pool.QueryRow(context.Background(), "SELECT email, stripe_event_id, deleted_at FROM stripe_customers WHERE stripe_customer_id = 'cus_o'").Scan(&email, &eventID, &deleted); err != nil {
+		t.Fatal(err)
+	}
+	if email != "new@x.test" || eventID != "evt_u" || deleted == nil {
+		t.Fatalf("email=%s version=%s deleted=%v; want the newer data, tombstoned", email, eventID, deleted)
+	}
+}
+
+// Links run once per batch, but a delete sees the links of the events
+// before it, so one batch ends as the same events one by one do.
+func TestDeleteInABatchSeesEarlierLinks(t *testing.T) {
+	guest := func(events [][]consumers.Event) *string {
+		c, pool, _ := tracedConsumer(t)
+		apply(t, c, decoded(t, "stripe", stripeEventAt("evt_cs", "checkout.session.completed", s0, "2023-10-16", sessionObject("cs_1", "pi_1", "paid"))))
+		for _, batch := range events {
+			apply(t, c, batch...)
+		}
+		var g *string
+		if err := pool.QueryRow(context.Background(), "SELECT guest_workos_user_id FROM meetings WHERE stripe_session_id = 'cs_1'").Scan(&g); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	created := decoded(t, "workos", dsyncEvent("u1", "user.created", 1, userData("user_g", "guest.person@example.com", 1)))
+	deleted := decoded(t, "workos", dsyncEvent("u2", "user.deleted", 2, userData("user_g", "guest.person@example.com", 2)))
+	apart := guest([][]consumers.Event{{created}, {deleted}})
+	together := guest([][]consumers.Event{{created, deleted}})
+	if apart == nil || together == nil || *apart != *together {
+		t.Fatalf("guest apart=%v together=%v; want the same link", apart, together)
+	}
+}
+
+// A delete is applied (its tombstone is written) even when the object data
+// it carries is older than what is stored; the outcome must not depend on
+// whether the batch was pipelined or isolated.
+func TestDeleteOutcomeIsTheSamePipelinedOrIsolated(t *testing.T) {
+	for _, isolated := range []bool{false, true} {
+		c, pool, _ := tracedConsumer(t)
+		apply(t, c, decoded(t, "workos", dsyncEvent("e1", "dsync.user.updated", 5, dsyncUserData("du1", "dir1", "org1", "A", "active", 5))))
+		batch := []consumers.Event{decoded(t, "workos", dsyncEvent("e2", "dsync.user.deleted", 6, dsyncUserData("du1", "dir1", "org1", "A", "inactive", 3)))}
+		if isolated {
+			// A bad batch-mate sends the batch down the isolated path.
+			batch = append(batch, decoded(t, "workos", dsyncEvent("bad", "user.created", 1, map[string]any{"id": 42})))
+		}
+		res := apply(t, c, batch...)
+		row, err := queries.New().EventLedgerGet(context.Background(), pool, queries.EventLedgerGetParams{Source: "workos", EventID: "e2"})
+		if err != nil || res[0].Outcome != consumers.Applied || row.Outcome != "applied" {
+			t.Fatalf("isolated=%v: result %q, ledger %q (%v); want applied", isolated, res[0].Outcome, row.Outcome, err)
+		}
+	}
+}
