@@ -245,7 +245,7 @@ func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 			res.Listed += len(page.Events) + page.Invalid
 			res.Invalid += page.Invalid
 			next := page.Next
-			if len(page.Events) == 0 || next == cursor {
+			if len(page.Events)+page.Invalid == 0 || next == cursor {
 				// An empty page or a cursor that does not move ends the
 				// listing whatever the metadata says: never loop forever.
 				next = ""

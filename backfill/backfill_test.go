@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -599,5 +600,33 @@ func TestWindowKeyIgnoresTypeOrder(t *testing.T) {
 	}
 	if c := (backfill.Window{Since: t0, Until: t0.Add(time.Hour)}).Key(); c == a {
 		t.Error("until not in the key")
+	}
+}
+
+// A page whose events all fail to decode is not the end of the listing:
+// the events after it are still published.
+func TestWorkOSPageOfOnlyInvalidEventsDoesNotEndTheListing(t *testing.T) {
+	h := syncdtest.NewHarness(t)
+	bad := `{"object":"event","id":"event_bad","event":"user.created","data":null,"created_at":"2026-01-15T12:00:01.000Z"}`
+	good := string(workosEvent("event_good", "user.created", at(5), user("user_g", "g@x.test", "G")))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("after") {
+		case "":
+			fmt.Fprintf(w, `{"object":"list","data":[%s],"list_metadata":{"after":"event_bad"}}`, bad)
+		case "event_bad":
+			fmt.Fprintf(w, `{"object":"list","data":[%s],"list_metadata":{"after":null}}`, good)
+		default:
+			http.Error(w, "unexpected cursor", http.StatusBadRequest)
+		}
+	}))
+	defer srv.Close()
+	src, err := backfill.NewWorkOS(backfill.WorkOSConfig{APIKey: workosKey, BaseURL: srv.URL, PageSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := backfill.Run(context.Background(), backfill.Config{}, h.Pool, h.NATS.JS, src,
+		backfill.Window{Since: t0.Add(-time.Hour), Until: t0.Add(time.Hour)})
+	if err != nil || res.Published != 1 || res.Invalid != 1 {
+		t.Fatalf("published %d, invalid %d, err %v; want the good event after the invalid page", res.Published, res.Invalid, err)
 	}
 }

@@ -74,8 +74,10 @@ func NewStripe(cfg StripeConfig) (*Stripe, error) {
 func (*Stripe) Name() string { return stream.SourceStripe }
 
 // Check rejects a window that starts beyond the 30 days Stripe lists.
+// A minute of slack lets `--since 30d` through: the command resolves it a
+// moment before the window is checked again here.
 func (*Stripe) Check(w Window, now time.Time) error {
-	if earliest := now.Add(-StripeRetention); w.Since.Before(earliest) {
+	if earliest := now.Add(-StripeRetention); w.Since.Before(earliest.Add(-time.Minute)) {
 		return fmt.Errorf("%w: since %s is more than 30 days ago; Stripe lists events of the last 30 days only (earliest now %s)",
 			ErrWindow, w.Since.UTC().Format(time.RFC3339), earliest.UTC().Format(time.RFC3339))
 	}

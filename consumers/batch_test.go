@@ -11,10 +11,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/queries"
+	"github.com/syncd/syncd/stream"
 	"github.com/syncd/syncd/syncdtest"
 )
 
@@ -172,4 +175,30 @@ func TestBadEventDoesNotFailBatchMates(t *testing.T) {
 	if users != 20 || ledger != 20 {
 		t.Fatalf("users=%d ledger=%d, want 20 each (the bad event leaves no trace)", users, ledger)
 	}
+}
+
+// A message published with server instructions (expected stream, as
+// backfill does) is still dead-lettered: the copy carries the event's
+// headers, not the original's Nats-* instructions.
+func TestDeadLetterOfMessageWithServerHeaders(t *testing.T) {
+	h := syncdtest.NewHarness(t)
+	h.ConsumerConfig.MaxAttempts = 1
+	h.StartConsumer()
+	ctx := context.Background()
+	body := []byte(`{"object":"event","id":"event_poison","event":"user.created","data":"not an object"}`)
+	msg := nats.NewMsg("webhooks.workos.user.created")
+	msg.Data = body
+	msg.Header.Set(stream.HeaderSource, "workos")
+	if _, err := h.NATS.JS.PublishMsg(ctx, msg, jetstream.WithMsgID("workos:event_poison"), jetstream.WithExpectStream(stream.Webhooks)); err != nil {
+		t.Fatal(err)
+	}
+	syncdtest.Eventually(t, 20*time.Second, "dead letter stored", func() bool {
+		s, err := h.NATS.JS.Stream(ctx, stream.DeadLetter)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx)
+		return err == nil && info.State.Msgs == 1
+	})
+	h.WaitSettled()
 }

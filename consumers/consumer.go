@@ -551,7 +551,10 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, ev Event, cl
 	dl := nats.NewMsg(stream.DeadLetterSubject(source, typ))
 	dl.Data = m.Data()
 	for k, v := range m.Headers() {
-		if k != jetstream.MsgIDHeader {
+		// Nats-* headers are instructions to the server that stored the
+		// original (message id, expected stream, …), not facts about the
+		// event: copied, they would make DEADLETTER refuse the copy.
+		if !strings.HasPrefix(k, "Nats-") {
 			dl.Header[k] = v
 		}
 	}

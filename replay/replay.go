@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/syncd/syncd/consumers"
-	"github.com/syncd/syncd/queries"
 	"github.com/syncd/syncd/stream"
 )
 
@@ -225,7 +224,7 @@ func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 	}
 	total := int(info.NumPending) + int(info.Delivered.Consumer)
 
-	r := &run{cfg: cfg, applier: applier, sum: &sum, start: start, q: queries.New(), pool: pool}
+	r := &run{cfg: cfg, applier: applier, sum: &sum, start: start}
 	for done := false; !done; {
 		var batch []jetstream.Msg
 		// Fill a batch. Only wait for a message the server said is there
@@ -236,8 +235,12 @@ func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 			if err != nil {
 				sum.Elapsed = time.Since(start)
 				if ctx.Err() != nil {
-					// Apply what was read before stopping.
-					if perr := r.apply(context.WithoutCancel(ctx), batch); perr != nil {
+					// Apply what was read before stopping, but give up
+					// after a while: Postgres may be what is down.
+					actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+					perr := r.apply(actx, batch)
+					cancel()
+					if perr != nil {
 						return sum, perr
 					}
 					sum.Elapsed = time.Since(start)
@@ -279,8 +282,6 @@ type run struct {
 	applier *consumers.Consumer
 	sum     *Summary
 	start   time.Time
-	q       *queries.Queries
-	pool    *pgxpool.Pool
 }
 
 // apply applies a batch, waiting out transient failures.
@@ -298,10 +299,8 @@ func (r *run) apply(ctx context.Context, batch []jetstream.Msg) error {
 		}
 		evs = append(evs, ev)
 	}
-	evs, err := r.skipSeen(ctx, evs)
-	if err != nil {
-		return err
-	}
+	// Apply settles events already in the ledger as Skipped with one
+	// lookup and no transaction.
 	wait := 100 * time.Millisecond
 	for {
 		res, err := r.applier.Apply(ctx, evs)
@@ -337,35 +336,6 @@ func (r *run) apply(ctx context.Context, batch []jetstream.Msg) error {
 	}
 }
 
-// skipSeen settles events whose ledger row exists without opening a
-// transaction: replaying a window already applied costs one query a batch.
-func (r *run) skipSeen(ctx context.Context, evs []consumers.Event) ([]consumers.Event, error) {
-	ids := map[string][]string{}
-	for _, ev := range evs {
-		ids[ev.Source] = append(ids[ev.Source], ev.Envelope.ID)
-	}
-	seen := map[string]bool{}
-	for source, list := range ids {
-		got, err := r.q.EventLedgerSeen(ctx, r.pool, queries.EventLedgerSeenParams{Source: source, EventIds: list})
-		if err != nil {
-			// Not fatal: Apply finds the ledger rows itself.
-			r.cfg.Logger.Debug("ledger pre-check failed", "err", err)
-			return evs, nil
-		}
-		for _, id := range got {
-			seen[source+":"+id] = true
-		}
-	}
-	kept := evs[:0]
-	for _, ev := range evs {
-		if seen[ev.Source+":"+ev.Envelope.ID] {
-			r.sum.Skipped++
-			continue
-		}
-		kept = append(kept, ev)
-	}
-	return kept, nil
-}
 
 func (r *run) count(ev consumers.Event) {
 	r.sum.Events++

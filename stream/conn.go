@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -41,6 +43,7 @@ type Conn struct {
 	srv     *server.Server
 	urlPath string
 	closed  chan struct{}
+	lock    *os.File
 }
 
 // ErrDataDirInUse means another `syncd serve` already runs the embedded
@@ -74,16 +77,24 @@ func Open(ctx context.Context, cfg ConnConfig) (*Conn, error) {
 		}
 		// A stale file from a serve that did not stop cleanly.
 	}
+	// One embedded server per store: two writing the same files would lose
+	// events. The lock is held for as long as this process runs it.
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := StartEmbedded(filepath.Join(cfg.DataDir, "jetstream"), 0)
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	c, err := dial("", cfg.Name, []nats.Option{nats.InProcessServer(srv)})
 	if err != nil {
 		srv.Shutdown()
+		lock.Close()
 		return nil, err
 	}
-	c.srv = srv
+	c.srv, c.lock = srv, lock
 	if cfg.Serve {
 		if err := os.WriteFile(urlPath, []byte(srv.ClientURL()+"\n"), 0o600); err != nil {
 			c.Close()
@@ -175,6 +186,30 @@ func (c *Conn) Close() {
 		c.srv.Shutdown()
 		c.srv.WaitForShutdown()
 	}
+	if c.lock != nil {
+		c.lock.Close() // releases the flock
+	}
+}
+
+// lockDataDir takes the data dir's lock, or says which process holds it.
+func lockDataDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "jetstream.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		return nil, fmt.Errorf("embedded JetStream store %s is held by another syncd process (pid %s) that did not answer: %w",
+			dir, strings.TrimSpace(string(holder)), ErrDataDirInUse)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
 }
 
 // Ready checks that NATS is connected and the WEBHOOKS stream exists.

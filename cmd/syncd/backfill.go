@@ -241,6 +241,11 @@ func (r *reconcile) start(ctx context.Context, wg *sync.WaitGroup, pool *pgxpool
 					return
 				}
 				res, err := backfill.Run(ctx, backfill.Config{Key: "reconcile", Logger: log}, pool, js, src, backfill.Window{Since: time.Now().Add(-r.window)})
+				if err == nil && res.Resumed {
+					// That finished the window an interrupted run left; the
+					// one asked for now may start after it ended: run it too.
+					res, err = backfill.Run(ctx, backfill.Config{Key: "reconcile", Logger: log}, pool, js, src, backfill.Window{Since: time.Now().Add(-r.window)})
+				}
 				switch {
 				case errors.Is(err, backfill.ErrBusy):
 					log.Debug("reconcile skipped: another replica is running it", "provider", src.Name())

@@ -125,6 +125,15 @@ var envInUsage = regexp.MustCompile(`\(env ([A-Z][A-Z0-9_]*)`)
 // variable, then parses args over it (environment first, flags override),
 // turning either's errors into usage errors that name the variable or flag.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	if err := applyEnv(fs, stderr); err != nil {
+		return err
+	}
+	return parseArgsOnly(fs, args)
+}
+
+// applyEnv sets the flags whose usage names a variable from the
+// environment; it runs once, before any argument is parsed.
+func applyEnv(fs *flag.FlagSet, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -138,9 +147,11 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 			}
 		}
 	})
-	if envErr != nil {
-		return envErr
-	}
+	return envErr
+}
+
+// parseArgsOnly parses args over what the environment set.
+func parseArgsOnly(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err

@@ -139,8 +139,13 @@ func parseSeqs(args []string) ([]uint64, error) {
 // arguments (`retry 12 13 --dry-run`), which flag.Parse alone stops at.
 func parseArgs(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
 	var pos []string
+	// The environment first, once: applied again between positionals it
+	// would undo the flags given before them.
+	if err := applyEnv(fs, stderr); err != nil {
+		return nil, err
+	}
 	for {
-		if err := parseFlags(fs, args, stderr); err != nil {
+		if err := parseArgsOnly(fs, args); err != nil {
 			return nil, err
 		}
 		args = fs.Args()

@@ -188,3 +188,25 @@ func TestBadEnvironmentNamesTheVariable(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }
+
+// A flag before a positional argument wins over the environment: the dlq
+// commands parse flags around sequences.
+func TestDLQFlagBeforeSequenceBeatsEnvironment(t *testing.T) {
+	envDir, flagDir := filepath.Join(t.TempDir(), "env"), filepath.Join(t.TempDir(), "flag")
+	t.Setenv("SYNCD_DATA_DIR", envDir)
+	t.Setenv("NATS_URL", "")
+	runCmd(t, "dlq", "show", "--data-dir", flagDir, "1")
+	if _, err := os.Stat(filepath.Join(flagDir, "jetstream")); err != nil {
+		t.Errorf("--data-dir before the sequence was not used: %v", err)
+	}
+	if _, err := os.Stat(envDir); err == nil {
+		t.Errorf("the environment's data dir was used over the flag")
+	}
+}
+
+func TestReplayEmptySinceIsAUsageError(t *testing.T) {
+	code, _, stderr := runCmd(t, "replay", "--since", "")
+	if code != 2 || !strings.Contains(stderr, "--since is empty") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}

@@ -46,6 +46,11 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for name, v := range map[string]string{"since": since, "until": until} {
+		if set[name] && strings.TrimSpace(v) == "" {
+			return usageError("--%s is empty: want an RFC 3339 time, a date or a duration ago", name)
+		}
+	}
 	now := time.Now()
 	cfg := replay.Config{FromSeq: fromSeq, ToSeq: toSeq, Source: source, Type: typ, BatchSize: batch}
 	switch {
