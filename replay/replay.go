@@ -336,7 +336,6 @@ func (r *run) apply(ctx context.Context, batch []jetstream.Msg) error {
 	}
 }
 
-
 func (r *run) count(ev consumers.Event) {
 	r.sum.Events++
 	if r.sum.FirstSeq == 0 {
