@@ -12,7 +12,7 @@ RUN mkdir -p /out/data
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/syncd /syncd
 COPY --from=build --chown=65532:65532 /out/data /data
-ENV SYNCD_DATA_DIR=/data HTTP_ADDR=:8080
+ENV SYNCD_DATA_DIR=/data HTTP_ADDR=:8080 LOG_FORMAT=json
 VOLUME /data
 EXPOSE 8080
 ENTRYPOINT ["/syncd"]

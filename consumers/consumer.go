@@ -266,6 +266,9 @@ func (c *Consumer) Process(ctx context.Context, msgs []jetstream.Msg) error {
 		_ = m.Ack()
 		c.metrics.events.WithLabelValues(evs[i].Source, string(res[i].Outcome)).Inc()
 		c.metrics.lastApplied.WithLabelValues(evs[i].Source).SetToCurrentTime()
+		if !evs[i].ReceivedAt.IsZero() {
+			c.metrics.lag.WithLabelValues(evs[i].Source).Observe(time.Since(evs[i].ReceivedAt).Seconds())
+		}
 	}
 	c.metrics.batch.Observe(time.Since(start).Seconds())
 	return nil

@@ -8,6 +8,7 @@ type metrics struct {
 	deadLettered *prometheus.CounterVec
 	lastApplied  *prometheus.GaugeVec
 	batch        prometheus.Histogram
+	lag          *prometheus.HistogramVec
 	paused       prometheus.Gauge
 }
 
@@ -34,12 +35,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time to apply and settle one batch.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "syncd_event_lag_seconds",
+			Help:    "Time from storing an event in JetStream to settling it, by source.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
+		}, []string{"source"}),
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "syncd_consumer_paused",
 			Help: "1 while the consumer waits for Postgres to come back.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.retries, m.deadLettered, m.lastApplied, m.batch, m.paused} {
+	for _, c := range []prometheus.Collector{m.events, m.retries, m.deadLettered, m.lastApplied, m.batch, m.lag, m.paused} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
