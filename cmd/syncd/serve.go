@@ -40,6 +40,7 @@ type serveFlags struct {
 	maxBody         int64
 	publishTimeout  time.Duration
 	replayWindow    time.Duration
+	replicas        int
 	batchSize       int
 	maxAttempts     int
 	shutdownTimeout time.Duration
@@ -62,6 +63,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Int64Var(&f.maxBody, "max-body", 1<<20, "largest accepted webhook body in bytes (env SYNCD_MAX_BODY)")
 	fs.DurationVar(&f.publishTimeout, "publish-timeout", 5*time.Second, "wait for JetStream's PubAck before answering 503 (env SYNCD_PUBLISH_TIMEOUT)")
 	fs.DurationVar(&f.replayWindow, "replay-window", 30*24*time.Hour, "how long WEBHOOKS keeps events, the stream's MaxAge (env SYNCD_REPLAY_WINDOW)")
+	fs.IntVar(&f.replicas, "stream-replicas", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL (env SYNCD_STREAM_REPLICAS)")
 	fs.IntVar(&f.batchSize, "batch-size", 256, "events applied per transaction, at most (env SYNCD_BATCH_SIZE)")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "permanent failures before an event is dead-lettered (env SYNCD_MAX_ATTEMPTS)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "hard stop after this long")
@@ -74,6 +76,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ingestOn, consumeOn := f.role == "all" || f.role == "ingest", f.role == "all" || f.role == "consume"
 	if !ingestOn && !consumeOn {
 		return usageError("--role %q: want all, ingest or consume", f.role)
+	}
+	if f.replicas < 1 || f.replicas > 5 {
+		return usageError("--stream-replicas %d: want 1 to 5", f.replicas)
 	}
 	if f.replayWindow < time.Hour {
 		return usageError("--replay-window %s: want at least 1h", f.replayWindow)
@@ -136,7 +141,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer conn.Close()
 	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = stream.Ensure(ectx, conn.JS, stream.Config{MaxAge: f.replayWindow}, stream.ConsumerConfig{})
+	err = stream.Ensure(ectx, conn.JS, stream.Config{MaxAge: f.replayWindow, Replicas: f.replicas}, stream.ConsumerConfig{})
 	cancel()
 	if err != nil {
 		return err
