@@ -154,7 +154,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config, cons Consum
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      cfg.DeadLetterMaxAge,
-		Replicas:    cfg.Replicas,
+		// A dead letter's id is its original's stream sequence: a second
+		// copy (the original could not be terminated and came back) is
+		// dropped within this window.
+		Duplicates: cfg.DuplicateWindow,
+		Replicas:   cfg.Replicas,
 	}); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", DeadLetter, err)
 	}
