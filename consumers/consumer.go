@@ -366,13 +366,41 @@ func (c *Consumer) applyPipelined(ctx context.Context, evs []Event, todo []int, 
 	// Write-only events go first, in one flush, then those that read, each
 	// group in stream order. The two groups touch different tables (the
 	// readers are the meetings; the links, which span both, run last), so
-	// the order between groups does not change the result.
+	// the order between groups does not change the result, with one
+	// exception: a WorkOS delete runs the links gathered so far, which must
+	// have seen the readers before it, so it closes a segment.
 	var direct []int
+	runDirect := func() (bool, error) {
+		if len(direct) == 0 {
+			return false, nil
+		}
+		if failed, err := flush(); failed || err != nil {
+			return failed, err
+		}
+		for _, i := range direct {
+			ev := evs[i]
+			out, err := c.applyOne(ctx, tx, links, ev)
+			if err != nil {
+				if Classify(err) == Transient {
+					return false, fmt.Errorf("apply %s %s: %w", ev.Source, ev.Envelope.ID, err)
+				}
+				return true, nil
+			}
+			res[i].Outcome = out
+		}
+		direct = direct[:0]
+		return false, nil
+	}
 	for _, i := range todo {
 		ev := evs[i]
 		if c.handlers[ev.Source][ev.Envelope.Type] != nil && !pipelinable(ev.Source, ev.Envelope.Type) {
 			direct = append(direct, i)
 			continue
+		}
+		if isDelete(ev) {
+			if failed, err := runDirect(); failed || err != nil {
+				return failed, err
+			}
 		}
 		p.start(i)
 		out, err := c.applyOne(ctx, &p, links, ev)
@@ -384,16 +412,8 @@ func (c *Consumer) applyPipelined(ctx context.Context, evs []Event, todo []int, 
 	if failed, err := flush(); failed || err != nil {
 		return failed, err
 	}
-	for _, i := range direct {
-		ev := evs[i]
-		out, err := c.applyOne(ctx, tx, links, ev)
-		if err != nil {
-			if Classify(err) == Transient {
-				return false, fmt.Errorf("apply %s %s: %w", ev.Source, ev.Envelope.ID, err)
-			}
-			return true, nil
-		}
-		res[i].Outcome = out
+	if failed, err := runDirect(); failed || err != nil {
+		return failed, err
 	}
 	// A permanent failure here belongs to no event in particular: isolate,
 	// where each event runs its own links and the culprit is found.

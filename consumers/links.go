@@ -38,8 +38,11 @@ func linkUser(tx Tx, workosUserID string, email *string) {
 
 // linkOrganization links the Stripe customer and subscription that arrived
 // before this WorkOS organization, or that reach it through the customer
-// id WorkOS keeps on the organization.
+// id WorkOS keeps on the organization, and lets its members' meetings
+// choose their guest organization again (its type may have just arrived,
+// or it may be gone). Called after an organization's upsert or delete.
 func linkOrganization(tx Tx, workosOrgID string) {
+	tx.Links.add(queries.MeetingLinkGuestsParams{WorkosOrgIds: []string{workosOrgID}})
 	tx.Links.add(queries.StripeCustomerLinkOrganizationsParams{
 		WorkosOrgIds:      []string{workosOrgID},
 		StripeCustomerIds: []string{},
@@ -95,6 +98,7 @@ func (l *linkSet) add(p any) {
 		l.meetingGuests.MeetingIds = append(l.meetingGuests.MeetingIds, p.MeetingIds...)
 		l.meetingGuests.Emails = append(l.meetingGuests.Emails, p.Emails...)
 		l.meetingGuests.WorkosUserIds = append(l.meetingGuests.WorkosUserIds, p.WorkosUserIds...)
+		l.meetingGuests.WorkosOrgIds = append(l.meetingGuests.WorkosOrgIds, p.WorkosOrgIds...)
 	default:
 		panic(fmt.Sprintf("consumers: no link query for %T", p))
 	}
@@ -126,7 +130,7 @@ func (l *linkSet) run(ctx context.Context, q *queries.Queries, db queries.DBTX) 
 			func() error { return q.StripeSubscriptionLinkOrganizations(ctx, db, l.subOrgs) }},
 		{"Connect accounts to users", nonEmpty(l.connectUsers.WorkosUserIds, l.connectUsers.StripeAccountIds),
 			func() error { return q.StripeConnectAccountLinkUsers(ctx, db, l.connectUsers) }},
-		{"meetings to guests", len(l.meetingGuests.MeetingIds) > 0 || nonEmpty(l.meetingGuests.Emails, l.meetingGuests.WorkosUserIds),
+		{"meetings to guests", len(l.meetingGuests.MeetingIds) > 0 || nonEmpty(l.meetingGuests.Emails, l.meetingGuests.WorkosUserIds, l.meetingGuests.WorkosOrgIds),
 			func() error { return q.MeetingLinkGuests(ctx, db, l.meetingGuests) }},
 	}
 	for _, s := range steps {
@@ -149,6 +153,6 @@ func newLinkSet() *linkSet {
 		customerOrgs:  queries.StripeCustomerLinkOrganizationsParams{WorkosOrgIds: e(), StripeCustomerIds: e()},
 		subOrgs:       queries.StripeSubscriptionLinkOrganizationsParams{WorkosOrgIds: e(), StripeCustomerIds: e(), StripeSubscriptionIds: e()},
 		connectUsers:  queries.StripeConnectAccountLinkUsersParams{WorkosUserIds: e(), StripeAccountIds: e()},
-		meetingGuests: queries.MeetingLinkGuestsParams{MeetingIds: []uuid.UUID{}, Emails: e(), WorkosUserIds: e()},
+		meetingGuests: queries.MeetingLinkGuestsParams{MeetingIds: []uuid.UUID{}, Emails: e(), WorkosUserIds: e(), WorkosOrgIds: e()},
 	}
 }

@@ -31,7 +31,9 @@ import (
 // the higher rank wins (a payment that fails or is canceled was processing
 // first). Succeeded < partially refunded < refunded < disputed: a refund or
 // a dispute can only follow the payment, and a disputed charge cannot be
-// refunded. migrations/00002_stripe.sql states the same order.
+// refunded. Pending never replaces another status: it is what a checkout
+// says before any payment event. migrations/00002_stripe.sql states the
+// same order.
 var paymentRanks = map[string]int16{
 	"pending":            0, // Checkout completed, payment not settled yet
 	"processing":         1,
@@ -63,6 +65,10 @@ func (p paymentStatus) supersedes(q paymentStatus) bool {
 		return false
 	case q.status == "":
 		return true
+	case p.status == "pending":
+		// Pending only starts a meeting: an unpaid checkout that arrives
+		// after the payment began says nothing newer about the payment.
+		return false
 	case p.rank/10 != q.rank/10:
 		return p.rank/10 > q.rank/10
 	case !p.at.Equal(q.at):
@@ -83,6 +89,26 @@ type meetingMetadata struct {
 	Notes     string      `json:"notes"`
 	Timezone  string      `json:"timezone"`
 	Locale    string      `json:"locale"`
+}
+
+// decodeMeetingMetadata reads the app's booking JSON field by field: only
+// a value that is not a JSON object at all is an error; a field of the
+// wrong shape is left out.
+func decodeMeetingMetadata(raw string) (meetingMetadata, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(raw), &fields); err != nil || fields == nil {
+		return meetingMetadata{}, fmt.Errorf("not a JSON object")
+	}
+	var m meetingMetadata
+	for name, dst := range map[string]any{
+		"id": &m.ID, "expert": &m.Expert, "guest": &m.Guest, "guestName": &m.GuestName,
+		"start": &m.Start, "dur": &m.Dur, "notes": &m.Notes, "timezone": &m.Timezone, "locale": &m.Locale,
+	} {
+		if v, ok := fields[name]; ok {
+			_ = json.Unmarshal(v, dst)
+		}
+	}
+	return m, nil
 }
 
 // looseInt accepts a JSON number or a numeric string.
@@ -125,8 +151,8 @@ func parseMeeting(ev Event, metadata json.RawMessage, guestEmail *string) (*meet
 	if raw == nil {
 		return nil, nil
 	}
-	var m meetingMetadata
-	if err := json.Unmarshal([]byte(*raw), &m); err != nil {
+	m, err := decodeMeetingMetadata(*raw)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %s metadata.meeting: %v", ErrUndecodable, ev.Envelope.Type, err)
 	}
 	v := versionOf(ev)
@@ -141,17 +167,12 @@ func parseMeeting(ev Event, metadata json.RawMessage, guestEmail *string) (*meet
 		at:         v.created,
 		eventID:    v.eventID,
 	}
-	if m.ID != "" {
-		id, err := uuid.Parse(m.ID)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s metadata.meeting id %q is not a UUID", ErrUndecodable, ev.Envelope.Type, m.ID)
-		}
+	// A detail the app wrote badly is left out rather than failing the
+	// event: the payment it carries must still be recorded.
+	if id, err := uuid.Parse(m.ID); err == nil {
 		d.bookableEventID = &id
 	}
-	if m.Dur.ok {
-		if m.Dur.v < 0 || m.Dur.v > 1<<31-1 {
-			return nil, fmt.Errorf("%w: %s metadata.meeting dur %d out of range", ErrUndecodable, ev.Envelope.Type, m.Dur.v)
-		}
+	if m.Dur.ok && m.Dur.v >= 0 && m.Dur.v <= 1<<31-1 {
 		d.duration = ptr(int32(m.Dur.v))
 	}
 	if d.guestEmail == nil && guestEmail != nil {
@@ -177,6 +198,11 @@ type meetingFacts struct {
 // payment intent, creating the meeting when the event carries the booking.
 // Ignored: no meeting and no booking in the event.
 func applyMeeting(ctx context.Context, tx Tx, f meetingFacts) (Outcome, error) {
+	if f.paymentIntentID != nil {
+		if err := tx.Q.MeetingLockPaymentIntent(ctx, tx.DB, *f.paymentIntentID); err != nil {
+			return "", fmt.Errorf("lock payment intent %s: %w", *f.paymentIntentID, err)
+		}
+	}
 	// A concurrent transaction may insert the same meeting between the
 	// lookup and the insert; the insert then does nothing and the next
 	// lookup finds and locks its row.
@@ -358,6 +384,9 @@ type paymentIntentObject struct {
 // recordPayment merges facts into stripe_payment_intents and reports
 // whether the row changed.
 func recordPayment(ctx context.Context, tx Tx, f paymentFacts) (bool, error) {
+	if err := tx.Q.MeetingLockPaymentIntent(ctx, tx.DB, f.paymentIntentID); err != nil {
+		return false, fmt.Errorf("lock payment intent %s: %w", f.paymentIntentID, err)
+	}
 	for range 3 {
 		p, err := tx.Q.StripePaymentIntentGetForUpdate(ctx, tx.DB, f.paymentIntentID)
 		switch err = queries.Check(err); {

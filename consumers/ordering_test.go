@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/queries"
@@ -111,5 +113,101 @@ func TestDeleteOutcomeIsTheSamePipelinedOrIsolated(t *testing.T) {
 		if err != nil || res[0].Outcome != consumers.Applied || row.Outcome != "applied" {
 			t.Fatalf("isolated=%v: result %q, ledger %q (%v); want applied", isolated, res[0].Outcome, row.Outcome, err)
 		}
+	}
+}
+
+// A booking before a user's delete in the same batch is linked to the user
+// first, as it would be event by event: meetings run outside the pipeline,
+// but never after a delete that follows them.
+func TestBookingBeforeDeleteInABatchKeepsItsGuest(t *testing.T) {
+	guest := func(batches [][]consumers.Event) *string {
+		c, pool, _ := tracedConsumer(t)
+		apply(t, c, decoded(t, "workos", dsyncEvent("u1", "user.created", 1, userData("user_g", "guest.person@example.com", 1))))
+		for _, b := range batches {
+			apply(t, c, b...)
+		}
+		var g *string
+		if err := pool.QueryRow(context.Background(), "SELECT guest_workos_user_id FROM meetings WHERE stripe_session_id = 'cs_1'").Scan(&g); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	booked := decoded(t, "stripe", stripeEventAt("evt_cs", "checkout.session.completed", s0, "2023-10-16", sessionObject("cs_1", "pi_1", "paid")))
+	deleted := decoded(t, "workos", dsyncEvent("u2", "user.deleted", 2, userData("user_g", "guest.person@example.com", 2)))
+	apart := guest([][]consumers.Event{{booked}, {deleted}})
+	together := guest([][]consumers.Event{{booked, deleted}})
+	if apart == nil || together == nil || *apart != *together {
+		t.Fatalf("guest apart=%v together=%v; want the same (kept) link", apart, together)
+	}
+}
+
+func meetingRow(t *testing.T, c *consumers.Consumer, pool interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, where string) (status string, org *string) {
+	t.Helper()
+	if err := pool.QueryRow(context.Background(), "SELECT m.payment_status, o.workos_org_id FROM meetings m LEFT JOIN organizations o ON o.id = m.guest_org_id WHERE "+where).Scan(&status, &org); err != nil {
+		t.Fatal(err)
+	}
+	return status, org
+}
+
+// An unpaid checkout that arrives after its payment began does not move the
+// meeting back to pending.
+func TestUnpaidCheckoutAfterProcessingStaysProcessing(t *testing.T) {
+	c, pool, _ := tracedConsumer(t)
+	apply(t, c, decoded(t, "stripe", stripeEventAt("evt_p", "payment_intent.processing", s0, "2023-10-16", paymentIntentObject("pi_1"))))
+	apply(t, c, decoded(t, "stripe", stripeEventAt("evt_c", "checkout.session.completed", s0+1, "2023-10-16", sessionObject("cs_1", "pi_1", "unpaid"))))
+	if status, _ := meetingRow(t, c, pool, "m.stripe_payment_intent_id = 'pi_1'"); status != "processing" {
+		t.Fatalf("payment_status %q, want processing", status)
+	}
+}
+
+// A booking detail the app wrote badly is left out; the payment is still
+// recorded and the meeting created.
+func TestBadBookingDetailDoesNotLoseThePayment(t *testing.T) {
+	c, pool, _ := tracedConsumer(t)
+	pi := paymentIntentObject("pi_2")
+	pi["metadata"] = map[string]any{"meeting": `{"id":"not-a-uuid","guest":"guest.person@example.com","dur":45.5,"start":"soon"}`}
+	res := apply(t, c, decoded(t, "stripe", stripeEventAt("evt_s", "payment_intent.succeeded", s0, "2023-10-16", pi)))
+	if res[0].Err != nil {
+		t.Fatalf("event failed: %v", res[0].Err)
+	}
+	if status, _ := meetingRow(t, c, pool, "m.stripe_payment_intent_id = 'pi_2'"); status != "succeeded" {
+		t.Fatalf("payment_status %q, want succeeded", status)
+	}
+}
+
+// The guest's organization is the personal one whichever arrives first:
+// the organizations' own events make the members' meetings choose again.
+func TestGuestOrganizationDoesNotDependOnArrivalOrder(t *testing.T) {
+	orgOf := func(orgsFirst bool) *string {
+		c, pool, _ := tracedConsumer(t)
+		personal := orgData("org_personal", "Personal", 1)
+		personal["metadata"] = map[string]any{"type": "member_personal"}
+		team := orgData("org_team", "Team", 1)
+		team["metadata"] = map[string]any{"type": "team"}
+		orgs := []consumers.Event{
+			decoded(t, "workos", dsyncEvent("o1", "organization.created", 1, personal)),
+			decoded(t, "workos", dsyncEvent("o2", "organization.created", 1, team)),
+		}
+		rest := []consumers.Event{
+			decoded(t, "workos", dsyncEvent("u1", "user.created", 1, userData("user_g", "guest.person@example.com", 1))),
+			decoded(t, "workos", dsyncEvent("m1", "organization_membership.created", 1, membershipData("om_a_team", "user_g", "org_team", "member", "active", 1))),
+			decoded(t, "workos", dsyncEvent("m2", "organization_membership.created", 2, membershipData("om_z_personal", "user_g", "org_personal", "admin", "active", 2))),
+			decoded(t, "stripe", stripeEventAt("evt_cs", "checkout.session.completed", s0, "2023-10-16", sessionObject("cs_1", "pi_1", "paid"))),
+		}
+		if orgsFirst {
+			apply(t, c, orgs...)
+			apply(t, c, rest...)
+		} else {
+			apply(t, c, rest...)
+			apply(t, c, orgs...)
+		}
+		_, org := meetingRow(t, c, pool, "m.stripe_session_id = 'cs_1'")
+		return org
+	}
+	first, last := orgOf(true), orgOf(false)
+	if first == nil || last == nil || *first != "org_personal" || *last != "org_personal" {
+		t.Fatalf("guest org with organizations first %v, last %v; want org_personal both", first, last)
 	}
 }

@@ -237,7 +237,11 @@ func deleteOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	}); err != nil {
 		return "", err
 	}
-	return Applied, tx.Q.MembershipDeleteByOrg(ctx, tx.DB, queries.MembershipDeleteByOrgParams{WorkosOrgID: o.ID, DeletedAt: &at})
+	if err := tx.Q.MembershipDeleteByOrg(ctx, tx.DB, queries.MembershipDeleteByOrgParams{WorkosOrgID: o.ID, DeletedAt: &at}); err != nil {
+		return "", err
+	}
+	linkOrganization(tx, o.ID)
+	return Applied, nil
 }
 
 type workosRole struct {

@@ -79,6 +79,10 @@ WITH target AS (
     WHERE m.id = ANY(@meeting_ids::uuid[])
        OR lower(m.guest_email) = ANY(@emails::text[])
        OR m.guest_workos_user_id = ANY(@workos_user_ids::text[])
+       -- An organization that arrived, changed or went: the meetings of
+       -- its members and those that point at it choose again.
+       OR m.guest_org_id IN (SELECT g.id FROM organizations g WHERE g.workos_org_id = ANY(@workos_org_ids::text[]))
+       OR m.guest_workos_user_id IN (SELECT mb.workos_user_id FROM user_org_memberships mb WHERE mb.workos_org_id = ANY(@workos_org_ids::text[]))
 ), resolved AS (
     SELECT t.id, COALESCE(found.workos_user_id, kept.workos_user_id) AS workos_user_id
     FROM target t
@@ -110,3 +114,10 @@ UPDATE meetings m SET
 FROM linked l
 WHERE m.id = l.id
   AND (m.guest_workos_user_id, m.guest_org_id) IS DISTINCT FROM (l.workos_user_id, l.org_id);
+
+-- name: MeetingLockPaymentIntent :exec
+-- Serializes, per PaymentIntent, the transactions that fold payment facts
+-- into stripe_payment_intents and meetings: without it a refund recorded
+-- by one consumer and a booking inserted by another (a replay beside the
+-- live consumer) could each miss the other's uncommitted row.
+SELECT pg_advisory_xact_lock(hashtextextended('syncd.meeting:' || @stripe_payment_intent_id::text, 0));

@@ -245,6 +245,10 @@ WITH target AS (
     WHERE m.id = ANY($1::uuid[])
        OR lower(m.guest_email) = ANY($2::text[])
        OR m.guest_workos_user_id = ANY($3::text[])
+       -- An organization that arrived, changed or went: the meetings of
+       -- its members and those that point at it choose again.
+       OR m.guest_org_id IN (SELECT g.id FROM organizations g WHERE g.workos_org_id = ANY($4::text[]))
+       OR m.guest_workos_user_id IN (SELECT mb.workos_user_id FROM user_org_memberships mb WHERE mb.workos_org_id = ANY($4::text[]))
 ), resolved AS (
     SELECT t.id, COALESCE(found.workos_user_id, kept.workos_user_id) AS workos_user_id
     FROM target t
@@ -282,6 +286,7 @@ type MeetingLinkGuestsParams struct {
 	MeetingIds    []uuid.UUID
 	Emails        []string
 	WorkosUserIds []string
+	WorkosOrgIds  []string
 }
 
 // Links meetings to their guest: the one live user with the guest email
@@ -290,7 +295,25 @@ type MeetingLinkGuestsParams struct {
 // one of the (lower-cased) emails and those of one of the users. A guest
 // whose user was deleted keeps the link while the email still matches.
 func (q *Queries) MeetingLinkGuests(ctx context.Context, db DBTX, arg MeetingLinkGuestsParams) error {
-	_, err := db.Exec(ctx, meetingLinkGuests, arg.MeetingIds, arg.Emails, arg.WorkosUserIds)
+	_, err := db.Exec(ctx, meetingLinkGuests,
+		arg.MeetingIds,
+		arg.Emails,
+		arg.WorkosUserIds,
+		arg.WorkosOrgIds,
+	)
+	return err
+}
+
+const meetingLockPaymentIntent = `-- name: MeetingLockPaymentIntent :exec
+SELECT pg_advisory_xact_lock(hashtextextended('syncd.meeting:' || $1::text, 0))
+`
+
+// Serializes, per PaymentIntent, the transactions that fold payment facts
+// into stripe_payment_intents and meetings: without it a refund recorded
+// by one consumer and a booking inserted by another (a replay beside the
+// live consumer) could each miss the other's uncommitted row.
+func (q *Queries) MeetingLockPaymentIntent(ctx context.Context, db DBTX, stripePaymentIntentID string) error {
+	_, err := db.Exec(ctx, meetingLockPaymentIntent, stripePaymentIntentID)
 	return err
 }
 
