@@ -171,7 +171,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 	if r.ContentLength > h.cfg.MaxBody {
 		return writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body over %d bytes", h.cfg.MaxBody))
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
+	body, err := readBody(w, r, h.cfg.MaxBody)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -234,6 +234,22 @@ func (h *Handler) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck
 	case <-timer.C:
 		return nil, fmt.Errorf("publish %s: no PubAck within %s", msg.Subject, h.cfg.PublishTimeout)
 	}
+}
+
+// readBody reads the whole body, at most limit bytes, into one buffer sized
+// from Content-Length when the client sent one (providers do), so a body
+// is not copied while it grows.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	if n := r.ContentLength; n > 0 && n <= limit {
+		// net/http ends the body at Content-Length, so n bytes are all.
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(rd)
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) int {
