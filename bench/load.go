@@ -31,7 +31,12 @@ type loadResult struct {
 	P50, P99 time.Duration
 }
 
-func (r loadResult) RPS() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
+func (r loadResult) RPS() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Requests) / r.Elapsed.Seconds()
+}
 
 func newClient(conc int) *http.Client {
 	return &http.Client{

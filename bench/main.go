@@ -108,28 +108,40 @@ func run(o options) error {
 		fmt.Printf("apply %d events: syncd %.0f/s, limit %.0f/s (%s), naive %.0f/s, skip %.0f/s\n", ap.events, ap.syncd, ap.limit, ap.limitHow, ap.naive, ap.skip)
 		return nil
 	}
-	// 1. Baseline.
+	// 1, 2. The no-op baseline and syncd's ingest (serve --role ingest:
+	// verify + PubAck) run side by side, alternating, three rounds each;
+	// the best round of each counts, so a noisy moment on a shared
+	// machine does not decide a ratio.
 	workos, stripe := signedSources(fx)
 	noopAddr := freeAddr()
 	noop, err := startProcess(self, []string{"-noop", noopAddr}, nil, "http://"+noopAddr+"/")
 	if err != nil {
 		return err
 	}
-	baseW := closedLoop("http://"+noopAddr, workos, o.conc, o.loadFor)
-	baseS := closedLoop("http://"+noopAddr, stripe, o.conc, o.loadFor)
+	ing, err := startSyncd(bin, tmp, "ingest", "", o.profiles)
+	if err != nil {
+		noop.stop()
+		return err
+	}
+	const rounds = 3
+	best := func(r, b loadResult) loadResult {
+		if r.RPS() > b.RPS() {
+			return r
+		}
+		return b
+	}
+	var baseW, baseS, ingW, ingS loadResult
+	for range rounds {
+		baseW = best(closedLoop("http://"+noopAddr, workos, o.conc, o.loadFor/2), baseW)
+		ingW = best(closedLoop(ing.base, workos, o.conc, o.loadFor/2), ingW)
+		baseS = best(closedLoop("http://"+noopAddr, stripe, o.conc, o.loadFor/2), baseS)
+		ingS = best(closedLoop(ing.base, stripe, o.conc, o.loadFor/2), ingS)
+	}
+	ing.profile("ingest-cpu", o.loadFor/2, stripe, o.conc)
+	ing.stop()
 	noop.stop()
 	add("1. HTTP baseline, no-op (WorkOS-size bodies)", fmt.Sprintf("%.0f req/s p50 %s p99 %s", baseW.RPS(), ms(baseW.P50), ms(baseW.P99)), "", "")
 	add("1. HTTP baseline, no-op (Stripe-size bodies)", fmt.Sprintf("%.0f req/s p50 %s p99 %s", baseS.RPS(), ms(baseS.P50), ms(baseS.P99)), "", "")
-
-	// 2. Ingest: syncd serve --role ingest, verify + PubAck.
-	ing, err := startSyncd(bin, tmp, "ingest", "", o.profiles)
-	if err != nil {
-		return err
-	}
-	ingW := closedLoop(ing.base, workos, o.conc, o.loadFor)
-	ing.profile("ingest-cpu", o.loadFor/2, stripe, o.conc)
-	ingS := closedLoop(ing.base, stripe, o.conc, o.loadFor)
-	ing.stop()
 	for _, p := range []struct {
 		name      string
 		got, base loadResult
