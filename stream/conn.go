@@ -59,7 +59,15 @@ func Open(ctx context.Context, cfg ConnConfig) (*Conn, error) {
 		cfg.Name = "syncd"
 	}
 	if cfg.URL != "" {
-		return dial(cfg.URL, cfg.Name, nil)
+		c, err := dial(cfg.URL, cfg.Name, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkVersion(c.NC.ConnectedServerVersion()); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("NATS at %s: %w", cfg.URL, err)
+		}
+		return c, nil
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = "./data"
@@ -104,6 +112,23 @@ func Open(ctx context.Context, cfg ConnConfig) (*Conn, error) {
 	}
 	cfg.Logger.Info("embedded JetStream started", "url", srv.ClientURL(), "store", filepath.Join(cfg.DataDir, "jetstream"))
 	return c, nil
+}
+
+// MinServerVersion is the oldest nats-server syncd runs against: the
+// consumer and stream settings it uses need 2.10.
+const MinServerVersion = "2.10.0"
+
+// checkVersion refuses a server older than MinServerVersion, which would
+// otherwise fail later and less clearly.
+func checkVersion(v string) error {
+	var major, minor int
+	if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil {
+		return fmt.Errorf("unrecognised server version %q", v)
+	}
+	if major < 2 || (major == 2 && minor < 10) {
+		return fmt.Errorf("nats-server %s is too old: syncd needs %s or newer (or leave NATS_URL empty for the embedded server)", v, MinServerVersion)
+	}
+	return nil
 }
 
 // StartEmbedded starts a JetStream server storing under dir, listening on

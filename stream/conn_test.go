@@ -68,3 +68,11 @@ func TestSubjectToken(t *testing.T) {
 		}
 	}
 }
+
+func TestServerVersionCheck(t *testing.T) {
+	for v, ok := range map[string]bool{"2.9.25": false, "2.10.0": true, "2.12.3": true, "3.0.0": true, "1.4.1": false, "": false} {
+		if err := stream.CheckVersion(v); (err == nil) != ok {
+			t.Errorf("CheckVersion(%q) = %v", v, err)
+		}
+	}
+}

@@ -1,0 +1,4 @@
+package stream
+
+// CheckVersion exposes checkVersion to the tests.
+var CheckVersion = checkVersion
