@@ -215,7 +215,17 @@ func applyMeeting(ctx context.Context, tx Tx, f meetingFacts) (Outcome, error) {
 			return "", fmt.Errorf("lock meeting: %w", err)
 		}
 		if len(rows) == 0 && f.details == nil {
-			return Ignored, nil
+			if f.sessionID == nil || f.paymentIntentID == nil {
+				return Ignored, nil
+			}
+			// A Session without the booking: the meeting its
+			// PaymentIntent creates later takes its id.
+			if err := tx.Q.StripeCheckoutSessionNote(ctx, tx.DB, queries.StripeCheckoutSessionNoteParams{
+				StripeSessionID: *f.sessionID, StripePaymentIntentID: *f.paymentIntentID,
+			}); err != nil {
+				return "", fmt.Errorf("note checkout session %s: %w", *f.sessionID, err)
+			}
+			return Applied, nil
 		}
 		var m, before queries.Meeting
 		if len(rows) > 0 {
@@ -239,6 +249,15 @@ func applyMeeting(ctx context.Context, tx Tx, f meetingFacts) (Outcome, error) {
 				foldPaymentIntent(&m, p)
 			case !errors.Is(err, queries.ErrNotFound):
 				return "", fmt.Errorf("payment intent %s: %w", *m.StripePaymentIntentID, err)
+			}
+		}
+		if m.StripeSessionID == nil && m.StripePaymentIntentID != nil {
+			sid, err := tx.Q.StripeCheckoutSessionByPaymentIntent(ctx, tx.DB, *m.StripePaymentIntentID)
+			switch err = queries.Check(err); {
+			case err == nil:
+				m.StripeSessionID = &sid
+			case !errors.Is(err, queries.ErrNotFound):
+				return "", fmt.Errorf("checkout session of %s: %w", *m.StripePaymentIntentID, err)
 			}
 		}
 		if m.PaymentStatus == "" {

@@ -211,3 +211,29 @@ func TestGuestOrganizationDoesNotDependOnArrivalOrder(t *testing.T) {
 		t.Fatalf("guest org with organizations first %v, last %v; want org_personal both", first, last)
 	}
 }
+
+// Only the PaymentIntent carries the booking: the meeting has the
+// Session's id whichever of the two arrives first.
+func TestSessionWithoutBookingIsLinkedInEitherOrder(t *testing.T) {
+	for _, sessionFirst := range []bool{true, false} {
+		c, pool, _ := tracedConsumer(t)
+		session := sessionObject("cs_n", "pi_n", "paid")
+		session["metadata"] = map[string]any{}
+		evs := []consumers.Event{
+			decoded(t, "stripe", stripeEventAt("evt_cs", "checkout.session.completed", s0, "2023-10-16", session)),
+			decoded(t, "stripe", stripeEventAt("evt_pi", "payment_intent.succeeded", s0+1, "2023-10-16", paymentIntentObject("pi_n"))),
+		}
+		if !sessionFirst {
+			evs[0], evs[1] = evs[1], evs[0]
+		}
+		apply(t, c, evs[0])
+		apply(t, c, evs[1])
+		var sid *string
+		if err := pool.QueryRow(context.Background(), "SELECT stripe_session_id FROM meetings WHERE stripe_payment_intent_id = 'pi_n'").Scan(&sid); err != nil {
+			t.Fatal(err)
+		}
+		if sid == nil || *sid != "cs_n" {
+			t.Fatalf("session first=%v: meeting session id %v, want cs_n", sessionFirst, sid)
+		}
+	}
+}

@@ -150,6 +150,12 @@ type Organization struct {
 	SubscriptionVersion           *time.Time
 }
 
+type StripeCheckoutSession struct {
+	StripeSessionID       string
+	StripePaymentIntentID string
+	CreatedAt             time.Time
+}
+
 type StripeConnectAccount struct {
 	StripeAccountID    string
 	WorkosUserID       *string
