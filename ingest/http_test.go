@@ -1,10 +1,13 @@
 package ingest_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -182,5 +185,46 @@ func TestWebhook503WhenJetStreamDoesNotStore(t *testing.T) {
 	r = post(t, srv, "POST", "/webhooks/workos", map[string]string{"WorkOS-Signature": ingest.SignWorkOS("whsec_a", body, time.Now())}, body)
 	if r.status != 503 || !strings.Contains(r.Error, "not_stored") {
 		t.Fatalf("server down: got %d %q, want 503 not_stored", r.status, r.Error)
+	}
+}
+
+// A body sent without Content-Length (chunked) is held to the same limit.
+func TestChunkedBodyOverLimitIs413(t *testing.T) {
+	conn := syncdtest.JetStream(t)
+	srv := newServer(t, conn.JS)
+	body := append(workosBody("event_chunked"), bytes.Repeat([]byte(" "), 8192)...)
+	// A reader of unknown length makes the client send it chunked.
+	req, _ := http.NewRequest("POST", srv.URL+"/webhooks/workos", io.MultiReader(bytes.NewReader(body)))
+	req.Header.Set("WorkOS-Signature", ingest.SignWorkOS("whsec_a", body, time.Now()))
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if req.ContentLength != 0 || resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("content length %d, status %d; want a chunked request answered 413", req.ContentLength, resp.StatusCode)
+	}
+}
+
+// A body shorter than its Content-Length is a 400, not a 500 or a hang.
+func TestTruncatedBodyIs400(t *testing.T) {
+	conn := syncdtest.JetStream(t)
+	srv := newServer(t, conn.JS)
+	c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := `{"object":"event"`
+	fmt.Fprintf(c, "POST /webhooks/workos HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\nWorkOS-Signature: %s\r\n\r\n%s",
+		ingest.SignWorkOS("whsec_a", []byte(body), time.Now()), body)
+	c.(*net.TCPConn).CloseWrite()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400", resp.StatusCode)
 	}
 }
