@@ -172,7 +172,7 @@ func run(o options) error {
 	}
 	why := ""
 	if e2e.lag >= time.Second {
-		why = fmt.Sprintf("apply sustains about %.0f events/s of this mix here, below the rate sent", ap.syncd)
+		why = fmt.Sprintf("apply sustains about %.0f events/s of this mix here, and even the bare batched SQL only %.0f, below the rate sent", ap.syncd, ap.limit)
 	}
 	add(fmt.Sprintf("5. End to end, realistic mix at %.0f req/s (half peak ingest)", e2e.rate), fmt.Sprintf("p99 %s, lag at end %s (%d pending)", ms(e2e.load.P99), e2e.lag.Round(time.Millisecond), e2e.pendingAtEnd), "p99 ≤ 20 ms, lag < 1 s", verdict(e2e.load.P99 <= 20*time.Millisecond && e2e.lag < time.Second && e2e.load.Errors == 0, joinNotes(errNote(e2e.load), why)))
 	// The same at a rate apply can keep up with, to show the latency and
