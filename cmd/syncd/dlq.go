@@ -353,26 +353,37 @@ func (s *selectFlags) selection(ctx context.Context, store *deadletter.Store, cm
 	return letters, nil
 }
 
+// prepare parses and checks a retry or purge command, then opens
+// DEADLETTER and selects the letters it names; closeConn releases it.
+func (s *selectFlags) prepare(ctx context.Context, fs *flag.FlagSet, args []string, op string, stderr io.Writer) (*deadletter.Store, []deadletter.Letter, func(), error) {
+	pos, err := parseArgs(fs, args, stderr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if _, err := s.check(op, pos); err != nil {
+		return nil, nil, nil, err
+	}
+	store, closeConn, err := s.open(ctx, stderr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	letters, err := s.selection(ctx, store, op, pos)
+	if err != nil {
+		closeConn()
+		return nil, nil, nil, err
+	}
+	return store, letters, closeConn, nil
+}
+
 func runDLQRetry(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var s selectFlags
 	fs := flag.NewFlagSet("dlq retry", flag.ContinueOnError)
 	s.register(fs)
-	pos, err := parseArgs(fs, args, stderr)
-	if err != nil {
-		return err
-	}
-	if _, err := s.check("retry", pos); err != nil {
-		return err
-	}
-	store, closeConn, err := s.open(ctx, stderr)
+	store, letters, closeConn, err := s.prepare(ctx, fs, args, "retry", stderr)
 	if err != nil {
 		return err
 	}
 	defer closeConn()
-	letters, err := s.selection(ctx, store, "retry", pos)
-	if err != nil {
-		return err
-	}
 	if s.dryRun {
 		fmt.Fprintf(stdout, "dry run: would retry %d dead letter(s) into WEBHOOKS:\n", len(letters))
 		writeTable(stdout, letters)
@@ -389,22 +400,11 @@ func runDLQPurge(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("dlq purge", flag.ContinueOnError)
 	s.register(fs)
 	fs.BoolVar(&yes, "yes", false, "confirm: the selected dead letters are removed for good")
-	pos, err := parseArgs(fs, args, stderr)
-	if err != nil {
-		return err
-	}
-	if _, err := s.check("purge", pos); err != nil {
-		return err
-	}
-	store, closeConn, err := s.open(ctx, stderr)
+	store, letters, closeConn, err := s.prepare(ctx, fs, args, "purge", stderr)
 	if err != nil {
 		return err
 	}
 	defer closeConn()
-	letters, err := s.selection(ctx, store, "purge", pos)
-	if err != nil {
-		return err
-	}
 	if s.dryRun {
 		fmt.Fprintf(stdout, "dry run: would purge %d dead letter(s):\n", len(letters))
 		writeTable(stdout, letters)
