@@ -2,7 +2,11 @@ package consumers
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/queries"
@@ -59,4 +63,18 @@ func handlers() map[string]map[string]Handler {
 		stream.SourceWorkOS: workos,
 		stream.SourceStripe: stripeHandlers(),
 	}
+}
+
+// decodeField decodes the field at path (gjson syntax) of an event's body
+// into v. The body was validated when its envelope was read, so the field
+// is found without a second full pass of encoding/json over the body.
+func decodeField(ev Event, path string, v any) error {
+	raw := gjson.GetBytes(ev.Body, path)
+	if !raw.Exists() {
+		return fmt.Errorf("%w: %s has no %s", ErrUndecodable, ev.Envelope.Type, path)
+	}
+	if err := json.Unmarshal([]byte(raw.Raw), v); err != nil {
+		return fmt.Errorf("%w: %s %s: %v", ErrUndecodable, ev.Envelope.Type, path, err)
+	}
+	return nil
 }

@@ -43,20 +43,7 @@ func stripeHandlers() map[string]Handler {
 }
 
 // decodeObject decodes a Stripe event's data.object into v.
-func decodeObject(ev Event, v any) error {
-	var env struct {
-		Data struct {
-			Object json.RawMessage `json:"object"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(ev.Body, &env); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrUndecodable, ev.Envelope.Type, err)
-	}
-	if err := json.Unmarshal(env.Data.Object, v); err != nil {
-		return fmt.Errorf("%w: %s data.object: %v", ErrUndecodable, ev.Envelope.Type, err)
-	}
-	return nil
-}
+func decodeObject(ev Event, v any) error { return decodeField(ev, "data.object", v) }
 
 // stripeVersion orders the Stripe events about one object. created has
 // second resolution, so ties are decided by the rank of the event type

@@ -30,18 +30,7 @@ func workosHandlers() map[string]Handler {
 }
 
 // decodeData decodes a WorkOS event's data object into v.
-func decodeData(ev Event, v any) error {
-	var env struct {
-		Data json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(ev.Body, &env); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrUndecodable, ev.Envelope.Type, err)
-	}
-	if err := json.Unmarshal(env.Data, v); err != nil {
-		return fmt.Errorf("%w: %s data: %v", ErrUndecodable, ev.Envelope.Type, err)
-	}
-	return nil
-}
+func decodeData(ev Event, v any) error { return decodeField(ev, "data", v) }
 
 // version is the object version a WorkOS event carries: the object's
 // updated_at, else the event's time, else when syncd received it.
