@@ -573,14 +573,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, ev Event, cl
 	}
 	dl := nats.NewMsg(stream.DeadLetterSubject(source, typ))
 	dl.Data = m.Data()
-	for k, v := range m.Headers() {
-		// Nats-* headers are instructions to the server that stored the
-		// original (message id, expected stream, …), not facts about the
-		// event: copied, they would make DEADLETTER refuse the copy.
-		if !strings.HasPrefix(k, "Nats-") {
-			dl.Header[k] = v
-		}
-	}
+	stream.CopyEventHeaders(dl.Header, m.Headers())
 	md, _ := m.Metadata()
 	seq, delivered := ev.Seq, uint64(attempts)
 	if md != nil {

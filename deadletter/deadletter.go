@@ -226,18 +226,9 @@ func retryMsg(l Letter) (*nats.Msg, error) {
 	}
 	m := nats.NewMsg(l.OriginalSubject)
 	m.Data = l.Data
-	for k, v := range l.Header {
-		switch k {
-		case stream.HeaderDLSubject, stream.HeaderDLSequence, stream.HeaderDLDeliveries,
-			stream.HeaderDLClass, stream.HeaderDLError, stream.HeaderDLFailedAt, stream.HeaderDLConsumer:
-			continue
-		}
-		if strings.HasPrefix(k, "Nats-") {
-			// Message id and expectations belong to the dead-letter copy.
-			continue
-		}
-		m.Header[k] = v
-	}
+	stream.CopyEventHeaders(m.Header, l.Header,
+		stream.HeaderDLSubject, stream.HeaderDLSequence, stream.HeaderDLDeliveries,
+		stream.HeaderDLClass, stream.HeaderDLError, stream.HeaderDLFailedAt, stream.HeaderDLConsumer)
 	m.Header.Set(jetstream.MsgIDHeader, RetryMsgID(l))
 	m.Header.Set(HeaderRetryOf, strconv.FormatUint(l.Seq, 10))
 	return m, nil

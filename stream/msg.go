@@ -1,6 +1,8 @@
 package stream
 
 import (
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,4 +32,17 @@ func EventMsg(source string, env events.Envelope, body []byte, receivedAt time.T
 		msg.Header.Set(HeaderEndpoint, endpoint)
 	}
 	return msg
+}
+
+// CopyEventHeaders copies the event's headers from src to dst, leaving out
+// the Nats-* headers — instructions to the server that stored src (message
+// id, expected stream), which on a copy stored elsewhere would be wrong or
+// make the server refuse it — and any header named in skip.
+func CopyEventHeaders(dst, src nats.Header, skip ...string) {
+	for k, v := range src {
+		if strings.HasPrefix(k, "Nats-") || slices.Contains(skip, k) {
+			continue
+		}
+		dst[k] = v
+	}
 }
