@@ -397,7 +397,7 @@ func (c *Consumer) applyPipelined(ctx context.Context, evs []Event, todo []int, 
 			direct = append(direct, i)
 			continue
 		}
-		if isDelete(ev) {
+		if ev.Source == stream.SourceWorkOS && flushesLinks[ev.Envelope.Type] {
 			if failed, err := runDirect(); failed || err != nil {
 				return failed, err
 			}

@@ -37,18 +37,6 @@ func pipelinable(source, typ string) bool {
 	return false
 }
 
-// isDelete reports the WorkOS deletes, which run the batch's links gathered
-// so far (flushLinks) and so must follow every event before them.
-func isDelete(ev Event) bool {
-	if ev.Source != "workos" {
-		return false
-	}
-	switch ev.Envelope.Type {
-	case "user.deleted", "organization.deleted", "organization_membership.deleted", "organization_membership.removed":
-		return true
-	}
-	return false
-}
 
 type stmtKind uint8
 

@@ -125,6 +125,15 @@ func flushLinks(ctx context.Context, tx Tx) error {
 	return tx.Links.run(ctx, tx.Q, tx.DB)
 }
 
+// flushesLinks lists the WorkOS types whose handlers call flushLinks: a
+// batch applies every event before them first (applyPipelined).
+var flushesLinks = map[string]bool{
+	"user.deleted":                    true,
+	"organization.deleted":            true,
+	"organization_membership.deleted": true,
+	"organization_membership.removed": true,
+}
+
 func deleteUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	var u workosUser
 	if err := decodeData(ev, &u); err != nil {
