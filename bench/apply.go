@@ -11,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -65,14 +64,14 @@ func createDB(ctx context.Context, adminURL, name string) (*pgxpool.Pool, func()
 // ids, as a provider retry past the duplicate window would.
 func prefill(ctx context.Context, js jetstream.JetStream, evs []event) error {
 	futs := make([]jetstream.PubAckFuture, 0, len(evs))
-	for i, ev := range evs {
-		m := nats.NewMsg(stream.Subject(ev.source, ev.typ))
-		m.Data = ev.body
-		m.Header.Set(stream.HeaderSource, ev.source)
-		m.Header.Set(stream.HeaderEventType, ev.typ)
-		m.Header.Set(stream.HeaderEventID, ev.id)
-		m.Header.Set(stream.HeaderReceivedAt, time.Now().UTC().Format(time.RFC3339Nano))
-		f, err := js.PublishMsgAsync(m, jetstream.WithMsgID(fmt.Sprintf("%s:%s:%d", ev.source, ev.id, i)))
+	decoded, err := decodeAll(evs)
+	if err != nil {
+		return err
+	}
+	for i, ev := range decoded {
+		m := stream.EventMsg(ev.Source, ev.Envelope, ev.Body, time.Now(), "")
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s:%s:%d", ev.Source, ev.Envelope.ID, i))
+		f, err := js.PublishMsgAsync(m)
 		if err != nil {
 			return err
 		}
