@@ -126,6 +126,7 @@ type ConnectResult struct {
 	// Done finished now; AlreadyDone before an interruption; NotStarted
 	// were left when the run stopped.
 	Done, AlreadyDone, Failed, Inaccessible, NotStarted int
+
 	Pages, Listed, Published, Duplicates, Invalid int
 	Elapsed                                       time.Duration
 }
