@@ -262,9 +262,10 @@ func RunConnect(ctx context.Context, cfg ConnectConfig, pool *pgxpool.Pool, js j
 		"since", w.Since, "until", w.Until, "resumed", res.Resumed, "concurrency", cfg.Concurrency)
 
 	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		jobs = make(chan knownAccount)
+		mu        sync.Mutex
+		wg        sync.WaitGroup
+		jobs      = make(chan knownAccount)
+		unstarted int
 	)
 	report := func(ar AccountResult) {
 		mu.Lock()
@@ -287,6 +288,14 @@ func RunConnect(ctx context.Context, cfg ConnectConfig, pool *pgxpool.Pool, js j
 		go func() {
 			defer wg.Done()
 			for a := range jobs {
+				if ctx.Err() != nil {
+					// Stopping: what was handed out but not begun is left
+					// for the resumed run, not failed.
+					mu.Lock()
+					unstarted++
+					mu.Unlock()
+					continue
+				}
 				if resumed {
 					done, err := finishedSince(ctx, q, pool, AccountKey(key, a.id), runStarted)
 					if err != nil {
@@ -314,7 +323,7 @@ feed:
 	}
 	close(jobs)
 	wg.Wait()
-	res.NotStarted = len(accounts) - sent
+	res.NotStarted = len(accounts) - sent + unstarted
 	res.Elapsed = time.Since(start)
 
 	if err := ctx.Err(); err != nil {

@@ -440,3 +440,36 @@ func TestStripeConnectBackfillRateLimited(t *testing.T) {
 		t.Errorf("cursor after the limited run: %+v %v; want the first page kept", cur, err)
 	}
 }
+
+// Stripe pages its account list (100 a page at most): every page's
+// accounts are backfilled.
+func TestStripeConnectBackfillPagesTheAccountList(t *testing.T) {
+	t.Parallel()
+	pool := syncdtest.DB(t)
+	conn := syncdtest.JetStream(t)
+	api := backfilltest.Stripe(t, stripeKey)
+	now := time.Now().Truncate(time.Second)
+	const n = 103
+	for i := range n {
+		acct := fmt.Sprintf("acct_%03d", i)
+		api.AddConnected(t, acct, accountUpdated("evt_"+acct, acct, now.Add(-time.Hour), true))
+	}
+	src, _ := connectSource(t, api, 10)
+	res, err := backfill.RunConnect(context.Background(), backfill.ConnectConfig{Concurrency: backfill.ConnectConcurrencyMax}, pool, conn.JS, src,
+		backfill.Window{Since: now.Add(-2 * time.Hour)})
+	if err != nil || res.FromStripe != n || res.Done != n || res.Published != n {
+		t.Fatalf("result %+v %v, want %d accounts each with its event", res, err, n)
+	}
+	var listings []string
+	for _, r := range api.Requests() {
+		if r.Path == "/v1/accounts" {
+			listings = append(listings, r.Cursor)
+		}
+	}
+	if len(listings) != 2 || listings[0] != "" || listings[1] == "" {
+		t.Errorf("account list requested after %q, want two pages", listings)
+	}
+	if got := len(byEventID(t, conn.JS)); got != n {
+		t.Errorf("%d events in the stream, want %d", got, n)
+	}
+}
