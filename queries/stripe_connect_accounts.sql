@@ -101,3 +101,12 @@ WHERE u.id = r.id
        u.connect_payouts_enabled, u.connect_onboarding_complete, u.stripe_connect_version)
       IS DISTINCT FROM
       (r.best_id, r.details_submitted, r.charges_enabled, r.payouts_enabled, r.onboarding_complete, r.version);
+
+-- name: StripeConnectAccountListConnected :many
+-- The connected accounts syncd knows and the platform still reaches (a
+-- deauthorized account's events are no longer listed to the platform):
+-- a Connect backfill covers them even when Stripe's account list does not
+-- return them.
+SELECT stripe_account_id FROM stripe_connect_accounts
+WHERE deauthorized_at IS NULL
+ORDER BY stripe_account_id;

@@ -140,6 +140,36 @@ func (q *Queries) StripeConnectAccountLinkUsers(ctx context.Context, db DBTX, ar
 	return err
 }
 
+const stripeConnectAccountListConnected = `-- name: StripeConnectAccountListConnected :many
+SELECT stripe_account_id FROM stripe_connect_accounts
+WHERE deauthorized_at IS NULL
+ORDER BY stripe_account_id
+`
+
+// The connected accounts syncd knows and the platform still reaches (a
+// deauthorized account's events are no longer listed to the platform):
+// a Connect backfill covers them even when Stripe's account list does not
+// return them.
+func (q *Queries) StripeConnectAccountListConnected(ctx context.Context, db DBTX) ([]string, error) {
+	rows, err := db.Query(ctx, stripeConnectAccountListConnected)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var stripe_account_id string
+		if err := rows.Scan(&stripe_account_id); err != nil {
+			return nil, err
+		}
+		items = append(items, stripe_account_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const stripeConnectAccountUpsert = `-- name: StripeConnectAccountUpsert :one
 INSERT INTO stripe_connect_accounts (
     stripe_account_id, workos_user_id, email, details_submitted, charges_enabled,
