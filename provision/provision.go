@@ -36,8 +36,12 @@ import (
 
 // Provisioner is the provisioning consumer.
 type Provisioner struct {
-	cfg     Config
-	pool    *pgxpool.Pool
+	cfg  Config
+	pool *pgxpool.Pool
+	// tasks is Run's own small pool: a task holds a connection (and its
+	// lock) while it waits for WorkOS, which must not take connections
+	// from the apply consumer.
+	tasks   *pgxpool.Pool
 	js      jetstream.JetStream
 	api     *workosapi.Client
 	q       *queries.Queries
@@ -85,6 +89,14 @@ func (p *Provisioner) Run(ctx context.Context) error {
 	if err := p.Ensure(ctx); err != nil {
 		return err
 	}
+	pcfg := p.pool.Config()
+	pcfg.MaxConns, pcfg.MinConns = int32(p.cfg.Workers+1), 0
+	tasks, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return fmt.Errorf("provisioning pool: %w", err)
+	}
+	defer tasks.Close()
+	p.tasks = tasks
 	cons, err := p.js.Consumer(ctx, stream.Webhooks, p.cfg.Durable)
 	if err != nil {
 		return fmt.Errorf("open consumer %s: %w", p.cfg.Durable, err)

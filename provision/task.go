@@ -41,23 +41,32 @@ var errBusy = errors.New("provision: task in progress elsewhere")
 var errKilled = errors.New("provision: killed")
 
 // run performs the task of r, resuming where an earlier attempt stopped.
-// It holds the person's advisory lock for the whole task, in a
-// transaction on a connection of its own, so a crash releases it; the
-// steps' results are committed outside it, each as soon as WorkOS
-// answered, so they survive the crash.
+// It runs on one connection of the provisioner's own pool, holding the
+// person's advisory lock there for the whole task, so a crash releases
+// the lock with the connection; each step's result is committed on it as
+// soon as WorkOS answered, so it survives the crash.
 func (p *Provisioner) run(ctx context.Context, r request) (string, error) {
-	lock, err := p.pool.Begin(ctx)
+	conn, err := p.tasks.Acquire(ctx)
 	if err != nil {
-		return "", fmt.Errorf("begin task lock: %w", err)
+		return "", fmt.Errorf("task connection: %w", err)
 	}
-	defer func() { _ = lock.Rollback(context.WithoutCancel(ctx)) }()
-	locked, err := p.q.ProvisioningTaskLockTry(ctx, lock, r.lockKey)
+	defer conn.Release()
+	locked, err := p.q.ProvisioningTaskLockTry(ctx, conn, r.lockKey)
 	if err != nil {
 		return "", fmt.Errorf("task lock: %w", err)
 	}
 	if !locked {
 		return "", errBusy
 	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if ok, err := p.q.ProvisioningTaskUnlock(uctx, conn, r.lockKey); err != nil || !ok {
+			// Never hand back a connection that may still hold the lock.
+			_ = conn.Conn().Close(uctx)
+		}
+	}()
+	db := conn
 	start := queries.ProvisioningTaskStartParams{
 		TaskKey: r.key, Kind: r.kind, Email: r.email,
 		FirstName: nonEmpty(r.firstName), LastName: nonEmpty(r.lastName), Booking: nonEmpty(r.booking),
@@ -67,7 +76,7 @@ func (p *Provisioner) run(ctx context.Context, r request) (string, error) {
 		// WorkOS announced the user: there is nothing to create there.
 		start.Step, start.WorkosUserID = stepOrganization, &r.userID
 	}
-	t, err := p.q.ProvisioningTaskStart(ctx, p.pool, start)
+	t, err := p.q.ProvisioningTaskStart(ctx, db, start)
 	if err != nil {
 		return "", fmt.Errorf("start task %s: %w", r.key, err)
 	}
@@ -77,11 +86,11 @@ func (p *Provisioner) run(ctx context.Context, r request) (string, error) {
 	if r.kind == kindUser && t.Step == stepOrganization && t.WorkosOrgID == nil {
 		// The user this task is about may be the guest a booking just
 		// provisioned: its task knows the organization without a call.
-		if g, err := p.q.ProvisioningTaskGet(ctx, p.pool, "guest:"+r.email); err == nil &&
+		if g, err := p.q.ProvisioningTaskGet(ctx, db, "guest:"+r.email); err == nil &&
 			g.Step == stepDone && g.WorkosUserID != nil && *g.WorkosUserID == r.userID && g.WorkosOrgID != nil {
 			t.WorkosOrgID, t.WorkosMembershipID = g.WorkosOrgID, g.WorkosMembershipID
 			t.Step = stepDone
-			return p.finish(ctx, &t)
+			return p.finish(ctx, db, &t)
 		} else if err = queries.Check(err); err != nil && !errors.Is(err, queries.ErrNotFound) {
 			return "", fmt.Errorf("look up guest task: %w", err)
 		}
@@ -105,16 +114,16 @@ func (p *Provisioner) run(ctx context.Context, r request) (string, error) {
 		if err != nil {
 			if classify(err) != transientClass {
 				t.Outcome, t.LastError = ptr(outcomeFailed), ptr(err.Error())
-				if serr := p.save(ctx, &t); serr != nil {
+				if serr := p.save(ctx, db, &t); serr != nil {
 					return "", serr
 				}
 			}
 			return "", fmt.Errorf("task %s step %s: %w", t.TaskKey, step, err)
 		}
 		if t.Step == stepDone {
-			return p.finish(ctx, &t)
+			return p.finish(ctx, db, &t)
 		}
-		if err := p.save(ctx, &t); err != nil {
+		if err := p.save(ctx, db, &t); err != nil {
 			return "", err
 		}
 		if p.afterStep != nil {
@@ -123,18 +132,18 @@ func (p *Provisioner) run(ctx context.Context, r request) (string, error) {
 			}
 		}
 	}
-	return p.finish(ctx, &t)
+	return p.finish(ctx, db, &t)
 }
 
 // finish stores a task as done with its outcome.
-func (p *Provisioner) finish(ctx context.Context, t *queries.ProvisioningTask) (string, error) {
+func (p *Provisioner) finish(ctx context.Context, db queries.DBTX, t *queries.ProvisioningTask) (string, error) {
 	out := outcomeUnchanged
 	if t.UserCreated || t.OrgCreated || t.MembershipCreated || t.MagicAuthID != nil {
 		out = outcomeCreated
 	}
 	now := time.Now()
 	t.Step, t.Outcome, t.LastError, t.CompletedAt = stepDone, &out, nil, &now
-	if err := p.save(ctx, t); err != nil {
+	if err := p.save(ctx, db, t); err != nil {
 		return "", err
 	}
 	if p.afterStep != nil {
@@ -145,8 +154,8 @@ func (p *Provisioner) finish(ctx context.Context, t *queries.ProvisioningTask) (
 	return out, nil
 }
 
-func (p *Provisioner) save(ctx context.Context, t *queries.ProvisioningTask) error {
-	err := p.q.ProvisioningTaskSave(ctx, p.pool, queries.ProvisioningTaskSaveParams{
+func (p *Provisioner) save(ctx context.Context, db queries.DBTX, t *queries.ProvisioningTask) error {
+	err := p.q.ProvisioningTaskSave(ctx, db, queries.ProvisioningTaskSaveParams{
 		TaskKey:            t.TaskKey,
 		Step:               t.Step,
 		WorkosUserID:       t.WorkosUserID,

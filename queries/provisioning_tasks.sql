@@ -28,6 +28,9 @@ UPDATE provisioning_tasks SET
 WHERE task_key = @task_key;
 
 -- name: ProvisioningTaskLockTry :one
--- One worker per person at a time, across replicas: held by the worker's
--- transaction, so a crash releases it with the connection.
-SELECT pg_try_advisory_xact_lock(hashtextextended('syncd.provision:' || @lock_key::text, 0)) AS locked;
+-- One worker per person at a time, across replicas. A session lock on the
+-- connection the task runs on: a crash releases it with the connection.
+SELECT pg_try_advisory_lock(hashtextextended('syncd.provision:' || @lock_key::text, 0)) AS locked;
+
+-- name: ProvisioningTaskUnlock :one
+SELECT pg_advisory_unlock(hashtextextended('syncd.provision:' || @lock_key::text, 0)) AS unlocked;

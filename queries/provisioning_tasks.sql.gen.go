@@ -45,11 +45,11 @@ func (q *Queries) ProvisioningTaskGet(ctx context.Context, db DBTX, taskKey stri
 }
 
 const provisioningTaskLockTry = `-- name: ProvisioningTaskLockTry :one
-SELECT pg_try_advisory_xact_lock(hashtextextended('syncd.provision:' || $1::text, 0)) AS locked
+SELECT pg_try_advisory_lock(hashtextextended('syncd.provision:' || $1::text, 0)) AS locked
 `
 
-// One worker per person at a time, across replicas: held by the worker's
-// transaction, so a crash releases it with the connection.
+// One worker per person at a time, across replicas. A session lock on the
+// connection the task runs on: a crash releases it with the connection.
 func (q *Queries) ProvisioningTaskLockTry(ctx context.Context, db DBTX, lockKey string) (bool, error) {
 	row := db.QueryRow(ctx, provisioningTaskLockTry, lockKey)
 	var locked bool
@@ -172,4 +172,15 @@ func (q *Queries) ProvisioningTaskStart(ctx context.Context, db DBTX, arg Provis
 		&i.CompletedAt,
 	)
 	return i, err
+}
+
+const provisioningTaskUnlock = `-- name: ProvisioningTaskUnlock :one
+SELECT pg_advisory_unlock(hashtextextended('syncd.provision:' || $1::text, 0)) AS unlocked
+`
+
+func (q *Queries) ProvisioningTaskUnlock(ctx context.Context, db DBTX, lockKey string) (bool, error) {
+	row := db.QueryRow(ctx, provisioningTaskUnlock, lockKey)
+	var unlocked bool
+	err := row.Scan(&unlocked)
+	return unlocked, err
 }
