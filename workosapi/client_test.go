@@ -224,11 +224,11 @@ func TestConfigRefusesLimitsAboveWorkOS(t *testing.T) {
 
 func TestEndpoint(t *testing.T) {
 	for path, want := range map[string]string{
-		"/user_management/users/user_01E4ZCR3C56J083X43JQXF3JK5":    "GET /user_management/users/{id}",
-		"/user_management/users/external_id/abc-123":                "GET /user_management/users/external_id/{external_id}",
+		"/user_management/users/user_01E4ZCR3C56J083X43JQXF3JK5":     "GET /user_management/users/{id}",
+		"/user_management/users/external_id/abc-123":                 "GET /user_management/users/external_id/{external_id}",
 		"/organizations/external_id/personal:user_01E4ZCR3C56J083X4": "GET /organizations/external_id/{external_id}",
-		"/organizations/org_01EHWNCE74X7JSDV0X3SZ3KJNY":             "GET /organizations/{id}",
-		"/user_management/organization_memberships":                 "GET /user_management/organization_memberships",
+		"/organizations/org_01EHWNCE74X7JSDV0X3SZ3KJNY":              "GET /organizations/{id}",
+		"/user_management/organization_memberships":                  "GET /user_management/organization_memberships",
 	} {
 		if got := workosapi.Endpoint("GET", path); got != want {
 			t.Errorf("Endpoint(%s) = %s, want %s", path, got, want)
