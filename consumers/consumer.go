@@ -11,13 +11,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -563,44 +561,9 @@ func (c *Consumer) settleFailure(ctx context.Context, m jetstream.Msg, ev Event,
 }
 
 // deadLetter stores a copy of the message in DEADLETTER with the reason,
-// then terminates the original; stored reports whether the copy is in
-// DEADLETTER. The copy's message id makes a second dead letter of the same
-// stream sequence a duplicate.
+// then terminates the original (see DeadLetter).
 func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, ev Event, class Class, cause error, attempts int) (stored bool, err error) {
-	source, typ := ev.Source, ev.Envelope.Type
-	if source == "" || typ == "" {
-		source, typ = splitSubject(m.Subject())
-	}
-	dl := nats.NewMsg(stream.DeadLetterSubject(source, typ))
-	dl.Data = m.Data()
-	stream.CopyEventHeaders(dl.Header, m.Headers())
-	md, _ := m.Metadata()
-	seq, delivered := ev.Seq, uint64(attempts)
-	if md != nil {
-		seq, delivered = md.Sequence.Stream, md.NumDelivered
-	}
-	reason := truncate(cause.Error(), 1024)
-	dl.Header.Set(jetstream.MsgIDHeader, "dl:"+strconv.FormatUint(seq, 10))
-	dl.Header.Set(stream.HeaderSource, source)
-	dl.Header.Set(stream.HeaderEventType, typ)
-	if ev.Envelope.ID != "" {
-		dl.Header.Set(stream.HeaderEventID, ev.Envelope.ID)
-	}
-	dl.Header.Set(stream.HeaderDLSubject, m.Subject())
-	dl.Header.Set(stream.HeaderDLSequence, strconv.FormatUint(seq, 10))
-	dl.Header.Set(stream.HeaderDLDeliveries, strconv.FormatUint(delivered, 10))
-	dl.Header.Set(stream.HeaderDLClass, string(class))
-	dl.Header.Set(stream.HeaderDLError, reason)
-	dl.Header.Set(stream.HeaderDLFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
-	dl.Header.Set(stream.HeaderDLConsumer, c.cfg.Durable)
-	if _, err := c.js.PublishMsg(ctx, dl); err != nil {
-		return false, fmt.Errorf("publish dead letter: %w", err)
-	}
-	// The term reason is shown in advisories; keep it short.
-	if err := m.TermWithReason(truncate(string(class)+": "+reason, 256)); err != nil {
-		return true, fmt.Errorf("terminate original: %w", err)
-	}
-	return true, nil
+	return DeadLetter(ctx, c.js, c.cfg.Durable, m, ev, class, cause, attempts)
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.

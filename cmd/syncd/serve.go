@@ -49,9 +49,11 @@ type serveFlags struct {
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f serveFlags
 	var rec reconcile
+	var prov provisioning
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	f.register(fs)
 	rec.register(fs)
+	prov.register(fs)
 	fs.StringVar(&f.httpAddr, "http-addr", env("HTTP_ADDR", ":8080"), "listen address (env HTTP_ADDR)")
 	fs.StringVar(&f.role, "role", env("SYNCD_ROLE", "all"), "all, ingest or consume: which parts run in this process (env SYNCD_ROLE)")
 	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not apply migrations at start")
@@ -84,6 +86,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError("--replay-window %s: want at least 1h", f.replayWindow)
 	}
 	if err := rec.setup(consumeOn || f.databaseURL != ""); err != nil {
+		return err
+	}
+	if err := prov.setup(consumeOn); err != nil {
 		return err
 	}
 	// Refuse bad configuration before opening anything.
@@ -194,7 +199,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	if consumeOn {
@@ -212,6 +217,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}()
 	}
 	rec.start(runCtx, &wg, pool, conn.JS, log)
+	if err := prov.start(runCtx, &wg, errc, pool, conn.JS, log, reg); err != nil {
+		return err
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
