@@ -79,7 +79,7 @@ func (p *Pruner) Config() Config { return p.cfg }
 // one: nothing is lost by pruning later.
 func (p *Pruner) Run(ctx context.Context) error {
 	p.log.Info("retention scheduled", "ledger", p.cfg.Retention, "tombstones", p.cfg.TombstoneRetention(),
-		"every", p.cfg.Interval, "batch", p.cfg.BatchSize, "pause", p.cfg.Pause)
+		"every", p.cfg.Interval, "batch", p.cfg.BatchSize, "pause", p.cfg.Pause, "duty", p.cfg.Duty)
 	for {
 		res, err := p.Prune(ctx)
 		switch {
@@ -112,7 +112,7 @@ func (r Result) Total() int64 {
 // Prune makes one pass (one at a time: a Pruner is not for concurrent
 // use): each table in turn, batch after batch until a
 // batch comes back short. Every batch is its own statement (its own short
-// transaction), followed by Pause.
+// transaction), followed by a pause (see Config.Duty).
 func (p *Pruner) Prune(ctx context.Context) (Result, error) {
 	now := p.cfg.Now()
 	res := Result{}
@@ -173,6 +173,7 @@ func (p *Pruner) pruneLedger(ctx context.Context, res Result, source string, bef
 	}
 	defer func() { p.slices[source] = slice }()
 	for {
+		began := time.Now()
 		start, err := p.q.EventLedgerOldestBetween(ctx, p.pool, queries.EventLedgerOldestBetweenParams{Source: source, After: after, Before: before})
 		if err = queries.Check(err); errors.Is(err, queries.ErrNotFound) {
 			return nil
@@ -197,16 +198,22 @@ func (p *Pruner) pruneLedger(ctx context.Context, res Result, source string, bef
 				slice = min(slice*2, maxSlice)
 			}
 		}
-		if !sleep(ctx, p.cfg.Pause) {
+		if !sleep(ctx, p.pause(time.Since(began))) {
 			return ctx.Err()
 		}
 	}
+}
+
+// pause is the wait after a batch that took took.
+func (p *Pruner) pause(took time.Duration) time.Duration {
+	return max(p.cfg.Pause, time.Duration(float64(took)*(1/p.cfg.Duty-1)))
 }
 
 // batches runs prune until it deletes fewer than a batch, pausing after
 // each full one.
 func (p *Pruner) batches(ctx context.Context, res Result, table string, prune func(context.Context) (int64, error)) error {
 	for {
+		began := time.Now()
 		n, err := prune(ctx)
 		if err != nil {
 			return queries.Check(err)
@@ -215,7 +222,7 @@ func (p *Pruner) batches(ctx context.Context, res Result, table string, prune fu
 		if n < int64(p.cfg.BatchSize) {
 			return nil
 		}
-		if !sleep(ctx, p.cfg.Pause) {
+		if !sleep(ctx, p.pause(time.Since(began))) {
 			return ctx.Err()
 		}
 	}

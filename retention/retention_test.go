@@ -110,14 +110,14 @@ func TestNeverPrunesYoungerThanReplayWindow(t *testing.T) {
 		t.Fatalf("%d young rows, want 10", wantYoung)
 	}
 	for _, setting := range []time.Duration{time.Nanosecond, time.Hour, 3 * day, window - time.Second, window, window + time.Minute, 35 * day, 0, 365 * day} {
-		cfg := Config{Retention: setting, ReplayWindow: window, Now: fixedClock(now), Pause: time.Nanosecond}
+		cfg := Config{Retention: setting, ReplayWindow: window, Now: fixedClock(now), Pause: time.Nanosecond, Duty: 1}
 		p, err := New(cfg, pool)
 		if setting != 0 && setting < window {
 			if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "shorter than the replay window") || !strings.Contains(err.Error(), "re-apply") {
 				t.Errorf("retention %s: error %v, want a refusal saying it is shorter than the replay window and why", setting, err)
 			}
 			// The cutoff itself never passes the window, even past validation.
-			p = newPruner(t, Config{ReplayWindow: window, Now: fixedClock(now), Pause: time.Nanosecond}, pool)
+			p = newPruner(t, Config{ReplayWindow: window, Now: fixedClock(now), Pause: time.Nanosecond, Duty: 1}, pool)
 			p.cfg.Retention = setting
 		} else if err != nil {
 			t.Fatalf("retention %s: %v", setting, err)
@@ -151,7 +151,7 @@ func TestLedgerStopsGrowingUnderSteadyLoad(t *testing.T) {
 		steps     = 150 // 25 hours
 		retention = 2 * time.Hour
 	)
-	p := newPruner(t, Config{Retention: retention, ReplayWindow: time.Hour, BatchSize: 25, Pause: time.Nanosecond, Now: func() time.Time { return now }}, pool)
+	p := newPruner(t, Config{Retention: retention, ReplayWindow: time.Hour, BatchSize: 25, Pause: time.Nanosecond, Duty: 1, Now: func() time.Time { return now }}, pool)
 	var sizes []int
 	for i := range steps {
 		now = start.Add(time.Duration(i) * step)
@@ -187,7 +187,7 @@ func TestPrunesOldTombstonesAndFinishedCursorsOnly(t *testing.T) {
 	t.Parallel()
 	pool := syncdtest.DB(t)
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	p := newPruner(t, Config{Now: fixedClock(now), Pause: time.Nanosecond}, pool)
+	p := newPruner(t, Config{Now: fixedClock(now), Pause: time.Nanosecond, Duty: 1}, pool)
 	horizon := p.Config().TombstoneRetention()
 	old, young := now.Add(-horizon-day), now.Add(-horizon+day)
 	ancient := now.Add(-5 * 365 * day)
@@ -264,7 +264,7 @@ func TestRunPrunesInTheBackground(t *testing.T) {
 	}
 	ledgerRow(t, pool, "stripe", "evt_new", now)
 	reg := prometheus.NewRegistry()
-	p := newPruner(t, Config{BatchSize: 7, Pause: time.Millisecond, Interval: 20 * time.Millisecond, Registerer: reg}, pool)
+	p := newPruner(t, Config{BatchSize: 7, Pause: time.Millisecond, Duty: 1, Interval: 20 * time.Millisecond, Registerer: reg}, pool)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -297,6 +297,8 @@ func TestConfigValidation(t *testing.T) {
 		{Config{BatchSize: MaxBatchSize + 1}, "batch size"},
 		{Config{Pause: -time.Second}, "pause"},
 		{Config{Interval: -time.Second}, "interval"},
+		{Config{Duty: 1.5}, "duty"},
+		{Config{Duty: -0.1}, "duty"},
 		{Config{ReplayWindow: 48 * time.Hour, Retention: 47 * time.Hour}, "shorter than the replay window"},
 		{Config{ReplayWindow: -time.Hour}, "replay window"},
 	} {
@@ -307,5 +309,20 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if err := (Config{ReplayWindow: 48 * time.Hour, Retention: 48 * time.Hour}).Check(); err != nil {
 		t.Errorf("retention equal to the replay window: %v", err)
+	}
+}
+
+// After a batch the pruner waits long enough to keep its share of time
+// under Duty, and never less than Pause.
+func TestPauseKeepsTheDuty(t *testing.T) {
+	p := newPruner(t, Config{Pause: 100 * time.Millisecond, Duty: 0.02}, nil)
+	for took, want := range map[time.Duration]time.Duration{
+		time.Millisecond:       100 * time.Millisecond,
+		10 * time.Millisecond:  490 * time.Millisecond,
+		200 * time.Millisecond: 9800 * time.Millisecond,
+	} {
+		if got := p.pause(took); got != want {
+			t.Errorf("pause after a %s batch: %s, want %s", took, got, want)
+		}
 	}
 }
