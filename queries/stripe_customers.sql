@@ -121,3 +121,16 @@ FROM resolved r
 WHERE o.id = r.id
   AND (r.best_id IS NOT NULL OR r.current_wrong)
   AND (o.stripe_customer_id, o.stripe_customer_version) IS DISTINCT FROM (r.best_id, r.version);
+
+-- name: StripeCustomerPruneDeleted :execrows
+-- Deletes up to @max_rows tombstones deleted before @before that no user or
+-- organization points at (the links resolve from the mirror). Live rows
+-- are never touched: deleted_at, once set, stays.
+DELETE FROM stripe_customers
+WHERE ctid = ANY(ARRAY(
+    SELECT c.ctid FROM stripe_customers c
+    WHERE c.deleted_at < @before
+      AND NOT EXISTS (SELECT 1 FROM users u WHERE u.stripe_customer_id = c.stripe_customer_id)
+      AND NOT EXISTS (SELECT 1 FROM organizations o WHERE o.stripe_customer_id = c.stripe_customer_id)
+    ORDER BY c.deleted_at
+    LIMIT @max_rows));

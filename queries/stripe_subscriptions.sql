@@ -96,3 +96,15 @@ WHERE o.id = r.id
        o.subscription_cancel_at_period_end, o.subscription_version)
       IS DISTINCT FROM
       (r.best_id, r.status, r.tier, r.current_period_end, r.cancel_at_period_end, r.version);
+
+-- name: StripeSubscriptionPruneDeleted :execrows
+-- Deletes up to @max_rows tombstones deleted before @before that no
+-- organization points at: an organization's subscription fields are
+-- resolved from the mirror, a tombstone included.
+DELETE FROM stripe_subscriptions
+WHERE ctid = ANY(ARRAY(
+    SELECT s.ctid FROM stripe_subscriptions s
+    WHERE s.deleted_at < @before
+      AND NOT EXISTS (SELECT 1 FROM organizations o WHERE o.stripe_subscription_id = s.stripe_subscription_id)
+    ORDER BY s.deleted_at
+    LIMIT @max_rows));

@@ -50,10 +50,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var f serveFlags
 	var rec reconcile
 	var prov provisioning
+	var ret retentionFlags
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	f.register(fs)
 	rec.register(fs)
 	prov.register(fs)
+	ret.register(fs)
 	fs.StringVar(&f.httpAddr, "http-addr", env("HTTP_ADDR", ":8080"), "listen address (env HTTP_ADDR)")
 	fs.StringVar(&f.role, "role", env("SYNCD_ROLE", "all"), "all, ingest or consume: which parts run in this process (env SYNCD_ROLE)")
 	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not apply migrations at start")
@@ -89,6 +91,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if err := prov.setup(consumeOn); err != nil {
+		return err
+	}
+	if err := ret.setup(f.replayWindow); err != nil {
 		return err
 	}
 	// Refuse bad configuration before opening anything.
@@ -215,6 +220,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				errc <- fmt.Errorf("consumer: %w", err)
 			}
 		}()
+		// Retention runs where the consumers do: one role owns the ledger.
+		if err := ret.start(runCtx, &wg, pool, log, reg); err != nil {
+			return err
+		}
 	}
 	rec.start(runCtx, &wg, pool, conn.JS, log)
 	if err := prov.start(runCtx, &wg, errc, pool, conn.JS, log, reg); err != nil {
