@@ -10,10 +10,10 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/syncd/syncd/service"
 	"github.com/syncd/syncd/stream"
 )
 
@@ -62,32 +62,11 @@ func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	if c.databaseURL == "" {
 		return nil, usageError("DATABASE_URL is not set (or pass --database-url)")
 	}
-	cfg, err := pgxpool.ParseConfig(c.databaseURL)
-	if err != nil {
-		return nil, usageError("--database-url: %v", redactErr(err))
+	pool, err := service.OpenPool(ctx, c.databaseURL)
+	if errors.Is(err, service.ErrConfig) {
+		return nil, usageError("--database-url: %s", strings.TrimPrefix(err.Error(), service.ErrConfig.Error()+": database URL: "))
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open Postgres pool: %w", err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("reach Postgres at %s: %w", cfg.ConnConfig.Host, err)
-	}
-	return pool, nil
-}
-
-// redactErr keeps a connection string's password out of messages.
-func redactErr(err error) string {
-	msg := err.Error()
-	if i := strings.Index(msg, "://"); i >= 0 {
-		if j := strings.Index(msg[i:], "@"); j >= 0 {
-			return msg[:i+3] + "…" + msg[i+j:]
-		}
-	}
-	return msg
+	return pool, err
 }
 
 func (c *common) jetstream(ctx context.Context, log *slog.Logger, serve bool) (*stream.Conn, error) {

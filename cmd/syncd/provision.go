@@ -1,17 +1,10 @@
 package main
 
 import (
-	"context"
 	"flag"
-	"fmt"
-	"log/slog"
-	"sync"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncd/syncd/provision"
+	"github.com/syncd/syncd/service"
 	"github.com/syncd/syncd/workosapi"
 )
 
@@ -61,27 +54,10 @@ func (p *provisioning) setup(consumeOn bool) error {
 	return nil
 }
 
-// start runs the provisioner in the background until ctx is done.
-func (p *provisioning) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error, pool *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) error {
+// config is the service's provisioning, nil when off.
+func (p *provisioning) config() *service.Provisioning {
 	if !p.on {
 		return nil
 	}
-	p.api.Registerer = reg
-	api, err := workosapi.New(p.api)
-	if err != nil {
-		return usageError("%v", err)
-	}
-	p.cfg.Logger, p.cfg.Registerer = log, reg
-	prov, err := provision.New(p.cfg, pool, js, api)
-	if err != nil {
-		return usageError("%v", err)
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := prov.Run(ctx); err != nil {
-			errc <- fmt.Errorf("provisioning: %w", err)
-		}
-	}()
-	return nil
+	return &service.Provisioning{Config: p.cfg, API: p.api}
 }

@@ -4,26 +4,14 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"runtime/debug"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/ingest"
-	"github.com/syncd/syncd/migrations"
+	"github.com/syncd/syncd/service"
 	"github.com/syncd/syncd/stream"
 )
 
@@ -96,218 +84,68 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := ret.setup(f.replayWindow); err != nil {
 		return err
 	}
-	// Refuse bad configuration before opening anything.
-	icfg := ingest.Config{
-		WorkOSSecrets:        f.workosSecrets,
-		StripeSecrets:        f.stripeSecrets,
-		StripeConnectSecrets: f.connectSecrets,
-		WorkOSTolerance:      f.workosTolerance,
-		StripeTolerance:      f.stripeTolerance,
-		MaxBody:              f.maxBody,
-		PublishTimeout:       f.publishTimeout,
-	}
-	if ingestOn {
-		if err := icfg.Check(); err != nil {
-			return usageError("%v", err)
-		}
-	}
-	ccfg := consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts}
-	if consumeOn {
-		if err := ccfg.Check(); err != nil {
-			return usageError("%v", err)
-		}
+	if consumeOn && f.databaseURL == "" {
+		return usageError("DATABASE_URL is not set (or pass --database-url)")
 	}
 	log, err := f.logger(stderr)
 	if err != nil {
 		return err
 	}
+	cfg := service.Config{
+		Role:        service.Role(f.role),
+		DatabaseURL: f.databaseURL,
+		NoMigrate:   f.noMigrate,
+		NATS:        stream.ConnConfig{URL: f.natsURL, DataDir: f.dataDir},
+		Stream:      stream.Config{MaxAge: f.replayWindow, Replicas: f.replicas},
+		HTTPAddr:    f.httpAddr,
+		PprofAddr:   env("SYNCD_PPROF_ADDR", ""),
+		Ingest: ingest.Config{
+			WorkOSSecrets:        f.workosSecrets,
+			StripeSecrets:        f.stripeSecrets,
+			StripeConnectSecrets: f.connectSecrets,
+			WorkOSTolerance:      f.workosTolerance,
+			StripeTolerance:      f.stripeTolerance,
+			MaxBody:              f.maxBody,
+			PublishTimeout:       f.publishTimeout,
+		},
+		Consumers: consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts},
+		Provision: prov.config(),
+		Reconcile: rec.config(),
+		Logger:    log,
+	}
+	if consumeOn {
+		// Retention runs where the consumers do: one role owns the ledger.
+		cfg.Retention = &ret.cfg
+	}
+	// Refuse bad configuration before opening anything.
+	if err := cfg.Check(); err != nil {
+		return usageError("%v", err)
+	}
 
 	tuneGC()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	var hooks []func(context.Context) error // readiness checks
-	var pool *pgxpool.Pool
-	if consumeOn || f.databaseURL != "" {
-		if pool, err = f.pool(ctx); err != nil {
-			return err
-		}
-		defer pool.Close()
-		hooks = append(hooks, func(ctx context.Context) error { return pool.Ping(ctx) })
-		if !f.noMigrate {
-			applied, err := migrations.Up(ctx, pool)
-			if err != nil {
-				return err
-			}
-			for _, m := range applied {
-				log.Info("migration applied", "version", m.Version, "name", m.Name)
-			}
-		}
-	}
-
-	conn, err := f.jetstream(ctx, log, true)
+	svc, err := service.New(ctx, cfg)
 	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = stream.Ensure(ectx, conn.JS, stream.Config{MaxAge: f.replayWindow, Replicas: f.replicas}, stream.ConsumerConfig{})
-	cancel()
-	if err != nil {
-		return err
-	}
-	hooks = append(hooks, conn.Ready)
-
-	var draining atomic.Bool
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		w.Header().Set("Content-Type", "application/json")
-		if draining.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"status":"stopping"}` + "\n"))
-			return
-		}
-		for _, check := range hooks {
-			if err := check(rctx); err != nil {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = fmt.Fprintf(w, `{"status":"not ready","reason":%q}`+"\n", err.Error())
-				return
-			}
-		}
-		_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	if ingestOn {
-		icfg.Logger, icfg.Registerer = log, reg
-		h, err := ingest.New(icfg, conn.JS)
-		if err != nil {
+		if errors.Is(err, service.ErrConfig) {
 			return usageError("%v", err)
 		}
-		h.Register(mux)
-	}
-
-	if addr := env("SYNCD_PPROF_ADDR", ""); addr != "" {
-		// Profiling stays off the public listener.
-		go servePprof(addr, log)
-	}
-
-	ln, err := net.Listen("tcp", f.httpAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", f.httpAddr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-
-	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	if consumeOn {
-		ccfg.Logger, ccfg.Registerer = log, reg
-		c, err := consumers.New(ccfg, pool, conn.JS)
-		if err != nil {
-			return usageError("%v", err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := c.Run(runCtx); err != nil {
-				errc <- fmt.Errorf("consumer: %w", err)
-			}
-		}()
-		// Retention runs where the consumers do: one role owns the ledger.
-		if err := ret.start(runCtx, &wg, pool, log, reg); err != nil {
-			return err
-		}
-	}
-	rec.start(runCtx, &wg, pool, conn.JS, log)
-	if err := prov.start(runCtx, &wg, errc, pool, conn.JS, log, reg); err != nil {
 		return err
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		monitor(runCtx, conn, reg, log)
-	}()
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http: %w", err)
-		}
-	}()
-	log.Info("syncd serving", "addr", ln.Addr().String(), "role", f.role, "embedded_nats", conn.Embedded())
-
+	if err := svc.Start(ctx); err != nil {
+		_ = svc.Stop(context.WithoutCancel(ctx))
+		return err
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
+	case runErr = <-svc.Failed():
 	}
-	// Soft stop: fail readiness, finish the webhooks in flight (they wait
-	// for their PubAck), stop fetching and settle the batch in flight; hard
-	// stop after the timeout.
-	log.Info("syncd stopping")
-	draining.Store(true)
+	// Soft stop first, hard stop after the timeout.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdownTimeout)
 	defer cancel()
-	stopRun()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("http shutdown", "err", err)
+	if err := svc.Stop(sctx); err != nil && runErr == nil {
+		log.Warn("stop", "err", err)
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-sctx.Done():
-		log.Warn("hard stop: consumer did not finish in time")
-	}
-	log.Info("syncd stopped")
 	return runErr
-}
-
-// monitor publishes stream gauges: consumer lag and dead-letter depth.
-func monitor(ctx context.Context, conn *stream.Conn, reg prometheus.Registerer, log *slog.Logger) {
-	pending := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_consumer_pending", Help: "Events stored but not yet delivered to the apply consumer."})
-	ackPending := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_consumer_ack_pending", Help: "Events delivered and not yet settled."})
-	dlDepth := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_dead_letter_depth", Help: "Messages in DEADLETTER."})
-	reg.MustRegister(pending, ackPending, dlDepth)
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	for {
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if c, err := conn.JS.Consumer(qctx, stream.Webhooks, stream.Consumer); err == nil {
-			if info, err := c.Info(qctx); err == nil {
-				pending.Set(float64(info.NumPending))
-				ackPending.Set(float64(info.NumAckPending))
-			}
-		} else if ctx.Err() == nil {
-			log.Debug("monitor: consumer info", "err", err)
-		}
-		if s, err := conn.JS.Stream(qctx, stream.DeadLetter); err == nil {
-			dlDepth.Set(float64(s.CachedInfo().State.Msgs))
-		}
-		cancel()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// servePprof exposes net/http/pprof on its own address (SYNCD_PPROF_ADDR),
-// for profiling under load; off unless set.
-func servePprof(addr string, log *slog.Logger) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	if err := http.ListenAndServe(addr, mux); err != nil {
-		log.Warn("pprof listener", "addr", addr, "err", err)
-	}
 }
 
 // tuneGC trades a little memory for throughput unless the operator set
