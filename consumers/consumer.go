@@ -183,10 +183,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
-// fatal reports a JetStream failure that waiting does not cure.
+// fatal reports a JetStream failure that waiting does not cure: the
+// durable (or its stream) is not there to open. A durable deleted under a
+// running iterator is opened again first, in case it was made again (as
+// another replica's start does); found missing then, it is fatal.
 func (c *Consumer) fatal(err error) bool {
 	return errors.Is(err, jetstream.ErrConsumerNotFound) ||
-		errors.Is(err, jetstream.ErrConsumerDeleted) ||
 		errors.Is(err, jetstream.ErrStreamNotFound) ||
 		errors.Is(err, nats.ErrConnectionClosed) ||
 		c.js.Conn().IsClosed()
@@ -213,6 +215,7 @@ func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transi
 	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.StopTimeout, cancelWork) })
 	defer stopTimer()
 
+	leases := c.startLeases(ackWait)
 	msgs := make(chan jetstream.Msg, c.cfg.BatchSize)
 	var lastErr error // written by the pump before it closes msgs
 	go func() {
@@ -230,6 +233,7 @@ func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transi
 				c.log.Warn("pull from JetStream", "err", err)
 				continue
 			}
+			leases.add(m)
 			msgs <- m
 		}
 	}()
@@ -242,6 +246,7 @@ func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transi
 		for m := range msgs {
 			held = append(held, m)
 		}
+		leases.close()
 		c.handBack(work, held, last)
 	}()
 	for {
@@ -271,9 +276,8 @@ func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transi
 					break fill
 				}
 			}
-			stopBeat := c.heartbeat(batch, ackWait)
 			settled, transient := c.process(work, batch)
-			stopBeat()
+			leases.release(batch)
 			if settled != nil {
 				last = settled
 			}

@@ -11,32 +11,67 @@ import (
 // A message the consumer holds is leased: JetStream gives it to another
 // consumer (or to this one again) once AckWait passes without word. AckWait
 // is short (stream.DefaultAckWait), so that after a crash the held events
-// come back within seconds; a batch that takes longer keeps its lease with
-// heartbeats, and a clean stop hands the rest back at once.
+// come back within seconds; while the process lives its messages keep
+// their lease with heartbeats, and a clean stop hands them back at once.
 
-// heartbeat tells JetStream every third of AckWait that the batch is still
-// being worked on, until the returned stop is called.
-func (c *Consumer) heartbeat(batch []jetstream.Msg, ackWait time.Duration) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
+// leases are the messages a consumer holds: pulled and not yet settled,
+// in a batch being applied or buffered behind it. Every third of AckWait
+// each gets a progress heartbeat, so a batch that takes longer than
+// AckWait keeps its messages, and those waiting behind it theirs.
+type leases struct {
+	mu   sync.Mutex
+	held map[jetstream.Msg]struct{}
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+func (c *Consumer) startLeases(ackWait time.Duration) *leases {
+	l := &leases{held: map[jetstream.Msg]struct{}{}, stop: make(chan struct{})}
+	l.done.Add(1)
 	go func() {
-		defer wg.Done()
+		defer l.done.Done()
 		tick := time.NewTicker(max(ackWait/3, 10*time.Millisecond))
 		defer tick.Stop()
 		for {
 			select {
-			case <-done:
+			case <-l.stop:
 				return
 			case <-tick.C:
-				for _, m := range batch {
-					// Settled messages answer ErrMsgAlreadyAckd: nothing sent.
+				l.mu.Lock()
+				held := make([]jetstream.Msg, 0, len(l.held))
+				for m := range l.held {
+					held = append(held, m)
+				}
+				l.mu.Unlock()
+				for _, m := range held {
+					// A message settled meanwhile answers
+					// ErrMsgAlreadyAckd: nothing is sent.
 					_ = m.InProgress()
 				}
 			}
 		}
 	}()
-	return func() { close(done); wg.Wait() }
+	return l
+}
+
+func (l *leases) add(m jetstream.Msg) {
+	l.mu.Lock()
+	l.held[m] = struct{}{}
+	l.mu.Unlock()
+}
+
+func (l *leases) release(ms []jetstream.Msg) {
+	l.mu.Lock()
+	for _, m := range ms {
+		delete(l.held, m)
+	}
+	l.mu.Unlock()
+}
+
+// close stops the heartbeats.
+func (l *leases) close() {
+	close(l.stop)
+	l.done.Wait()
 }
 
 // handBackTimeout bounds a hand-back outside a stop (a pause), where ctx
