@@ -138,10 +138,10 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (*Consumer, err
 // fetches again, so nothing sits in a client buffer while Postgres is away.
 //
 // Losing JetStream (a NATS restart, a closed message iterator, a consumer
-// leader moving) is waited out: the consumer is opened again with backoff.
-// Run returns an error only when it cannot go on: the durable consumer was
-// deleted (a restarted `syncd serve` creates it again) or the NATS
-// connection was closed for good.
+// leader moving, the durable deleted and made again) is waited out: the
+// consumer is opened again with backoff. Run returns an error only when it
+// cannot go on: the durable is not there to open (a restarted `syncd
+// serve` creates it again) or the NATS connection was closed for good.
 func (c *Consumer) Run(ctx context.Context) error {
 	wait := c.cfg.RetryMin
 	for {

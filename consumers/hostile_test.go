@@ -75,6 +75,9 @@ func TestHostileEventsInTheStreamAreSetAsideAndTheRestApplies(t *testing.T) {
 		{name: "NUL in type", typ: `user.created\u0000`},
 		{name: "invalid UTF-8 in type", typ: "user.\xffcreated", subject: "webhooks.workos.user._created"},
 		{name: "10 KB type", typ: "user." + long, subject: "webhooks.workos.user.long", mayApply: true},
+		// Dead-lettered under a subject of the original's tokens: one
+		// built from the type would exceed the server's control line.
+		{name: "10 KB type, event time in 2999", typ: "user." + long, subject: "webhooks.workos.user.long", createdAt: `"2999-01-01T00:00:00.000Z"`},
 		{name: "event time in the year 55000", createdAt: "1700000000000000"},
 		{name: "updated_at in 2999", data: map[string]any{"updated_at": "2999-01-01T00:00:00.000Z"}},
 		{name: "updated_at before 2000", data: map[string]any{"updated_at": "1970-01-02T00:00:00.000Z"}},
