@@ -70,7 +70,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.replicas, "stream-replicas", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL (env SYNCD_STREAM_REPLICAS)")
 	fs.IntVar(&f.batchSize, "batch-size", 256, "events applied per transaction, at most (env SYNCD_BATCH_SIZE)")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "permanent failures before an event is dead-lettered (env SYNCD_MAX_ATTEMPTS)")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "hard stop after this long")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "hard stop after this long; the consumer gets four fifths of it to finish its batch and hand back the rest")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -111,7 +111,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageError("%v", err)
 		}
 	}
-	ccfg := consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts}
+	if f.shutdownTimeout <= 0 {
+		return usageError("--shutdown-timeout %s: want a positive duration", f.shutdownTimeout)
+	}
+	// The consumer's stop (finish the batch in flight, hand back the rest
+	// and wait for the server to have it) must end inside the shutdown
+	// timeout, before the embedded server stops with the process; the
+	// rest of the timeout is for draining the NATS connection.
+	ccfg := consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5}
 	if consumeOn {
 		if err := ccfg.Check(); err != nil {
 			return usageError("%v", err)
@@ -264,6 +271,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case <-sctx.Done():
 		log.Warn("hard stop: consumer did not finish in time")
 	}
+	// Deferred from here: the NATS connection drains (acks and hand-backs
+	// already confirmed by the server reach it anyway) and then the
+	// embedded server, if any, stops.
 	log.Info("syncd stopped")
 	return runErr
 }
