@@ -109,6 +109,8 @@ func runImportClerk(ctx context.Context, args []string, stdout, stderr io.Writer
 		return usageError("name the export: syncd import clerk FILE")
 	case f.dryRun && f.mapOnly:
 		return usageError("--dry-run and --map-only: choose one")
+	case f.concurrency < 1 || f.concurrency > legacy.ConcurrencyMax:
+		return usageError("--concurrency %d: want 1..%d", f.concurrency, legacy.ConcurrencyMax)
 	}
 	format, err := legacy.ParseFormat(f.format)
 	if err != nil {
