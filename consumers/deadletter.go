@@ -23,7 +23,7 @@ func DeadLetter(ctx context.Context, js jetstream.JetStream, durable string, m j
 	if source == "" || typ == "" {
 		source, typ = splitSubject(m.Subject())
 	}
-	dl := nats.NewMsg(stream.DeadLetterSubject(source, typ))
+	dl := nats.NewMsg(deadLetterSubject(m.Subject(), source, typ))
 	dl.Data = m.Data()
 	stream.CopyEventHeaders(dl.Header, m.Headers())
 	md, _ := m.Metadata()

@@ -37,7 +37,6 @@ func pipelinable(source, typ string) bool {
 	return false
 }
 
-
 type stmtKind uint8
 
 const (

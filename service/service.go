@@ -169,7 +169,7 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("%w: database URL: %s", ErrConfig, redact(err))
+		return nil, fmt.Errorf("%w: database URL: %s", ErrConfig, Redact(err))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -184,8 +184,8 @@ func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// redact keeps a connection string's password out of messages.
-func redact(err error) string {
+// Redact keeps a connection string's password out of messages.
+func Redact(err error) string {
 	msg := err.Error()
 	if i := strings.Index(msg, "://"); i >= 0 {
 		if j := strings.Index(msg[i:], "@"); j >= 0 {
@@ -225,7 +225,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 
 	if s.cfg.Role.Consumes() && !s.cfg.HoldConsumer {
-		if err := s.StartConsumer(s.cfg.Consumers); err != nil {
+		if err := s.StartConsumer(s.cfg.Consumers, nil); err != nil {
 			return err
 		}
 	}
@@ -288,10 +288,12 @@ func (s *Service) fail(err error) {
 func (s *Service) Failed() <-chan error { return s.failed }
 
 // StartConsumer runs the apply consumer with cfg (Start does so with the
-// configured one unless HoldConsumer is set). Logger and Registerer
-// default to the service's; a consumer started again after StopConsumer
-// gets a registry of its own, as its metrics are already registered.
-func (s *Service) StartConsumer(cfg consumers.Config) error {
+// configured one unless HoldConsumer is set); setup, if not nil, is called
+// with the consumer before it runs (tests add handlers with it). Logger
+// and Registerer default to the service's; a consumer started again after
+// StopConsumer gets a registry of its own, as its metrics are already
+// registered.
+func (s *Service) StartConsumer(cfg consumers.Config, setup func(*consumers.Consumer)) error {
 	if !s.started {
 		return errors.New("service not started")
 	}
@@ -313,6 +315,9 @@ func (s *Service) StartConsumer(cfg consumers.Config) error {
 	c, err := consumers.New(cfg, s.pool, s.conn.JS)
 	if err != nil {
 		return err
+	}
+	if setup != nil {
+		setup(c)
 	}
 	ctx, cancel := context.WithCancel(s.consumeCtx)
 	rc := &runningConsumer{c: c, cancel: cancel, done: make(chan error, 1)}

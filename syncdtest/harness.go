@@ -57,6 +57,9 @@ type Harness struct {
 	URL string
 	// ConsumerConfig is used by StartConsumer.
 	ConsumerConfig consumers.Config
+	// Setup, if set, is called with each consumer StartConsumer builds,
+	// before it runs (tests inject handlers with it).
+	Setup func(*consumers.Consumer)
 
 	client *http.Client
 }
@@ -123,7 +126,7 @@ func NewHarnessWith(t testing.TB, cfg service.Config) *Harness {
 // ConsumerConfig.
 func (h *Harness) StartConsumer() {
 	h.T.Helper()
-	if err := h.Service.StartConsumer(h.ConsumerConfig); err != nil {
+	if err := h.Service.StartConsumer(h.ConsumerConfig, h.Setup); err != nil {
 		h.T.Fatalf("consumer: %v", err)
 	}
 }

@@ -139,3 +139,6 @@ func parseArgsOnly(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// redactErr keeps a connection string's password out of messages.
+func redactErr(err error) string { return service.Redact(err) }

@@ -58,7 +58,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.replicas, "stream-replicas", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL (env SYNCD_STREAM_REPLICAS)")
 	fs.IntVar(&f.batchSize, "batch-size", 256, "events applied per transaction, at most (env SYNCD_BATCH_SIZE)")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "permanent failures before an event is dead-lettered (env SYNCD_MAX_ATTEMPTS)")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "hard stop after this long")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "hard stop after this long; the consumer gets four fifths of it to finish its batch and hand back the rest")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -87,6 +87,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if consumeOn && f.databaseURL == "" {
 		return usageError("DATABASE_URL is not set (or pass --database-url)")
 	}
+	if f.shutdownTimeout <= 0 {
+		return usageError("--shutdown-timeout %s: want a positive duration", f.shutdownTimeout)
+	}
 	log, err := f.logger(stderr)
 	if err != nil {
 		return err
@@ -108,7 +111,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			MaxBody:              f.maxBody,
 			PublishTimeout:       f.publishTimeout,
 		},
-		Consumers: consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts},
+		// The consumer's stop (finish the batch in flight, hand back the
+		// rest and wait for the server to have it) must end inside the
+		// shutdown timeout, before the embedded server stops; the rest of
+		// the timeout is for draining the NATS connection.
+		Consumers: consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5},
 		Provision: prov.config(),
 		Reconcile: rec.config(),
 		Logger:    log,
