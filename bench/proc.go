@@ -68,8 +68,9 @@ func startProcess(bin string, args, env []string, probe string) (*process, error
 }
 
 // startSyncd runs `syncd serve` with the given role, its own data dir and,
-// when dbURL is set, database.
-func startSyncd(bin, tmp, role, dbURL, _ string) (*process, error) {
+// when dbURL is set, database; extra variables come last and win. Tracing
+// is off unless extra turns it on.
+func startSyncd(bin, tmp, role, dbURL, _ string, extra ...string) (*process, error) {
 	addr, pprofAddr := freeAddr(), freeAddr()
 	dataDir, err := os.MkdirTemp(tmp, "data-")
 	if err != nil {
@@ -79,7 +80,9 @@ func startSyncd(bin, tmp, role, dbURL, _ string) (*process, error) {
 		"HTTP_ADDR=" + addr, "SYNCD_DATA_DIR=" + dataDir, "NATS_URL=", "LOG_LEVEL=warn",
 		"WORKOS_WEBHOOK_SECRET=" + benchWorkOSSecret, "STRIPE_WEBHOOK_SECRET=" + benchStripeSecret,
 		"STRIPE_CONNECT_WEBHOOK_SECRET=", "DATABASE_URL=" + dbURL, "SYNCD_PPROF_ADDR=" + pprofAddr,
+		"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=",
 	}
+	env = append(env, extra...)
 	p, err := startProcess(bin, []string{"serve", "--role", role}, env, "http://"+addr+"/readyz")
 	if err != nil {
 		return nil, err

@@ -19,10 +19,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/queries"
 	"github.com/syncd/syncd/stream"
+	"github.com/syncd/syncd/telemetry"
 )
 
 // Config configures the apply loop.
@@ -43,6 +45,9 @@ type Config struct {
 	StopTimeout time.Duration
 	Logger      *slog.Logger
 	Registerer  prometheus.Registerer
+	// TracerProvider traces each batch and event; default the global one
+	// (no-op unless OTLP export is configured).
+	TracerProvider trace.TracerProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -105,6 +110,7 @@ type Consumer struct {
 	log      *slog.Logger
 	metrics  *metrics
 	failures failureCounts
+	tracer   trace.Tracer
 }
 
 // New builds a consumer over pool and js.
@@ -126,6 +132,7 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (*Consumer, err
 		log:      cfg.Logger,
 		metrics:  m,
 		failures: failureCounts{},
+		tracer:   telemetry.Tracer(cfg.TracerProvider),
 	}, nil
 }
 
@@ -301,6 +308,8 @@ func (c *Consumer) Process(ctx context.Context, msgs []jetstream.Msg) error {
 // terminated, if any: settled for good, a no-op to touch again.
 func (c *Consumer) process(ctx context.Context, msgs []jetstream.Msg) (settled jetstream.Msg, transient error) {
 	start := time.Now()
+	ctx, tr := c.traceBatch(ctx, msgs)
+	defer func() { tr.end(transient) }()
 	evs := make([]Event, 0, len(msgs))
 	kept := make([]jetstream.Msg, 0, len(msgs))
 	for _, m := range msgs {
@@ -315,10 +324,11 @@ func (c *Consumer) process(ctx context.Context, msgs []jetstream.Msg) (settled j
 		kept = append(kept, m)
 	}
 	res, err := c.applyBlamed(ctx, evs)
+	tr.results(kept, res)
 	if err != nil {
 		// A transient failure: nothing was committed and no event is to
 		// blame, so it does not count toward dead-lettering.
-		c.log.Warn("batch failed, will retry", "events", len(evs), "class", Classify(err), "err", err)
+		c.log.WarnContext(ctx, "batch failed, will retry", "events", len(evs), "class", Classify(err), "err", err)
 		for i, m := range kept {
 			_ = m.NakWithDelay(c.backoff(deliveries(m)))
 			c.metrics.retries.WithLabelValues(c.sourceLabel(evs[i].Source), string(Transient)).Inc()

@@ -17,9 +17,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/stream"
+	"github.com/syncd/syncd/telemetry"
 )
 
 // Config configures the webhook endpoints.
@@ -37,6 +39,9 @@ type Config struct {
 	RetryAfter time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// TracerProvider traces each request; default the global one (no-op
+	// unless OTLP export is configured).
+	TracerProvider trace.TracerProvider
 	// Now is the clock; tests set it.
 	Now func() time.Time
 }
@@ -111,6 +116,7 @@ type Handler struct {
 	js      Publisher
 	log     *slog.Logger
 	metrics *metrics
+	tracer  trace.Tracer
 }
 
 // New builds the webhook handler.
@@ -123,7 +129,7 @@ func New(cfg Config, js Publisher) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{cfg: cfg, js: js, log: cfg.Logger, metrics: m}, nil
+	return &Handler{cfg: cfg, js: js, log: cfg.Logger, metrics: m, tracer: telemetry.Tracer(cfg.TracerProvider)}, nil
 }
 
 // Register adds the webhook routes to mux. A provider without secrets
@@ -157,7 +163,9 @@ func notConfigured(path string) http.Handler {
 func (h *Handler) webhook(p provider) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		r, span := h.startSpan(r, p)
 		status := h.serve(w, r, p)
+		endSpan(span, status)
 		h.metrics.requests.WithLabelValues(p.source(), p.endpoint(), strconv.Itoa(status)).Inc()
 		h.metrics.latency.WithLabelValues(p.source()).Observe(time.Since(start).Seconds())
 	})
@@ -180,7 +188,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 		return writeError(w, http.StatusBadRequest, "body_unreadable", "could not read the request body")
 	}
 	now := h.cfg.Now()
-	if err := p.verify(r.Header, body, now); err != nil {
+	_, verifySpan := h.tracer.Start(r.Context(), "verify")
+	err = p.verify(r.Header, body, now)
+	verifySpan.End()
+	if err != nil {
 		h.log.Debug("webhook rejected", "source", p.source(), "reason", err)
 		switch {
 		case errors.Is(err, ErrMissingSignature):
@@ -199,6 +210,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 	}
 
 	msg := stream.EventMsg(p.source(), env, body, now, p.endpoint())
+	eventAttrs(r.Context(), env)
 	ack, err := h.publish(r.Context(), msg)
 	if err != nil {
 		h.log.Warn("webhook not stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "err", err)
@@ -219,7 +231,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 // publish waits for the PubAck within PublishTimeout. A request whose
 // client went away still waits: the provider will retry, and the stored
 // copy is then a duplicate.
-func (h *Handler) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+func (h *Handler) publish(ctx context.Context, msg *nats.Msg) (_ *jetstream.PubAck, err error) {
+	ctx, span := h.tracer.Start(ctx, "publish", trace.WithSpanKind(trace.SpanKindProducer))
+	defer func() { endPublish(span, err) }()
+	stream.InjectTrace(ctx, msg.Header)
 	fut, err := h.js.PublishMsgAsync(msg)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", msg.Subject, err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/syncd/syncd/backfill"
 	"github.com/syncd/syncd/consumers"
@@ -88,6 +89,9 @@ type Config struct {
 	Reconcile Reconcile
 
 	Logger *slog.Logger
+	// TracerProvider traces requests and batches; default the global one
+	// (see telemetry.Setup).
+	TracerProvider trace.TracerProvider
 	// Registry receives every component's metrics and is served on
 	// /metrics; default a new one with the Go and process collectors.
 	Registry *prometheus.Registry

@@ -131,6 +131,9 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 	if cfg.Role.Ingests() {
 		icfg := cfg.Ingest
 		icfg.Logger, icfg.Registerer = orLogger(icfg.Logger, s.log), orRegisterer(icfg.Registerer, s.reg)
+		if icfg.TracerProvider == nil {
+			icfg.TracerProvider = cfg.TracerProvider
+		}
 		if s.ingest, err = ingest.New(icfg, s.conn.JS); err != nil {
 			return nil, err
 		}
@@ -309,6 +312,9 @@ func (s *Service) StartConsumer(cfg consumers.Config, setup func(*consumers.Cons
 		return errors.New("service stopping")
 	}
 	cfg.Logger = orLogger(cfg.Logger, s.log)
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = s.cfg.TracerProvider
+	}
 	if cfg.Registerer == nil && !s.consumerMetric {
 		cfg.Registerer, s.consumerMetric = s.reg, true
 	}

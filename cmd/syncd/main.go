@@ -12,6 +12,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/syncd/syncd/telemetry"
 )
 
 // errUsage marks bad input to a command: exit code 2.
@@ -59,7 +62,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			err := c.run(ctx, args[1:], stdout, stderr)
+			// Traces are exported when the OTEL_EXPORTER_OTLP_* variables
+			// say where; otherwise the tracer provider stays the no-op one.
+			shutdown, err := telemetry.Setup(ctx, buildVersion())
+			if err != nil {
+				fmt.Fprintf(stderr, "syncd %s: %v\n", c.name, err)
+				return 2
+			}
+			defer func() {
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				_ = shutdown(sctx) // flush what is buffered; an unreachable collector loses it
+			}()
+			err = c.run(ctx, args[1:], stdout, stderr)
 			switch {
 			case err == nil:
 				return 0
