@@ -92,7 +92,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("ingest: MaxBody %d is below 1 KiB", c.MaxBody)
 	}
 	if need := 2 * classSize(classIndex(c.MaxBody)); c.MemoryBudget < need {
-		return fmt.Errorf("ingest: MemoryBudget %d bytes cannot hold two bodies of MaxBody %d (buffers grow by doubling): want at least %d", c.MemoryBudget, c.MaxBody, need)
+		return fmt.Errorf("ingest: MemoryBudget (--ingest-memory, SYNCD_INGEST_MEMORY) %d bytes cannot hold two bodies of MaxBody %d (buffers grow by doubling): want at least %d", c.MemoryBudget, c.MaxBody, need)
 	}
 	if c.MemoryWait < 0 {
 		return fmt.Errorf("ingest: MemoryWait %s must not be negative", c.MemoryWait)

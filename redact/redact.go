@@ -50,8 +50,16 @@ func URL(s string) string {
 // the message may be about.
 func Text(msg string, secrets ...string) string {
 	for _, s := range secrets {
-		if p := password(s); len(p) >= 4 {
+		p := password(s)
+		if len(p) >= 4 {
 			msg = strings.ReplaceAll(msg, p, Mask)
+		}
+		// A parser that cuts at the wrong character shows pieces of it
+		// (as part of a host name, say).
+		for _, piece := range strings.FieldsFunc(p, func(r rune) bool { return strings.ContainsRune("@/#?:", r) }) {
+			if len(piece) >= 3 {
+				msg = strings.ReplaceAll(msg, piece, Mask)
+			}
 		}
 	}
 	var b strings.Builder

@@ -2,6 +2,7 @@ package redact_test
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -72,4 +73,14 @@ func leaks(s, pw string) bool {
 		}
 	}
 	return false
+}
+
+func TestLogHandlerRedactsEveryLine(t *testing.T) {
+	var b strings.Builder
+	dsn := "postgres://u:S3@CRET@host/x"
+	log := slog.New(redact.Handler(slog.NewTextHandler(&b, nil), dsn)).With("url", dsn)
+	log.Info("open "+dsn, "err", errors.New("cannot parse `postgres://u:xxxxx@CRET@host/x`"), slog.Group("g", "dsn", dsn))
+	if out := b.String(); leaks(out, "S3@CRET") || !strings.Contains(out, "host/x") {
+		t.Fatalf("log line leaks the password: %s", out)
+	}
 }

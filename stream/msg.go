@@ -87,11 +87,34 @@ const (
 	HeaderRoom = 16 << 10
 )
 
-// HeaderValue makes s safe as one header value of at most max bytes: CR,
-// LF and every other control character, and bytes that are not UTF-8, are
-// written as escapes (\n, \x00), so a value can neither end its header
-// line early nor grow without bound.
+// HeaderValue makes s safe as one header value of at most max bytes (see
+// Escape), so a value can neither end its header line early nor grow
+// without bound.
 func HeaderValue(s string, max int) string {
+	s = Escape(s)
+	if len(s) <= max {
+		return s
+	}
+	// Cut on a rune boundary, and not inside an escape, leaving room for
+	// the ellipsis.
+	n := max - len("…")
+	if n <= 0 {
+		return ""
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	if k := strings.LastIndexByte(s[:n], '\\'); k >= 0 && n-k < 6 {
+		n = k
+	}
+	return s[:n] + "…"
+}
+
+// Escape makes event data printable on one line, as a header value or on
+// an operator's terminal: CR, LF, tab, every other control character (C0,
+// DEL, C1 — ESC and CSI included) and bytes that are not UTF-8 are written
+// as escapes (\n, \x1b, \u009b, \xff). Clean text is returned as is.
+func Escape(s string) string {
 	clean := true
 	for _, r := range s {
 		if r == utf8.RuneError || unicode.IsControl(r) {
@@ -99,32 +122,27 @@ func HeaderValue(s string, max int) string {
 			break
 		}
 	}
-	if clean && len(s) <= max {
+	if clean {
 		return s
 	}
 	var b strings.Builder
+	b.Grow(len(s) + 8)
 	for i := 0; i < len(s); {
 		r, n := utf8.DecodeRuneInString(s[i:])
-		var piece string
 		switch {
 		case r == utf8.RuneError && n <= 1:
-			piece = fmt.Sprintf(`\x%02x`, s[i])
+			fmt.Fprintf(&b, `\x%02x`, s[i])
 		case r == '\n':
-			piece = `\n`
+			b.WriteString(`\n`)
 		case r == '\r':
-			piece = `\r`
+			b.WriteString(`\r`)
 		case r == '\t':
-			piece = `\t`
+			b.WriteString(`\t`)
 		case unicode.IsControl(r):
-			piece = strings.Trim(strconv.QuoteRune(r), "'")
+			b.WriteString(strings.Trim(strconv.QuoteRune(r), "'"))
 		default:
-			piece = s[i : i+n]
+			b.WriteString(s[i : i+n])
 		}
-		if b.Len()+len(piece) > max-len("…") {
-			b.WriteString("…")
-			break
-		}
-		b.WriteString(piece)
 		i += n
 	}
 	return b.String()
