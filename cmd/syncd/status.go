@@ -10,36 +10,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/syncd/syncd/queries"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/syncd/syncd/status"
 	"github.com/syncd/syncd/stream"
 )
-
-type statusReport struct {
-	Stream struct {
-		Messages uint64    `json:"messages"`
-		Bytes    uint64    `json:"bytes"`
-		FirstSeq uint64    `json:"first_seq"`
-		LastSeq  uint64    `json:"last_seq"`
-		Oldest   time.Time `json:"oldest"`
-		Newest   time.Time `json:"newest"`
-	} `json:"stream"`
-	Consumer struct {
-		Name             string `json:"name"`
-		Pending          uint64 `json:"pending"`
-		AckPending       int    `json:"ack_pending"`
-		Redelivered      int    `json:"redelivered"`
-		LastDeliveredSeq uint64 `json:"last_delivered_seq"`
-	} `json:"consumer"`
-	DeadLetters uint64 `json:"dead_letters"`
-	Sources     []struct {
-		Source      string     `json:"source"`
-		LastEventID string     `json:"last_event_id"`
-		LastType    string     `json:"last_type"`
-		ProviderAt  *time.Time `json:"provider_at,omitempty"`
-		AppliedAt   time.Time  `json:"applied_at"`
-	} `json:"sources"`
-	Outcomes map[string]map[string]int64 `json:"outcomes"`
-}
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c common
@@ -59,64 +34,18 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer conn.Close()
 
-	var r statusReport
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	s, err := conn.JS.Stream(qctx, stream.Webhooks)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w (has syncd serve run with this NATS_URL / SYNCD_DATA_DIR?)", stream.Webhooks, err)
-	}
-	st := s.CachedInfo().State
-	r.Stream.Messages, r.Stream.Bytes, r.Stream.FirstSeq, r.Stream.LastSeq = st.Msgs, st.Bytes, st.FirstSeq, st.LastSeq
-	r.Stream.Oldest, r.Stream.Newest = st.FirstTime, st.LastTime
-	r.Consumer.Name = stream.Consumer
-	// Zeros from a failed lookup would read as "all caught up": fail instead.
-	cons, err := s.Consumer(qctx, stream.Consumer)
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", stream.Consumer, err)
-	}
-	info, err := cons.Info(qctx)
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", stream.Consumer, err)
-	}
-	r.Consumer.Pending, r.Consumer.AckPending, r.Consumer.Redelivered = info.NumPending, info.NumAckPending, info.NumRedelivered
-	r.Consumer.LastDeliveredSeq = info.Delivered.Stream
-	dl, err := conn.JS.Stream(qctx, stream.DeadLetter)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", stream.DeadLetter, err)
-	}
-	r.DeadLetters = dl.CachedInfo().State.Msgs
+	var pool *pgxpool.Pool
 	if c.databaseURL != "" {
-		pool, err := c.pool(ctx)
-		if err != nil {
+		if pool, err = c.pool(ctx); err != nil {
 			return err
 		}
 		defer pool.Close()
-		q := queries.New()
-		last, err := q.EventLedgerLastApplied(qctx, pool)
-		if err != nil {
-			return fmt.Errorf("read ledger: %w", err)
-		}
-		for _, l := range last {
-			r.Sources = append(r.Sources, struct {
-				Source      string     `json:"source"`
-				LastEventID string     `json:"last_event_id"`
-				LastType    string     `json:"last_type"`
-				ProviderAt  *time.Time `json:"provider_at,omitempty"`
-				AppliedAt   time.Time  `json:"applied_at"`
-			}{l.Source, l.EventID, l.EventType, l.ProviderAt, l.AppliedAt})
-		}
-		counts, err := q.EventLedgerCountByOutcome(qctx, pool)
-		if err != nil {
-			return fmt.Errorf("read ledger: %w", err)
-		}
-		r.Outcomes = map[string]map[string]int64{}
-		for _, c := range counts {
-			if r.Outcomes[c.Source] == nil {
-				r.Outcomes[c.Source] = map[string]int64{}
-			}
-			r.Outcomes[c.Source][c.Outcome] = c.N
-		}
+	}
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	r, err := status.Gather(qctx, conn.JS, pool)
+	if err != nil {
+		return err
 	}
 	if asJSON {
 		enc := json.NewEncoder(stdout)
