@@ -8,8 +8,12 @@ import (
 	"strings"
 )
 
-// ErrNoMatch means a selection named no dead letter.
-var ErrNoMatch = errors.New("no dead letters match")
+var (
+	// ErrNoMatch means a selection named no dead letter.
+	ErrNoMatch = errors.New("no dead letters match")
+	// ErrBadSelection wraps what Validate refuses.
+	ErrBadSelection = errors.New("bad selection")
+)
 
 // MissingError lists the sequences of a selection that are not in
 // DEADLETTER; it wraps ErrNotFound.
@@ -56,7 +60,7 @@ func (s Selection) Validate() error {
 // match (ErrNoMatch) is an error, so nothing is changed on bad input.
 func (s *Store) Select(ctx context.Context, sel Selection) ([]Letter, error) {
 	if err := sel.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrBadSelection, err)
 	}
 	if sel.All {
 		letters, err := s.List(ctx, sel.Filter)
@@ -82,7 +86,7 @@ func (s *Store) Select(ctx context.Context, sel Selection) ([]Letter, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("select dead letters: %w", err)
+			return nil, err
 		}
 		letters = append(letters, l)
 	}
