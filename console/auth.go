@@ -146,7 +146,9 @@ func securityHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: with no-referrer browsers send "Origin: null"
+	// on the console's own form posts, which the origin check must refuse.
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 }
@@ -213,7 +215,13 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	secure := r.TLS != nil
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		// Keep the token a browser already has: it may load the login page
+		// twice (a redirected favicon), and the form it shows must still
+		// match the cookie.
 		tok := randomToken()
+		if ck, err := r.Cookie(loginCookie); err == nil && len(ck.Value) == len(tok) {
+			tok = ck.Value
+		}
 		http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: tok, Path: "/admin/login", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure, MaxAge: 3600})
 		c.render(w, r, http.StatusOK, "login.html", loginView{CSRF: tok, Next: safeNext(r.URL.Query().Get("next"))})
 	case http.MethodPost:

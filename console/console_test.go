@@ -18,6 +18,7 @@ import (
 )
 
 func TestConfigValidation(t *testing.T) {
+	t.Parallel()
 	h := syncdtest.NewHarness(t)
 	file := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(file, []byte("  "+testToken+"\n"), 0o600); err != nil {
@@ -53,6 +54,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestTokenFromFileLogsIn(t *testing.T) {
+	t.Parallel()
 	h := syncdtest.NewHarness(t)
 	file := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(file, []byte(testToken+"\n"), 0o600); err != nil {
@@ -79,6 +81,7 @@ func TestTokenFromFileLogsIn(t *testing.T) {
 }
 
 func TestNothingServedWithoutToken(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	seq := b.deadLetter("workos", "user.created", "event_a", "boom", userCreated("event_a", "user_a", "a@x.test"))
 	anon := b.client()
@@ -122,6 +125,7 @@ func storeGet(t *testing.T, b *bundle, seq uint64) (deadletter.Letter, error) {
 }
 
 func TestLogin(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	c := b.client()
 	page := c.get("/admin/login")
@@ -185,6 +189,7 @@ func TestLogin(t *testing.T) {
 }
 
 func TestCSRF(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	seq := b.deadLetter("workos", "user.created", "event_a", "boom", userCreated("event_a", "user_a", "a@x.test"))
 	c := b.client()
@@ -240,6 +245,7 @@ func TestCSRF(t *testing.T) {
 }
 
 func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	b.deadLetter("workos", "user.created", "event_a", "boom", userCreated("event_a", "user_a", "a@x.test"))
 	c := b.client()
@@ -263,7 +269,7 @@ func TestSecurityHeaders(t *testing.T) {
 		if !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "frame-ancestors 'none'") || strings.Contains(csp, "unsafe-inline") {
 			t.Errorf("%s: CSP %q", name, csp)
 		}
-		for k, want := range map[string]string{"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"} {
+		for k, want := range map[string]string{"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"} {
 			if got := r.header.Get(k); got != want {
 				t.Errorf("%s: %s %q, want %q", name, k, got, want)
 			}
@@ -283,6 +289,7 @@ func TestSecurityHeaders(t *testing.T) {
 }
 
 func TestHostileDataIsEscaped(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	id := "evt_\x1b[31m<script>alert(1)</script>\u202e"
 	body := []byte(`{"id":"evt_x","type":"customer.updated","data":{"object":{"name":"</pre><script>alert(2)</script>","esc":"\u001b[2J"}}}`)
@@ -332,6 +339,7 @@ type listAnswer struct {
 }
 
 func TestDeadLetterAPI(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	b.h.StartConsumer()
 	a := b.deadLetter("workos", "user.created", "event_a", "violates users_no_poison", userCreated("event_a", "user_a", "a@x.test"))
@@ -469,6 +477,7 @@ type jobAnswer struct {
 }
 
 func TestReplayAPI(t *testing.T) {
+	t.Parallel()
 	b := setup(t)
 	b.h.StartConsumer()
 	for i := range 5 {

@@ -10,6 +10,7 @@ import (
 // One job at a time per kind and window, as the CLI's backfill lock
 // enforces; another window, or another kind, runs beside it.
 func TestJobsOneAtATimePerWindow(t *testing.T) {
+	t.Parallel()
 	j := newJobs()
 	release := make(chan struct{})
 	block := func(ctx context.Context, update func(func(*job))) (any, error) {
@@ -70,6 +71,7 @@ func TestJobsOneAtATimePerWindow(t *testing.T) {
 }
 
 func TestPrintable(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"evt_1":                  "evt_1",
 		"a\x1b[31mb":             `a\x1b[31mb`,
