@@ -53,11 +53,15 @@ type bundle struct {
 	log *logBuffer
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t *testing.T, opts ...func(*console.Config)) *bundle {
 	t.Helper()
 	h := syncdtest.NewHarness(t)
 	lb := &logBuffer{}
-	c, err := console.New(console.Config{Token: testToken, PageSize: 2, Logger: slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))}, h.Pool, h.NATS)
+	cfg := console.Config{Token: testToken, PageSize: 2, Logger: slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := console.New(cfg, h.Pool, h.NATS)
 	if err != nil {
 		t.Fatalf("console: %v", err)
 	}
