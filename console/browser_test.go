@@ -174,6 +174,7 @@ func TestBrowser(t *testing.T) {
 
 	// Log in through the form the overview redirects to.
 	step(t, ctx, "open the console", chromedp.Navigate(b.srv.URL+"/admin/"), chromedp.WaitVisible(chromedp.CSS("#token")))
+	shoot(t, ctx, "login")
 	step(t, ctx, "type the token", chromedp.SendKeys(chromedp.CSS("#token"), testToken))
 	load(t, ctx, "log in", "button[type=submit]")
 
