@@ -68,8 +68,8 @@ func startProcess(bin string, args, env []string, probe string) (*process, error
 }
 
 // startSyncd runs `syncd serve` with the given role, its own data dir and,
-// when dbURL is set, database; extra variables come last and win. Tracing
-// is off unless extra turns it on.
+// when dbURL is set, database; extra adds environment (NAME=value) and
+// wins. Tracing is off unless extra turns it on.
 func startSyncd(bin, tmp, role, dbURL, _ string, extra ...string) (*process, error) {
 	addr, pprofAddr := freeAddr(), freeAddr()
 	dataDir, err := os.MkdirTemp(tmp, "data-")

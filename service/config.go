@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/syncd/syncd/backfill"
+	"github.com/syncd/syncd/console"
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/ingest"
 	"github.com/syncd/syncd/provision"
@@ -76,6 +77,9 @@ type Config struct {
 	// PprofAddr, when set, serves net/http/pprof on its own listener.
 	PprofAddr string
 
+	// Ingest configures the webhooks. A MaxBody of zero is the default,
+	// lowered to fit the NATS server's max_payload; a MaxBody set that
+	// does not fit is refused (ErrMaxBody).
 	Ingest    ingest.Config
 	Consumers consumers.Config
 	// HoldConsumer leaves the apply consumer stopped at Start, for tests
@@ -87,6 +91,9 @@ type Config struct {
 	Provision *Provisioning
 	// Reconcile backfills on a schedule; off when Every is zero.
 	Reconcile Reconcile
+	// Admin, when set, runs the admin console on its own listener; its
+	// Gatherer and Logger default to the service's.
+	Admin *console.Config
 
 	Logger *slog.Logger
 	// TracerProvider traces requests and batches; default the global one
@@ -115,6 +122,10 @@ type Reconcile struct {
 
 // ErrConfig marks configuration the service refuses.
 var ErrConfig = errors.New("service config")
+
+// ErrMaxBody means the configured max body does not fit the NATS server's
+// max_payload (with its headers): every such webhook would be a 503.
+var ErrMaxBody = errors.New("max body over the NATS server's max_payload")
 
 func (c Config) withDefaults() Config {
 	if c.Role == "" {
@@ -150,6 +161,11 @@ func (c Config) validate() error {
 	}
 	if c.Role.Ingests() {
 		if err := c.Ingest.Check(); err != nil {
+			return err
+		}
+	}
+	if c.Admin != nil {
+		if err := c.Admin.Check(); err != nil {
 			return err
 		}
 	}

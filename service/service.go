@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,10 +24,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/syncd/syncd/console"
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/ingest"
 	"github.com/syncd/syncd/migrations"
 	"github.com/syncd/syncd/provision"
+	"github.com/syncd/syncd/redact"
 	"github.com/syncd/syncd/retention"
 	"github.com/syncd/syncd/stream"
 	"github.com/syncd/syncd/workosapi"
@@ -45,10 +48,12 @@ type Service struct {
 	conn *stream.Conn
 
 	ingest      *ingest.Handler
+	console     *console.Console
 	pruner      *retention.Pruner
 	provisioner *provision.Provisioner
 	mux         *http.ServeMux
 	ready       []func(context.Context) error
+	readiness   readiness
 	draining    atomic.Bool
 
 	ln, pprofLn    net.Listener
@@ -118,6 +123,9 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 		}
 		return nil, err
 	}
+	if !s.conn.Embedded() {
+		s.log.Info("external NATS: acknowledged events are on disk only if the server runs with sync_interval: always (or the stream is replicated)", "url", redact.URL(ncfg.URL))
+	}
 	ectx, cancel := context.WithTimeout(ctx, streamEnsureTimeout)
 	err = stream.Ensure(ectx, s.conn.JS, cfg.Stream, stream.ConsumerConfig{})
 	cancel()
@@ -125,12 +133,16 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 		return nil, err
 	}
 	s.ready = append(s.ready, s.conn.Ready)
+	s.readiness.log = s.log
 
 	s.mux = http.NewServeMux()
 	s.registerHealth(s.mux)
 	if cfg.Role.Ingests() {
 		icfg := cfg.Ingest
 		icfg.Logger, icfg.Registerer = orLogger(icfg.Logger, s.log), orRegisterer(icfg.Registerer, s.reg)
+		if icfg.MaxBody, err = s.fitMaxBody(icfg); err != nil {
+			return nil, err
+		}
 		if icfg.TracerProvider == nil {
 			icfg.TracerProvider = cfg.TracerProvider
 		}
@@ -164,15 +176,50 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 			}
 		}
 	}
+	if cfg.Admin != nil {
+		acfg := *cfg.Admin
+		acfg.Logger = orLogger(acfg.Logger, s.log)
+		if acfg.Gatherer == nil {
+			acfg.Gatherer = s.reg
+		}
+		if acfg.WebhookAddr == "" {
+			acfg.WebhookAddr = cfg.HTTPAddr
+		}
+		if s.console, err = console.New(acfg, s.pool, s.conn); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
-// OpenPool opens and pings Postgres; a malformed URL is ErrConfig, with
-// the password left out of the message.
-func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+// fitMaxBody is the max body ingest runs with: one whose webhooks, with
+// their headers and their dead-letter copy's, fit the NATS server's
+// max_payload. The default is lowered to fit; a configured size that does
+// not fit is refused, as each such webhook would be a 503 forever.
+func (s *Service) fitMaxBody(icfg ingest.Config) (int64, error) {
+	want := cmp.Or(icfg.MaxBody, ingest.MaxBodyDefault)
+	err := s.conn.CheckMaxBody(want)
+	switch {
+	case err == nil:
+		return icfg.MaxBody, nil
+	case icfg.MaxBody != 0:
+		return 0, fmt.Errorf("%w: %w: %v", ErrConfig, ErrMaxBody, err)
+	}
+	mp := s.conn.NC.MaxPayload()
+	icfg.MaxBody = mp - stream.HeaderRoom
+	if err := icfg.Check(); err != nil {
+		return 0, fmt.Errorf("NATS max_payload %d leaves no usable body size: %w", mp, err)
+	}
+	s.log.Warn("max body lowered to fit the NATS server's max_payload", "max_body", icfg.MaxBody, "max_payload", mp)
+	return icfg.MaxBody, nil
+}
+
+// OpenPool opens and pings Postgres; a malformed URL is ErrConfig. No
+// message names the password.
+func OpenPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(encodeUserinfo(dsn))
 	if err != nil {
-		return nil, fmt.Errorf("%w: database URL: %s", ErrConfig, Redact(err))
+		return nil, fmt.Errorf("%w: database URL: %s", ErrConfig, redact.Error(err, dsn))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -182,20 +229,24 @@ func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("reach Postgres at %s: %w", cfg.ConnConfig.Host, err)
+		return nil, fmt.Errorf("reach Postgres at %s: %w", redact.URL(cfg.ConnConfig.Host), err)
 	}
 	return pool, nil
 }
 
-// Redact keeps a connection string's password out of messages.
-func Redact(err error) string {
-	msg := err.Error()
-	if i := strings.Index(msg, "://"); i >= 0 {
-		if j := strings.Index(msg[i:], "@"); j >= 0 {
-			return msg[:i+3] + "…" + msg[i+j:]
-		}
+// encodeUserinfo percent-encodes the user and password of a URL: Go reads
+// a raw '@' in a password as part of it (the host follows the last '@'),
+// but pgx cuts at the first and would dial part of the password as the
+// host.
+func encodeUserinfo(dsn string) string {
+	if !strings.Contains(dsn, "://") {
+		return dsn
 	}
-	return msg
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return dsn
+	}
+	return u.String()
 }
 
 // Start listens and runs every part in the background. A part that fails
@@ -216,7 +267,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.HTTPAddr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: httpReadHeaderTimeout, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	s.srv = &http.Server{Handler: s.mux, MaxHeaderBytes: maxHeaderBytes, ReadHeaderTimeout: httpReadHeaderTimeout, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	go s.serveHTTP(s.srv, ln, "http")
 	if s.cfg.PprofAddr != "" {
 		// Profiling stays off the public listener.
@@ -248,6 +299,11 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.goRun(func(ctx context.Context) error { s.monitor(ctx); return nil })
 	s.log.Info("syncd serving", "addr", ln.Addr().String(), "role", s.cfg.Role, "embedded_nats", s.conn.Embedded())
+	if s.console != nil {
+		if err := s.console.Start(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -387,6 +443,11 @@ func (s *Service) stop(ctx context.Context) error {
 		if err := s.srv.Shutdown(ctx); err != nil {
 			s.log.Warn("http shutdown", "err", err)
 			hard = true
+		}
+		if s.console != nil {
+			if err := s.console.Shutdown(ctx); err != nil {
+				s.log.Warn("admin console shutdown", "err", err)
+			}
 		}
 		if s.pprofSrv != nil {
 			_ = s.pprofSrv.Close()

@@ -59,7 +59,11 @@ func TestStopHandsBackBeforeJetStreamStops(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := js.PublishMsgAsync(stream.EventMsg(stream.SourceWorkOS, env, body, time.Now(), ""))
+		msg, err := stream.EventMsg(stream.SourceWorkOS, env, body, time.Now(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := js.PublishMsgAsync(msg)
 		if err != nil {
 			t.Fatal(err)
 		}

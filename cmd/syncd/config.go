@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/syncd/syncd/redact"
 	"github.com/syncd/syncd/service"
 	"github.com/syncd/syncd/stream"
 	"github.com/syncd/syncd/telemetry"
@@ -34,6 +35,7 @@ type common struct {
 	dataDir     string
 	logLevel    string
 	logFormat   string
+	jsSync      string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -42,6 +44,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.dataDir, "data-dir", env("SYNCD_DATA_DIR", "./data"), "local state of the embedded JetStream server (env SYNCD_DATA_DIR)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
+	fs.StringVar(&c.jsSync, "jetstream-sync", string(stream.SyncAlways), "when the embedded JetStream fsyncs: always (before every acknowledgement) or interval (in the background; an OS crash loses recent events) (env SYNCD_JETSTREAM_SYNC)")
 }
 
 func (c *common) logger(w io.Writer) (*slog.Logger, error) {
@@ -50,14 +53,22 @@ func (c *common) logger(w io.Writer) (*slog.Logger, error) {
 		return nil, usageError("--log-level %q: want debug, info, warn or error", c.logLevel)
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
 	switch c.logFormat {
 	case "text":
-		return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts))), nil
+		h = slog.NewTextHandler(w, opts)
 	case "json":
-		return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, opts))), nil
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, usageError("--log-format %q: want text or json", c.logFormat)
 	}
-	return nil, usageError("--log-format %q: want text or json", c.logFormat)
+	// Whoever logs (a driver, a library), no connection string's
+	// credentials reach the log.
+	return slog.New(telemetry.LogHandler(redact.Handler(h, c.secrets()...))), nil
 }
+
+// secrets are the connection strings whose credentials output must hide.
+func (c *common) secrets() []string { return []string{c.databaseURL, c.natsURL} }
 
 func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	if c.databaseURL == "" {
@@ -71,7 +82,11 @@ func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 }
 
 func (c *common) jetstream(ctx context.Context, log *slog.Logger, serve bool) (*stream.Conn, error) {
-	conn, err := stream.Open(ctx, stream.ConnConfig{URL: c.natsURL, DataDir: c.dataDir, Serve: serve, Logger: log})
+	sync, err := stream.ParseSyncMode(c.jsSync)
+	if err != nil {
+		return nil, usageError("--jetstream-sync: %v", err)
+	}
+	conn, err := stream.Open(ctx, stream.ConnConfig{URL: c.natsURL, DataDir: c.dataDir, Serve: serve, Sync: sync, Logger: log})
 	if err != nil {
 		if errors.Is(err, stream.ErrDataDirInUse) {
 			return nil, fmt.Errorf("%w; stop it or use another --data-dir", err)
@@ -140,6 +155,3 @@ func parseArgsOnly(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
-
-// redactErr keeps a connection string's password out of messages.
-func redactErr(err error) string { return service.Redact(err) }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/syncd/syncd/redact"
 	"github.com/syncd/syncd/telemetry"
 )
 
@@ -81,10 +82,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			case errors.Is(err, flag.ErrHelp):
 				return 0
 			case errors.Is(err, errUsage):
-				fmt.Fprintf(stderr, "syncd %s: %v\n", c.name, err)
+				fmt.Fprintf(stderr, "syncd %s: %s\n", c.name, errorText(err))
 				return 2
 			default:
-				fmt.Fprintf(stderr, "syncd %s: %v\n", c.name, err)
+				fmt.Fprintf(stderr, "syncd %s: %s\n", c.name, errorText(err))
 				return 1
 			}
 		}
@@ -92,6 +93,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "syncd: unknown command %q\n\n", args[0])
 	printUsage(stderr)
 	return 2
+}
+
+// errorText is how a command's error is printed: connection strings
+// redacted (the environment's, and any quoted in the message), and event
+// data the message may quote escaped for the terminal.
+func errorText(err error) string {
+	return printableLines(redact.Error(err, os.Getenv("DATABASE_URL"), os.Getenv("NATS_URL")))
 }
 
 func printUsage(w io.Writer) {

@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -101,7 +99,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	sum, err := replay.Run(ctx, cfg, pool, conn.JS)
 	bar.done()
 	if errors.Is(err, replay.ErrEmpty) {
-		return usageError("no events in the window (filter %s, up to sequence %d): check --since/--from-seq and the filters", sum.Filter, sum.EndSeq)
+		return usageError("no events in the window (filter %s, up to sequence %d): check --since/--from-seq and the filters", printable(sum.Filter), sum.EndSeq)
 	}
 	printReplaySummary(stdout, sum)
 	if err != nil {
@@ -115,7 +113,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 func printReplaySummary(w io.Writer, s replay.Summary) {
 	fmt.Fprintf(w, "replayed %d events (seq %d..%d, filter %s) in %s: %.0f events/s\n",
-		s.Events, s.FirstSeq, s.LastSeq, s.Filter, s.Elapsed.Round(time.Millisecond), s.Rate())
+		s.Events, s.FirstSeq, s.LastSeq, printable(s.Filter), s.Elapsed.Round(time.Millisecond), s.Rate())
 	for _, row := range []struct {
 		name string
 		n    int
@@ -123,60 +121,21 @@ func printReplaySummary(w io.Writer, s replay.Summary) {
 		fmt.Fprintf(w, "  %-8s %d\n", row.name, row.n)
 	}
 	for _, f := range s.Failures {
-		fmt.Fprintf(w, "  failed: seq %d %s %s %s: %v\n", f.Seq, f.Source, f.Type, f.EventID, f.Err)
+		fmt.Fprintf(w, "  failed: seq %d %s %s %s: %s\n", f.Seq, printable(f.Source), printable(f.Type), printable(f.EventID), printable(fmt.Sprint(f.Err)))
 	}
 	if s.Failed > len(s.Failures) {
 		fmt.Fprintf(w, "  … and %d more failures (see the log)\n", s.Failed-len(s.Failures))
 	}
 }
 
-var daysAgo = regexp.MustCompile(`^(\d+)d(.*)$`)
-
-// parseWhen reads a time flag: RFC 3339, a date, the providers' other
-// forms (events.ParseTime), or a duration ago (90m, 36h, 7d, 1d12h).
-// Empty is the zero time.
+// parseWhen reads a time flag (events.ParseWhen); empty is the zero time.
 func parseWhen(name, value string, now time.Time) (time.Time, error) {
-	value = strings.TrimSpace(value)
-	if value == "" {
-		return time.Time{}, nil
-	}
-	bad := func(why string) (time.Time, error) {
-		return time.Time{}, usageError("--%s %q: %s", name, value, why)
-	}
-	const forms = "want an RFC 3339 time (2026-01-15T12:00:00Z), a date (2026-01-15) or a duration ago (90m, 36h, 7d)"
-	var ago time.Duration
-	isAgo := false
-	if m := daysAgo.FindStringSubmatch(value); m != nil {
-		days, err := strconv.Atoi(m[1])
-		if err != nil || days > 3650 {
-			return bad(forms)
-		}
-		ago, isAgo = time.Duration(days)*24*time.Hour, true
-		if m[2] != "" {
-			d, err := time.ParseDuration(m[2])
-			if err != nil {
-				return bad(forms)
-			}
-			ago += d
-		}
-	} else if d, err := time.ParseDuration(value); err == nil {
-		ago, isAgo = d, true
-	}
-	if isAgo {
-		if ago <= 0 {
-			return bad("a duration ago must be positive")
-		}
-		return now.Add(-ago), nil
-	}
-	t, err := events.ParseTime(value)
+	t, err := events.ParseWhen(value, now)
 	if err != nil {
-		return bad(forms)
-	}
-	if t.Year() < 2000 {
-		return bad("before the year 2000; a stream sequence goes in --from-seq/--to-seq")
+		return time.Time{}, usageError("--%s %q: %v", name, strings.TrimSpace(value), err)
 	}
 	if name == "since" && t.After(now.Add(time.Minute)) {
-		return bad("in the future")
+		return time.Time{}, usageError("--%s %q: in the future", name, strings.TrimSpace(value))
 	}
 	return t, nil
 }

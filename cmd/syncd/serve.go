@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/syncd/syncd/consumers"
@@ -26,6 +27,7 @@ type serveFlags struct {
 	workosTolerance time.Duration
 	stripeTolerance time.Duration
 	maxBody         int64
+	ingestMemory    int64
 	publishTimeout  time.Duration
 	replayWindow    time.Duration
 	replicas        int
@@ -39,11 +41,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var rec reconcile
 	var prov provisioning
 	var ret retentionFlags
+	var adm adminFlags
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	f.register(fs)
 	rec.register(fs)
 	prov.register(fs)
 	ret.register(fs)
+	adm.register(fs)
 	fs.StringVar(&f.httpAddr, "http-addr", env("HTTP_ADDR", ":8080"), "listen address (env HTTP_ADDR)")
 	fs.StringVar(&f.role, "role", env("SYNCD_ROLE", "all"), "all, ingest or consume: which parts run in this process (env SYNCD_ROLE)")
 	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not apply migrations at start")
@@ -52,7 +56,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.connectSecrets, "stripe-connect-secret", env("STRIPE_CONNECT_WEBHOOK_SECRET", ""), "Stripe Connect signing secret(s), comma-separated (env STRIPE_CONNECT_WEBHOOK_SECRET)")
 	fs.DurationVar(&f.workosTolerance, "workos-tolerance", 180*time.Second, "accepted WorkOS timestamp skew, either direction (env WORKOS_SIGNATURE_TOLERANCE)")
 	fs.DurationVar(&f.stripeTolerance, "stripe-tolerance", 300*time.Second, "accepted Stripe timestamp skew, either direction (env STRIPE_SIGNATURE_TOLERANCE)")
-	fs.Int64Var(&f.maxBody, "max-body", 1<<20, "largest accepted webhook body in bytes (env SYNCD_MAX_BODY)")
+	fs.Int64Var(&f.maxBody, "max-body", maxBodyDefault, "largest accepted webhook body in bytes; with its headers it must fit the NATS server's max_payload (env SYNCD_MAX_BODY)")
+	fs.Int64Var(&f.ingestMemory, "ingest-memory", 0, "bytes of webhook bodies held in memory at once, across requests; past it requests wait briefly, then get 503 (default 32 MiB, or 4 × --max-body if more) (env SYNCD_INGEST_MEMORY)")
 	fs.DurationVar(&f.publishTimeout, "publish-timeout", 5*time.Second, "wait for JetStream's PubAck before answering 503 (env SYNCD_PUBLISH_TIMEOUT)")
 	fs.DurationVar(&f.replayWindow, "replay-window", 30*24*time.Hour, "how long WEBHOOKS keeps events, the stream's MaxAge (env SYNCD_REPLAY_WINDOW)")
 	fs.IntVar(&f.replicas, "stream-replicas", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL (env SYNCD_STREAM_REPLICAS)")
@@ -65,9 +70,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usageError("unexpected argument %q", fs.Arg(0))
 	}
+	maxBodySet := false
+	fs.Visit(func(fl *flag.Flag) { maxBodySet = maxBodySet || fl.Name == "max-body" })
 	ingestOn, consumeOn := f.role == "all" || f.role == "ingest", f.role == "all" || f.role == "consume"
 	if !ingestOn && !consumeOn {
 		return usageError("--role %q: want all, ingest or consume", f.role)
+	}
+	if _, err := stream.ParseSyncMode(f.jsSync); err != nil {
+		return usageError("--jetstream-sync: %v", err)
 	}
 	if f.replicas < 1 || f.replicas > 5 {
 		return usageError("--stream-replicas %d: want 1 to 5", f.replicas)
@@ -90,6 +100,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if f.shutdownTimeout <= 0 {
 		return usageError("--shutdown-timeout %s: want a positive duration", f.shutdownTimeout)
 	}
+	jsSync, err := stream.ParseSyncMode(f.jsSync)
+	if err != nil {
+		return usageError("--jetstream-sync: %v", err)
+	}
+	// Unset, the default is lowered to what the NATS server takes; set, it
+	// must fit.
+	maxBody := int64(0)
+	if maxBodySet {
+		maxBody = f.maxBody
+	}
 	log, err := f.logger(stderr)
 	if err != nil {
 		return err
@@ -98,7 +118,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Role:        service.Role(f.role),
 		DatabaseURL: f.databaseURL,
 		NoMigrate:   f.noMigrate,
-		NATS:        stream.ConnConfig{URL: f.natsURL, DataDir: f.dataDir},
+		NATS:        stream.ConnConfig{URL: f.natsURL, DataDir: f.dataDir, Sync: jsSync},
 		Stream:      stream.Config{MaxAge: f.replayWindow, Replicas: f.replicas},
 		HTTPAddr:    f.httpAddr,
 		PprofAddr:   env("SYNCD_PPROF_ADDR", ""),
@@ -108,7 +128,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			StripeConnectSecrets: f.connectSecrets,
 			WorkOSTolerance:      f.workosTolerance,
 			StripeTolerance:      f.stripeTolerance,
-			MaxBody:              f.maxBody,
+			MaxBody:              maxBody,
+			MemoryBudget:         f.ingestMemory,
 			PublishTimeout:       f.publishTimeout,
 		},
 		// The consumer's stop (finish the batch in flight, hand back the
@@ -119,6 +140,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Provision: prov.config(),
 		Reconcile: rec.config(),
 		Logger:    log,
+	}
+	if adm.addr != "" {
+		a := adm.config(f.httpAddr, log, nil)
+		cfg.Admin = &a
 	}
 	if consumeOn {
 		// Retention runs where the consumers do: one role owns the ledger.
@@ -132,6 +157,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tuneGC()
 	svc, err := service.New(ctx, cfg)
 	if err != nil {
+		if errors.Is(err, service.ErrMaxBody) {
+			return usageError("--max-body: %s", strings.TrimPrefix(err.Error(), service.ErrConfig.Error()+": "+service.ErrMaxBody.Error()+": "))
+		}
 		if errors.Is(err, service.ErrConfig) {
 			return usageError("%v", err)
 		}
@@ -154,6 +182,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	return runErr
 }
+
+// maxBodyDefault is --max-body's default; on a NATS server whose
+// max_payload cannot take it, serve lowers it (an explicit value is an
+// error instead).
+const maxBodyDefault = 1 << 20
 
 // tuneGC trades a little memory for throughput unless the operator set
 // GOGC or GOMEMLIMIT: each webhook allocates its body and message, and a
