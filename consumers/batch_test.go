@@ -96,7 +96,7 @@ func TestBatchIsPipelined(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := rt.total(); n > 12 {
+	if n := rt.total(); n > 16 {
 		t.Errorf("a batch of %d events took %d round trips; want a handful (pipelined)", len(evs), n)
 	}
 	want := map[string]consumers.Outcome{"_u": consumers.Applied, "_m": consumers.Applied, "_o": consumers.Applied, "_old": consumers.Stale, "_x": consumers.Ignored}

@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncd/syncd/events"
-	"github.com/syncd/syncd/queries"
 	"github.com/syncd/syncd/stream"
 )
 
@@ -101,8 +100,7 @@ type Consumer struct {
 	cfg      Config
 	pool     *pgxpool.Pool
 	js       jetstream.JetStream
-	q        *queries.Queries
-	handlers map[string]map[string]Handler
+	applier  *Applier
 	log      *slog.Logger
 	metrics  *metrics
 	failures failureCounts
@@ -118,12 +116,15 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (*Consumer, err
 	if err != nil {
 		return nil, err
 	}
+	applier, err := NewApplier(ApplierConfig{Logger: cfg.Logger}, pool)
+	if err != nil {
+		return nil, err
+	}
 	return &Consumer{
 		cfg:      cfg,
 		pool:     pool,
 		js:       js,
-		q:        queries.New(),
-		handlers: handlers(),
+		applier:  applier,
 		log:      cfg.Logger,
 		metrics:  m,
 		failures: failureCounts{},
@@ -274,249 +275,9 @@ func (c *Consumer) Process(ctx context.Context, msgs []jetstream.Msg) error {
 	return nil
 }
 
-// Result is the fate of one event of a batch.
-type Result struct {
-	Outcome Outcome
-	Err     error
-}
-
-// Apply applies events in one transaction. Events already in the ledger
-// are settled as Skipped without one. An event that fails permanently is
-// rolled back alone and reported in its Result, without failing its
-// batch-mates. A transient failure fails the whole batch: the returned
-// error is set and nothing is committed.
+// Apply applies events as Applier.Apply does, without settling them.
 func (c *Consumer) Apply(ctx context.Context, evs []Event) ([]Result, error) {
-	res := make([]Result, len(evs))
-	todo, err := c.unseen(ctx, evs, res)
-	if err != nil || len(todo) == 0 {
-		return res, err
-	}
-	// Most batches have no bad event: pipeline them, and fall back to one
-	// savepoint per event, run directly, only when one fails.
-	failed, err := c.applyPipelined(ctx, evs, todo, res)
-	if err != nil || !failed {
-		return res, err
-	}
-	for _, i := range todo {
-		res[i] = Result{}
-	}
-	return res, c.applyIsolated(ctx, evs, todo, res)
-}
-
-// unseen settles the events the ledger already holds, and repeats of an
-// event within the batch, as Skipped, and returns the indexes of the rest.
-// One query per source: replaying applied events costs no transaction.
-func (c *Consumer) unseen(ctx context.Context, evs []Event, res []Result) ([]int, error) {
-	ids := map[string][]string{}
-	for _, ev := range evs {
-		ids[ev.Source] = append(ids[ev.Source], ev.Envelope.ID)
-	}
-	seen := make(map[[2]string]bool, len(evs))
-	for source, list := range ids {
-		found, err := c.q.EventLedgerSeen(ctx, c.pool, queries.EventLedgerSeenParams{Source: source, EventIds: list})
-		if err != nil {
-			return nil, fmt.Errorf("ledger lookup: %w", err)
-		}
-		for _, id := range found {
-			seen[[2]string{source, id}] = true
-		}
-	}
-	todo := make([]int, 0, len(evs))
-	for i, ev := range evs {
-		k := [2]string{ev.Source, ev.Envelope.ID}
-		if seen[k] {
-			res[i].Outcome = Skipped
-			continue
-		}
-		seen[k] = true
-		todo = append(todo, i)
-	}
-	return todo, nil
-}
-
-// applyPipelined applies the events in one transaction, sending the
-// statements of consecutive pipelinable events in one round trip and
-// running the others directly between. failed reports an event that failed
-// permanently: nothing is committed and the caller isolates it.
-func (c *Consumer) applyPipelined(ctx context.Context, evs []Event, todo []int, res []Result) (failed bool, err error) {
-	tx, err := c.pool.Begin(ctx)
-	if err != nil {
-		return false, fmt.Errorf("begin batch: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	var p pipeline
-	links := newLinkSet()
-	stale := map[string][]string{}
-	flush := func() (bool, error) {
-		r, err := p.send(ctx, c.q, tx)
-		if err != nil {
-			if Classify(err) == Transient {
-				return false, fmt.Errorf("apply batch: %w", err)
-			}
-			return true, nil
-		}
-		for _, i := range r.stale {
-			if res[i].Outcome == Applied {
-				res[i].Outcome = Stale
-				stale[evs[i].Source] = append(stale[evs[i].Source], evs[i].Envelope.ID)
-			}
-		}
-		return false, nil
-	}
-	// Write-only events go first, in one flush, then those that read, each
-	// group in stream order. The two groups touch different tables (the
-	// readers are the meetings; the links, which span both, run last), so
-	// the order between groups does not change the result, with one
-	// exception: a WorkOS delete runs the links gathered so far, which must
-	// have seen the readers before it, so it closes a segment.
-	var direct []int
-	runDirect := func() (bool, error) {
-		if len(direct) == 0 {
-			return false, nil
-		}
-		if failed, err := flush(); failed || err != nil {
-			return failed, err
-		}
-		for _, i := range direct {
-			ev := evs[i]
-			out, err := c.applyOne(ctx, tx, links, ev)
-			if err != nil {
-				if Classify(err) == Transient {
-					return false, fmt.Errorf("apply %s %s: %w", ev.Source, ev.Envelope.ID, err)
-				}
-				return true, nil
-			}
-			res[i].Outcome = out
-		}
-		direct = direct[:0]
-		return false, nil
-	}
-	for _, i := range todo {
-		ev := evs[i]
-		if c.handlers[ev.Source][ev.Envelope.Type] != nil && !pipelinable(ev.Source, ev.Envelope.Type) {
-			direct = append(direct, i)
-			continue
-		}
-		if ev.Source == stream.SourceWorkOS && flushesLinks[ev.Envelope.Type] {
-			if failed, err := runDirect(); failed || err != nil {
-				return failed, err
-			}
-		}
-		p.start(i)
-		out, err := c.applyOne(ctx, &p, links, ev)
-		if err != nil {
-			return true, nil // a handler's own permanent error: isolate it
-		}
-		res[i].Outcome = out
-	}
-	if failed, err := flush(); failed || err != nil {
-		return failed, err
-	}
-	if failed, err := runDirect(); failed || err != nil {
-		return failed, err
-	}
-	// A permanent failure here belongs to no event in particular: isolate,
-	// where each event runs its own links and the culprit is found.
-	if err := links.run(ctx, c.q, tx); err != nil {
-		if Classify(err) == Transient {
-			return false, err
-		}
-		return true, nil
-	}
-	for source, ids := range stale {
-		if err := c.q.EventLedgerMarkStale(ctx, tx, queries.EventLedgerMarkStaleParams{Source: source, EventIds: ids}); err != nil {
-			if Classify(err) == Transient {
-				return false, fmt.Errorf("ledger outcome: %w", err)
-			}
-			return true, nil
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return false, fmt.Errorf("commit batch: %w", err)
-	}
-	return false, nil
-}
-
-// applyIsolated applies the events directly, each under a savepoint with
-// its own links, so a permanent failure rolls back that event alone and is
-// blamed on it.
-func (c *Consumer) applyIsolated(ctx context.Context, evs []Event, todo []int, res []Result) error {
-	tx, err := c.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin batch: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	for _, i := range todo {
-		ev := evs[i]
-		sp, err := tx.Begin(ctx)
-		if err != nil {
-			return fmt.Errorf("savepoint: %w", err)
-		}
-		links := newLinkSet()
-		out, err := c.applyOne(ctx, sp, links, ev)
-		if err == nil {
-			err = links.run(ctx, c.q, sp)
-		}
-		if err != nil {
-			if Classify(err) == Transient {
-				return fmt.Errorf("apply %s %s: %w", ev.Source, ev.Envelope.ID, err)
-			}
-			if rbErr := sp.Rollback(ctx); rbErr != nil {
-				return fmt.Errorf("roll back to savepoint: %w", rbErr)
-			}
-			res[i].Err = err
-			continue
-		}
-		if err := sp.Commit(ctx); err != nil {
-			return fmt.Errorf("release savepoint: %w", err)
-		}
-		res[i].Outcome = out
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit batch: %w", err)
-	}
-	return nil
-}
-
-// applyOne claims the event in the ledger and applies it.
-func (c *Consumer) applyOne(ctx context.Context, db queries.DBTX, links *linkSet, ev Event) (Outcome, error) {
-	h := c.handlers[ev.Source][ev.Envelope.Type]
-	if p, ok := db.(*pipeline); ok {
-		if h == nil {
-			p.claim(ev, Ignored)
-			return Ignored, nil
-		}
-		p.claim(ev, Applied)
-		return h(ctx, Tx{Q: c.q, DB: p, Links: links}, ev)
-	}
-	seq := int64(ev.Seq)
-	_, err := c.q.EventLedgerInsert(ctx, db, queries.EventLedgerInsertParams{
-		Source:     ev.Source,
-		EventID:    ev.Envelope.ID,
-		EventType:  ev.Envelope.Type,
-		ProviderAt: timePtr(ev.Envelope.Created),
-		ReceivedAt: timePtr(ev.ReceivedAt),
-		StreamSeq:  &seq,
-	})
-	if err = queries.Check(err); errors.Is(err, queries.ErrNotFound) {
-		return Skipped, nil
-	} else if err != nil {
-		return "", fmt.Errorf("ledger: %w", err)
-	}
-	out := Ignored
-	if h != nil {
-		if out, err = h(ctx, Tx{Q: c.q, DB: db, Links: links}, ev); err != nil {
-			return "", err
-		}
-	}
-	if out != Applied {
-		if err := c.q.EventLedgerSetOutcome(ctx, db, queries.EventLedgerSetOutcomeParams{
-			Outcome: string(out), Source: ev.Source, EventID: ev.Envelope.ID,
-		}); err != nil {
-			return "", fmt.Errorf("ledger outcome: %w", err)
-		}
-	}
-	return out, nil
+	return c.applier.Apply(ctx, evs)
 }
 
 // settleFailure redelivers a failed event later or dead-letters it.
