@@ -382,14 +382,17 @@ func (a *Applier) applyIsolated(ctx context.Context, evs []Event, todo []int, re
 // applyOne claims the event in the ledger and applies it with its
 // route's handler, directly.
 func (a *Applier) applyOne(ctx context.Context, db queries.DBTX, links *linkSet, ev Event) (Outcome, error) {
-	seq := int64(ev.Seq)
+	var seq *int64 // none outside the stream (tests, the benchmark), as EventLedgerClaim stores it
+	if ev.Seq != 0 {
+		seq = ptr(int64(ev.Seq))
+	}
 	_, err := a.q.EventLedgerInsert(ctx, db, queries.EventLedgerInsertParams{
 		Source:     ev.Source,
 		EventID:    ev.Envelope.ID,
 		EventType:  ev.Envelope.Type,
 		ProviderAt: timePtr(ev.Envelope.Created),
 		ReceivedAt: timePtr(ev.ReceivedAt),
-		StreamSeq:  &seq,
+		StreamSeq:  seq,
 	})
 	if err = queries.Check(err); errors.Is(err, queries.ErrNotFound) {
 		return Skipped, nil

@@ -61,7 +61,9 @@ func rfc3339(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format(time.RFC3339Nano)
+	// Cut to microseconds as pgx does when it sends a time: Postgres would
+	// round the text form instead.
+	return t.UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano)
 }
 
 func (p *pipeline) queue(k stmtKind, sql string, args []any) {
