@@ -15,5 +15,7 @@ COPY --from=build --chown=65532:65532 /out/data /data
 ENV SYNCD_DATA_DIR=/data HTTP_ADDR=:8080 LOG_FORMAT=json
 VOLUME /data
 EXPOSE 8080
+# No shell in the image: syncd itself asks its /readyz.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["/syncd", "healthcheck"]
 ENTRYPOINT ["/syncd"]
 CMD ["serve"]

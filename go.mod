@@ -13,6 +13,7 @@ require (
 	github.com/stripe/stripe-go/v76 v76.25.0
 	github.com/tidwall/gjson v1.20.0
 	github.com/workos/workos-go/v4 v4.46.1
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -100,6 +101,11 @@ type Config struct {
 	OnPage func(Progress)
 	// Now is the clock; tests set it.
 	Now func() time.Time
+
+	// locks, when set, holds the window's lock on a connection shared
+	// with other runs (a Connect backfill's accounts), so concurrent
+	// accounts do not each keep a pool connection.
+	locks *locker
 }
 
 func (c Config) withDefaults() Config {
@@ -169,25 +175,24 @@ func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 	if !w.Until.After(w.Since) {
 		return res, fmt.Errorf("%w: until %s is not after since %s", ErrWindow, w.Until.Format(time.RFC3339), w.Since.Format(time.RFC3339))
 	}
-	if err := src.Check(w, start); err != nil {
+	err := src.Check(w, start)
+	if err != nil {
 		return res, err
 	}
 
 	q := queries.New()
-	conn, err := pool.Acquire(ctx)
+	locks := cfg.locks
+	if locks == nil {
+		if locks, err = newLocker(ctx, pool); err != nil {
+			return res, err
+		}
+		defer locks.close()
+	}
+	unlock, err := locks.lock(ctx, src.Name()+":"+key)
 	if err != nil {
-		return res, fmt.Errorf("backfill lock connection: %w", err)
+		return res, err
 	}
-	defer conn.Release()
-	lockKey := src.Name() + ":" + key
-	locked, err := q.BackfillLockTry(ctx, conn, lockKey)
-	if err != nil {
-		return res, fmt.Errorf("backfill lock: %w", err)
-	}
-	if !locked {
-		return res, fmt.Errorf("%s backfill %s: %w", src.Name(), key, ErrBusy)
-	}
-	defer func() { _, _ = q.BackfillUnlock(context.WithoutCancel(ctx), conn, lockKey) }()
+	defer unlock()
 
 	row, err := q.BackfillCursorGet(ctx, pool, queries.BackfillCursorGetParams{Provider: src.Name(), WindowKey: key})
 	switch err = queries.Check(err); {
@@ -355,3 +360,41 @@ func strPtr(s string) *string {
 	}
 	return &s
 }
+
+// locker takes backfill locks (Postgres session advisory locks) on one
+// connection it holds; a pgx connection serves one caller at a time, hence
+// the mutex.
+type locker struct {
+	mu   sync.Mutex
+	conn *pgxpool.Conn
+}
+
+func newLocker(ctx context.Context, pool *pgxpool.Pool) (*locker, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("backfill lock connection: %w", err)
+	}
+	return &locker{conn: conn}, nil
+}
+
+// lock takes key's lock, or fails with ErrBusy when another session holds
+// it; unlock gives it back.
+func (l *locker) lock(ctx context.Context, key string) (unlock func(), err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	q := queries.New()
+	locked, err := q.BackfillLockTry(ctx, l.conn, key)
+	if err != nil {
+		return nil, fmt.Errorf("backfill lock: %w", err)
+	}
+	if !locked {
+		return nil, fmt.Errorf("backfill %s: %w", key, ErrBusy)
+	}
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		_, _ = q.BackfillUnlock(context.WithoutCancel(ctx), l.conn, key)
+	}, nil
+}
+
+func (l *locker) close() { l.conn.Release() }

@@ -1,6 +1,7 @@
 package backfill
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	stripe "github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/account"
 	"github.com/stripe/stripe-go/v76/event"
 
 	"github.com/syncd/syncd/events"
@@ -33,12 +35,23 @@ type StripeConfig struct {
 	HTTPClient *http.Client
 	// MaxNetworkRetries overrides stripe-go's default (2) when set.
 	MaxNetworkRetries *int64
+	// RateLimitRetries is how often a request answered 429 is retried
+	// (honouring Retry-After); 0 means RateLimitRetriesDefault, negative
+	// none.
+	RateLimitRetries int
+	// Wait sleeps before a retry, or returns ctx's error; tests replace it.
+	Wait func(ctx context.Context, d time.Duration) error
 }
 
-// Stripe pages `GET /v1/events`, newest first, with `starting_after`.
+// Stripe pages `GET /v1/events`, newest first, with `starting_after`: the
+// platform's events, or with ForAccount one connected account's.
 type Stripe struct {
-	cfg    StripeConfig
-	client event.Client
+	cfg      StripeConfig
+	client   event.Client
+	accounts account.Client
+	// account, when set, is sent as Stripe-Account: the connected
+	// account whose events are listed.
+	account string
 }
 
 // NewStripe builds the Stripe source.
@@ -61,6 +74,21 @@ func NewStripe(cfg StripeConfig) (*Stripe, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 80 * time.Second}
 	}
+	if cfg.RateLimitRetries == 0 {
+		cfg.RateLimitRetries = RateLimitRetriesDefault
+	}
+	if cfg.Wait == nil {
+		cfg.Wait = sleepCtx
+	}
+	if cfg.RateLimitRetries > 0 {
+		hc := *cfg.HTTPClient
+		base := hc.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		hc.Transport = &rateLimited{base: base, retries: cfg.RateLimitRetries, wait: cfg.Wait}
+		cfg.HTTPClient = &hc
+	}
 	backend := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
 		URL:               stripe.String(cfg.BaseURL),
 		HTTPClient:        cfg.HTTPClient,
@@ -68,7 +96,32 @@ func NewStripe(cfg StripeConfig) (*Stripe, error) {
 		// Failures come back as errors and are logged by the caller.
 		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
 	})
-	return &Stripe{cfg: cfg, client: event.Client{B: backend, Key: cfg.APIKey}}, nil
+	return &Stripe{cfg: cfg, client: event.Client{B: backend, Key: cfg.APIKey}, accounts: account.Client{B: backend, Key: cfg.APIKey}}, nil
+}
+
+// ForAccount is the same client listing the events of the connected
+// account id (sent as the Stripe-Account header).
+func (s *Stripe) ForAccount(id string) *Stripe {
+	c := *s
+	c.account = id
+	return &c
+}
+
+// Account is the connected account ForAccount named, or "".
+func (s *Stripe) Account() string { return s.account }
+
+// Accounts pages `GET /v1/accounts`: the platform's connected accounts.
+func (s *Stripe) Accounts(ctx context.Context) ([]string, error) {
+	params := &stripe.AccountListParams{ListParams: stripe.ListParams{Context: ctx, Limit: stripe.Int64(100)}}
+	it := s.accounts.List(params)
+	var ids []string
+	for it.Next() {
+		ids = append(ids, it.Account().ID)
+	}
+	if err := it.Err(); err != nil {
+		return ids, fmt.Errorf("list Stripe connected accounts: %w", err)
+	}
+	return ids, nil
 }
 
 func (*Stripe) Name() string { return stream.SourceStripe }
@@ -117,6 +170,9 @@ func (s *Stripe) Page(ctx context.Context, w Window, types []string, cursor stri
 	if cursor != "" {
 		params.StartingAfter = stripe.String(cursor)
 	}
+	if s.account != "" {
+		params.SetStripeAccount(s.account)
+	}
 	if len(types) == 1 {
 		params.Type = stripe.String(types[0])
 	} else if len(types) > 1 {
@@ -142,7 +198,8 @@ func (s *Stripe) Page(ctx context.Context, w Window, types []string, cursor stri
 	}
 	page := Page{Events: make([]Event, 0, len(raw.Data))}
 	for i, item := range raw.Data {
-		env, err := events.DecodeStripe(item)
+		body := []byte(item)
+		env, err := events.DecodeStripe(body)
 		if err != nil {
 			page.Invalid++
 			continue
@@ -150,10 +207,46 @@ func (s *Stripe) Page(ctx context.Context, w Window, types []string, cursor stri
 		if list.Data[i].ID != env.ID {
 			return Page{}, fmt.Errorf("Stripe events page: item %d is %s in the SDK, %s in the body", i, list.Data[i].ID, env.ID)
 		}
-		page.Events = append(page.Events, Event{Envelope: env, Body: []byte(item)})
+		if s.account != "" && env.Account != s.account {
+			if env.Account != "" {
+				// Not the account asked for: publishing it as this
+				// account's would misattribute it.
+				page.Invalid++
+				continue
+			}
+			// The consumers read the account from the body, as the Connect
+			// webhook carries it; an event listed without it gets it here.
+			if body, env, err = withAccount(body, s.account); err != nil {
+				page.Invalid++
+				continue
+			}
+		}
+		page.Events = append(page.Events, Event{Envelope: env, Body: body})
 	}
 	if raw.HasMore && len(list.Data) > 0 {
 		page.Next = list.Data[len(list.Data)-1].ID
 	}
 	return page, nil
+}
+
+// withAccount adds `"account": id` to an event body that lacks it, the
+// rest of the bytes unchanged.
+func withAccount(body []byte, id string) ([]byte, events.Envelope, error) {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, events.Envelope{}, errors.New("event is not a JSON object")
+	}
+	field, _ := json.Marshal(id)
+	out := make([]byte, 0, len(trimmed)+len(field)+12)
+	out = append(out, `{"account":`...)
+	out = append(out, field...)
+	if rest := bytes.TrimLeft(trimmed[1:], " \t\r\n"); len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	out = append(out, trimmed[1:]...)
+	env, err := events.DecodeStripe(out)
+	if err != nil {
+		return nil, events.Envelope{}, err
+	}
+	return out, env, nil
 }

@@ -202,13 +202,22 @@ mode_run() {
 	data_dir="$(cd "$data_dir" && pwd -P)"
 	RUN_PG_DIR="$data_dir/pg"
 
-	# As root the server runs as postgres, which must be able to reach $data_dir/pg.
+	# As root the server runs as postgres, which must be able to reach the
+	# cluster. A clone in root's home (or any 0700 directory) is out of its
+	# reach: the cluster then lives under /var/lib/syncd-dev, one per data
+	# dir (named by a hash of its path), so `make run` works there too.
 	if is_root && ! runuser -u postgres -- test -x "$data_dir"; then
 		if runuser -u postgres -- test -x "$(dirname "$data_dir")"; then
 			log "granting search permission (o+x) on $data_dir so user postgres can reach $data_dir/pg"
 			chmod o+x "$data_dir"
 		else
-			die "user postgres cannot reach $data_dir (a parent directory is not searchable); set SYNCD_DATA_DIR elsewhere or DATABASE_URL"
+			local key
+			key="$(printf '%s' "$data_dir" | sha256sum | cut -c1-12)"
+			RUN_PG_DIR="/var/lib/syncd-dev/$key/pg"
+			mkdir -p "/var/lib/syncd-dev/$key"
+			chmod 0755 /var/lib/syncd-dev "/var/lib/syncd-dev/$key"
+			printf '%s\n' "$data_dir" >"/var/lib/syncd-dev/$key/data-dir"
+			log "user postgres cannot reach $data_dir (a parent directory is private): the dev cluster lives in $RUN_PG_DIR"
 		fi
 	fi
 
@@ -218,11 +227,11 @@ mode_run() {
 		chmod 0700 "$RUN_PG_DIR"
 		pg_own "$RUN_PG_DIR"
 		if ! as_pg "$INITDB" -D "$RUN_PG_DIR" -A trust -U postgres -E UTF8 --locale=C \
-			>"$data_dir/pg-initdb.log" 2>&1; then
-			cat "$data_dir/pg-initdb.log" >&2
+			>"$RUN_PG_DIR.initdb.log" 2>&1; then
+			cat "$RUN_PG_DIR.initdb.log" >&2
 			die "initdb failed"
 		fi
-		rm -f "$data_dir/pg-initdb.log"
+		rm -f "$RUN_PG_DIR.initdb.log"
 	fi
 
 	if port_open "$RUN_PORT"; then

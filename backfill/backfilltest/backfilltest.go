@@ -2,7 +2,9 @@
 // paging as the real ones page: WorkOS `GET /events` oldest first with the
 // `after` cursor and `list_metadata`, `limit` at most 100; Stripe
 // `GET /v1/events` newest first with `has_more` and `starting_after`, at
-// most 20 types a request.
+// most 20 types a request, the platform's events or, with a
+// `Stripe-Account` header, that connected account's (403 for an account
+// the platform does not reach), and `GET /v1/accounts`.
 package backfilltest
 
 import (
@@ -23,10 +25,15 @@ import (
 
 // Request is one listing request the fake served (or failed).
 type Request struct {
-	Cursor string
-	Types  []string
-	Limit  int
-	Status int
+	// Path is the listing's path: "/v1/events", "/v1/accounts", "/events".
+	Path string
+	// Account is the Stripe-Account header: the connected account whose
+	// events were asked for.
+	Account string
+	Cursor  string
+	Types   []string
+	Limit   int
+	Status  int
 }
 
 // API is a fake Events API.
@@ -34,9 +41,16 @@ type API struct {
 	*httptest.Server
 	Key string
 
+	// RetryAfter is the Retry-After header of an injected 429 ("" for
+	// none).
+	RetryAfter string
+
 	mu     sync.Mutex
 	events []item
-	reqs   []Request
+	// accounts are the Stripe connected accounts, in the order added;
+	// their events are listed only with their Stripe-Account header.
+	accounts []*connected
+	reqs     []Request
 	// FailOn, if set, is asked before each request with its number (from
 	// 1); a non-zero status fails the request with it.
 	failOn func(n int, r Request) int
@@ -46,6 +60,14 @@ type item struct {
 	id, typ string
 	created time.Time
 	body    []byte
+}
+
+type connected struct {
+	id string
+	// unlisted accounts answer their events but are missing from
+	// GET /v1/accounts.
+	unlisted bool
+	events   []item
 }
 
 // Requests returns the requests served so far.
@@ -81,7 +103,49 @@ func (a *API) Add(t testing.TB, workos bool, bodies ...[]byte) {
 	}
 }
 
+// AddConnected stores raw event bodies of the Stripe connected account
+// id, listed only to requests with its Stripe-Account header, and makes
+// the account part of GET /v1/accounts.
+func (a *API) AddConnected(t testing.TB, id string, bodies ...[]byte) {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	acct := a.account(id)
+	if acct == nil {
+		acct = &connected{id: id}
+		a.accounts = append(a.accounts, acct)
+	}
+	for _, b := range bodies {
+		env, err := events.DecodeStripe(b)
+		if err != nil {
+			t.Fatalf("fake API event: %v", err)
+		}
+		acct.events = append(acct.events, item{id: env.ID, typ: env.Type, created: env.Created, body: b})
+	}
+}
+
+// Unlist leaves the connected account out of GET /v1/accounts; its events
+// are still listed with its Stripe-Account header.
+func (a *API) Unlist(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if acct := a.account(id); acct != nil {
+		acct.unlisted = true
+	}
+}
+
+func (a *API) account(id string) *connected {
+	for _, acct := range a.accounts {
+		if acct.id == id {
+			return acct
+		}
+	}
+	return nil
+}
+
 func (a *API) begin(w http.ResponseWriter, r *http.Request, req Request) bool {
+	req.Path = r.URL.Path
+	req.Account = r.Header.Get("Stripe-Account")
 	a.mu.Lock()
 	n := len(a.reqs) + 1
 	if a.failOn != nil {
@@ -91,12 +155,22 @@ func (a *API) begin(w http.ResponseWriter, r *http.Request, req Request) bool {
 		req.Status = http.StatusOK
 	}
 	a.reqs = append(a.reqs, req)
+	retryAfter := a.RetryAfter
 	a.mu.Unlock()
-	if req.Status != http.StatusOK {
+	switch req.Status {
+	case http.StatusOK:
+		return true
+	case http.StatusTooManyRequests:
+		// What Stripe answers over its rate limit.
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		writeJSON(w, req.Status, map[string]any{"error": map[string]any{"type": "invalid_request_error", "code": "rate_limit",
+			"message": "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."}})
+	default:
 		writeJSON(w, req.Status, map[string]any{"message": "injected failure", "error": map[string]any{"type": "api_error", "message": "injected failure"}})
-		return false
 	}
-	return true
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -232,12 +306,22 @@ func Stripe(t testing.TB, key string) *API {
 		}
 		gte, hasGte := bound("created[gte]")
 		lte, hasLte := bound("created[lte]")
-		req := Request{Cursor: q.Get("starting_after"), Types: types, Limit: limit}
+		req := Request{Cursor: q.Get("starting_after"), Types: types, Limit: limit, Account: r.Header.Get("Stripe-Account")}
 		if !a.begin(w, r, req) {
 			return
 		}
 		a.mu.Lock()
 		list := slices.Clone(a.events)
+		if req.Account != "" {
+			acct := a.account(req.Account)
+			if acct == nil {
+				a.mu.Unlock()
+				writeJSON(w, http.StatusForbidden, map[string]any{"error": map[string]any{"type": "invalid_request_error", "code": "account_invalid",
+					"message": fmt.Sprintf("The provided key '%s' does not have access to account '%s' (or that account does not exist). Application access may have been revoked.", redact(key), req.Account)}})
+				return
+			}
+			list = slices.Clone(acct.events)
+		}
 		a.mu.Unlock()
 		// Newest first; same-second events newest-added first.
 		slices.Reverse(list)
@@ -260,7 +344,61 @@ func Stripe(t testing.TB, key string) *API {
 		}
 		writeList(w, list, map[string]any{"url": "/v1/events", "has_more": more})
 	})
+	// The platform's connected accounts, newest first, as Stripe pages
+	// them.
+	mux.HandleFunc("GET /v1/accounts", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+key {
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{"type": "invalid_request_error", "message": "Invalid API Key provided"}})
+			return
+		}
+		q := r.URL.Query()
+		limit := 10
+		if s := q.Get("limit"); s != "" {
+			var err error
+			if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > 100 {
+				writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"type": "invalid_request_error", "message": "limit must be between 1 and 100"}})
+				return
+			}
+		}
+		req := Request{Cursor: q.Get("starting_after"), Limit: limit}
+		if !a.begin(w, r, req) {
+			return
+		}
+		a.mu.Lock()
+		var ids []string
+		for _, acct := range slices.Backward(a.accounts) {
+			if !acct.unlisted {
+				ids = append(ids, acct.id)
+			}
+		}
+		a.mu.Unlock()
+		if req.Cursor != "" {
+			i := slices.Index(ids, req.Cursor)
+			if i < 0 {
+				writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{"type": "invalid_request_error", "message": "No such account: " + req.Cursor}})
+				return
+			}
+			ids = ids[i+1:]
+		}
+		more := len(ids) > limit
+		if more {
+			ids = ids[:limit]
+		}
+		data := make([]map[string]any, len(ids))
+		for i, id := range ids {
+			data[i] = map[string]any{"id": id, "object": "account", "type": "express", "charges_enabled": true, "payouts_enabled": true}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"object": "list", "url": "/v1/accounts", "has_more": more, "data": data})
+	})
 	a.Server = httptest.NewServer(mux)
 	t.Cleanup(a.Close)
 	return a
+}
+
+// redact shortens a key as Stripe's messages do.
+func redact(key string) string {
+	if len(key) <= 8 {
+		return "***"
+	}
+	return key[:8] + "***" + key[len(key)-4:]
 }

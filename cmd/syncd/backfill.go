@@ -23,18 +23,23 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var since, until, types string
 	var pageSize int
 	var noProgress bool
+	var cn connectFlags
 	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
 	c.register(fs)
+	cn.register(fs)
 	fs.StringVar(&since, "since", "", "start of the window, by provider event time (RFC 3339, a date, or a duration ago: 36h, 7d); required")
 	fs.StringVar(&until, "until", "", "end of the window (same forms); default now")
 	fs.StringVar(&types, "types", "", "comma-separated event types; default the types syncd applies")
 	fs.IntVar(&pageSize, "page-size", 100, "events per API page, 1..100")
 	fs.BoolVar(&noProgress, "no-progress", false, "no progress line, even on a terminal")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: syncd backfill workos|stripe --since T [--until T] [--types a,b]\n\n"+
+		fmt.Fprintln(stderr, "usage: syncd backfill workos|stripe --since T [--until T] [--types a,b]\n"+
+			"       syncd backfill stripe --connect [--account acct_…] --since T [--until T] [--types a,b]\n\n"+
 			"Pages the provider's Events API and publishes every event of the window into WEBHOOKS,\n"+
 			"where the consumers apply it; events webhooks already delivered are duplicates. The cursor\n"+
-			"is kept in Postgres: the same command run again after an interruption resumes it.\n\n"+
+			"is kept in Postgres: the same command run again after an interruption resumes it.\n"+
+			"--connect lists the connected accounts' events instead (each with its Stripe-Account header),\n"+
+			"as the Connect endpoint would have received them.\n\n"+
 			"environment: WORKOS_API_KEY, WORKOS_API_URL, STRIPE_API_KEY, STRIPE_API_URL\n\nflags:")
 		fs.PrintDefaults()
 	}
@@ -86,11 +91,17 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := src.Check(w, now); err != nil {
 		return usageError("--since %s: %s", since, strings.TrimPrefix(err.Error(), backfill.ErrWindow.Error()+": "))
 	}
+	if err := cn.check(provider); err != nil {
+		return err
+	}
 	log, pool, conn, closeAll, err := c.connect(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
+	if cn.on() {
+		return runBackfillConnect(ctx, cn, log, pool, conn.JS, src.(*backfill.Stripe), w, types, noProgress, stdout, stderr)
+	}
 
 	line := newProgressLine(stderr, noProgress)
 	res, err := backfill.Run(ctx, backfill.Config{
@@ -137,6 +148,126 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
+// connectFlags select the Connect backfill.
+type connectFlags struct {
+	connect     bool
+	account     string
+	concurrency int
+}
+
+func (f *connectFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&f.connect, "connect", false, "stripe: backfill the connected accounts' events (those Stripe lists and those in stripe_connect_accounts) instead of the platform's")
+	fs.StringVar(&f.account, "account", "", "stripe: backfill this one connected account (acct_…); implies --connect")
+	fs.IntVar(&f.concurrency, "concurrency", backfill.ConnectConcurrencyDefault, fmt.Sprintf("--connect: accounts listed at once, 1..%d", backfill.ConnectConcurrencyMax))
+}
+
+func (f *connectFlags) on() bool { return f.connect || f.account != "" }
+
+func (f *connectFlags) check(provider string) error {
+	switch {
+	case !f.on():
+		return nil
+	case provider != stream.SourceStripe:
+		return usageError("--connect and --account are for stripe only (Stripe Connect accounts)")
+	case f.concurrency < 1 || f.concurrency > backfill.ConnectConcurrencyMax:
+		return usageError("--concurrency %d: want 1..%d", f.concurrency, backfill.ConnectConcurrencyMax)
+	case f.account != "":
+		if err := backfill.CheckAccount(f.account); err != nil {
+			return usageError("--account %q: want a connected account id, acct_…", f.account)
+		}
+	}
+	return nil
+}
+
+// runBackfillConnect is `backfill stripe --connect`: a line per account
+// as it finishes, then the totals.
+func runBackfillConnect(ctx context.Context, cn connectFlags, log *slog.Logger, pool *pgxpool.Pool, js jetstream.JetStream,
+	src *backfill.Stripe, w backfill.Window, types string, noProgress bool, stdout, stderr io.Writer) error {
+	line := newProgressLine(stderr, noProgress)
+	accounts := 0
+	res, err := backfill.RunConnect(ctx, backfill.ConnectConfig{
+		Account:     cn.account,
+		Concurrency: cn.concurrency,
+		Logger:      log,
+		OnPage: func(account string, p backfill.Progress) {
+			line.set(func() string {
+				return fmt.Sprintf("%d accounts done  %s at %s", accounts, account, p.Oldest.Format(time.RFC3339))
+			})
+		},
+		OnAccount: func(ar backfill.AccountResult) {
+			accounts++
+			line.done()
+			fmt.Fprintln(stdout, accountLine(ar))
+		},
+	}, pool, js, src, w)
+	line.done()
+	switch {
+	case errors.Is(err, backfill.ErrWindow):
+		return usageError("%v", err)
+	case errors.Is(err, backfill.ErrBusy):
+		return err
+	}
+	state := ""
+	if res.Resumed {
+		state = " (resumed)"
+	}
+	fmt.Fprintf(stdout, "backfill stripe --connect %s..%s%s: ", res.Since.Format(time.RFC3339), res.Until.Format(time.RFC3339), state)
+	if cn.account == "" {
+		fmt.Fprintf(stdout, "%d accounts (%d listed by Stripe, %d known only to syncd): %d done", res.FromStripe+res.OnlySyncd, res.FromStripe, res.OnlySyncd, res.Done)
+		for _, n := range []struct {
+			n    int
+			what string
+		}{{res.AlreadyDone, "done before the interruption"}, {res.Failed, "failed"}, {res.Inaccessible, "not accessible"}, {res.NotStarted, "not started"}} {
+			if n.n > 0 {
+				fmt.Fprintf(stdout, ", %d %s", n.n, n.what)
+			}
+		}
+		fmt.Fprint(stdout, "; ")
+	}
+	fmt.Fprintf(stdout, "%d pages, %d events listed, %d published, %d already in the stream", res.Pages, res.Listed, res.Published, res.Duplicates)
+	if res.Invalid > 0 {
+		fmt.Fprintf(stdout, ", %d not events (left out)", res.Invalid)
+	}
+	fmt.Fprintf(stdout, " in %s\n", res.Elapsed.Round(time.Millisecond))
+	if err != nil {
+		if errors.Is(err, backfill.ErrAccount) {
+			return usageError("%v", err)
+		}
+		resume := "syncd backfill stripe --connect --since " + w.Since.UTC().Format(time.RFC3339Nano)
+		if cn.account != "" {
+			resume = "syncd backfill stripe --account " + cn.account + " --since " + w.Since.UTC().Format(time.RFC3339Nano)
+		}
+		if !w.Until.IsZero() {
+			resume += " --until " + w.Until.UTC().Format(time.RFC3339Nano)
+		}
+		if types != "" {
+			resume += " --types " + types
+		}
+		return fmt.Errorf("%w\nthe cursors are stored per account; resume with: %s", err, resume)
+	}
+	return nil
+}
+
+// accountLine is one account's outcome.
+func accountLine(ar backfill.AccountResult) string {
+	head := fmt.Sprintf("  %s (%s)", ar.Account, ar.Origin)
+	switch {
+	case ar.AlreadyDone:
+		return head + ": done before the interruption"
+	case ar.Inaccessible:
+		return head + ": not accessible to the platform (deauthorized or deleted), skipped"
+	}
+	state := ""
+	if ar.Resumed {
+		state = " (resumed)"
+	}
+	s := fmt.Sprintf("%s%s: %d pages, %d events listed, %d published, %d already in the stream", head, state, ar.Pages, ar.Listed, ar.Published, ar.Duplicates)
+	if ar.Err != nil {
+		s += "; FAILED: " + ar.Err.Error()
+	}
+	return s
+}
+
 // backfillSource builds a provider's Events API client from the
 // environment: WORKOS_API_KEY / WORKOS_API_URL, STRIPE_API_KEY /
 // STRIPE_API_URL.
@@ -174,18 +305,23 @@ func backfillSource(provider string, pageSize int) (backfill.Source, error) {
 // arrived is applied anyway.
 type reconcile struct {
 	every, window time.Duration
-	sources       []backfill.Source
+	// connect adds the Stripe connected accounts' events to each run.
+	connect bool
+	sources []backfill.Source
 }
 
 func (r *reconcile) register(fs *flag.FlagSet) {
 	fs.DurationVar(&r.every, "reconcile-every", 0, "backfill from the providers' Events APIs on this schedule; 0 is off (env SYNCD_RECONCILE_EVERY; needs WORKOS_API_KEY and/or STRIPE_API_KEY)")
 	fs.DurationVar(&r.window, "reconcile-window", 0, "trailing window each reconcile covers; default twice --reconcile-every, at least 1h (env SYNCD_RECONCILE_WINDOW)")
+	fs.BoolVar(&r.connect, "reconcile-connect", false, "each reconcile also backfills the Stripe connected accounts' events, as backfill stripe --connect (env SYNCD_RECONCILE_CONNECT; needs STRIPE_API_KEY)")
 }
 
 // setup validates the flags and builds the sources; haveDB says whether
 // serve opens Postgres, where the cursors live.
 func (r *reconcile) setup(haveDB bool) error {
 	switch {
+	case r.every == 0 && r.connect:
+		return usageError("--reconcile-connect needs --reconcile-every: it is part of the scheduled reconcile")
 	case r.every == 0:
 		return nil
 	case r.every < time.Minute:
@@ -215,7 +351,38 @@ func (r *reconcile) setup(haveDB bool) error {
 	if len(r.sources) == 0 {
 		return usageError("--reconcile-every needs WORKOS_API_KEY or STRIPE_API_KEY (or both)")
 	}
+	if r.connect && r.stripe() == nil {
+		return usageError("--reconcile-connect needs STRIPE_API_KEY")
+	}
 	return nil
+}
+
+func (r *reconcile) stripe() *backfill.Stripe {
+	for _, s := range r.sources {
+		if s, ok := s.(*backfill.Stripe); ok {
+			return s
+		}
+	}
+	return nil
+}
+
+// runConnect is one scheduled Connect backfill; like the platform's, a
+// run that finished an interrupted window runs the one asked for too.
+func (r *reconcile) runConnect(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger) {
+	cfg := backfill.ConnectConfig{Key: "reconcile", Logger: log}
+	res, err := backfill.RunConnect(ctx, cfg, pool, js, r.stripe(), backfill.Window{Since: time.Now().Add(-r.window)})
+	if err == nil && res.Resumed {
+		res, err = backfill.RunConnect(ctx, cfg, pool, js, r.stripe(), backfill.Window{Since: time.Now().Add(-r.window)})
+	}
+	switch {
+	case errors.Is(err, backfill.ErrBusy):
+		log.Debug("Connect reconcile skipped: another replica is running it")
+	case err != nil && ctx.Err() == nil:
+		log.Warn("Connect reconcile failed; the next run resumes it", "accounts_done", res.Done, "failed", res.Failed, "err", err)
+	case err == nil:
+		log.Info("Connect reconcile done", "accounts", res.FromStripe+res.OnlySyncd, "inaccessible", res.Inaccessible,
+			"listed", res.Listed, "published", res.Published, "resumed", res.Resumed)
+	}
 }
 
 // start runs the schedule in the background until ctx is done: once at
@@ -229,7 +396,7 @@ func (r *reconcile) start(ctx context.Context, wg *sync.WaitGroup, pool *pgxpool
 	for i, s := range r.sources {
 		names[i] = s.Name()
 	}
-	log.Info("reconcile scheduled", "every", r.every, "window", r.window, "providers", strings.Join(names, ","))
+	log.Info("reconcile scheduled", "every", r.every, "window", r.window, "providers", strings.Join(names, ","), "connect", r.connect)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -254,6 +421,9 @@ func (r *reconcile) start(ctx context.Context, wg *sync.WaitGroup, pool *pgxpool
 				case err == nil:
 					log.Info("reconcile done", "provider", src.Name(), "listed", res.Listed, "published", res.Published, "resumed", res.Resumed)
 				}
+			}
+			if r.connect && ctx.Err() == nil {
+				r.runConnect(ctx, pool, js, log)
 			}
 			select {
 			case <-ctx.Done():

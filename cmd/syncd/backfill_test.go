@@ -28,7 +28,7 @@ func syncd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 
 // clearProviderEnv keeps the developer's environment out of the tests.
 func clearProviderEnv(t *testing.T) {
-	for _, k := range []string{"WORKOS_API_KEY", "WORKOS_API_URL", "STRIPE_API_KEY", "STRIPE_API_URL", "SYNCD_RECONCILE_EVERY", "SYNCD_RECONCILE_WINDOW", "DATABASE_URL", "NATS_URL"} {
+	for _, k := range []string{"WORKOS_API_KEY", "WORKOS_API_URL", "STRIPE_API_KEY", "STRIPE_API_URL", "SYNCD_RECONCILE_EVERY", "SYNCD_RECONCILE_WINDOW", "SYNCD_RECONCILE_CONNECT", "DATABASE_URL", "NATS_URL"} {
 		t.Setenv(k, "")
 	}
 }
@@ -58,6 +58,10 @@ func TestBackfillBadInput(t *testing.T) {
 		{[]string{"backfill", "stripe", "--since", old}, nil, "30 days"},
 		{[]string{"backfill", "stripe", "--since", "40d"}, nil, "--since 40d"},
 		{[]string{"backfill", "workos", "--since", "1h"}, nil, "DATABASE_URL is not set"},
+		{[]string{"backfill", "workos", "--connect", "--since", "1h"}, nil, "for stripe only"},
+		{[]string{"backfill", "stripe", "--account", "cus_123", "--since", "1h"}, nil, `--account "cus_123"`},
+		{[]string{"backfill", "stripe", "--connect", "--concurrency", "0", "--since", "1h"}, nil, "--concurrency 0"},
+		{[]string{"backfill", "stripe", "--connect", "--since", "40d"}, nil, "--since 40d"},
 	} {
 		for k, v := range c.env {
 			t.Setenv(k, v)
@@ -86,6 +90,8 @@ func TestServeReconcileBadInput(t *testing.T) {
 		{[]string{"serve", "--reconcile-every", "1h", "--reconcile-window", "31d", "--database-url", "postgres://x/y"}, map[string]string{"STRIPE_API_KEY": "k"}, "invalid value"},
 		{[]string{"serve", "--reconcile-every", "1h", "--reconcile-window", "800h", "--database-url", "postgres://x/y"}, map[string]string{"STRIPE_API_KEY": "k"}, "30 days"},
 		{[]string{"serve", "--reconcile-every", "2h", "--reconcile-window", "1h", "--database-url", "postgres://x/y"}, map[string]string{"STRIPE_API_KEY": "k"}, "shorter than"},
+		{[]string{"serve", "--reconcile-connect", "--database-url", "postgres://x/y"}, map[string]string{"STRIPE_API_KEY": "k"}, "--reconcile-connect needs --reconcile-every"},
+		{[]string{"serve", "--reconcile-every", "1h", "--reconcile-connect", "--database-url", "postgres://x/y"}, map[string]string{"WORKOS_API_KEY": "k"}, "--reconcile-connect needs STRIPE_API_KEY"},
 	} {
 		for k, v := range c.env {
 			t.Setenv(k, v)
@@ -224,6 +230,94 @@ func TestServeReconciles(t *testing.T) {
 		default:
 		}
 		return users(t, db) == 5 && scalar(t, db, "SELECT count(*) FROM backfill_cursors WHERE window_key = 'reconcile' AND completed_at IS NOT NULL") == 1
+	})
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("serve exit %d:\n%s", code, errOut.String())
+	}
+}
+
+func connectEvent(id, account string, at time.Time) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"id": id, "object": "event", "type": "account.updated", "created": at.Unix(), "api_version": "2024-06-20", "account": account,
+		"data": map[string]any{"object": map[string]any{"id": account, "object": "account", "charges_enabled": true, "payouts_enabled": true, "metadata": map[string]any{}}},
+	})
+	return b
+}
+
+// backfill stripe --connect end to end: a line per account, the totals,
+// and on failure the command that resumes it.
+func TestBackfillConnectCommand(t *testing.T) {
+	clearProviderEnv(t)
+	api := backfilltest.Stripe(t, "sk_connect")
+	now := time.Now().Truncate(time.Second)
+	for i := range 3 {
+		api.AddConnected(t, "acct_A", connectEvent(fmt.Sprintf("evt_a%d", i), "acct_A", now.Add(-time.Duration(30-i)*time.Minute)))
+		api.AddConnected(t, "acct_B", connectEvent(fmt.Sprintf("evt_b%d", i), "acct_B", now.Add(-time.Duration(30-i)*time.Minute)))
+	}
+	t.Setenv("STRIPE_API_KEY", "sk_connect")
+	t.Setenv("STRIPE_API_URL", api.URL)
+	db := syncdtest.DatabaseURL(t)
+	conn := []string{"--database-url", db, "--nats-url", natsURL(t), "--log-level", "error"}
+	since := now.Add(-time.Hour).UTC().Format(time.RFC3339)
+	args := append([]string{"backfill", "stripe", "--connect", "--since", since, "--page-size", "2"}, conn...)
+
+	// acct_B's second page fails: acct_A is done, the run says how to go on.
+	api.FailOn(func(_ int, r backfilltest.Request) int {
+		if r.Account == "acct_B" && r.Cursor != "" {
+			return 400
+		}
+		return 0
+	})
+	code, out, errOut := syncd(t, args...)
+	if code != 1 || !strings.Contains(out, "  acct_A (stripe): 2 pages, 3 events listed, 3 published") ||
+		!strings.Contains(out, "  acct_B (stripe): 1 pages, 2 events listed, 2 published, 0 already in the stream; FAILED") ||
+		!strings.Contains(out, "2 accounts (2 listed by Stripe, 0 known only to syncd): 1 done, 1 failed") ||
+		!strings.Contains(errOut, "resume with: syncd backfill stripe --connect --since "+since) {
+		t.Fatalf("failing run: exit %d\n%s%s", code, out, errOut)
+	}
+	api.FailOn(nil)
+	code, out, errOut = syncd(t, args...)
+	if code != 0 || !strings.Contains(out, "  acct_A (stripe): done before the interruption") ||
+		!strings.Contains(out, "  acct_B (stripe) (resumed): 1 pages, 1 events listed, 1 published") ||
+		!strings.Contains(out, "(resumed): 2 accounts (2 listed by Stripe, 0 known only to syncd): 1 done, 1 done before the interruption; 1 pages, 1 events listed, 1 published") {
+		t.Fatalf("resumed run: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = syncd(t, append([]string{"backfill", "stripe", "--account", "acct_B", "--since", since}, conn...)...)
+	if code != 0 || !strings.Contains(out, "  acct_B (flag): 1 pages, 3 events listed, 0 published, 3 already in the stream") {
+		t.Fatalf("--account: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// serve --reconcile-connect: the connected accounts' events whose Connect
+// webhooks never arrived are applied through the running consumer.
+func TestServeReconcilesConnect(t *testing.T) {
+	clearProviderEnv(t)
+	api := backfilltest.Stripe(t, "sk_rec")
+	now := time.Now()
+	api.AddConnected(t, "acct_A", connectEvent("evt_a", "acct_A", now.Add(-10*time.Minute)))
+	api.AddConnected(t, "acct_B", connectEvent("evt_b", "acct_B", now.Add(-5*time.Minute)))
+	t.Setenv("STRIPE_API_KEY", "sk_rec")
+	t.Setenv("STRIPE_API_URL", api.URL)
+	t.Setenv("STRIPE_WEBHOOK_SECRET", "whsec_rec")
+	t.Setenv("SYNCD_RECONCILE_CONNECT", "true")
+	db := syncdtest.DatabaseURL(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var out, errOut bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"serve", "--database-url", db, "--data-dir", filepath.Join(t.TempDir(), "data"),
+			"--http-addr", "127.0.0.1:0", "--reconcile-every", "1h"}, &out, &errOut)
+	}()
+	syncdtest.Eventually(t, 30*time.Second, "reconciled Connect accounts applied", func() bool {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited %d early:\n%s", code, errOut.String())
+		default:
+		}
+		return scalar(t, db, "SELECT count(*) FROM stripe_connect_accounts WHERE payouts_enabled") == 2 &&
+			scalar(t, db, "SELECT count(*) FROM backfill_cursors WHERE window_key = 'reconcile connect' AND completed_at IS NOT NULL") == 1
 	})
 	cancel()
 	if code := <-done; code != 0 {

@@ -37,6 +37,7 @@ func commands() []command {
 		{"sign", "print a signature header for a file, for curl", runSign},
 		{"send", "sign a file and POST it to a running syncd", runSend},
 		{"dlq", "inspect and drain dead letters: list, show, retry, purge", runDLQ},
+		{"healthcheck", "exit 0 when the running syncd answers /readyz with 200 (for HEALTHCHECK)", runHealthcheck},
 	}
 }
 
@@ -80,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: syncd <command> [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'syncd <command> -h' for a command's flags. Flags default to the environment (see README).")
 }
