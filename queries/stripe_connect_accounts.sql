@@ -102,7 +102,6 @@ WHERE u.id = r.id
       IS DISTINCT FROM
       (r.best_id, r.details_submitted, r.charges_enabled, r.payouts_enabled, r.onboarding_complete, r.version);
 
-<<<<<<< HEAD
 -- name: StripeConnectAccountLockMany :many
 -- As StripeCustomerLockMany, for Connect accounts.
 SELECT stripe_account_id, stripe_created, stripe_event_rank, stripe_event_id
@@ -142,7 +141,7 @@ ON CONFLICT (stripe_account_id) DO UPDATE SET
 WHERE (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id)
       < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
 RETURNING stripe_account_id;
-=======
+
 -- name: StripeConnectAccountListConnected :many
 -- The connected accounts syncd knows and the platform still reaches (a
 -- deauthorized account's events are no longer listed to the platform):
@@ -151,4 +150,3 @@ RETURNING stripe_account_id;
 SELECT stripe_account_id FROM stripe_connect_accounts
 WHERE deauthorized_at IS NULL
 ORDER BY stripe_account_id;
->>>>>>> main
