@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -57,6 +59,27 @@ func NewApplier(cfg ApplierConfig, pool *pgxpool.Pool) (*Applier, error) {
 		return nil, err
 	}
 	return &Applier{cfg: cfg, pool: pool, q: queries.New(), routes: rt}, nil
+}
+
+// Partition splits a batch among n workers by entity key (Route.Key):
+// the events of one key land in one part, in stream order. Empty parts
+// are left out.
+func (a *Applier) Partition(evs []Event, n int) [][]int {
+	if n <= 1 {
+		all := make([]int, len(evs))
+		for i := range all {
+			all[i] = i
+		}
+		return [][]int{all}
+	}
+	parts := make([][]int, n)
+	for i, ev := range evs {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(a.routes.route(ev).key(ev)))
+		p := h.Sum32() % uint32(n)
+		parts[p] = append(parts[p], i)
+	}
+	return slices.DeleteFunc(parts, func(p []int) bool { return len(p) == 0 })
 }
 
 // Result is the fate of one event of a batch.

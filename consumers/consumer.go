@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -23,6 +24,13 @@ import (
 
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/stream"
+)
+
+// ApplyWorkersDefault is what the benchmark shows best on a small machine;
+// ApplyWorkersMax bounds the connections one consumer holds.
+const (
+	ApplyWorkersDefault = 2
+	ApplyWorkersMax     = 64
 )
 
 // Config configures the apply loop.
@@ -39,6 +47,9 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// ProbeMax caps the interval of Postgres probes while paused.
 	ProbeMax time.Duration
+	// ApplyWorkers is how many transactions apply a batch at once, each
+	// on its own connection, the events routed by entity key.
+	ApplyWorkers int
 	// StopTimeout bounds how long a stop waits for the batch in flight.
 	StopTimeout time.Duration
 	Logger      *slog.Logger
@@ -67,6 +78,9 @@ func (c Config) withDefaults() Config {
 	if c.StopTimeout == 0 {
 		c.StopTimeout = 30 * time.Second
 	}
+	if c.ApplyWorkers == 0 {
+		c.ApplyWorkers = ApplyWorkersDefault
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -86,6 +100,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("consumers: retry backoff %s..%s is not a range", c.RetryMin, c.RetryMax)
 	case c.ProbeMax < 0:
 		return fmt.Errorf("consumers: ProbeMax %s is negative", c.ProbeMax)
+	case c.ApplyWorkers < 1 || c.ApplyWorkers > ApplyWorkersMax:
+		return fmt.Errorf("consumers: ApplyWorkers %d outside 1..%d", c.ApplyWorkers, ApplyWorkersMax)
 	case c.StopTimeout < 0:
 		return fmt.Errorf("consumers: StopTimeout %s is negative", c.StopTimeout)
 	}
@@ -247,29 +263,58 @@ func (c *Consumer) Process(ctx context.Context, msgs []jetstream.Msg) error {
 		evs = append(evs, ev)
 		kept = append(kept, m)
 	}
-	res, err := c.Apply(ctx, evs)
-	if err != nil {
-		// Nothing was committed and no event is blamed: whatever Classify
-		// says of the error, it does not count toward dead-lettering.
-		c.log.Warn("batch failed, will retry", "events", len(evs), "class", Classify(err), "err", err)
-		for i, m := range kept {
-			_ = m.NakWithDelay(c.backoff(deliveries(m)))
-			c.metrics.retries.WithLabelValues(evs[i].Source, string(Transient)).Inc()
-		}
-		return err
+	// Each worker applies the events of its keys in its own transaction,
+	// on its own connection: two workers never write one row at once.
+	parts := c.applier.Partition(evs, c.cfg.ApplyWorkers)
+	type outcome struct {
+		res []Result
+		err error
 	}
-	for i, m := range kept {
-		if res[i].Err != nil {
-			c.settleFailure(ctx, m, evs[i], res[i].Err)
+	outs := make([]outcome, len(parts))
+	var wg sync.WaitGroup
+	for p, idx := range parts {
+		sub := make([]Event, len(idx))
+		for j, i := range idx {
+			sub[j] = evs[i]
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[p].res, outs[p].err = c.applier.Apply(ctx, sub)
+		}()
+	}
+	wg.Wait()
+	var failed error
+	for p, idx := range parts {
+		if err := outs[p].err; err != nil {
+			// Nothing of this part was committed and no event is blamed:
+			// whatever Classify says of the error, it does not count
+			// toward dead-lettering.
+			c.log.Warn("batch failed, will retry", "events", len(idx), "class", Classify(err), "err", err)
+			for _, i := range idx {
+				_ = kept[i].NakWithDelay(c.backoff(deliveries(kept[i])))
+				c.metrics.retries.WithLabelValues(evs[i].Source, string(Transient)).Inc()
+			}
+			failed = err
 			continue
 		}
-		c.failures.forget(evs[i].Seq)
-		_ = m.Ack()
-		c.metrics.events.WithLabelValues(evs[i].Source, string(res[i].Outcome)).Inc()
-		c.metrics.lastApplied.WithLabelValues(evs[i].Source).SetToCurrentTime()
-		if !evs[i].ReceivedAt.IsZero() {
-			c.metrics.lag.WithLabelValues(evs[i].Source).Observe(time.Since(evs[i].ReceivedAt).Seconds())
+		for j, i := range idx {
+			m, r := kept[i], outs[p].res[j]
+			if r.Err != nil {
+				c.settleFailure(ctx, m, evs[i], r.Err)
+				continue
+			}
+			c.failures.forget(evs[i].Seq)
+			_ = m.Ack()
+			c.metrics.events.WithLabelValues(evs[i].Source, string(r.Outcome)).Inc()
+			c.metrics.lastApplied.WithLabelValues(evs[i].Source).SetToCurrentTime()
+			if !evs[i].ReceivedAt.IsZero() {
+				c.metrics.lag.WithLabelValues(evs[i].Source).Observe(time.Since(evs[i].ReceivedAt).Seconds())
+			}
 		}
+	}
+	if failed != nil {
+		return failed
 	}
 	c.metrics.batch.Observe(time.Since(start).Seconds())
 	return nil

@@ -42,6 +42,7 @@ type serveFlags struct {
 	replayWindow    time.Duration
 	replicas        int
 	batchSize       int
+	applyWorkers    int
 	maxAttempts     int
 	shutdownTimeout time.Duration
 }
@@ -65,6 +66,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&f.replayWindow, "replay-window", 30*24*time.Hour, "how long WEBHOOKS keeps events, the stream's MaxAge (env SYNCD_REPLAY_WINDOW)")
 	fs.IntVar(&f.replicas, "stream-replicas", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL (env SYNCD_STREAM_REPLICAS)")
 	fs.IntVar(&f.batchSize, "batch-size", 256, "events applied per transaction, at most (env SYNCD_BATCH_SIZE)")
+	fs.IntVar(&f.applyWorkers, "apply-workers", consumers.ApplyWorkersDefault, "transactions applying a batch at once, each on its own connection, events routed by entity (env SYNCD_APPLY_WORKERS)")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "permanent failures before an event is dead-lettered (env SYNCD_MAX_ATTEMPTS)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "hard stop after this long")
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -101,7 +103,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageError("%v", err)
 		}
 	}
-	ccfg := consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts}
+	ccfg := consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, ApplyWorkers: f.applyWorkers}
 	if consumeOn {
 		if err := ccfg.Check(); err != nil {
 			return usageError("%v", err)
