@@ -126,13 +126,19 @@ WHERE o.id = r.id
 -- The set-based apply (consumers/batch.go) reads the version of each of a
 -- batch's customers, locked, in key order so that concurrent batches lock
 -- in one order and cannot deadlock; it folds the batch's events per
--- customer from there and writes each customer once.
-SELECT stripe_customer_id, stripe_created, stripe_event_rank, stripe_event_id,
-       (deleted_at IS NOT NULL)::boolean AS deleted
-FROM stripe_customers
-WHERE stripe_customer_id = ANY(@stripe_customer_ids::text[])
-ORDER BY stripe_customer_id
-FOR UPDATE;
+-- customer from there and writes each customer once. One primary-key
+-- probe per key, in the order given (the caller sorts them), as
+-- EventLedgerSeen does: a plain `= ANY(...)` was planned as a scan of the
+-- table while its statistics lagged behind a burst.
+SELECT r.*
+FROM unnest(@stripe_customer_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_customer_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_customers
+    WHERE stripe_customer_id = k.id
+    FOR UPDATE
+) r;
 
 -- name: StripeCustomerUpsertMany :many
 -- StripeCustomerUpsert for many customers at once, one row each (a JSON

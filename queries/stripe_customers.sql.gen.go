@@ -143,12 +143,15 @@ func (q *Queries) StripeCustomerLinkUsers(ctx context.Context, db DBTX, arg Stri
 }
 
 const stripeCustomerLockMany = `-- name: StripeCustomerLockMany :many
-SELECT stripe_customer_id, stripe_created, stripe_event_rank, stripe_event_id,
-       (deleted_at IS NOT NULL)::boolean AS deleted
-FROM stripe_customers
-WHERE stripe_customer_id = ANY($1::text[])
-ORDER BY stripe_customer_id
-FOR UPDATE
+SELECT r.stripe_customer_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id, r.deleted
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_customer_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_customers
+    WHERE stripe_customer_id = k.id
+    FOR UPDATE
+) r
 `
 
 type StripeCustomerLockManyRow struct {
@@ -162,7 +165,10 @@ type StripeCustomerLockManyRow struct {
 // The set-based apply (consumers/batch.go) reads the version of each of a
 // batch's customers, locked, in key order so that concurrent batches lock
 // in one order and cannot deadlock; it folds the batch's events per
-// customer from there and writes each customer once.
+// customer from there and writes each customer once. One primary-key
+// probe per key, in the order given (the caller sorts them), as
+// EventLedgerSeen does: a plain `= ANY(...)` was planned as a scan of the
+// table while its statistics lagged behind a burst.
 func (q *Queries) StripeCustomerLockMany(ctx context.Context, db DBTX, stripeCustomerIds []string) ([]StripeCustomerLockManyRow, error) {
 	rows, err := db.Query(ctx, stripeCustomerLockMany, stripeCustomerIds)
 	if err != nil {

@@ -99,12 +99,15 @@ WHERE o.id = r.id
 
 -- name: StripeSubscriptionLockMany :many
 -- As StripeCustomerLockMany, for subscriptions.
-SELECT stripe_subscription_id, stripe_created, stripe_event_rank, stripe_event_id,
-       (deleted_at IS NOT NULL)::boolean AS deleted
-FROM stripe_subscriptions
-WHERE stripe_subscription_id = ANY(@stripe_subscription_ids::text[])
-ORDER BY stripe_subscription_id
-FOR UPDATE;
+SELECT r.*
+FROM unnest(@stripe_subscription_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_subscription_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_subscriptions
+    WHERE stripe_subscription_id = k.id
+    FOR UPDATE
+) r;
 
 -- name: StripeSubscriptionUpsertMany :many
 -- StripeSubscriptionUpsert for many subscriptions at once, one row each (a

@@ -104,12 +104,15 @@ func (q *Queries) StripeSubscriptionLinkOrganizations(ctx context.Context, db DB
 }
 
 const stripeSubscriptionLockMany = `-- name: StripeSubscriptionLockMany :many
-SELECT stripe_subscription_id, stripe_created, stripe_event_rank, stripe_event_id,
-       (deleted_at IS NOT NULL)::boolean AS deleted
-FROM stripe_subscriptions
-WHERE stripe_subscription_id = ANY($1::text[])
-ORDER BY stripe_subscription_id
-FOR UPDATE
+SELECT r.stripe_subscription_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id, r.deleted
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_subscription_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_subscriptions
+    WHERE stripe_subscription_id = k.id
+    FOR UPDATE
+) r
 `
 
 type StripeSubscriptionLockManyRow struct {
