@@ -176,3 +176,16 @@ WHERE (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stri
       < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
    OR (stripe_customers.deleted_at IS NULL AND EXCLUDED.deleted_at IS NOT NULL)
 RETURNING stripe_customer_id;
+
+-- name: StripeCustomerPruneDeleted :execrows
+-- Deletes up to @max_rows tombstones deleted before @before that no user or
+-- organization points at (the links resolve from the mirror). Live rows
+-- are never touched: deleted_at, once set, stays.
+DELETE FROM stripe_customers
+WHERE ctid = ANY(ARRAY(
+    SELECT c.ctid FROM stripe_customers c
+    WHERE c.deleted_at < @before
+      AND NOT EXISTS (SELECT 1 FROM users u WHERE u.stripe_customer_id = c.stripe_customer_id)
+      AND NOT EXISTS (SELECT 1 FROM organizations o WHERE o.stripe_customer_id = c.stripe_customer_id)
+    ORDER BY c.deleted_at
+    LIMIT @max_rows));

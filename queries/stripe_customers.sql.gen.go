@@ -195,6 +195,33 @@ func (q *Queries) StripeCustomerLockMany(ctx context.Context, db DBTX, stripeCus
 	return items, nil
 }
 
+const stripeCustomerPruneDeleted = `-- name: StripeCustomerPruneDeleted :execrows
+DELETE FROM stripe_customers
+WHERE ctid = ANY(ARRAY(
+    SELECT c.ctid FROM stripe_customers c
+    WHERE c.deleted_at < $1
+      AND NOT EXISTS (SELECT 1 FROM users u WHERE u.stripe_customer_id = c.stripe_customer_id)
+      AND NOT EXISTS (SELECT 1 FROM organizations o WHERE o.stripe_customer_id = c.stripe_customer_id)
+    ORDER BY c.deleted_at
+    LIMIT $2))
+`
+
+type StripeCustomerPruneDeletedParams struct {
+	Before  *time.Time
+	MaxRows int32
+}
+
+// Deletes up to @max_rows tombstones deleted before @before that no user or
+// organization points at (the links resolve from the mirror). Live rows
+// are never touched: deleted_at, once set, stays.
+func (q *Queries) StripeCustomerPruneDeleted(ctx context.Context, db DBTX, arg StripeCustomerPruneDeletedParams) (int64, error) {
+	result, err := db.Exec(ctx, stripeCustomerPruneDeleted, arg.Before, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const stripeCustomerUpsert = `-- name: StripeCustomerUpsert :one
 INSERT INTO stripe_customers (
     stripe_customer_id, email, name, workos_user_id, workos_org_id, metadata,

@@ -150,6 +150,32 @@ func (q *Queries) StripeSubscriptionLockMany(ctx context.Context, db DBTX, strip
 	return items, nil
 }
 
+const stripeSubscriptionPruneDeleted = `-- name: StripeSubscriptionPruneDeleted :execrows
+DELETE FROM stripe_subscriptions
+WHERE ctid = ANY(ARRAY(
+    SELECT s.ctid FROM stripe_subscriptions s
+    WHERE s.deleted_at < $1
+      AND NOT EXISTS (SELECT 1 FROM organizations o WHERE o.stripe_subscription_id = s.stripe_subscription_id)
+    ORDER BY s.deleted_at
+    LIMIT $2))
+`
+
+type StripeSubscriptionPruneDeletedParams struct {
+	Before  *time.Time
+	MaxRows int32
+}
+
+// Deletes up to @max_rows tombstones deleted before @before that no
+// organization points at: an organization's subscription fields are
+// resolved from the mirror, a tombstone included.
+func (q *Queries) StripeSubscriptionPruneDeleted(ctx context.Context, db DBTX, arg StripeSubscriptionPruneDeletedParams) (int64, error) {
+	result, err := db.Exec(ctx, stripeSubscriptionPruneDeleted, arg.Before, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const stripeSubscriptionUpsert = `-- name: StripeSubscriptionUpsert :one
 INSERT INTO stripe_subscriptions (
     stripe_subscription_id, stripe_customer_id, workos_org_id, status, tier,
