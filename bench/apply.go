@@ -94,7 +94,12 @@ func prefill(ctx context.Context, js jetstream.JetStream, evs []event) error {
 
 // drain runs the durable consumer until every stored event is settled.
 func drain(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream) (time.Duration, error) {
-	c, err := consumers.New(consumers.Config{Registerer: prometheus.NewRegistry()}, pool, js)
+	return drainWith(ctx, 0, pool, js)
+}
+
+// drainWith is drain with that many apply workers (0: syncd's default).
+func drainWith(ctx context.Context, workers int, pool *pgxpool.Pool, js jetstream.JetStream) (time.Duration, error) {
+	c, err := consumers.New(consumers.Config{Registerer: prometheus.NewRegistry(), ApplyWorkers: workers}, pool, js)
 	if err != nil {
 		return 0, err
 	}
@@ -126,7 +131,20 @@ func waitSettled(ctx context.Context, js jetstream.JetStream, limit time.Duratio
 }
 
 func benchApply(ctx context.Context, o options, fx fixtures) (applyResult, error) {
-	evs := fx.mix(o.entities, 1)
+	return benchWorkload(ctx, o, "apply", fx.mix(o.entities, 1), true)
+}
+
+// benchHotKey is the hot-key workload: 20,000 customers, 130,000
+// customer.updated events.
+func benchHotKey(ctx context.Context, o options, fx fixtures) (applyResult, error) {
+	return benchWorkload(ctx, o, "hotkey", fx.hotKey(o.hotCustomers, o.hotEvents, 1), false)
+}
+
+// benchWorkload drains evs from a pre-filled stream through syncd's
+// consumer and measures the references on the same events: the best SQL
+// for the same rows (limit.go) and one transaction per event; with skip,
+// also the replay of the applied stream.
+func benchWorkload(ctx context.Context, o options, name string, evs []event, skip bool) (applyResult, error) {
 	r := applyResult{events: len(evs)}
 	dir, err := os.MkdirTemp("", "syncd-bench-js-")
 	if err != nil {
@@ -145,16 +163,16 @@ func benchApply(ctx context.Context, o options, fx fixtures) (applyResult, error
 		return r, err
 	}
 
-	pool, drop, err := createDB(ctx, o.adminURL, "syncd_bench_apply")
+	pool, drop, err := createDB(ctx, o.adminURL, "syncd_bench_"+name)
 	if err != nil {
 		return r, err
 	}
 	defer drop()
-	prof, _ := os.Create(filepath.Join(o.profiles, "apply-cpu.pprof"))
+	prof, _ := os.Create(filepath.Join(o.profiles, name+"-cpu.pprof"))
 	if prof != nil {
 		_ = pprof.StartCPUProfile(prof)
 	}
-	took, err := drain(ctx, pool, conn.JS)
+	took, err := drainWith(ctx, o.workers, pool, conn.JS)
 	if prof != nil {
 		pprof.StopCPUProfile()
 		prof.Close()
@@ -164,17 +182,22 @@ func benchApply(ctx context.Context, o options, fx fixtures) (applyResult, error
 	}
 	r.syncd = float64(len(evs)) / took.Seconds()
 
-	// Skip path: the same stream again from the start, all in the ledger.
-	if err := conn.JS.DeleteConsumer(ctx, stream.Webhooks, stream.Consumer); err != nil {
-		return r, err
+	if skip {
+		// Skip path: the same stream again from the start, all in the ledger.
+		if err := conn.JS.DeleteConsumer(ctx, stream.Webhooks, stream.Consumer); err != nil {
+			return r, err
+		}
+		if err := stream.Ensure(ctx, conn.JS, stream.Config{}, stream.ConsumerConfig{}); err != nil {
+			return r, err
+		}
+		if took, err = drainWith(ctx, o.workers, pool, conn.JS); err != nil {
+			return r, err
+		}
+		r.skip = float64(len(evs)) / took.Seconds()
 	}
-	if err := stream.Ensure(ctx, conn.JS, stream.Config{}, stream.ConsumerConfig{}); err != nil {
-		return r, err
-	}
-	if took, err = drain(ctx, pool, conn.JS); err != nil {
-		return r, err
-	}
-	r.skip = float64(len(evs)) / took.Seconds()
+	// The database is not needed any more: free its disk and cache for the
+	// references.
+	drop()
 
 	decoded, err := decodeAll(evs)
 	if err != nil {
@@ -187,18 +210,19 @@ func benchApply(ctx context.Context, o options, fx fixtures) (applyResult, error
 		return r, err
 	}
 	defer ndrop()
-	c, err := consumers.New(consumers.Config{Registerer: prometheus.NewRegistry()}, npool, conn.JS)
+	a, err := consumers.NewApplier(consumers.ApplierConfig{}, npool)
 	if err != nil {
 		return r, err
 	}
 	share := decoded[:min(len(decoded), 4000)]
 	start := time.Now()
 	for _, ev := range share {
-		if _, err := c.Apply(ctx, []consumers.Event{ev}); err != nil {
+		if _, err := a.Apply(ctx, []consumers.Event{ev}); err != nil {
 			return r, err
 		}
 	}
 	r.naive = float64(len(share)) / time.Since(start).Seconds()
+	ndrop()
 
 	r.limit, r.limitHow, err = benchLimit(ctx, o, decoded)
 	return r, err

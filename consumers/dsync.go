@@ -10,27 +10,13 @@ import (
 	"github.com/syncd/syncd/queries"
 )
 
-// dsyncHandlers applies WorkOS Directory Sync events.
+// The WorkOS Directory Sync handlers; their routes are in routes.go.
 //
 // Directories, users and groups are versioned by their updated_at;
 // memberships, which have no WorkOS object, by the time of the add or
 // remove event. Deletes are tombstones that only ever move earlier, and
 // rows under a tombstone still take newer data, so every arrival order of
 // the same events ends in the same rows.
-func dsyncHandlers() map[string]Handler {
-	return map[string]Handler{
-		"dsync.activated":          applyDirectory,
-		"dsync.deleted":            deleteDirectory,
-		"dsync.user.created":       applyDirectoryUser,
-		"dsync.user.updated":       applyDirectoryUser,
-		"dsync.user.deleted":       deleteDirectoryUser,
-		"dsync.group.created":      applyDirectoryGroup,
-		"dsync.group.updated":      applyDirectoryGroup,
-		"dsync.group.deleted":      deleteDirectoryGroup,
-		"dsync.group.user_added":   addDirectoryGroupMember,
-		"dsync.group.user_removed": removeDirectoryGroupMember,
-	}
-}
 
 type dsyncDirectory struct {
 	ID             string  `json:"id"`

@@ -19,17 +19,17 @@ import (
 // arrived or changed: customers whose metadata or email points at the user,
 // Connect accounts whose metadata does, meetings booked under the user's
 // email (case-insensitive).
-func linkUser(tx Tx, workosUserID string, email *string) {
-	tx.Links.add(queries.StripeCustomerLinkUsersParams{
+func linkUser(l *linkSet, workosUserID string, email *string) {
+	l.add(queries.StripeCustomerLinkUsersParams{
 		WorkosUserIds:     []string{workosUserID},
 		Emails:            emails(email),
 		StripeCustomerIds: []string{},
 	})
-	tx.Links.add(queries.StripeConnectAccountLinkUsersParams{
+	l.add(queries.StripeConnectAccountLinkUsersParams{
 		WorkosUserIds:    []string{workosUserID},
 		StripeAccountIds: []string{},
 	})
-	tx.Links.add(queries.MeetingLinkGuestsParams{
+	l.add(queries.MeetingLinkGuestsParams{
 		MeetingIds:    []uuid.UUID{},
 		Emails:        emails(email),
 		WorkosUserIds: []string{workosUserID},
@@ -41,13 +41,13 @@ func linkUser(tx Tx, workosUserID string, email *string) {
 // id WorkOS keeps on the organization, and lets its members' meetings
 // choose their guest organization again (its type may have just arrived,
 // or it may be gone). Called after an organization's upsert or delete.
-func linkOrganization(tx Tx, workosOrgID string) {
-	tx.Links.add(queries.MeetingLinkGuestsParams{WorkosOrgIds: []string{workosOrgID}})
-	tx.Links.add(queries.StripeCustomerLinkOrganizationsParams{
+func linkOrganization(l *linkSet, workosOrgID string) {
+	l.add(queries.MeetingLinkGuestsParams{WorkosOrgIds: []string{workosOrgID}})
+	l.add(queries.StripeCustomerLinkOrganizationsParams{
 		WorkosOrgIds:      []string{workosOrgID},
 		StripeCustomerIds: []string{},
 	})
-	tx.Links.add(queries.StripeSubscriptionLinkOrganizationsParams{
+	l.add(queries.StripeSubscriptionLinkOrganizationsParams{
 		WorkosOrgIds:          []string{workosOrgID},
 		StripeCustomerIds:     []string{},
 		StripeSubscriptionIds: []string{},
@@ -56,8 +56,8 @@ func linkOrganization(tx Tx, workosOrgID string) {
 
 // linkMembership gives the user's meetings as a guest the organization
 // that this membership may have just provided.
-func linkMembership(tx Tx, workosUserID string) {
-	tx.Links.add(queries.MeetingLinkGuestsParams{
+func linkMembership(l *linkSet, workosUserID string) {
+	l.add(queries.MeetingLinkGuestsParams{
 		MeetingIds:    []uuid.UUID{},
 		Emails:        []string{},
 		WorkosUserIds: []string{workosUserID},

@@ -61,14 +61,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 const otherLabel = "other"
 
 func (c *Consumer) sourceLabel(source string) string {
-	if _, ok := c.handlers[source]; ok {
+	if _, ok := c.applier.routes[source]; ok {
 		return source
 	}
 	return otherLabel
 }
 
 func (c *Consumer) typeLabel(source, typ string) string {
-	if _, ok := c.handlers[source][typ]; ok {
+	if _, ok := c.applier.routes[source][typ]; ok {
 		return typ
 	}
 	return otherLabel

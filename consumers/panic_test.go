@@ -20,12 +20,12 @@ func panicky(context.Context, consumers.Tx, consumers.Event) (consumers.Outcome,
 	return consumers.Applied, nil
 }
 
-// A handler that panics fails its own event, in a pipelined batch (user.*
-// types are pipelined) and in a direct one alike; its batch-mates apply.
+// A handler that panics fails its own event, whether its route queues its
+// statements or runs it directly; its batch-mates apply.
 func TestPanicInHandlerIsBlamedOnItsEvent(t *testing.T) {
 	c, pool, _ := tracedConsumer(t)
-	c.SetHandler("workos", "user.panicked", panicky) // pipelined
-	c.SetHandler("workos", "test.panicked", panicky) // run directly
+	c.SetHandler("workos", "user.panicked", panicky)                                                   // pipelined
+	c.SetRoute(consumers.Route{Source: "workos", Type: "test.panicked", Handle: panicky, Reads: true}) // run directly
 	evs := []consumers.Event{
 		workosEvent(t, "e_before", "user.created", userData("user_a", "a@x.test", 1)),
 		workosEvent(t, "e_pipelined", "user.panicked", userData("user_b", "b@x.test", 1)),

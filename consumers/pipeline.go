@@ -3,7 +3,6 @@ package consumers
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,30 +11,18 @@ import (
 	"github.com/syncd/syncd/queries"
 )
 
-// A batch is applied by queueing every statement its handlers issue and
-// sending them to Postgres in one round trip (pgx.Batch), instead of one
-// round trip each. That works for handlers whose statements do not depend
-// on one another's results: the only result they look at is whether a
-// version-guarded upsert matched a row (stale), and the pipeline reports
-// that after the fact. Handlers that read (meetings merge rows they find)
-// run directly, in order, between flushes.
+// The events of a batch whose routes neither read nor apply set-based
+// (deletes, memberships, directory sync) are applied by queueing every
+// statement their handlers issue and sending them to Postgres in one round
+// trip (pgx.Batch), instead of one round trip each. That works for
+// handlers whose statements do not depend on one another's results: the
+// only result they look at is whether a version-guarded upsert matched a
+// row (stale), and the pipeline reports that after the fact. Handlers that
+// read (meetings merge rows they find) declare it in their route and run
+// directly.
 
 // errNotPipelined is what a pipelined handler gets if it tries to read.
 var errNotPipelined = errors.New("consumers: a pipelined handler tried to read; run it directly")
-
-// pipelinable reports whether the handler of an event type only writes.
-// Keep in step with the handlers: a handler listed here must not use a
-// query's result except as its upsert's stale signal.
-func pipelinable(source, typ string) bool {
-	switch source {
-	case "workos":
-		return strings.HasPrefix(typ, "user.") || strings.HasPrefix(typ, "organization.") ||
-			strings.HasPrefix(typ, "organization_membership.") || strings.HasPrefix(typ, "dsync.")
-	case "stripe":
-		return strings.HasPrefix(typ, "customer.") || strings.HasPrefix(typ, "account.")
-	}
-	return false
-}
 
 type stmtKind uint8
 
@@ -74,7 +61,9 @@ func rfc3339(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format(time.RFC3339Nano)
+	// Cut to microseconds as pgx does when it sends a time: Postgres would
+	// round the text form instead.
+	return t.UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano)
 }
 
 func (p *pipeline) queue(k stmtKind, sql string, args []any) {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/queries"
-	"github.com/syncd/syncd/stream"
 )
 
 // Outcome is what applying an event did, as recorded in the ledger.
@@ -48,22 +47,6 @@ type Tx struct {
 // outcome. Errors are classified by Classify; wrap decode failures in
 // ErrUndecodable.
 type Handler func(ctx context.Context, tx Tx, ev Event) (Outcome, error)
-
-// handlers routes by source, then event type. Each provider's file adds its
-// own table.
-func handlers() map[string]map[string]Handler {
-	workos := map[string]Handler{}
-	for k, v := range workosHandlers() {
-		workos[k] = v
-	}
-	for k, v := range dsyncHandlers() {
-		workos[k] = v
-	}
-	return map[string]map[string]Handler{
-		stream.SourceWorkOS: workos,
-		stream.SourceStripe: stripeHandlers(),
-	}
-}
 
 // decodeField decodes the field at path (gjson syntax) of an event's body
 // into v. The body was validated when its envelope was read, so the field

@@ -12,35 +12,11 @@ import (
 	"github.com/syncd/syncd/queries"
 )
 
-// stripeHandlers applies Stripe events: customers, subscriptions and Connect
-// accounts go to their mirror tables and from there into users and
-// organizations; Checkout Sessions, PaymentIntents, refunds and disputes go
-// to meetings (meetings.go). Payloads are decoded here, field by field, so
-// every API version is accepted.
-func stripeHandlers() map[string]Handler {
-	return map[string]Handler{
-		"customer.created":                         applyCustomer,
-		"customer.updated":                         applyCustomer,
-		"customer.deleted":                         applyCustomer,
-		"customer.subscription.created":            applySubscription,
-		"customer.subscription.updated":            applySubscription,
-		"customer.subscription.deleted":            applySubscription,
-		"customer.subscription.paused":             applySubscription,
-		"customer.subscription.resumed":            applySubscription,
-		"account.updated":                          applyConnectAccount,
-		"account.application.deauthorized":         deauthorizeConnectAccount,
-		"checkout.session.completed":               applyCheckoutSession,
-		"checkout.session.async_payment_succeeded": applyCheckoutSession,
-		"checkout.session.async_payment_failed":    applyCheckoutSession,
-		"checkout.session.expired":                 applyCheckoutSession,
-		"payment_intent.processing":                applyPaymentIntent,
-		"payment_intent.succeeded":                 applyPaymentIntent,
-		"payment_intent.payment_failed":            applyPaymentIntent,
-		"payment_intent.canceled":                  applyPaymentIntent,
-		"charge.refunded":                          applyChargeRefunded,
-		"charge.dispute.created":                   applyDisputeCreated,
-	}
-}
+// The Stripe handlers: customers, subscriptions and Connect accounts go to
+// their mirror tables and from there into users and organizations;
+// Checkout Sessions, PaymentIntents, refunds and disputes go to meetings
+// (meetings.go). Payloads are decoded here, field by field, so every API
+// version is accepted. Their routes are in routes.go.
 
 // decodeObject decodes a Stripe event's data.object into v.
 func decodeObject(ev Event, v any) error { return decodeField(ev, "data.object", v) }
@@ -154,56 +130,72 @@ type stripeCustomer struct {
 	Deleted  bool            `json:"deleted"`
 }
 
-func applyCustomer(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+// customerRow is a customer event decoded: its upsert and its links.
+type customerRow struct {
+	p queries.StripeCustomerUpsertParams
+	v stripeVersion
+}
+
+func decodeCustomer(ev Event) (customerRow, error) {
 	var c stripeCustomer
 	if err := decodeObject(ev, &c); err != nil {
-		return "", err
+		return customerRow{}, err
 	}
 	if err := requireID(ev, "id", c.ID); err != nil {
-		return "", err
+		return customerRow{}, err
 	}
 	v := versionOf(ev)
 	var deleted *time.Time
 	if ev.Envelope.Type == "customer.deleted" || c.Deleted {
 		deleted = &v.created
 	}
-	userID := metaString(c.Metadata, userMetaKeys...)
-	orgID := metaString(c.Metadata, orgMetaKeys...)
-	_, err := tx.Q.StripeCustomerUpsert(ctx, tx.DB, queries.StripeCustomerUpsertParams{
+	return customerRow{v: v, p: queries.StripeCustomerUpsertParams{
 		StripeCustomerID: c.ID,
 		Email:            c.Email,
 		Name:             c.Name,
-		WorkosUserID:     userID,
-		WorkosOrgID:      orgID,
+		WorkosUserID:     metaString(c.Metadata, userMetaKeys...),
+		WorkosOrgID:      metaString(c.Metadata, orgMetaKeys...),
 		Metadata:         jsonObject(c.Metadata),
 		ObjectCreated:    c.Created.Ptr(),
 		StripeCreated:    v.created,
 		StripeEventRank:  v.rank,
 		StripeEventID:    v.eventID,
 		DeletedAt:        deleted,
+	}}, nil
+}
+
+// link links from this side; a user or organization arriving later links
+// from its own (links.go).
+func (r customerRow) link(l *linkSet) {
+	l.add(queries.StripeCustomerLinkUsersParams{
+		WorkosUserIds:     ids(r.p.WorkosUserID),
+		Emails:            emails(r.p.Email),
+		StripeCustomerIds: ids(&r.p.StripeCustomerID),
 	})
+	l.add(queries.StripeCustomerLinkOrganizationsParams{
+		WorkosOrgIds:      ids(r.p.WorkosOrgID),
+		StripeCustomerIds: ids(&r.p.StripeCustomerID),
+	})
+	// Subscriptions without organization metadata reach their organization
+	// through this customer.
+	l.add(queries.StripeSubscriptionLinkOrganizationsParams{
+		WorkosOrgIds:          ids(r.p.WorkosOrgID),
+		StripeCustomerIds:     ids(&r.p.StripeCustomerID),
+		StripeSubscriptionIds: []string{},
+	})
+}
+
+func applyCustomer(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+	r, err := decodeCustomer(ev)
+	if err != nil {
+		return "", err
+	}
+	_, err = tx.Q.StripeCustomerUpsert(ctx, tx.DB, r.p)
 	out, err := upserted(err)
 	if err != nil || out != Applied {
 		return out, err
 	}
-	// Link from this side; a user or organization arriving later links
-	// from its own (links.go).
-	tx.Links.add(queries.StripeCustomerLinkUsersParams{
-		WorkosUserIds:     ids(userID),
-		Emails:            emails(c.Email),
-		StripeCustomerIds: ids(&c.ID),
-	})
-	tx.Links.add(queries.StripeCustomerLinkOrganizationsParams{
-		WorkosOrgIds:      ids(orgID),
-		StripeCustomerIds: ids(&c.ID),
-	})
-	// Subscriptions without organization metadata reach their organization
-	// through this customer.
-	tx.Links.add(queries.StripeSubscriptionLinkOrganizationsParams{
-		WorkosOrgIds:          ids(orgID),
-		StripeCustomerIds:     ids(&c.ID),
-		StripeSubscriptionIds: []string{},
-	})
+	r.link(tx.Links)
 	return Applied, nil
 }
 
@@ -255,13 +247,19 @@ func (s stripeSubscription) periodEnd() *time.Time {
 	return end.Ptr()
 }
 
-func applySubscription(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+// subscriptionRow is a subscription event decoded.
+type subscriptionRow struct {
+	p queries.StripeSubscriptionUpsertParams
+	v stripeVersion
+}
+
+func decodeSubscription(ev Event) (subscriptionRow, error) {
 	var s stripeSubscription
 	if err := decodeObject(ev, &s); err != nil {
-		return "", err
+		return subscriptionRow{}, err
 	}
 	if err := requireID(ev, "id", s.ID); err != nil {
-		return "", err
+		return subscriptionRow{}, err
 	}
 	v := versionOf(ev)
 	var deleted *time.Time
@@ -272,13 +270,12 @@ func applySubscription(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 		}
 	}
 	if err := requireID(ev, "status", s.Status); err != nil {
-		return "", err
+		return subscriptionRow{}, err
 	}
-	orgID := metaString(s.Metadata, subscriptionOrgMetaKeys...)
-	_, err := tx.Q.StripeSubscriptionUpsert(ctx, tx.DB, queries.StripeSubscriptionUpsertParams{
+	return subscriptionRow{v: v, p: queries.StripeSubscriptionUpsertParams{
 		StripeSubscriptionID: s.ID,
 		StripeCustomerID:     s.Customer.ptr(),
-		WorkosOrgID:          orgID,
+		WorkosOrgID:          metaString(s.Metadata, subscriptionOrgMetaKeys...),
 		Status:               s.Status,
 		Tier:                 s.tier(),
 		CurrentPeriodEnd:     s.periodEnd(),
@@ -289,16 +286,28 @@ func applySubscription(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 		StripeEventRank:      v.rank,
 		StripeEventID:        v.eventID,
 		DeletedAt:            deleted,
+	}}, nil
+}
+
+func (r subscriptionRow) link(l *linkSet) {
+	l.add(queries.StripeSubscriptionLinkOrganizationsParams{
+		WorkosOrgIds:          ids(r.p.WorkosOrgID),
+		StripeCustomerIds:     ids(r.p.StripeCustomerID),
+		StripeSubscriptionIds: ids(&r.p.StripeSubscriptionID),
 	})
+}
+
+func applySubscription(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+	r, err := decodeSubscription(ev)
+	if err != nil {
+		return "", err
+	}
+	_, err = tx.Q.StripeSubscriptionUpsert(ctx, tx.DB, r.p)
 	out, err := upserted(err)
 	if err != nil || out != Applied {
 		return out, err
 	}
-	tx.Links.add(queries.StripeSubscriptionLinkOrganizationsParams{
-		WorkosOrgIds:          ids(orgID),
-		StripeCustomerIds:     ids(s.Customer.ptr()),
-		StripeSubscriptionIds: ids(&s.ID),
-	})
+	r.link(tx.Links)
 	return Applied, nil
 }
 
@@ -322,22 +331,27 @@ func (a stripeAccount) onboardingComplete() bool {
 	return a.DetailsSubmitted && a.ChargesEnabled && a.PayoutsEnabled && !due
 }
 
-func applyConnectAccount(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+// accountRow is an account.updated event decoded.
+type accountRow struct {
+	p queries.StripeConnectAccountUpsertParams
+	v stripeVersion
+}
+
+func decodeConnectAccount(ev Event) (accountRow, error) {
 	var a stripeAccount
 	if err := decodeObject(ev, &a); err != nil {
-		return "", err
+		return accountRow{}, err
 	}
 	if a.ID == "" {
 		a.ID = ev.Envelope.Account
 	}
 	if err := requireID(ev, "id", a.ID); err != nil {
-		return "", err
+		return accountRow{}, err
 	}
 	v := versionOf(ev)
-	userID := metaString(a.Metadata, userMetaKeys...)
-	_, err := tx.Q.StripeConnectAccountUpsert(ctx, tx.DB, queries.StripeConnectAccountUpsertParams{
+	return accountRow{v: v, p: queries.StripeConnectAccountUpsertParams{
 		StripeAccountID:    a.ID,
-		WorkosUserID:       userID,
+		WorkosUserID:       metaString(a.Metadata, userMetaKeys...),
 		Email:              a.Email,
 		DetailsSubmitted:   a.DetailsSubmitted,
 		ChargesEnabled:     a.ChargesEnabled,
@@ -348,12 +362,22 @@ func applyConnectAccount(ctx context.Context, tx Tx, ev Event) (Outcome, error) 
 		StripeCreated:      v.created,
 		StripeEventRank:    v.rank,
 		StripeEventID:      v.eventID,
-	})
+	}}, nil
+}
+
+func (r accountRow) link(l *linkSet) { linkConnectAccount(l, r.p.StripeAccountID, r.p.WorkosUserID) }
+
+func applyConnectAccount(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+	r, err := decodeConnectAccount(ev)
+	if err != nil {
+		return "", err
+	}
+	_, err = tx.Q.StripeConnectAccountUpsert(ctx, tx.DB, r.p)
 	out, err := upserted(err)
 	if err != nil || out != Applied {
 		return out, err
 	}
-	linkConnectAccount(tx, a.ID, userID)
+	r.link(tx.Links)
 	return Applied, nil
 }
 
@@ -376,12 +400,12 @@ func deauthorizeConnectAccount(ctx context.Context, tx Tx, ev Event) (Outcome, e
 	if err != nil || out != Applied {
 		return out, err
 	}
-	linkConnectAccount(tx, account, nil)
+	linkConnectAccount(tx.Links, account, nil)
 	return Applied, nil
 }
 
-func linkConnectAccount(tx Tx, account string, userID *string) {
-	tx.Links.add(queries.StripeConnectAccountLinkUsersParams{
+func linkConnectAccount(l *linkSet, account string, userID *string) {
+	l.add(queries.StripeConnectAccountLinkUsersParams{
 		WorkosUserIds:    ids(userID),
 		StripeAccountIds: ids(&account),
 	})

@@ -49,35 +49,35 @@ func (c *Consumer) traceBatch(ctx context.Context, msgs []jetstream.Msg) (contex
 	return bctx, t
 }
 
-// results records each applied event's outcome or permanent failure.
-func (t *batchTrace) results(msgs []jetstream.Msg, res []Result) {
-	if t.events == nil {
+// result records an applied event's outcome or permanent failure.
+func (t *batchTrace) result(m jetstream.Msg, r Result) {
+	ev, ok := t.events[m]
+	if !ok {
 		return
 	}
-	for i, m := range msgs {
-		if i >= len(res) {
-			break
-		}
-		ev := t.events[m]
-		if res[i].Err != nil {
-			ev.RecordError(res[i].Err)
-			ev.SetStatus(codes.Error, string(Classify(res[i].Err)))
-			continue
-		}
-		ev.SetAttributes(attribute.String("syncd.outcome", string(res[i].Outcome)))
+	if r.Err != nil {
+		ev.RecordError(r.Err)
+		ev.SetStatus(codes.Error, string(Classify(r.Err)))
+		return
+	}
+	ev.SetAttributes(attribute.String("syncd.outcome", string(r.Outcome)))
+}
+
+// retry marks an event whose part of the batch failed transiently.
+func (t *batchTrace) retry(m jetstream.Msg, err error) {
+	if ev, ok := t.events[m]; ok {
+		ev.RecordError(err)
+		ev.SetStatus(codes.Error, "batch failed, will retry")
 	}
 }
 
-// end closes the batch's spans; a transient failure marks them all.
+// end closes the batch's spans; a transient failure marks the batch.
 func (t *batchTrace) end(transient error) {
 	if transient != nil && t.events != nil {
 		t.batch.RecordError(transient)
 		t.batch.SetStatus(codes.Error, "batch failed, will retry")
 	}
 	for _, ev := range t.events {
-		if transient != nil {
-			ev.SetStatus(codes.Error, "batch failed, will retry")
-		}
 		ev.End()
 	}
 	t.batch.End()

@@ -10,23 +10,8 @@ import (
 	"github.com/syncd/syncd/queries"
 )
 
-// workosHandlers applies WorkOS user, organization and membership events.
-func workosHandlers() map[string]Handler {
-	return map[string]Handler{
-		"user.created":                    applyUser,
-		"user.updated":                    applyUser,
-		"user.deleted":                    deleteUser,
-		"organization.created":            applyOrganization,
-		"organization.updated":            applyOrganization,
-		"organization.deleted":            deleteOrganization,
-		"organization_membership.created": applyMembership,
-		"organization_membership.updated": applyMembership,
-		"organization_membership.deleted": deleteMembership,
-		// Legacy names of the same events.
-		"organization_membership.added":   applyMembership,
-		"organization_membership.removed": deleteMembership,
-	}
-}
+// The WorkOS handlers of users, organizations and memberships; their
+// routes are in routes.go.
 
 // decodeData decodes a WorkOS event's data object into v.
 func decodeData(ev Event, v any) error { return decodeField(ev, "data", v) }
@@ -65,15 +50,18 @@ type workosUser struct {
 	UpdatedAt         events.WorkOSTime `json:"updated_at"`
 }
 
-func applyUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+// userRow is a user event decoded.
+type userRow struct{ p queries.UserUpsertParams }
+
+func decodeUser(ev Event) (userRow, error) {
 	var u workosUser
 	if err := decodeData(ev, &u); err != nil {
-		return "", err
+		return userRow{}, err
 	}
 	if err := requireID(ev, "id", u.ID); err != nil {
-		return "", err
+		return userRow{}, err
 	}
-	_, err := tx.Q.UserUpsert(ctx, tx.DB, queries.UserUpsertParams{
+	return userRow{queries.UserUpsertParams{
 		WorkosUserID:      u.ID,
 		Email:             u.Email,
 		FirstName:         u.FirstName,
@@ -86,13 +74,23 @@ func applyUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 		LastSignInAt:      u.LastSignInAt.Ptr(),
 		WorkosCreatedAt:   u.CreatedAt.Ptr(),
 		WorkosUpdatedAt:   ptr(version(ev, u.UpdatedAt)),
-	})
+	}}, nil
+}
+
+// link: rows of other providers that arrived first wait for this user.
+func (r userRow) link(l *linkSet) { linkUser(l, r.p.WorkosUserID, r.p.Email) }
+
+func applyUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+	r, err := decodeUser(ev)
+	if err != nil {
+		return "", err
+	}
+	_, err = tx.Q.UserUpsert(ctx, tx.DB, r.p)
 	out, err := upserted(err)
 	if err != nil || out != Applied {
 		return out, err
 	}
-	// Rows of other providers that arrived first wait for this user.
-	linkUser(tx, u.ID, u.Email)
+	r.link(tx.Links)
 	return out, nil
 }
 
@@ -101,15 +99,6 @@ func applyUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 // see the row before its tombstone, as they would event by event.
 func flushLinks(ctx context.Context, tx Tx) error {
 	return tx.Links.run(ctx, tx.Q, tx.DB)
-}
-
-// flushesLinks lists the WorkOS types whose handlers call flushLinks: a
-// batch applies every event before them first (applyPipelined).
-var flushesLinks = map[string]bool{
-	"user.deleted":                    true,
-	"organization.deleted":            true,
-	"organization_membership.deleted": true,
-	"organization_membership.removed": true,
 }
 
 func deleteUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
@@ -151,13 +140,18 @@ type workosOrganization struct {
 	UpdatedAt        events.WorkOSTime `json:"updated_at"`
 }
 
-func applyOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+// organizationRow is an organization event decoded.
+type organizationRow struct {
+	p queries.OrganizationUpsertParams
+}
+
+func decodeOrganization(ev Event) (organizationRow, error) {
 	var o workosOrganization
 	if err := decodeData(ev, &o); err != nil {
-		return "", err
+		return organizationRow{}, err
 	}
 	if err := requireID(ev, "id", o.ID); err != nil {
-		return "", err
+		return organizationRow{}, err
 	}
 	domains := make([]string, 0, len(o.Domains))
 	for _, d := range o.Domains {
@@ -172,7 +166,7 @@ func applyOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 		Slug *string `json:"slug"`
 	}
 	_ = json.Unmarshal(o.Metadata, &meta)
-	_, err := tx.Q.OrganizationUpsert(ctx, tx.DB, queries.OrganizationUpsertParams{
+	return organizationRow{queries.OrganizationUpsertParams{
 		WorkosOrgID:      o.ID,
 		Name:             o.Name,
 		Slug:             meta.Slug,
@@ -183,12 +177,22 @@ func applyOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 		StripeCustomerID: o.StripeCustomerID,
 		WorkosCreatedAt:  o.CreatedAt.Ptr(),
 		WorkosUpdatedAt:  ptr(version(ev, o.UpdatedAt)),
-	})
+	}}, nil
+}
+
+func (r organizationRow) link(l *linkSet) { linkOrganization(l, r.p.WorkosOrgID) }
+
+func applyOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+	r, err := decodeOrganization(ev)
+	if err != nil {
+		return "", err
+	}
+	_, err = tx.Q.OrganizationUpsert(ctx, tx.DB, r.p)
 	out, err := upserted(err)
 	if err != nil || out != Applied {
 		return out, err
 	}
-	linkOrganization(tx, o.ID)
+	r.link(tx.Links)
 	return out, nil
 }
 
@@ -216,7 +220,7 @@ func deleteOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if err := tx.Q.MembershipDeleteByOrg(ctx, tx.DB, queries.MembershipDeleteByOrgParams{WorkosOrgID: o.ID, DeletedAt: &at}); err != nil {
 		return "", err
 	}
-	linkOrganization(tx, o.ID)
+	linkOrganization(tx.Links, o.ID)
 	return Applied, nil
 }
 
@@ -314,7 +318,7 @@ func applyMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if err != nil || out != Applied {
 		return out, err
 	}
-	linkMembership(tx, m.UserID)
+	linkMembership(tx.Links, m.UserID)
 	return out, nil
 }
 
@@ -347,7 +351,7 @@ func deleteMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	}); err != nil {
 		return "", err
 	}
-	linkMembership(tx, m.UserID)
+	linkMembership(tx.Links, m.UserID)
 	return Applied, nil
 }
 

@@ -42,3 +42,42 @@ ON CONFLICT (workos_org_id) DO NOTHING;
 
 -- name: OrganizationGetByWorkOSID :one
 SELECT * FROM organizations WHERE workos_org_id = @workos_org_id;
+
+-- name: OrganizationLockMany :many
+-- As UserLockMany, for organizations.
+SELECT r.*
+FROM unnest(@workos_org_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT workos_org_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM organizations
+    WHERE workos_org_id = k.id
+    FOR UPDATE
+) r;
+
+-- name: OrganizationUpsertMany :many
+-- OrganizationUpsert for many organizations at once, one row each (a JSON
+-- array of organizations rows), with the same version guard. Returns the
+-- organizations written.
+INSERT INTO organizations (
+    workos_org_id, name, slug, type, domains, external_id, metadata,
+    stripe_customer_id, workos_created_at, workos_updated_at
+)
+SELECT r.workos_org_id, r.name, r.slug, r.type, r.domains, r.external_id, r.metadata,
+       r.stripe_customer_id, r.workos_created_at, r.workos_updated_at
+FROM jsonb_populate_recordset(NULL::organizations, @batch::jsonb) AS r
+ORDER BY r.workos_org_id
+ON CONFLICT (workos_org_id) DO UPDATE SET
+    name               = EXCLUDED.name,
+    slug               = COALESCE(organizations.slug, EXCLUDED.slug),
+    type               = COALESCE(organizations.type, EXCLUDED.type),
+    domains            = EXCLUDED.domains,
+    external_id        = EXCLUDED.external_id,
+    metadata           = EXCLUDED.metadata,
+    stripe_customer_id = COALESCE(EXCLUDED.stripe_customer_id, organizations.stripe_customer_id),
+    workos_created_at  = EXCLUDED.workos_created_at,
+    workos_updated_at  = EXCLUDED.workos_updated_at,
+    is_stub            = false,
+    updated_at         = now()
+WHERE organizations.deleted_at IS NULL
+  AND (organizations.workos_updated_at IS NULL OR organizations.workos_updated_at <= EXCLUDED.workos_updated_at)
+RETURNING workos_org_id;

@@ -89,6 +89,44 @@ func (q *Queries) OrganizationGetByWorkOSID(ctx context.Context, db DBTX, workos
 	return i, err
 }
 
+const organizationLockMany = `-- name: OrganizationLockMany :many
+SELECT r.workos_org_id, r.workos_updated_at, r.deleted
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT workos_org_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM organizations
+    WHERE workos_org_id = k.id
+    FOR UPDATE
+) r
+`
+
+type OrganizationLockManyRow struct {
+	WorkosOrgID     string
+	WorkosUpdatedAt *time.Time
+	Deleted         bool
+}
+
+// As UserLockMany, for organizations.
+func (q *Queries) OrganizationLockMany(ctx context.Context, db DBTX, workosOrgIds []string) ([]OrganizationLockManyRow, error) {
+	rows, err := db.Query(ctx, organizationLockMany, workosOrgIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []OrganizationLockManyRow
+	for rows.Next() {
+		var i OrganizationLockManyRow
+		if err := rows.Scan(&i.WorkosOrgID, &i.WorkosUpdatedAt, &i.Deleted); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const organizationUpsert = `-- name: OrganizationUpsert :one
 INSERT INTO organizations (
     workos_org_id, name, slug, type, domains, external_id, metadata,
@@ -145,4 +183,53 @@ func (q *Queries) OrganizationUpsert(ctx context.Context, db DBTX, arg Organizat
 	var id uuid.UUID
 	err := row.Scan(&id)
 	return id, err
+}
+
+const organizationUpsertMany = `-- name: OrganizationUpsertMany :many
+INSERT INTO organizations (
+    workos_org_id, name, slug, type, domains, external_id, metadata,
+    stripe_customer_id, workos_created_at, workos_updated_at
+)
+SELECT r.workos_org_id, r.name, r.slug, r.type, r.domains, r.external_id, r.metadata,
+       r.stripe_customer_id, r.workos_created_at, r.workos_updated_at
+FROM jsonb_populate_recordset(NULL::organizations, $1::jsonb) AS r
+ORDER BY r.workos_org_id
+ON CONFLICT (workos_org_id) DO UPDATE SET
+    name               = EXCLUDED.name,
+    slug               = COALESCE(organizations.slug, EXCLUDED.slug),
+    type               = COALESCE(organizations.type, EXCLUDED.type),
+    domains            = EXCLUDED.domains,
+    external_id        = EXCLUDED.external_id,
+    metadata           = EXCLUDED.metadata,
+    stripe_customer_id = COALESCE(EXCLUDED.stripe_customer_id, organizations.stripe_customer_id),
+    workos_created_at  = EXCLUDED.workos_created_at,
+    workos_updated_at  = EXCLUDED.workos_updated_at,
+    is_stub            = false,
+    updated_at         = now()
+WHERE organizations.deleted_at IS NULL
+  AND (organizations.workos_updated_at IS NULL OR organizations.workos_updated_at <= EXCLUDED.workos_updated_at)
+RETURNING workos_org_id
+`
+
+// OrganizationUpsert for many organizations at once, one row each (a JSON
+// array of organizations rows), with the same version guard. Returns the
+// organizations written.
+func (q *Queries) OrganizationUpsertMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]string, error) {
+	rows, err := db.Query(ctx, organizationUpsertMany, batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var workos_org_id string
+		if err := rows.Scan(&workos_org_id); err != nil {
+			return nil, err
+		}
+		items = append(items, workos_org_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

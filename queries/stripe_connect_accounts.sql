@@ -102,6 +102,49 @@ WHERE u.id = r.id
       IS DISTINCT FROM
       (r.best_id, r.details_submitted, r.charges_enabled, r.payouts_enabled, r.onboarding_complete, r.version);
 
+-- name: StripeConnectAccountLockMany :many
+-- As StripeCustomerLockMany, for Connect accounts.
+SELECT r.*
+FROM unnest(@stripe_account_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_account_id, stripe_created, stripe_event_rank, stripe_event_id
+    FROM stripe_connect_accounts
+    WHERE stripe_account_id = k.id
+    FOR UPDATE
+) r;
+
+-- name: StripeConnectAccountUpsertMany :many
+-- StripeConnectAccountUpsert for many accounts at once, one row each (a
+-- JSON array of stripe_connect_accounts rows), with the same version
+-- guard. Returns the accounts written.
+INSERT INTO stripe_connect_accounts (
+    stripe_account_id, workos_user_id, email, details_submitted, charges_enabled,
+    payouts_enabled, onboarding_complete, metadata, object_created,
+    stripe_created, stripe_event_rank, stripe_event_id
+)
+SELECT r.stripe_account_id, r.workos_user_id, r.email, r.details_submitted, r.charges_enabled,
+       r.payouts_enabled, r.onboarding_complete, r.metadata, r.object_created,
+       r.stripe_created, r.stripe_event_rank, r.stripe_event_id
+FROM jsonb_populate_recordset(NULL::stripe_connect_accounts, @batch::jsonb) AS r
+ORDER BY r.stripe_account_id
+ON CONFLICT (stripe_account_id) DO UPDATE SET
+    workos_user_id      = EXCLUDED.workos_user_id,
+    email               = EXCLUDED.email,
+    details_submitted   = EXCLUDED.details_submitted,
+    charges_enabled     = EXCLUDED.charges_enabled,
+    payouts_enabled     = EXCLUDED.payouts_enabled,
+    onboarding_complete = EXCLUDED.onboarding_complete,
+    metadata            = EXCLUDED.metadata,
+    object_created      = COALESCE(EXCLUDED.object_created, stripe_connect_accounts.object_created),
+    deauthorized_at     = NULL,
+    stripe_created      = EXCLUDED.stripe_created,
+    stripe_event_rank   = EXCLUDED.stripe_event_rank,
+    stripe_event_id     = EXCLUDED.stripe_event_id,
+    updated_at          = now()
+WHERE (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id)
+      < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+RETURNING stripe_account_id;
+
 -- name: StripeConnectAccountListConnected :many
 -- The connected accounts syncd knows and the platform still reaches (a
 -- deauthorized account's events are no longer listed to the platform):

@@ -170,6 +170,50 @@ func (q *Queries) StripeConnectAccountListConnected(ctx context.Context, db DBTX
 	return items, nil
 }
 
+const stripeConnectAccountLockMany = `-- name: StripeConnectAccountLockMany :many
+SELECT r.stripe_account_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_account_id, stripe_created, stripe_event_rank, stripe_event_id
+    FROM stripe_connect_accounts
+    WHERE stripe_account_id = k.id
+    FOR UPDATE
+) r
+`
+
+type StripeConnectAccountLockManyRow struct {
+	StripeAccountID string
+	StripeCreated   time.Time
+	StripeEventRank int16
+	StripeEventID   string
+}
+
+// As StripeCustomerLockMany, for Connect accounts.
+func (q *Queries) StripeConnectAccountLockMany(ctx context.Context, db DBTX, stripeAccountIds []string) ([]StripeConnectAccountLockManyRow, error) {
+	rows, err := db.Query(ctx, stripeConnectAccountLockMany, stripeAccountIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []StripeConnectAccountLockManyRow
+	for rows.Next() {
+		var i StripeConnectAccountLockManyRow
+		if err := rows.Scan(
+			&i.StripeAccountID,
+			&i.StripeCreated,
+			&i.StripeEventRank,
+			&i.StripeEventID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const stripeConnectAccountUpsert = `-- name: StripeConnectAccountUpsert :one
 INSERT INTO stripe_connect_accounts (
     stripe_account_id, workos_user_id, email, details_submitted, charges_enabled,
@@ -236,4 +280,57 @@ func (q *Queries) StripeConnectAccountUpsert(ctx context.Context, db DBTX, arg S
 	var stripe_account_id string
 	err := row.Scan(&stripe_account_id)
 	return stripe_account_id, err
+}
+
+const stripeConnectAccountUpsertMany = `-- name: StripeConnectAccountUpsertMany :many
+INSERT INTO stripe_connect_accounts (
+    stripe_account_id, workos_user_id, email, details_submitted, charges_enabled,
+    payouts_enabled, onboarding_complete, metadata, object_created,
+    stripe_created, stripe_event_rank, stripe_event_id
+)
+SELECT r.stripe_account_id, r.workos_user_id, r.email, r.details_submitted, r.charges_enabled,
+       r.payouts_enabled, r.onboarding_complete, r.metadata, r.object_created,
+       r.stripe_created, r.stripe_event_rank, r.stripe_event_id
+FROM jsonb_populate_recordset(NULL::stripe_connect_accounts, $1::jsonb) AS r
+ORDER BY r.stripe_account_id
+ON CONFLICT (stripe_account_id) DO UPDATE SET
+    workos_user_id      = EXCLUDED.workos_user_id,
+    email               = EXCLUDED.email,
+    details_submitted   = EXCLUDED.details_submitted,
+    charges_enabled     = EXCLUDED.charges_enabled,
+    payouts_enabled     = EXCLUDED.payouts_enabled,
+    onboarding_complete = EXCLUDED.onboarding_complete,
+    metadata            = EXCLUDED.metadata,
+    object_created      = COALESCE(EXCLUDED.object_created, stripe_connect_accounts.object_created),
+    deauthorized_at     = NULL,
+    stripe_created      = EXCLUDED.stripe_created,
+    stripe_event_rank   = EXCLUDED.stripe_event_rank,
+    stripe_event_id     = EXCLUDED.stripe_event_id,
+    updated_at          = now()
+WHERE (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id)
+      < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+RETURNING stripe_account_id
+`
+
+// StripeConnectAccountUpsert for many accounts at once, one row each (a
+// JSON array of stripe_connect_accounts rows), with the same version
+// guard. Returns the accounts written.
+func (q *Queries) StripeConnectAccountUpsertMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]string, error) {
+	rows, err := db.Query(ctx, stripeConnectAccountUpsertMany, batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var stripe_account_id string
+		if err := rows.Scan(&stripe_account_id); err != nil {
+			return nil, err
+		}
+		items = append(items, stripe_account_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

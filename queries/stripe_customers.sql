@@ -122,6 +122,61 @@ WHERE o.id = r.id
   AND (r.best_id IS NOT NULL OR r.current_wrong)
   AND (o.stripe_customer_id, o.stripe_customer_version) IS DISTINCT FROM (r.best_id, r.version);
 
+-- name: StripeCustomerLockMany :many
+-- The set-based apply (consumers/batch.go) reads the version of each of a
+-- batch's customers, locked, in key order so that concurrent batches lock
+-- in one order and cannot deadlock; it folds the batch's events per
+-- customer from there and writes each customer once. One primary-key
+-- probe per key, in the order given (the caller sorts them), as
+-- EventLedgerSeen does: a plain `= ANY(...)` was planned as a scan of the
+-- table while its statistics lagged behind a burst.
+SELECT r.*
+FROM unnest(@stripe_customer_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_customer_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_customers
+    WHERE stripe_customer_id = k.id
+    FOR UPDATE
+) r;
+
+-- name: StripeCustomerUpsertMany :many
+-- StripeCustomerUpsert for many customers at once, one row each (a JSON
+-- array of stripe_customers rows), with the same version guard. Returns
+-- the customers written.
+INSERT INTO stripe_customers (
+    stripe_customer_id, email, name, workos_user_id, workos_org_id, metadata,
+    object_created, stripe_created, stripe_event_rank, stripe_event_id, deleted_at
+)
+SELECT r.stripe_customer_id, r.email, r.name, r.workos_user_id, r.workos_org_id, r.metadata,
+       r.object_created, r.stripe_created, r.stripe_event_rank, r.stripe_event_id, r.deleted_at
+FROM jsonb_populate_recordset(NULL::stripe_customers, @batch::jsonb) AS r
+ORDER BY r.stripe_customer_id
+ON CONFLICT (stripe_customer_id) DO UPDATE SET
+    email             = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.email ELSE stripe_customers.email END,
+    name              = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.name ELSE stripe_customers.name END,
+    workos_user_id    = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.workos_user_id ELSE stripe_customers.workos_user_id END,
+    workos_org_id     = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.workos_org_id ELSE stripe_customers.workos_org_id END,
+    metadata          = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.metadata ELSE stripe_customers.metadata END,
+    object_created    = COALESCE(EXCLUDED.object_created, stripe_customers.object_created),
+    stripe_created    = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.stripe_created ELSE stripe_customers.stripe_created END,
+    stripe_event_rank = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.stripe_event_rank ELSE stripe_customers.stripe_event_rank END,
+    stripe_event_id   = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.stripe_event_id ELSE stripe_customers.stripe_event_id END,
+    deleted_at        = COALESCE(stripe_customers.deleted_at, EXCLUDED.deleted_at),
+    updated_at        = now()
+WHERE (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id)
+      < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+   OR (stripe_customers.deleted_at IS NULL AND EXCLUDED.deleted_at IS NOT NULL)
+RETURNING stripe_customer_id;
+
 -- name: StripeCustomerPruneDeleted :execrows
 -- Deletes up to @max_rows tombstones deleted before @before that no user or
 -- organization points at (the links resolve from the mirror). Live rows

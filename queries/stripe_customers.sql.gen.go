@@ -142,6 +142,59 @@ func (q *Queries) StripeCustomerLinkUsers(ctx context.Context, db DBTX, arg Stri
 	return err
 }
 
+const stripeCustomerLockMany = `-- name: StripeCustomerLockMany :many
+SELECT r.stripe_customer_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id, r.deleted
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_customer_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_customers
+    WHERE stripe_customer_id = k.id
+    FOR UPDATE
+) r
+`
+
+type StripeCustomerLockManyRow struct {
+	StripeCustomerID string
+	StripeCreated    time.Time
+	StripeEventRank  int16
+	StripeEventID    string
+	Deleted          bool
+}
+
+// The set-based apply (consumers/batch.go) reads the version of each of a
+// batch's customers, locked, in key order so that concurrent batches lock
+// in one order and cannot deadlock; it folds the batch's events per
+// customer from there and writes each customer once. One primary-key
+// probe per key, in the order given (the caller sorts them), as
+// EventLedgerSeen does: a plain `= ANY(...)` was planned as a scan of the
+// table while its statistics lagged behind a burst.
+func (q *Queries) StripeCustomerLockMany(ctx context.Context, db DBTX, stripeCustomerIds []string) ([]StripeCustomerLockManyRow, error) {
+	rows, err := db.Query(ctx, stripeCustomerLockMany, stripeCustomerIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []StripeCustomerLockManyRow
+	for rows.Next() {
+		var i StripeCustomerLockManyRow
+		if err := rows.Scan(
+			&i.StripeCustomerID,
+			&i.StripeCreated,
+			&i.StripeEventRank,
+			&i.StripeEventID,
+			&i.Deleted,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const stripeCustomerPruneDeleted = `-- name: StripeCustomerPruneDeleted :execrows
 DELETE FROM stripe_customers
 WHERE ctid = ANY(ARRAY(
@@ -239,4 +292,62 @@ func (q *Queries) StripeCustomerUpsert(ctx context.Context, db DBTX, arg StripeC
 	var stripe_customer_id string
 	err := row.Scan(&stripe_customer_id)
 	return stripe_customer_id, err
+}
+
+const stripeCustomerUpsertMany = `-- name: StripeCustomerUpsertMany :many
+INSERT INTO stripe_customers (
+    stripe_customer_id, email, name, workos_user_id, workos_org_id, metadata,
+    object_created, stripe_created, stripe_event_rank, stripe_event_id, deleted_at
+)
+SELECT r.stripe_customer_id, r.email, r.name, r.workos_user_id, r.workos_org_id, r.metadata,
+       r.object_created, r.stripe_created, r.stripe_event_rank, r.stripe_event_id, r.deleted_at
+FROM jsonb_populate_recordset(NULL::stripe_customers, $1::jsonb) AS r
+ORDER BY r.stripe_customer_id
+ON CONFLICT (stripe_customer_id) DO UPDATE SET
+    email             = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.email ELSE stripe_customers.email END,
+    name              = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.name ELSE stripe_customers.name END,
+    workos_user_id    = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.workos_user_id ELSE stripe_customers.workos_user_id END,
+    workos_org_id     = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.workos_org_id ELSE stripe_customers.workos_org_id END,
+    metadata          = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.metadata ELSE stripe_customers.metadata END,
+    object_created    = COALESCE(EXCLUDED.object_created, stripe_customers.object_created),
+    stripe_created    = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.stripe_created ELSE stripe_customers.stripe_created END,
+    stripe_event_rank = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.stripe_event_rank ELSE stripe_customers.stripe_event_rank END,
+    stripe_event_id   = CASE WHEN (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                        THEN EXCLUDED.stripe_event_id ELSE stripe_customers.stripe_event_id END,
+    deleted_at        = COALESCE(stripe_customers.deleted_at, EXCLUDED.deleted_at),
+    updated_at        = now()
+WHERE (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stripe_customers.stripe_event_id)
+      < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+   OR (stripe_customers.deleted_at IS NULL AND EXCLUDED.deleted_at IS NOT NULL)
+RETURNING stripe_customer_id
+`
+
+// StripeCustomerUpsert for many customers at once, one row each (a JSON
+// array of stripe_customers rows), with the same version guard. Returns
+// the customers written.
+func (q *Queries) StripeCustomerUpsertMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]string, error) {
+	rows, err := db.Query(ctx, stripeCustomerUpsertMany, batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var stripe_customer_id string
+		if err := rows.Scan(&stripe_customer_id); err != nil {
+			return nil, err
+		}
+		items = append(items, stripe_customer_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

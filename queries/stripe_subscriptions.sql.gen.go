@@ -103,6 +103,53 @@ func (q *Queries) StripeSubscriptionLinkOrganizations(ctx context.Context, db DB
 	return err
 }
 
+const stripeSubscriptionLockMany = `-- name: StripeSubscriptionLockMany :many
+SELECT r.stripe_subscription_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id, r.deleted
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_subscription_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_subscriptions
+    WHERE stripe_subscription_id = k.id
+    FOR UPDATE
+) r
+`
+
+type StripeSubscriptionLockManyRow struct {
+	StripeSubscriptionID string
+	StripeCreated        time.Time
+	StripeEventRank      int16
+	StripeEventID        string
+	Deleted              bool
+}
+
+// As StripeCustomerLockMany, for subscriptions.
+func (q *Queries) StripeSubscriptionLockMany(ctx context.Context, db DBTX, stripeSubscriptionIds []string) ([]StripeSubscriptionLockManyRow, error) {
+	rows, err := db.Query(ctx, stripeSubscriptionLockMany, stripeSubscriptionIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []StripeSubscriptionLockManyRow
+	for rows.Next() {
+		var i StripeSubscriptionLockManyRow
+		if err := rows.Scan(
+			&i.StripeSubscriptionID,
+			&i.StripeCreated,
+			&i.StripeEventRank,
+			&i.StripeEventID,
+			&i.Deleted,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const stripeSubscriptionPruneDeleted = `-- name: StripeSubscriptionPruneDeleted :execrows
 DELETE FROM stripe_subscriptions
 WHERE ctid = ANY(ARRAY(
@@ -208,4 +255,68 @@ func (q *Queries) StripeSubscriptionUpsert(ctx context.Context, db DBTX, arg Str
 	var stripe_subscription_id string
 	err := row.Scan(&stripe_subscription_id)
 	return stripe_subscription_id, err
+}
+
+const stripeSubscriptionUpsertMany = `-- name: StripeSubscriptionUpsertMany :many
+INSERT INTO stripe_subscriptions (
+    stripe_subscription_id, stripe_customer_id, workos_org_id, status, tier,
+    current_period_end, cancel_at_period_end, metadata, object_created,
+    stripe_created, stripe_event_rank, stripe_event_id, deleted_at
+)
+SELECT r.stripe_subscription_id, r.stripe_customer_id, r.workos_org_id, r.status, r.tier,
+       r.current_period_end, r.cancel_at_period_end, r.metadata, r.object_created,
+       r.stripe_created, r.stripe_event_rank, r.stripe_event_id, r.deleted_at
+FROM jsonb_populate_recordset(NULL::stripe_subscriptions, $1::jsonb) AS r
+ORDER BY r.stripe_subscription_id
+ON CONFLICT (stripe_subscription_id) DO UPDATE SET
+    stripe_customer_id   = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.stripe_customer_id ELSE stripe_subscriptions.stripe_customer_id END,
+    workos_org_id        = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.workos_org_id ELSE stripe_subscriptions.workos_org_id END,
+    status               = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.status ELSE stripe_subscriptions.status END,
+    tier                 = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.tier ELSE stripe_subscriptions.tier END,
+    current_period_end   = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.current_period_end ELSE stripe_subscriptions.current_period_end END,
+    cancel_at_period_end = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.cancel_at_period_end ELSE stripe_subscriptions.cancel_at_period_end END,
+    metadata             = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.metadata ELSE stripe_subscriptions.metadata END,
+    object_created       = COALESCE(EXCLUDED.object_created, stripe_subscriptions.object_created),
+    stripe_created       = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.stripe_created ELSE stripe_subscriptions.stripe_created END,
+    stripe_event_rank    = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.stripe_event_rank ELSE stripe_subscriptions.stripe_event_rank END,
+    stripe_event_id      = CASE WHEN (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                           THEN EXCLUDED.stripe_event_id ELSE stripe_subscriptions.stripe_event_id END,
+    deleted_at           = COALESCE(stripe_subscriptions.deleted_at, EXCLUDED.deleted_at),
+    updated_at           = now()
+WHERE (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_rank, stripe_subscriptions.stripe_event_id)
+      < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+   OR (stripe_subscriptions.deleted_at IS NULL AND EXCLUDED.deleted_at IS NOT NULL)
+RETURNING stripe_subscription_id
+`
+
+// StripeSubscriptionUpsert for many subscriptions at once, one row each (a
+// JSON array of stripe_subscriptions rows), with the same version guard.
+// Returns the subscriptions written.
+func (q *Queries) StripeSubscriptionUpsertMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]string, error) {
+	rows, err := db.Query(ctx, stripeSubscriptionUpsertMany, batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var stripe_subscription_id string
+		if err := rows.Scan(&stripe_subscription_id); err != nil {
+			return nil, err
+		}
+		items = append(items, stripe_subscription_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

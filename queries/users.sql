@@ -47,3 +47,47 @@ ON CONFLICT (workos_user_id) DO NOTHING;
 
 -- name: UserGetByWorkOSID :one
 SELECT * FROM users WHERE workos_user_id = @workos_user_id;
+
+-- name: UserLockMany :many
+-- The set-based apply (consumers/batch.go) reads the version of each of a
+-- batch's users, locked, in key order so that concurrent batches lock in
+-- one order and cannot deadlock.
+SELECT r.*
+FROM unnest(@workos_user_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT workos_user_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM users
+    WHERE workos_user_id = k.id
+    FOR UPDATE
+) r;
+
+-- name: UserUpsertMany :many
+-- UserUpsert for many users at once, one row each (a JSON array of users
+-- rows), with the same version guard. Returns the users written.
+INSERT INTO users (
+    workos_user_id, email, first_name, last_name, email_verified,
+    profile_picture_url, external_id, metadata, locale, last_sign_in_at,
+    workos_created_at, workos_updated_at
+)
+SELECT r.workos_user_id, r.email, r.first_name, r.last_name, r.email_verified,
+       r.profile_picture_url, r.external_id, r.metadata, r.locale, r.last_sign_in_at,
+       r.workos_created_at, r.workos_updated_at
+FROM jsonb_populate_recordset(NULL::users, @batch::jsonb) AS r
+ORDER BY r.workos_user_id
+ON CONFLICT (workos_user_id) DO UPDATE SET
+    email               = EXCLUDED.email,
+    first_name          = EXCLUDED.first_name,
+    last_name           = EXCLUDED.last_name,
+    email_verified      = EXCLUDED.email_verified,
+    profile_picture_url = EXCLUDED.profile_picture_url,
+    external_id         = EXCLUDED.external_id,
+    metadata            = EXCLUDED.metadata,
+    locale              = EXCLUDED.locale,
+    last_sign_in_at     = EXCLUDED.last_sign_in_at,
+    workos_created_at   = EXCLUDED.workos_created_at,
+    workos_updated_at   = EXCLUDED.workos_updated_at,
+    is_stub             = false,
+    updated_at          = now()
+WHERE users.deleted_at IS NULL
+  AND (users.workos_updated_at IS NULL OR users.workos_updated_at <= EXCLUDED.workos_updated_at)
+RETURNING workos_user_id;

@@ -97,6 +97,46 @@ func (q *Queries) UserGetByWorkOSID(ctx context.Context, db DBTX, workosUserID s
 	return i, err
 }
 
+const userLockMany = `-- name: UserLockMany :many
+SELECT r.workos_user_id, r.workos_updated_at, r.deleted
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT workos_user_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM users
+    WHERE workos_user_id = k.id
+    FOR UPDATE
+) r
+`
+
+type UserLockManyRow struct {
+	WorkosUserID    string
+	WorkosUpdatedAt *time.Time
+	Deleted         bool
+}
+
+// The set-based apply (consumers/batch.go) reads the version of each of a
+// batch's users, locked, in key order so that concurrent batches lock in
+// one order and cannot deadlock.
+func (q *Queries) UserLockMany(ctx context.Context, db DBTX, workosUserIds []string) ([]UserLockManyRow, error) {
+	rows, err := db.Query(ctx, userLockMany, workosUserIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UserLockManyRow
+	for rows.Next() {
+		var i UserLockManyRow
+		if err := rows.Scan(&i.WorkosUserID, &i.WorkosUpdatedAt, &i.Deleted); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const userUpsert = `-- name: UserUpsert :one
 INSERT INTO users (
     workos_user_id, email, first_name, last_name, email_verified,
@@ -161,4 +201,56 @@ func (q *Queries) UserUpsert(ctx context.Context, db DBTX, arg UserUpsertParams)
 	var id uuid.UUID
 	err := row.Scan(&id)
 	return id, err
+}
+
+const userUpsertMany = `-- name: UserUpsertMany :many
+INSERT INTO users (
+    workos_user_id, email, first_name, last_name, email_verified,
+    profile_picture_url, external_id, metadata, locale, last_sign_in_at,
+    workos_created_at, workos_updated_at
+)
+SELECT r.workos_user_id, r.email, r.first_name, r.last_name, r.email_verified,
+       r.profile_picture_url, r.external_id, r.metadata, r.locale, r.last_sign_in_at,
+       r.workos_created_at, r.workos_updated_at
+FROM jsonb_populate_recordset(NULL::users, $1::jsonb) AS r
+ORDER BY r.workos_user_id
+ON CONFLICT (workos_user_id) DO UPDATE SET
+    email               = EXCLUDED.email,
+    first_name          = EXCLUDED.first_name,
+    last_name           = EXCLUDED.last_name,
+    email_verified      = EXCLUDED.email_verified,
+    profile_picture_url = EXCLUDED.profile_picture_url,
+    external_id         = EXCLUDED.external_id,
+    metadata            = EXCLUDED.metadata,
+    locale              = EXCLUDED.locale,
+    last_sign_in_at     = EXCLUDED.last_sign_in_at,
+    workos_created_at   = EXCLUDED.workos_created_at,
+    workos_updated_at   = EXCLUDED.workos_updated_at,
+    is_stub             = false,
+    updated_at          = now()
+WHERE users.deleted_at IS NULL
+  AND (users.workos_updated_at IS NULL OR users.workos_updated_at <= EXCLUDED.workos_updated_at)
+RETURNING workos_user_id
+`
+
+// UserUpsert for many users at once, one row each (a JSON array of users
+// rows), with the same version guard. Returns the users written.
+func (q *Queries) UserUpsertMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]string, error) {
+	rows, err := db.Query(ctx, userUpsertMany, batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var workos_user_id string
+		if err := rows.Scan(&workos_user_id); err != nil {
+			return nil, err
+		}
+		items = append(items, workos_user_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -1,0 +1,557 @@
+package consumers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/syncd/syncd/queries"
+)
+
+// Set-based apply. The events of a batch that only upsert a versioned row
+// (users, organizations, Stripe customers, subscriptions, Connect
+// accounts) are not applied one statement each: per table, the batch's
+// rows are grouped by key; the stored versions of those keys are read,
+// locked, in key order (so two batches lock in one order and cannot
+// deadlock); the events of each key are folded in stream order with the
+// very rules of the table's upsert, which gives each event its outcome
+// (applied or stale) exactly as applying them one by one would; and one
+// row per key — the state the fold ends in — is written with one
+// multi-row upsert carrying the same version guard. Its RETURNING must
+// name exactly the keys the fold wrote; anything else (a writer outside
+// syncd's routing, a database that orders event ids differently) fails the
+// batch over to the per-event path.
+
+// errSetMismatch: the multi-row upsert did not write the keys the fold
+// predicted. The batch is redone event by event.
+var errSetMismatch = errors.New("set-based apply: written rows differ from the fold")
+
+// setRoute is the set-based apply of a route: add decodes an event into a
+// row of its table's collector.
+type setRoute struct {
+	add func(s *sets, i int, ev Event) error
+}
+
+var (
+	userSet = &setRoute{add: func(s *sets, i int, ev Event) error {
+		r, err := decodeUser(ev)
+		s.users.add(r.p.WorkosUserID, i, r, err)
+		return err
+	}}
+	organizationSet = &setRoute{add: func(s *sets, i int, ev Event) error {
+		r, err := decodeOrganization(ev)
+		s.organizations.add(r.p.WorkosOrgID, i, r, err)
+		return err
+	}}
+	customerSet = &setRoute{add: func(s *sets, i int, ev Event) error {
+		r, err := decodeCustomer(ev)
+		s.customers.add(r.p.StripeCustomerID, i, r, err)
+		return err
+	}}
+	subscriptionSet = &setRoute{add: func(s *sets, i int, ev Event) error {
+		r, err := decodeSubscription(ev)
+		s.subscriptions.add(r.p.StripeSubscriptionID, i, r, err)
+		return err
+	}}
+	connectAccountSet = &setRoute{add: func(s *sets, i int, ev Event) error {
+		r, err := decodeConnectAccount(ev)
+		s.accounts.add(r.p.StripeAccountID, i, r, err)
+		return err
+	}}
+)
+
+// keyed collects one table's rows of a batch by key, in stream order.
+type keyed[R any] struct {
+	rows map[string][]keyedRow[R]
+}
+
+type keyedRow[R any] struct {
+	i int // the event's index in the batch
+	r R
+}
+
+func (k *keyed[R]) add(key string, i int, r R, err error) {
+	if err != nil {
+		return
+	}
+	if k.rows == nil {
+		k.rows = map[string][]keyedRow[R]{}
+	}
+	k.rows[key] = append(k.rows[key], keyedRow[R]{i, r})
+}
+
+// keys are sorted: rows are locked and written in key order.
+func (k *keyed[R]) keys() []string {
+	out := make([]string, 0, len(k.rows))
+	for key := range k.rows {
+		out = append(out, key)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sets holds a batch stage's set-based rows, one collector per table.
+type sets struct {
+	users         keyed[userRow]
+	organizations keyed[organizationRow]
+	customers     keyed[customerRow]
+	subscriptions keyed[subscriptionRow]
+	accounts      keyed[accountRow]
+}
+
+func (s *sets) empty() bool {
+	return len(s.users.rows)+len(s.organizations.rows)+len(s.customers.rows)+len(s.subscriptions.rows)+len(s.accounts.rows) == 0
+}
+
+// setOutcome receives an event's outcome from the fold.
+type setOutcome func(i int, out Outcome)
+
+// apply writes every table's rows, in one fixed table order.
+func (s *sets) apply(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
+	for _, step := range []func(context.Context, *queries.Queries, queries.DBTX, *linkSet, setOutcome) error{
+		s.applyUsers, s.applyOrganizations, s.applyCustomers, s.applySubscriptions, s.applyAccounts,
+	} {
+		if err := step(ctx, q, db, links, set); err != nil {
+			return err
+		}
+	}
+	*s = sets{}
+	return nil
+}
+
+// fold is what replaying one key's events through its table's upsert
+// gives: which events were written, and which rows the final state takes
+// its parts from (-1: none).
+type fold struct {
+	applied []bool
+	// newest is the row the data comes from, firstDelete the one the
+	// tombstone comes from.
+	newest, firstDelete int
+	// written: some event was, so the upsert must return the key.
+	written bool
+}
+
+func newFold(n int) fold {
+	return fold{applied: make([]bool, n), newest: -1, firstDelete: -1}
+}
+
+// record reports the outcomes of a key's events and adds the links of
+// those applied.
+func record[R interface{ link(*linkSet) }](rows []keyedRow[R], f fold, links *linkSet, set setOutcome) {
+	for j, row := range rows {
+		if f.applied[j] {
+			set(row.i, Applied)
+			row.r.link(links)
+		} else {
+			set(row.i, Stale)
+		}
+	}
+}
+
+// stripeStored is the stored version of a Stripe mirror row.
+type stripeStored struct {
+	v       stripeVersion
+	deleted bool
+}
+
+func (a stripeVersion) less(b stripeVersion) bool {
+	switch {
+	case !a.created.Equal(b.created):
+		return a.created.Before(b.created)
+	case a.rank != b.rank:
+		return a.rank < b.rank
+	default:
+		return a.eventID < b.eventID
+	}
+}
+
+// foldStripe replays the guard of the Stripe mirrors' upserts over one
+// key's events in stream order: an event is written when its version is
+// newer than the row's, or — tombstoned tables — when it is the first
+// deletion (then only as the tombstone). stored is nil when no row exists.
+func foldStripe(stored *stripeStored, n int, at func(j int) (v stripeVersion, deleted bool), tombstones bool) fold {
+	f := newFold(n)
+	var cur *stripeStored
+	if stored != nil {
+		c := *stored
+		cur = &c
+	}
+	var newest stripeVersion
+	for j := range n {
+		v, del := at(j)
+		if f.newest < 0 || newest.less(v) {
+			f.newest, newest = j, v
+		}
+		switch {
+		case cur == nil:
+			cur = &stripeStored{v: v, deleted: del}
+		case cur.v.less(v):
+			cur.v = v
+			cur.deleted = cur.deleted || (tombstones && del)
+		case tombstones && !cur.deleted && del:
+			cur.deleted = true
+		default:
+			continue
+		}
+		f.applied[j], f.written = true, true
+		if del && f.firstDelete < 0 {
+			f.firstDelete = j
+		}
+	}
+	return f
+}
+
+// workosStored is the stored version of a WorkOS row.
+type workosStored struct {
+	v       *time.Time
+	deleted bool
+}
+
+// foldWorkOS replays the guard of UserUpsert and OrganizationUpsert over
+// one key's events in stream order: written unless the row is deleted or
+// newer (ties go to the later event). newest is the last written event, or
+// the last event when none was.
+func foldWorkOS(stored *workosStored, n int, at func(j int) time.Time) fold {
+	f := newFold(n)
+	var cur *workosStored
+	if stored != nil {
+		c := *stored
+		if c.v != nil {
+			c.v = ptr(c.v.Truncate(time.Microsecond))
+		}
+		cur = &c
+	}
+	for j := range n {
+		v := at(j).Truncate(time.Microsecond)
+		switch {
+		case cur == nil:
+			cur = &workosStored{v: &v}
+		case !cur.deleted && (cur.v == nil || !v.Before(*cur.v)):
+			cur.v = &v
+		default:
+			continue
+		}
+		f.applied[j], f.written, f.newest = true, true, j
+	}
+	if f.newest < 0 {
+		f.newest = n - 1
+	}
+	return f
+}
+
+// lastWritten returns the last row written whose value pick finds set
+// (COALESCE(EXCLUDED.x, stored.x) over the sequence), else nil.
+func lastWritten[R any, T any](rows []keyedRow[R], f fold, pick func(R) *T) *T {
+	for j := len(rows) - 1; j >= 0; j-- {
+		if f.applied[j] {
+			if v := pick(rows[j].r); v != nil {
+				return v
+			}
+		}
+	}
+	return nil
+}
+
+// firstWritten returns the first row written whose value pick finds set
+// (COALESCE(stored.x, EXCLUDED.x) over the sequence), else nil.
+func firstWritten[R any, T any](rows []keyedRow[R], f fold, pick func(R) *T) *T {
+	for j := range rows {
+		if f.applied[j] {
+			if v := pick(rows[j].r); v != nil {
+				return v
+			}
+		}
+	}
+	return nil
+}
+
+// verify checks that the upsert wrote the keys the fold said it would.
+func verify(table Table, want map[string]bool, got []string) error {
+	n := 0
+	for _, k := range got {
+		if !want[k] {
+			return fmt.Errorf("%w: %s %s written", errSetMismatch, table, k)
+		}
+		n++
+	}
+	if n != len(want) {
+		return fmt.Errorf("%w: %s: %d rows written, %d expected", errSetMismatch, table, n, len(want))
+	}
+	return nil
+}
+
+func (s *sets) applyCustomers(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
+	if len(s.customers.rows) == 0 {
+		return nil
+	}
+	keys := s.customers.keys()
+	locked, err := q.StripeCustomerLockMany(ctx, db, keys)
+	if err != nil {
+		return fmt.Errorf("lock customers: %w", err)
+	}
+	stored := make(map[string]*stripeStored, len(locked))
+	for _, r := range locked {
+		stored[r.StripeCustomerID] = &stripeStored{v: stripeVersion{r.StripeCreated.UTC(), r.StripeEventRank, r.StripeEventID}, deleted: r.Deleted}
+	}
+	out := make([]queries.StripeCustomerUpsertParams, 0, len(keys))
+	want := map[string]bool{}
+	for _, key := range keys {
+		rows := s.customers.rows[key]
+		f := foldStripe(stored[key], len(rows), func(j int) (stripeVersion, bool) {
+			return rows[j].r.v, rows[j].r.p.DeletedAt != nil
+		}, true)
+		p := rows[f.newest].r.p
+		p.DeletedAt = nil
+		if f.firstDelete >= 0 {
+			p.DeletedAt = rows[f.firstDelete].r.p.DeletedAt
+		}
+		p.ObjectCreated = lastWritten(rows, f, func(r customerRow) *time.Time { return r.p.ObjectCreated })
+		out = append(out, p)
+		if f.written {
+			want[key] = true
+		}
+		record(rows, f, links, set)
+	}
+	return writeMany(ctx, TableStripeCustomers, out, want, func(b json.RawMessage) ([]string, error) {
+		return q.StripeCustomerUpsertMany(ctx, db, b)
+	})
+}
+
+func (s *sets) applySubscriptions(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
+	if len(s.subscriptions.rows) == 0 {
+		return nil
+	}
+	keys := s.subscriptions.keys()
+	locked, err := q.StripeSubscriptionLockMany(ctx, db, keys)
+	if err != nil {
+		return fmt.Errorf("lock subscriptions: %w", err)
+	}
+	stored := make(map[string]*stripeStored, len(locked))
+	for _, r := range locked {
+		stored[r.StripeSubscriptionID] = &stripeStored{v: stripeVersion{r.StripeCreated.UTC(), r.StripeEventRank, r.StripeEventID}, deleted: r.Deleted}
+	}
+	out := make([]queries.StripeSubscriptionUpsertParams, 0, len(keys))
+	want := map[string]bool{}
+	for _, key := range keys {
+		rows := s.subscriptions.rows[key]
+		f := foldStripe(stored[key], len(rows), func(j int) (stripeVersion, bool) {
+			return rows[j].r.v, rows[j].r.p.DeletedAt != nil
+		}, true)
+		p := rows[f.newest].r.p
+		p.DeletedAt = nil
+		if f.firstDelete >= 0 {
+			p.DeletedAt = rows[f.firstDelete].r.p.DeletedAt
+		}
+		p.ObjectCreated = lastWritten(rows, f, func(r subscriptionRow) *time.Time { return r.p.ObjectCreated })
+		out = append(out, p)
+		if f.written {
+			want[key] = true
+		}
+		record(rows, f, links, set)
+	}
+	return writeMany(ctx, TableStripeSubscriptions, out, want, func(b json.RawMessage) ([]string, error) {
+		return q.StripeSubscriptionUpsertMany(ctx, db, b)
+	})
+}
+
+func (s *sets) applyAccounts(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
+	if len(s.accounts.rows) == 0 {
+		return nil
+	}
+	keys := s.accounts.keys()
+	locked, err := q.StripeConnectAccountLockMany(ctx, db, keys)
+	if err != nil {
+		return fmt.Errorf("lock Connect accounts: %w", err)
+	}
+	stored := make(map[string]*stripeStored, len(locked))
+	for _, r := range locked {
+		stored[r.StripeAccountID] = &stripeStored{v: stripeVersion{r.StripeCreated.UTC(), r.StripeEventRank, r.StripeEventID}}
+	}
+	out := make([]queries.StripeConnectAccountUpsertParams, 0, len(keys))
+	want := map[string]bool{}
+	for _, key := range keys {
+		rows := s.accounts.rows[key]
+		f := foldStripe(stored[key], len(rows), func(j int) (stripeVersion, bool) { return rows[j].r.v, false }, false)
+		p := rows[f.newest].r.p
+		p.ObjectCreated = lastWritten(rows, f, func(r accountRow) *time.Time { return r.p.ObjectCreated })
+		out = append(out, p)
+		if f.written {
+			want[key] = true
+		}
+		record(rows, f, links, set)
+	}
+	return writeMany(ctx, TableStripeConnectAccounts, out, want, func(b json.RawMessage) ([]string, error) {
+		return q.StripeConnectAccountUpsertMany(ctx, db, b)
+	})
+}
+
+func (s *sets) applyUsers(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
+	if len(s.users.rows) == 0 {
+		return nil
+	}
+	keys := s.users.keys()
+	locked, err := q.UserLockMany(ctx, db, keys)
+	if err != nil {
+		return fmt.Errorf("lock users: %w", err)
+	}
+	stored := make(map[string]*workosStored, len(locked))
+	for _, r := range locked {
+		stored[r.WorkosUserID] = &workosStored{v: r.WorkosUpdatedAt, deleted: r.Deleted}
+	}
+	out := make([]queries.UserUpsertParams, 0, len(keys))
+	want := map[string]bool{}
+	for _, key := range keys {
+		rows := s.users.rows[key]
+		f := foldWorkOS(stored[key], len(rows), func(j int) time.Time { return *rows[j].r.p.WorkosUpdatedAt })
+		out = append(out, rows[f.newest].r.p)
+		if f.written {
+			want[key] = true
+		}
+		record(rows, f, links, set)
+	}
+	return writeMany(ctx, TableUsers, out, want, func(b json.RawMessage) ([]string, error) {
+		return q.UserUpsertMany(ctx, db, b)
+	})
+}
+
+func (s *sets) applyOrganizations(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
+	if len(s.organizations.rows) == 0 {
+		return nil
+	}
+	keys := s.organizations.keys()
+	locked, err := q.OrganizationLockMany(ctx, db, keys)
+	if err != nil {
+		return fmt.Errorf("lock organizations: %w", err)
+	}
+	stored := make(map[string]*workosStored, len(locked))
+	for _, r := range locked {
+		stored[r.WorkosOrgID] = &workosStored{v: r.WorkosUpdatedAt, deleted: r.Deleted}
+	}
+	out := make([]queries.OrganizationUpsertParams, 0, len(keys))
+	want := map[string]bool{}
+	for _, key := range keys {
+		rows := s.organizations.rows[key]
+		f := foldWorkOS(stored[key], len(rows), func(j int) time.Time { return *rows[j].r.p.WorkosUpdatedAt })
+		p := rows[f.newest].r.p
+		if f.written {
+			// slug and type keep the first value they get; WorkOS's
+			// customer id the last one sent.
+			p.Slug = firstWritten(rows, f, func(r organizationRow) *string { return r.p.Slug })
+			p.Type = firstWritten(rows, f, func(r organizationRow) *string { return r.p.Type })
+			p.StripeCustomerID = lastWritten(rows, f, func(r organizationRow) *string { return r.p.StripeCustomerID })
+			want[key] = true
+		}
+		out = append(out, p)
+		record(rows, f, links, set)
+	}
+	return writeMany(ctx, TableOrganizations, out, want, func(b json.RawMessage) ([]string, error) {
+		return q.OrganizationUpsertMany(ctx, db, b)
+	})
+}
+
+// writeMany sends rows as the JSON array the multi-row upserts read, and
+// checks what they wrote.
+func writeMany[P any](ctx context.Context, table Table, rows []P, want map[string]bool, write func(json.RawMessage) ([]string, error)) error {
+	b, err := rowsJSON(rows)
+	if err != nil {
+		return fmt.Errorf("encode %s rows: %w", table, err)
+	}
+	got, err := write(b)
+	if err != nil {
+		return fmt.Errorf("upsert %s: %w", table, err)
+	}
+	return verify(table, want, got)
+}
+
+// rowsJSON encodes query parameter structs as a JSON array of objects
+// keyed by column name (the snake case of the field names sqlc derived
+// from the columns), for jsonb_populate_recordset. Times are cut to
+// microseconds first, as pgx does when it sends one: Postgres would round
+// the text form instead.
+func rowsJSON[P any](rows []P) (json.RawMessage, error) {
+	fields := columnNames(reflect.TypeFor[P]())
+	var b []byte
+	b = append(b, '[')
+	for i := range rows {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '{')
+		v := reflect.ValueOf(&rows[i]).Elem()
+		for f, name := range fields {
+			if f > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, name...)
+			b = append(b, '"', ':')
+			var x any
+			switch fv := v.Field(f).Interface().(type) {
+			case time.Time:
+				x = fv.Truncate(time.Microsecond)
+			case *time.Time:
+				if fv != nil {
+					x = fv.Truncate(time.Microsecond)
+				}
+			case json.RawMessage:
+				if fv == nil {
+					x = nil
+				} else {
+					x = fv
+				}
+			default:
+				x = fv
+			}
+			enc, err := json.Marshal(x)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			b = append(b, enc...)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	return b, nil
+}
+
+var columnCache sync.Map // reflect.Type → []string
+
+// columnNames maps sqlc's field names back to the column names:
+// StripeCustomerID → stripe_customer_id, ProfilePictureUrl →
+// profile_picture_url.
+func columnNames(t reflect.Type) []string {
+	if v, ok := columnCache.Load(t); ok {
+		return v.([]string)
+	}
+	names := make([]string, t.NumField())
+	for i := range names {
+		names[i] = snake(t.Field(i).Name)
+	}
+	columnCache.Store(t, names)
+	return names
+}
+
+func snake(name string) string {
+	var b strings.Builder
+	r := []rune(name)
+	for i, c := range r {
+		if unicode.IsUpper(c) {
+			// A word starts at an upper-case letter after a lower-case one,
+			// or before one that ends an acronym (IDs → i_ds is not used).
+			if i > 0 && (unicode.IsLower(r[i-1]) || (i+1 < len(r) && unicode.IsLower(r[i+1]) && unicode.IsUpper(r[i-1]))) {
+				b.WriteByte('_')
+			}
+			b.WriteRune(unicode.ToLower(c))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
