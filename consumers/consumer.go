@@ -35,6 +35,7 @@ const (
 	ApplyWorkersDefault = 2
 	ApplyWorkersMax     = 64
 	BatchSizeDefault    = 512
+	MaxAttemptsDefault  = 5
 )
 
 // Config configures the apply loop.
@@ -71,7 +72,7 @@ func (c Config) withDefaults() Config {
 		c.BatchSize = BatchSizeDefault
 	}
 	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 5
+		c.MaxAttempts = MaxAttemptsDefault
 	}
 	if c.RetryMin == 0 {
 		c.RetryMin = time.Second

@@ -23,8 +23,15 @@ import (
 	"github.com/syncd/syncd/telemetry"
 )
 
-// MaxBodyDefault is the largest webhook body accepted unless configured.
-const MaxBodyDefault = 1 << 20
+// Defaults of Config.
+const (
+	// MaxBodyDefault is the largest webhook body accepted.
+	MaxBodyDefault = 1 << 20
+	// The accepted timestamp skews: WorkOS's and Stripe's SDKs' own.
+	WorkOSToleranceDefault = 180 * time.Second
+	StripeToleranceDefault = 300 * time.Second
+	PublishTimeoutDefault  = 5 * time.Second
+)
 
 // Config configures the webhook endpoints.
 type Config struct {
@@ -57,10 +64,10 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.WorkOSTolerance == 0 {
-		c.WorkOSTolerance = 180 * time.Second
+		c.WorkOSTolerance = WorkOSToleranceDefault
 	}
 	if c.StripeTolerance == 0 {
-		c.StripeTolerance = 300 * time.Second
+		c.StripeTolerance = StripeToleranceDefault
 	}
 	if c.MaxBody == 0 {
 		c.MaxBody = MaxBodyDefault
@@ -72,7 +79,7 @@ func (c Config) withDefaults() Config {
 		c.MemoryWait = MemoryWaitDefault
 	}
 	if c.PublishTimeout == 0 {
-		c.PublishTimeout = 5 * time.Second
+		c.PublishTimeout = PublishTimeoutDefault
 	}
 	if c.RetryAfter == 0 {
 		c.RetryAfter = 5 * time.Second

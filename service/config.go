@@ -30,17 +30,19 @@ const (
 
 // Defaults of the service's own settings.
 const (
-	HTTPAddrDefault       = ":8080"
-	RoleDefault           = RoleAll
-	ReconcileWindowMin    = time.Hour
-	ReconcileEveryMin     = time.Minute
-	StreamReplicasMax     = 5
-	ReplayWindowMin       = time.Hour
-	readyCheckTimeout     = 2 * time.Second
-	streamEnsureTimeout   = 30 * time.Second
-	postgresReachTimeout  = 10 * time.Second
-	monitorInterval       = 5 * time.Second
-	httpReadHeaderTimeout = 10 * time.Second
+	HTTPAddrDefault = ":8080"
+	// ShutdownTimeoutDefault is how long `syncd serve` gives a soft stop.
+	ShutdownTimeoutDefault = 30 * time.Second
+	RoleDefault            = RoleAll
+	ReconcileWindowMin     = time.Hour
+	ReconcileEveryMin      = time.Minute
+	StreamReplicasMax      = 5
+	ReplayWindowMin        = time.Hour
+	readyCheckTimeout      = 2 * time.Second
+	streamEnsureTimeout    = 30 * time.Second
+	postgresReachTimeout   = 10 * time.Second
+	monitorInterval        = 5 * time.Second
+	httpReadHeaderTimeout  = 10 * time.Second
 )
 
 // ParseRole reads a role name.

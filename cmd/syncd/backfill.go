@@ -27,11 +27,11 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
 	c.register(fs)
 	cn.register(fs)
-	fs.StringVar(&since, "since", "", "start of the window, by provider event time (RFC 3339, a date, or a duration ago: 36h, 7d); required")
-	fs.StringVar(&until, "until", "", "end of the window (same forms); default now")
-	fs.StringVar(&types, "types", "", "comma-separated event types; default the types syncd applies")
-	fs.IntVar(&pageSize, "page-size", 100, "events per API page, 1..100")
-	fs.BoolVar(&noProgress, "no-progress", false, "no progress line, even on a terminal")
+	declare(fs).String(&since, "since", "", "", "start of the window, by provider event time (RFC 3339, a date, or a duration ago: 36h, 7d); required")
+	declare(fs).String(&until, "until", "", "", "end of the window (same forms); default now")
+	declare(fs).String(&types, "types", "", "", "comma-separated event types; default the types syncd applies")
+	declare(fs).Int(&pageSize, "page-size", "", 100, "events per API page, 1..100")
+	declare(fs).Bool(&noProgress, "no-progress", "", false, "no progress line, even on a terminal")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: syncd backfill workos|stripe --since T [--until T] [--types a,b]\n"+
 			"       syncd backfill stripe --connect [--account acct_…] --since T [--until T] [--types a,b]\n\n"+
@@ -156,9 +156,9 @@ type connectFlags struct {
 }
 
 func (f *connectFlags) register(fs *flag.FlagSet) {
-	fs.BoolVar(&f.connect, "connect", false, "stripe: backfill the connected accounts' events (those Stripe lists and those in stripe_connect_accounts) instead of the platform's")
-	fs.StringVar(&f.account, "account", "", "stripe: backfill this one connected account (acct_…); implies --connect")
-	fs.IntVar(&f.concurrency, "concurrency", backfill.ConnectConcurrencyDefault, fmt.Sprintf("--connect: accounts listed at once, 1..%d", backfill.ConnectConcurrencyMax))
+	declare(fs).Bool(&f.connect, "connect", "", false, "stripe: backfill the connected accounts' events (those Stripe lists and those in stripe_connect_accounts) instead of the platform's")
+	declare(fs).String(&f.account, "account", "", "", "stripe: backfill this one connected account (acct_…); implies --connect")
+	declare(fs).Int(&f.concurrency, "concurrency", "", backfill.ConnectConcurrencyDefault, fmt.Sprintf("--connect: accounts listed at once, 1..%d", backfill.ConnectConcurrencyMax))
 }
 
 func (f *connectFlags) on() bool { return f.connect || f.account != "" }
@@ -311,9 +311,9 @@ type reconcile struct {
 }
 
 func (r *reconcile) register(fs *flag.FlagSet) {
-	fs.DurationVar(&r.every, "reconcile-every", 0, "backfill from the providers' Events APIs on this schedule; 0 is off (env SYNCD_RECONCILE_EVERY; needs WORKOS_API_KEY and/or STRIPE_API_KEY)")
-	fs.DurationVar(&r.window, "reconcile-window", 0, "trailing window each reconcile covers; default twice --reconcile-every, at least 1h (env SYNCD_RECONCILE_WINDOW)")
-	fs.BoolVar(&r.connect, "reconcile-connect", false, "each reconcile also backfills the Stripe connected accounts' events, as backfill stripe --connect (env SYNCD_RECONCILE_CONNECT; needs STRIPE_API_KEY)")
+	declare(fs).Duration(&r.every, "reconcile-every", "SYNCD_RECONCILE_EVERY", 0, "backfill from the providers' Events APIs on this schedule; 0 is off; needs WORKOS_API_KEY and/or STRIPE_API_KEY", notNegative)
+	declare(fs).Duration(&r.window, "reconcile-window", "SYNCD_RECONCILE_WINDOW", 0, "trailing window each reconcile covers; default twice --reconcile-every, at least 1h", notNegative)
+	declare(fs).Bool(&r.connect, "reconcile-connect", "SYNCD_RECONCILE_CONNECT", false, "each reconcile also backfills the Stripe connected accounts' events, as backfill stripe --connect; needs STRIPE_API_KEY")
 }
 
 // setup validates the flags and builds the sources; haveDB says whether

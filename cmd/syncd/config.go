@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -39,12 +38,12 @@ type common struct {
 }
 
 func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.databaseURL, "database-url", env("DATABASE_URL", ""), "Postgres connection string (env DATABASE_URL)")
-	fs.StringVar(&c.natsURL, "nats-url", env("NATS_URL", ""), "external NATS server; empty runs or reaches the embedded one (env NATS_URL)")
-	fs.StringVar(&c.dataDir, "data-dir", env("SYNCD_DATA_DIR", "./data"), "local state of the embedded JetStream server (env SYNCD_DATA_DIR)")
-	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
-	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
-	fs.StringVar(&c.jsSync, "jetstream-sync", string(stream.SyncAlways), "when the embedded JetStream fsyncs: always (before every acknowledgement) or interval (in the background; an OS crash loses recent events) (env SYNCD_JETSTREAM_SYNC)")
+	declare(fs).String(&c.databaseURL, "database-url", "DATABASE_URL", "", "Postgres connection string")
+	declare(fs).String(&c.natsURL, "nats-url", "NATS_URL", "", "external NATS server; empty runs or reaches the embedded one")
+	declare(fs).String(&c.dataDir, "data-dir", "SYNCD_DATA_DIR", stream.DataDirDefault, "local state of the embedded JetStream server")
+	declare(fs).String(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error", oneOf("debug", "info", "warn", "error"))
+	declare(fs).String(&c.logFormat, "log-format", "LOG_FORMAT", "text", "text or json", oneOf("text", "json"))
+	declare(fs).String(&c.jsSync, "jetstream-sync", "SYNCD_JETSTREAM_SYNC", string(stream.SyncAlways), "when the embedded JetStream fsyncs: always (before every acknowledgement) or interval (in the background; an OS crash loses recent events)", func(v string) error { _, err := stream.ParseSyncMode(v); return err })
 }
 
 func (c *common) logger(w io.Writer) (*slog.Logger, error) {
@@ -113,36 +112,20 @@ func (c *common) connect(ctx context.Context, stderr io.Writer) (log *slog.Logge
 	return log, pool, conn, func() { conn.Close(); pool.Close() }, nil
 }
 
-// envInUsage finds the variable a flag's usage names: "(env NAME".
-var envInUsage = regexp.MustCompile(`\(env ([A-Z][A-Z0-9_]*)`)
-
-// parseFlags applies the environment to the flags whose usage names a
-// variable, then parses args over it (environment first, flags override),
-// turning either's errors into usage errors that name the variable or flag.
+// parseFlags applies the environment to the declared flags, then parses
+// args over it (environment first, flags override) and runs the flags'
+// checks, turning any error into a usage error that names the flag and
+// its variable.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	if err := applyEnv(fs, stderr); err != nil {
-		return err
-	}
-	return parseArgsOnly(fs, args)
+	fs.SetOutput(stderr)
+	return declare(fs).parse(args)
 }
 
-// applyEnv sets the flags whose usage names a variable from the
-// environment; it runs once, before any argument is parsed.
+// applyEnv sets the declared flags from the environment; it runs once,
+// before any argument is parsed (for commands that parse in pieces).
 func applyEnv(fs *flag.FlagSet, stderr io.Writer) error {
 	fs.SetOutput(stderr)
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		m := envInUsage.FindStringSubmatch(f.Usage)
-		if m == nil || envErr != nil {
-			return
-		}
-		if v := os.Getenv(m[1]); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = usageError("%s=%q: %v", m[1], v, err)
-			}
-		}
-	})
-	return envErr
+	return declare(fs).applyEnv()
 }
 
 // parseArgsOnly parses args over what the environment set.
@@ -153,5 +136,5 @@ func parseArgsOnly(fs *flag.FlagSet, args []string) error {
 		}
 		return usageError("%v", err)
 	}
-	return nil
+	return declare(fs).check()
 }

@@ -24,11 +24,11 @@ type provisioning struct {
 }
 
 func (p *provisioning) register(fs *flag.FlagSet) {
-	fs.StringVar(&p.mode, "provision", string(provision.Guests), "off, guests or all: provision WorkOS accounts for paid bookings' guests (all: also a personal organization for every new user); needs WORKOS_API_KEY (env SYNCD_PROVISION)")
-	fs.StringVar(&p.orgName, "provision-org-name", provision.OrgNameDefault, "name of a provisioned personal organization; {first_name}, {last_name}, {name}, {email} (env SYNCD_PROVISION_ORG_NAME)")
-	fs.StringVar(&p.orgType, "provision-org-type", provision.OrgTypeDefault, "metadata type of a provisioned personal organization (env SYNCD_PROVISION_ORG_TYPE)")
-	fs.StringVar(&p.ownerRole, "provision-owner-role", provision.OwnerRoleDefault, "role slug of the owner membership; must exist in the WorkOS environment (env SYNCD_PROVISION_OWNER_ROLE)")
-	fs.IntVar(&p.workers, "provision-workers", provision.WorkersDefault, "provisioning tasks run at once (env SYNCD_PROVISION_WORKERS)")
+	declare(fs).String(&p.mode, "provision", "SYNCD_PROVISION", string(provision.Guests), "off, guests or all: provision WorkOS accounts for paid bookings' guests (all: also a personal organization for every new user); needs WORKOS_API_KEY", func(v string) error { _, err := provision.ParseMode(v); return err })
+	declare(fs).String(&p.orgName, "provision-org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "name of a provisioned personal organization; {first_name}, {last_name}, {name}, {email}")
+	declare(fs).String(&p.orgType, "provision-org-type", "SYNCD_PROVISION_ORG_TYPE", provision.OrgTypeDefault, "metadata type of a provisioned personal organization")
+	declare(fs).String(&p.ownerRole, "provision-owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership; must exist in the WorkOS environment")
+	declare(fs).Int(&p.workers, "provision-workers", "SYNCD_PROVISION_WORKERS", provision.WorkersDefault, "provisioning tasks run at once", positive)
 }
 
 // setup validates the flags; consumeOn says whether this process runs

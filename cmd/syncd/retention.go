@@ -16,7 +16,7 @@ type retentionFlags struct {
 }
 
 func (r *retentionFlags) register(fs *flag.FlagSet) {
-	fs.DurationVar(&r.ledger, "ledger-retention", 0, "keep ledger rows (webhook_events) this long; default the longest of the providers' retries, --replay-window and Stripe's 30-day backfill, plus 5 days (840h with the defaults); never below --replay-window (env SYNCD_LEDGER_RETENTION)")
+	declare(fs).Duration(&r.ledger, "ledger-retention", "SYNCD_LEDGER_RETENTION", 0, "keep ledger rows (webhook_events) this long; default the longest of the providers' retries, --replay-window and Stripe's 30-day backfill, plus 5 days (840h with the defaults); never below --replay-window")
 }
 
 // setup validates the flags against the replay window they must cover.

@@ -49,23 +49,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	prov.register(fs)
 	ret.register(fs)
 	adm.register(fs)
-	fs.StringVar(&f.httpAddr, "http-addr", env("HTTP_ADDR", ":8080"), "listen address (env HTTP_ADDR)")
-	fs.StringVar(&f.role, "role", env("SYNCD_ROLE", "all"), "all, ingest or consume: which parts run in this process (env SYNCD_ROLE)")
-	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not apply migrations at start")
-	fs.StringVar(&f.workosSecrets, "workos-secret", env("WORKOS_WEBHOOK_SECRET", ""), "WorkOS signing secret(s), comma-separated (env WORKOS_WEBHOOK_SECRET)")
-	fs.StringVar(&f.stripeSecrets, "stripe-secret", env("STRIPE_WEBHOOK_SECRET", ""), "Stripe platform signing secret(s), comma-separated (env STRIPE_WEBHOOK_SECRET)")
-	fs.StringVar(&f.connectSecrets, "stripe-connect-secret", env("STRIPE_CONNECT_WEBHOOK_SECRET", ""), "Stripe Connect signing secret(s), comma-separated (env STRIPE_CONNECT_WEBHOOK_SECRET)")
-	fs.DurationVar(&f.workosTolerance, "workos-tolerance", 180*time.Second, "accepted WorkOS timestamp skew, either direction (env WORKOS_SIGNATURE_TOLERANCE)")
-	fs.DurationVar(&f.stripeTolerance, "stripe-tolerance", 300*time.Second, "accepted Stripe timestamp skew, either direction (env STRIPE_SIGNATURE_TOLERANCE)")
-	fs.Int64Var(&f.maxBody, "max-body", maxBodyDefault, "largest accepted webhook body in bytes; with its headers it must fit the NATS server's max_payload (env SYNCD_MAX_BODY)")
-	fs.Int64Var(&f.ingestMemory, "ingest-memory", 0, "bytes of webhook bodies held in memory at once, across requests; past it requests wait briefly, then get 503 (default 32 MiB, or 4 × --max-body if more) (env SYNCD_INGEST_MEMORY)")
-	fs.DurationVar(&f.publishTimeout, "publish-timeout", 5*time.Second, "wait for JetStream's PubAck before answering 503 (env SYNCD_PUBLISH_TIMEOUT)")
-	fs.DurationVar(&f.replayWindow, "replay-window", 30*24*time.Hour, "how long WEBHOOKS keeps events, the stream's MaxAge (env SYNCD_REPLAY_WINDOW)")
-	fs.IntVar(&f.replicas, "stream-replicas", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL (env SYNCD_STREAM_REPLICAS)")
-	fs.IntVar(&f.batchSize, "batch-size", consumers.BatchSizeDefault, "events applied per transaction, at most (env SYNCD_BATCH_SIZE)")
-	fs.IntVar(&f.applyWorkers, "apply-workers", consumers.ApplyWorkersDefault, "transactions applying a batch at once, each on its own connection, events routed by entity (env SYNCD_APPLY_WORKERS)")
-	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "permanent failures before an event is dead-lettered (env SYNCD_MAX_ATTEMPTS)")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "hard stop after this long; the consumer gets four fifths of it to finish its batch and hand back the rest")
+	declare(fs).String(&f.httpAddr, "http-addr", "HTTP_ADDR", service.HTTPAddrDefault, "listen address of the webhooks, health and metrics")
+	declare(fs).String(&f.role, "role", "SYNCD_ROLE", string(service.RoleDefault), "all, ingest or consume: which parts run in this process", oneOf(string(service.RoleAll), string(service.RoleIngest), string(service.RoleConsume)))
+	declare(fs).Bool(&f.noMigrate, "no-migrate", "SYNCD_NO_MIGRATE", false, "do not apply migrations at start")
+	declare(fs).String(&f.workosSecrets, "workos-secret", "WORKOS_WEBHOOK_SECRET", "", "WorkOS signing secret(s), comma-separated")
+	declare(fs).String(&f.stripeSecrets, "stripe-secret", "STRIPE_WEBHOOK_SECRET", "", "Stripe platform signing secret(s), comma-separated")
+	declare(fs).String(&f.connectSecrets, "stripe-connect-secret", "STRIPE_CONNECT_WEBHOOK_SECRET", "", "Stripe Connect signing secret(s), comma-separated")
+	declare(fs).Duration(&f.workosTolerance, "workos-tolerance", "WORKOS_SIGNATURE_TOLERANCE", ingest.WorkOSToleranceDefault, "accepted WorkOS timestamp skew, either direction", positive)
+	declare(fs).Duration(&f.stripeTolerance, "stripe-tolerance", "STRIPE_SIGNATURE_TOLERANCE", ingest.StripeToleranceDefault, "accepted Stripe timestamp skew, either direction", positive)
+	declare(fs).Int64(&f.maxBody, "max-body", "SYNCD_MAX_BODY", ingest.MaxBodyDefault, "largest accepted webhook body in bytes; with its headers it must fit the NATS server's max_payload", positive, ingestCheck(func(c *ingest.Config, v int64) { c.MaxBody = v }))
+	declare(fs).Int64(&f.ingestMemory, "ingest-memory", "SYNCD_INGEST_MEMORY", 0, "bytes of webhook bodies held in memory at once, across requests; past it requests wait briefly, then get 503 (default 32 MiB, or 4 × --max-body if more)", notNegative)
+	declare(fs).Duration(&f.publishTimeout, "publish-timeout", "SYNCD_PUBLISH_TIMEOUT", ingest.PublishTimeoutDefault, "wait for JetStream's PubAck before answering 503", positive)
+	declare(fs).Duration(&f.replayWindow, "replay-window", "SYNCD_REPLAY_WINDOW", stream.MaxAgeDefault, "how long WEBHOOKS keeps events, the stream's MaxAge", atLeast(service.ReplayWindowMin))
+	declare(fs).Int(&f.replicas, "stream-replicas", "SYNCD_STREAM_REPLICAS", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL", between(1, service.StreamReplicasMax))
+	declare(fs).Int(&f.batchSize, "batch-size", "SYNCD_BATCH_SIZE", consumers.BatchSizeDefault, "events applied per transaction, at most", positive, consumersCheck(func(c *consumers.Config, v int) { c.BatchSize = v }))
+	declare(fs).Int(&f.applyWorkers, "apply-workers", "SYNCD_APPLY_WORKERS", consumers.ApplyWorkersDefault, "transactions applying a batch at once, each on its own connection, events routed by entity", positive, consumersCheck(func(c *consumers.Config, v int) { c.ApplyWorkers = v }))
+	declare(fs).Int(&f.maxAttempts, "max-attempts", "SYNCD_MAX_ATTEMPTS", consumers.MaxAttemptsDefault, "permanent failures before an event is dead-lettered", positive, consumersCheck(func(c *consumers.Config, v int) { c.MaxAttempts = v }))
+	declare(fs).Duration(&f.shutdownTimeout, "shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT", service.ShutdownTimeoutDefault, "hard stop after this long; the consumer gets four fifths of it to finish its batch and hand back the rest", positive)
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -185,10 +185,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return runErr
 }
 
-// maxBodyDefault is --max-body's default; on a NATS server whose
-// max_payload cannot take it, serve lowers it (an explicit value is an
-// error instead).
-const maxBodyDefault = 1 << 20
+// ingestCheck is ingest.Config.Check on one field's value (the secrets
+// are checked on their own): the package's rule, named by the flag.
+func ingestCheck[T any](set func(*ingest.Config, T)) func(T) error {
+	return func(v T) error {
+		c := ingest.Config{WorkOSSecrets: "x"}
+		set(&c, v)
+		return c.Check()
+	}
+}
+
+// consumersCheck is consumers.Config.Check on one field's value.
+func consumersCheck[T any](set func(*consumers.Config, T)) func(T) error {
+	return func(v T) error {
+		var c consumers.Config
+		set(&c, v)
+		return c.Check()
+	}
+}
 
 // tuneGC trades a little memory for throughput unless the operator set
 // GOGC or GOMEMLIMIT: each webhook allocates its body and message, and a
