@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/syncd/syncd/telemetry"
 )
 
 // A flag is declared once, by decls: its name, its environment variable,
@@ -67,8 +69,20 @@ func usageWithEnv(usage, env string) string {
 	return usage + " (env " + env + ")"
 }
 
-// checkAll runs checks on v.
+// environmentOnly are the variables read without a flag: secrets a flag
+// would show in ps, the providers' base URLs beside them, profiling, the
+// Go runtime's and OpenTelemetry's own.
+var environmentOnly = []string{
+	"WORKOS_API_KEY", "STRIPE_API_KEY", "WORKOS_API_URL", "STRIPE_API_URL",
+	"ADMIN_TOKEN", "SYNCD_PPROF_ADDR", "GOGC", "GOMEMLIMIT",
+	telemetry.EnvEndpoint, telemetry.EnvTracesEndpoint,
+}
+
+// checkAll runs checks on v; nil when there are none.
 func checkAll[T any](p *T, checks []func(T) error) func() error {
+	if len(checks) == 0 {
+		return nil
+	}
 	return func() error {
 		for _, c := range checks {
 			if err := c(*p); err != nil {
