@@ -312,7 +312,7 @@ func (b *batchRun) add(ctx context.Context, st *stage, i int, r *Route) (failed 
 		}
 	case r.kind() == kindPipe:
 		st.pipe.start(i)
-		out, err := r.Handle(ctx, Tx{Q: b.a.q, DB: &st.pipe, Links: b.links}, ev)
+		out, err := r.Handle(ctx, Tx{Q: b.a.q, DB: &st.pipe, Links: b.links, Log: b.a.cfg.Logger}, ev)
 		if err != nil {
 			return true
 		}
@@ -424,7 +424,7 @@ func (a *Applier) applyOne(ctx context.Context, db queries.DBTX, links *linkSet,
 	}
 	out := Ignored
 	if r := a.routes.route(ev); r != nil {
-		if out, err = r.Handle(ctx, Tx{Q: a.q, DB: db, Links: links}, ev); err != nil {
+		if out, err = r.Handle(ctx, Tx{Q: a.q, DB: db, Links: links, Log: a.cfg.Logger}, ev); err != nil {
 			return "", err
 		}
 	}

@@ -74,6 +74,7 @@ type linkSet struct {
 	subOrgs       queries.StripeSubscriptionLinkOrganizationsParams
 	connectUsers  queries.StripeConnectAccountLinkUsersParams
 	meetingGuests queries.MeetingLinkGuestsParams
+	market        marketLinks
 	any           bool
 }
 
@@ -100,7 +101,9 @@ func (l *linkSet) add(p any) {
 		l.meetingGuests.WorkosUserIds = append(l.meetingGuests.WorkosUserIds, p.WorkosUserIds...)
 		l.meetingGuests.WorkosOrgIds = append(l.meetingGuests.WorkosOrgIds, p.WorkosOrgIds...)
 	default:
-		panic(fmt.Sprintf("consumers: no link query for %T", p))
+		if !l.market.add(p) {
+			panic(fmt.Sprintf("consumers: no link query for %T", p))
+		}
 	}
 }
 
@@ -139,6 +142,9 @@ func (l *linkSet) run(ctx context.Context, q *queries.Queries, db queries.DBTX) 
 				return fmt.Errorf("link %s: %w", s.name, err)
 			}
 		}
+	}
+	if err := l.market.run(ctx, q, db, l.connectUsers); err != nil {
+		return err
 	}
 	*l = *newLinkSet()
 	return nil
