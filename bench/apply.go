@@ -90,8 +90,13 @@ func prefill(ctx context.Context, js jetstream.JetStream, evs []event) error {
 }
 
 // drain runs the durable consumer until every stored event is settled.
-func drain(ctx context.Context, o options, pool *pgxpool.Pool, js jetstream.JetStream) (time.Duration, error) {
-	c, err := consumers.New(consumers.Config{Registerer: prometheus.NewRegistry(), ApplyWorkers: o.workers}, pool, js)
+func drain(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream) (time.Duration, error) {
+	return drainWith(ctx, 0, pool, js)
+}
+
+// drainWith is drain with that many apply workers (0: syncd's default).
+func drainWith(ctx context.Context, workers int, pool *pgxpool.Pool, js jetstream.JetStream) (time.Duration, error) {
+	c, err := consumers.New(consumers.Config{Registerer: prometheus.NewRegistry(), ApplyWorkers: workers}, pool, js)
 	if err != nil {
 		return 0, err
 	}
@@ -164,7 +169,7 @@ func benchWorkload(ctx context.Context, o options, name string, evs []event, ski
 	if prof != nil {
 		_ = pprof.StartCPUProfile(prof)
 	}
-	took, err := drain(ctx, o, pool, conn.JS)
+	took, err := drainWith(ctx, o.workers, pool, conn.JS)
 	if prof != nil {
 		pprof.StopCPUProfile()
 		prof.Close()
@@ -182,7 +187,7 @@ func benchWorkload(ctx context.Context, o options, name string, evs []event, ski
 		if err := stream.Ensure(ctx, conn.JS, stream.Config{}, stream.ConsumerConfig{}); err != nil {
 			return r, err
 		}
-		if took, err = drain(ctx, o, pool, conn.JS); err != nil {
+		if took, err = drainWith(ctx, o.workers, pool, conn.JS); err != nil {
 			return r, err
 		}
 		r.skip = float64(len(evs)) / took.Seconds()

@@ -2,8 +2,10 @@
 // measures, side by side on this machine: a no-op HTTP baseline and syncd's
 // ingest under the same load generator; apply throughput from a pre-filled
 // stream against a batched-SQL limit and a one-transaction-per-event loop;
-// the replay skip path; ingest and apply together at a steady rate; and
-// syncd's peak memory. It prints a table and writes bench/RESULTS.md.
+// the replay skip path; apply into a database whose ledger already holds
+// millions of rows, and with retention pruning beside it; ingest and apply
+// together at a steady rate; and syncd's peak memory. It prints a table and
+// writes bench/RESULTS.md.
 package main
 
 import (
@@ -32,6 +34,9 @@ type options struct {
 	// Apply workers of the consumer, and the hot-key workload's size.
 	workers                 int
 	hotCustomers, hotEvents int
+	// ledgerRows is the history the ledger holds for the ledger-size
+	// measurement (-long: 100 million).
+	ledgerRows int64
 }
 
 func main() {
@@ -42,11 +47,16 @@ func main() {
 	flag.IntVar(&o.entities, "entities", 7000, "entities in the apply mix (about 2.6 events each)")
 	flag.StringVar(&o.out, "out", "bench/RESULTS.md", "where to write the results")
 	flag.StringVar(&o.profiles, "profiles", "bench/profiles", "where to write pprof profiles (git-ignored)")
-	flag.StringVar(&o.only, "only", "", "run one part: http, apply, hotkey or e2e (default all); e2e runs at 100 × -concurrency req/s")
+	flag.StringVar(&o.only, "only", "", "run one part: http, apply, hotkey, ledger or e2e (default all); e2e runs at 100 × -concurrency req/s")
 	flag.IntVar(&o.workers, "apply-workers", 0, "the consumer's apply workers (default syncd's)")
 	flag.IntVar(&o.hotCustomers, "hot-customers", 20000, "customers in the hot-key workload")
 	flag.IntVar(&o.hotEvents, "hot-events", 130000, "customer.updated events in the hot-key workload")
+	flag.Int64Var(&o.ledgerRows, "ledger-rows", 10_000_000, "rows in the ledger for the apply-with-history measurement")
+	long := flag.Bool("long", false, "long mode: a ledger of 100 million rows (a fill of about half an hour)")
 	flag.Parse()
+	if *long {
+		o.ledgerRows = 100_000_000
+	}
 	if *noop != "" {
 		serveNoop(*noop)
 		return
@@ -105,6 +115,16 @@ func run(o options) error {
 		e2e, err := benchEndToEnd(ctx, o, bin, tmp, mixSource(fx, 3), float64(o.conc)*100)
 		fmt.Printf("e2e: %+v %v\n", e2e, err)
 		return err
+	}
+	if o.only == "ledger" {
+		lr, err := benchLedger(ctx, o, fx)
+		if err != nil {
+			return err
+		}
+		for _, r := range ledgerRows(lr) {
+			add(r.name, r.value, r.target, r.verdict)
+		}
+		return nil
 	}
 	if o.only == "apply" || o.only == "hotkey" {
 		bench := benchApply
@@ -204,7 +224,28 @@ func run(o options) error {
 	add(fmt.Sprintf("5b. End to end, realistic mix at %.0f req/s (¾ of apply)", steady.rate), fmt.Sprintf("p99 %s, lag at end %s (%d pending)", ms(steady.load.P99), steady.lag.Round(time.Millisecond), steady.pendingAtEnd), "", "")
 	add("6. Peak RSS of syncd serve (end-to-end at half peak)", fmt.Sprintf("%.0f MB", float64(max(e2e.peakRSS, steady.peakRSS))/1e6), "≤ 150 MB", verdict(max(e2e.peakRSS, steady.peakRSS) <= 150e6, ""))
 
+	// 7, 8. Apply with a long history in the ledger; retention beside it.
+	lr, err := benchLedger(ctx, o, fx)
+	if err != nil {
+		return err
+	}
+	for _, r := range ledgerRows(lr) {
+		add(r.name, r.value, r.target, r.verdict)
+	}
+
 	return writeResults(o, rows, time.Since(start))
+}
+
+// ledgerRows states the ledger measurements and their ratios.
+func ledgerRows(lr ledgerResult) []row {
+	size := float64(lr.rows) / 1e6
+	ratio := lr.full / lr.empty
+	cost := 1 - lr.with/lr.without
+	return []row{
+		{fmt.Sprintf("7. Apply into an empty ledger (%d events)", lr.events), fmt.Sprintf("%.0f events/s", lr.empty), "", ""},
+		{fmt.Sprintf("7. Apply into a ledger of %.0fM rows, right after the fill", size), fmt.Sprintf("%.0f events/s, %.2f× empty (fill took %s)", lr.full, ratio, lr.fillTook.Round(time.Second)), "≥ 0.80×", verdict(ratio >= 0.8, "")},
+		{fmt.Sprintf("8. Apply, %.0fM-row ledger, retention pruning beside it", size), fmt.Sprintf("%.0f events/s vs %.0f without: %.1f %% slower (%d rows pruned meanwhile)", lr.with, lr.without, 100*cost, lr.pruned), "≤ 5 %", verdict(cost <= 0.05, "")},
+	}
 }
 
 func verdict(ok bool, note string) string {

@@ -139,7 +139,11 @@ func isConflict(err error) bool {
 
 // unseen settles the events the ledger already holds, and repeats of an
 // event within the batch, as Skipped, and returns the indexes of the rest.
-// One query per source: replaying applied events costs no transaction.
+// One query per source: replaying applied events costs no transaction. An
+// event whose id the ledger cannot even look up (not text Postgres takes:
+// a NUL, invalid UTF-8) fails its source's lookup permanently; the events
+// of that source are then looked up one by one, and the lookup's failure
+// is blamed on the event that caused it, not on its batch.
 func (a *Applier) unseen(ctx context.Context, evs []Event, res []Result) ([]int, error) {
 	ids := map[string][]string{}
 	for _, ev := range evs {
@@ -147,9 +151,12 @@ func (a *Applier) unseen(ctx context.Context, evs []Event, res []Result) ([]int,
 	}
 	seen := make(map[[2]string]bool, len(evs))
 	for source, list := range ids {
-		found, err := a.q.EventLedgerSeen(ctx, a.pool, queries.EventLedgerSeenParams{Source: source, EventIds: list})
+		found, err := a.ledgerSeen(ctx, source, list)
+		if err != nil && Classify(err) != Transient {
+			found, err = a.unseenOneByOne(ctx, evs, source, res)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("ledger lookup: %w", err)
+			return nil, err
 		}
 		for _, id := range found {
 			seen[[2]string{source, id}] = true
@@ -157,6 +164,9 @@ func (a *Applier) unseen(ctx context.Context, evs []Event, res []Result) ([]int,
 	}
 	todo := make([]int, 0, len(evs))
 	for i, ev := range evs {
+		if res[i].Err != nil {
+			continue
+		}
 		k := [2]string{ev.Source, ev.Envelope.ID}
 		if seen[k] {
 			res[i].Outcome = Skipped
@@ -166,6 +176,38 @@ func (a *Applier) unseen(ctx context.Context, evs []Event, res []Result) ([]int,
 		todo = append(todo, i)
 	}
 	return todo, nil
+}
+
+// unseenOneByOne looks up the events of source in the ledger one at a
+// time, setting the Result of each whose lookup fails permanently.
+func (a *Applier) unseenOneByOne(ctx context.Context, evs []Event, source string, res []Result) ([]string, error) {
+	var found []string
+	for i, ev := range evs {
+		if ev.Source != source {
+			continue
+		}
+		f, err := a.ledgerSeen(ctx, source, []string{ev.Envelope.ID})
+		if err != nil {
+			if Classify(err) == Transient {
+				return nil, err
+			}
+			res[i].Err = err
+			continue
+		}
+		found = append(found, f...)
+	}
+	return found, nil
+}
+
+func (a *Applier) ledgerSeen(ctx context.Context, source string, ids []string) (found []string, err error) {
+	err = protect(func() (err error) {
+		found, err = a.q.EventLedgerSeen(ctx, a.pool, queries.EventLedgerSeenParams{Source: source, EventIds: ids})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ledger lookup: %w", err)
+	}
+	return found, nil
 }
 
 // stage is a run of a batch's events that can be applied together: first
@@ -273,7 +315,7 @@ func (a *Applier) applyBatched(ctx context.Context, evs []Event, todo []int, res
 	}
 	// A permanent failure here belongs to no event in particular: isolate,
 	// where each event runs its own links and the culprit is found.
-	if err := b.links.run(ctx, a.q, tx); err != nil {
+	if err := protect(func() error { return b.links.run(ctx, a.q, tx) }); err != nil {
 		return permanentOr(err)
 	}
 	for source, ids := range b.stale {
@@ -307,12 +349,18 @@ func (b *batchRun) add(ctx context.Context, st *stage, i int, r *Route) (failed 
 		st.pipe.claim(ev, Ignored)
 		b.res[i].Outcome = Ignored
 	case r.kind() == kindSet:
-		if err := r.set.add(&st.sets, i, ev); err != nil {
+		// A panic is an error like any other here: the batch is isolated
+		// and the event applied alone, where it is blamed.
+		if err := protect(func() error { return r.set.add(&st.sets, i, ev) }); err != nil {
 			return true
 		}
 	case r.kind() == kindPipe:
 		st.pipe.start(i)
-		out, err := r.Handle(ctx, Tx{Q: b.a.q, DB: &st.pipe, Links: b.links, Log: b.a.cfg.Logger}, ev)
+		var out Outcome
+		err := protect(func() (err error) {
+			out, err = r.Handle(ctx, Tx{Q: b.a.q, DB: &st.pipe, Links: b.links, Log: b.a.cfg.Logger}, ev)
+			return err
+		})
 		if err != nil {
 			return true
 		}
@@ -328,9 +376,11 @@ func (b *batchRun) add(ctx context.Context, st *stage, i int, r *Route) (failed 
 // ledger rows in one round trip, then the events that read.
 func (b *batchRun) exec(ctx context.Context, st *stage) (failed bool, err error) {
 	if !st.sets.empty() {
-		err := st.sets.apply(ctx, b.a.q, b.tx, b.links, func(i int, out Outcome) {
-			b.res[i].Outcome = out
-			st.pipe.claim(b.evs[i], out)
+		err := protect(func() error {
+			return st.sets.apply(ctx, b.a.q, b.tx, b.links, func(i int, out Outcome) {
+				b.res[i].Outcome = out
+				st.pipe.claim(b.evs[i], out)
+			})
 		})
 		if err != nil {
 			if errors.Is(err, errSetMismatch) {
@@ -339,7 +389,11 @@ func (b *batchRun) exec(ctx context.Context, st *stage) (failed bool, err error)
 			return permanentOr(err)
 		}
 	}
-	r, err := st.pipe.send(ctx, b.a.q, b.tx)
+	var r pipelineResult
+	err = protect(func() (err error) {
+		r, err = st.pipe.send(ctx, b.a.q, b.tx)
+		return err
+	})
 	if err != nil {
 		return permanentOr(fmt.Errorf("apply batch: %w", err))
 	}
@@ -379,7 +433,7 @@ func (a *Applier) applyIsolated(ctx context.Context, evs []Event, todo []int, re
 		links := newLinkSet()
 		out, err := a.applyOne(ctx, sp, links, ev)
 		if err == nil {
-			err = links.run(ctx, a.q, sp)
+			err = protect(func() error { return links.run(ctx, a.q, sp) })
 		}
 		if err != nil {
 			if Classify(err) == Transient {
@@ -403,13 +457,19 @@ func (a *Applier) applyIsolated(ctx context.Context, evs []Event, todo []int, re
 }
 
 // applyOne claims the event in the ledger and applies it with its
-// route's handler, directly.
-func (a *Applier) applyOne(ctx context.Context, db queries.DBTX, links *linkSet, ev Event) (Outcome, error) {
+// route's handler, directly. A panic in the handler is the event's
+// permanent failure.
+func (a *Applier) applyOne(ctx context.Context, db queries.DBTX, links *linkSet, ev Event) (out Outcome, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			out, err = "", recovered(v)
+		}
+	}()
 	var seq *int64 // none outside the stream (tests, the benchmark), as EventLedgerClaim stores it
 	if ev.Seq != 0 {
 		seq = ptr(int64(ev.Seq))
 	}
-	_, err := a.q.EventLedgerInsert(ctx, db, queries.EventLedgerInsertParams{
+	_, err = a.q.EventLedgerInsert(ctx, db, queries.EventLedgerInsertParams{
 		Source:     ev.Source,
 		EventID:    ev.Envelope.ID,
 		EventType:  ev.Envelope.Type,
@@ -422,7 +482,7 @@ func (a *Applier) applyOne(ctx context.Context, db queries.DBTX, links *linkSet,
 	} else if err != nil {
 		return "", fmt.Errorf("ledger: %w", err)
 	}
-	out := Ignored
+	out = Ignored
 	if r := a.routes.route(ev); r != nil {
 		if out, err = r.Handle(ctx, Tx{Q: a.q, DB: db, Links: links, Log: a.cfg.Logger}, ev); err != nil {
 			return "", err

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -149,34 +148,90 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (*Consumer, err
 
 // Run applies events from the durable consumer until ctx is done. On stop
 // it stops fetching, finishes and acks the batch in flight, and hands the
-// messages it had buffered back to the server. When a batch fails
+// messages it had buffered back to the server, waiting until the server
+// has them, so a restart finds them at once. When a batch fails
 // transiently it does the same, then waits for Postgres to answer before it
 // fetches again, so nothing sits in a client buffer while Postgres is away.
+//
+// Losing JetStream (a NATS restart, a closed message iterator, a consumer
+// leader moving, the durable deleted and made again) is waited out: the
+// consumer is opened again with backoff. Run returns an error only when it
+// cannot go on: the durable is not there to open (a restarted `syncd
+// serve` creates it again) or the NATS connection was closed for good.
 func (c *Consumer) Run(ctx context.Context) error {
-	cons, err := c.js.Consumer(ctx, stream.Webhooks, c.cfg.Durable)
-	if err != nil {
-		return fmt.Errorf("open consumer %s: %w", c.cfg.Durable, err)
-	}
+	wait := c.cfg.RetryMin
 	for {
-		transient, err := c.consume(ctx, cons)
-		if err != nil || ctx.Err() != nil {
-			return err
+		started := time.Now()
+		cons, err := c.js.Consumer(ctx, stream.Webhooks, c.cfg.Durable)
+		if err != nil {
+			err = fmt.Errorf("open consumer %s: %w", c.cfg.Durable, err)
+		} else {
+			var transient error
+			transient, err = c.consume(ctx, cons)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err == nil {
+				c.pause(ctx, transient)
+				if ctx.Err() != nil {
+					return nil
+				}
+				wait = c.cfg.RetryMin
+				continue
+			}
 		}
-		c.pause(ctx, transient)
 		if ctx.Err() != nil {
 			return nil
 		}
+		if c.fatal(err) {
+			return err
+		}
+		if time.Since(started) > time.Minute {
+			wait = c.cfg.RetryMin // it worked for a while: start over
+		}
+		c.log.Warn("JetStream consumer lost, opening it again", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(jitter(wait)):
+		}
+		wait = min(2*wait, max(c.cfg.ProbeMax, c.cfg.RetryMin))
 	}
 }
 
+// fatal reports a JetStream failure that waiting does not cure: the
+// durable (or its stream) is not there to open. A durable deleted under a
+// running iterator is opened again first, in case it was made again (as
+// another replica's start does); found missing then, it is fatal.
+func (c *Consumer) fatal(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, nats.ErrConnectionClosed) ||
+		c.js.Conn().IsClosed()
+}
+
 // consume pulls and applies batches until ctx is done or a batch fails
-// transiently, which it returns. Either way it stops fetching and hands
-// back what it had buffered before returning.
+// transiently, which it returns, or JetStream fails it (err). Either way it
+// stops fetching and hands back what it had buffered before returning.
 func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transient, err error) {
 	it, err := cons.Messages(jetstream.PullMaxMessages(2 * c.cfg.BatchSize))
 	if err != nil {
 		return nil, fmt.Errorf("pull from consumer %s: %w", c.cfg.Durable, err)
 	}
+	ackWait := stream.DefaultAckWait
+	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+		ackWait = info.Config.AckWait
+	}
+	// The batches in flight finish even when a stop arrives, given
+	// StopTimeout from the stop, and so does the hand-back; a slow batch
+	// is not cut short otherwise (a deadline would fail it as transient
+	// forever).
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.StopTimeout, cancelWork) })
+	defer stopTimer()
+
+	leases := c.startLeases(ackWait)
 	msgs := make(chan jetstream.Msg, c.cfg.BatchSize)
 	var lastErr error // written by the pump before it closes msgs
 	go func() {
@@ -194,16 +249,21 @@ func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transi
 				c.log.Warn("pull from JetStream", "err", err)
 				continue
 			}
+			leases.add(m)
 			msgs <- m
 		}
 	}()
+	var last jetstream.Msg // the last message settled, for the barrier
 	defer func() {
 		// Soft stop or pause: no more pulls; what was buffered goes back
 		// at once rather than after AckWait.
 		it.Drain()
+		var held []jetstream.Msg
 		for m := range msgs {
-			_ = m.Nak()
+			held = append(held, m)
 		}
+		leases.close()
+		c.handBack(work, held, last)
 	}()
 	for {
 		select {
@@ -232,14 +292,11 @@ func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transi
 					break fill
 				}
 			}
-			// The batch in flight finishes even when a stop arrives, given
-			// StopTimeout from the stop; a slow batch is not cut short
-			// otherwise (a deadline would fail it as transient forever).
-			bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-			stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.StopTimeout, cancel) })
-			transient := c.Process(bctx, batch)
-			stopTimer()
-			cancel()
+			settled, transient := c.process(work, batch)
+			leases.release(batch)
+			if settled != nil {
+				last = settled
+			}
 			if transient != nil {
 				return transient, nil
 			}
@@ -250,14 +307,25 @@ func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transi
 // Process applies a batch of messages and settles each one: ack after
 // commit, redelivery with backoff, or dead letter. It returns the error
 // that failed the whole batch transiently, if any, so the caller can pause.
+// Nothing an event carries makes it panic: a panic while decoding,
+// applying or settling an event is that event's permanent failure.
 func (c *Consumer) Process(ctx context.Context, msgs []jetstream.Msg) error {
+	_, err := c.process(ctx, msgs)
+	return err
+}
+
+// process is Process that also returns the last message it acked or
+// terminated, if any: settled for good, a no-op to touch again.
+func (c *Consumer) process(ctx context.Context, msgs []jetstream.Msg) (settled jetstream.Msg, transient error) {
 	start := time.Now()
 	evs := make([]Event, 0, len(msgs))
 	kept := make([]jetstream.Msg, 0, len(msgs))
 	for _, m := range msgs {
-		ev, err := DecodeMsg(m)
+		ev, err := decodeProtected(m)
 		if err != nil {
-			c.settleFailure(ctx, m, ev, err)
+			if c.settleFailure(ctx, m, ev, err) {
+				settled = m
+			}
 			continue
 		}
 		evs = append(evs, ev)
@@ -280,44 +348,110 @@ func (c *Consumer) Process(ctx context.Context, msgs []jetstream.Msg) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outs[p].res, outs[p].err = c.applier.Apply(ctx, sub)
+			outs[p].res, outs[p].err = c.applyBlamed(ctx, sub)
 		}()
 	}
 	wg.Wait()
-	var failed error
 	for p, idx := range parts {
 		if err := outs[p].err; err != nil {
-			// Nothing of this part was committed and no event is blamed:
-			// whatever Classify says of the error, it does not count
-			// toward dead-lettering.
+			// A transient failure: nothing of this part was committed and
+			// no event is to blame, so it does not count toward
+			// dead-lettering.
 			c.log.Warn("batch failed, will retry", "events", len(idx), "class", Classify(err), "err", err)
 			for _, i := range idx {
 				_ = kept[i].NakWithDelay(c.backoff(deliveries(kept[i])))
-				c.metrics.retries.WithLabelValues(evs[i].Source, string(Transient)).Inc()
+				c.metrics.retries.WithLabelValues(c.sourceLabel(evs[i].Source), string(Transient)).Inc()
 			}
-			failed = err
+			transient = err
 			continue
 		}
 		for j, i := range idx {
 			m, r := kept[i], outs[p].res[j]
 			if r.Err != nil {
-				c.settleFailure(ctx, m, evs[i], r.Err)
+				if c.settleFailure(ctx, m, evs[i], r.Err) {
+					settled = m
+				}
 				continue
 			}
-			c.failures.forget(evs[i].Seq)
-			_ = m.Ack()
-			c.metrics.events.WithLabelValues(evs[i].Source, string(r.Outcome)).Inc()
-			c.metrics.lastApplied.WithLabelValues(evs[i].Source).SetToCurrentTime()
-			if !evs[i].ReceivedAt.IsZero() {
-				c.metrics.lag.WithLabelValues(evs[i].Source).Observe(time.Since(evs[i].ReceivedAt).Seconds())
-			}
+			c.settleApplied(m, evs[i], r.Outcome)
+			settled = m
 		}
 	}
-	if failed != nil {
-		return failed
+	if transient != nil {
+		return settled, transient
 	}
 	c.metrics.batch.Observe(time.Since(start).Seconds())
-	return nil
+	return settled, nil
+}
+
+// decodeProtected is DecodeMsg, with a panic turned into the message's
+// permanent failure and the facts needed to count and dead-letter it
+// taken from the message itself.
+func decodeProtected(m jetstream.Msg) (ev Event, err error) {
+	err = protect(func() (err error) {
+		ev, err = DecodeMsg(m)
+		return err
+	})
+	if errors.Is(err, ErrPanic) {
+		ev = Event{}
+		_ = protect(func() error {
+			ev.Source, ev.Envelope.Type = splitSubject(m.Subject())
+			if md, err := m.Metadata(); err == nil {
+				ev.Seq = md.Sequence.Stream
+			}
+			return nil
+		})
+	}
+	return ev, err
+}
+
+// applyBlamed is Apply that blames every permanent failure on an event.
+// Apply blames the events it can; a permanent error it returns belongs to
+// none in particular (a panic outside any event's part, a commit refused),
+// so the events are applied again one at a time, each in its own
+// transaction, where the error is the event's. Transient errors fail the
+// batch as before.
+func (c *Consumer) applyBlamed(ctx context.Context, evs []Event) ([]Result, error) {
+	var res []Result
+	err := protect(func() (err error) {
+		res, err = c.Apply(ctx, evs)
+		return err
+	})
+	if err == nil || Classify(err) == Transient {
+		return res, err
+	}
+	if len(evs) == 1 {
+		return []Result{{Err: err}}, nil
+	}
+	c.log.Warn("batch failed permanently without a culprit, applying its events one at a time", "events", len(evs), "err", err)
+	res = make([]Result, len(evs))
+	for i := range evs {
+		r, err := c.applyBlamed(ctx, evs[i:i+1])
+		if err != nil {
+			// Transient: the batch is retried; what committed meanwhile
+			// is skipped then, through the ledger.
+			return nil, err
+		}
+		res[i] = r[0]
+	}
+	return res, nil
+}
+
+// settleApplied acks an event whose batch committed.
+func (c *Consumer) settleApplied(m jetstream.Msg, ev Event, out Outcome) {
+	c.failures.forget(ev.Seq)
+	_ = m.Ack()
+	if err := protect(func() error {
+		source := c.sourceLabel(ev.Source)
+		c.metrics.events.WithLabelValues(source, string(out)).Inc()
+		c.metrics.lastApplied.WithLabelValues(source).SetToCurrentTime()
+		if !ev.ReceivedAt.IsZero() {
+			c.metrics.lag.WithLabelValues(source).Observe(time.Since(ev.ReceivedAt).Seconds())
+		}
+		return nil
+	}); err != nil {
+		c.log.Error("metrics of an applied event", "seq", ev.Seq, "err", err)
+	}
 }
 
 // Apply applies events as Applier.Apply does, without settling them.
@@ -325,36 +459,74 @@ func (c *Consumer) Apply(ctx context.Context, evs []Event) ([]Result, error) {
 	return c.applier.Apply(ctx, evs)
 }
 
-// settleFailure redelivers a failed event later or dead-letters it.
-// Only permanent failures count toward MaxAttempts; undecodable ones are
-// dead-lettered at once.
-func (c *Consumer) settleFailure(ctx context.Context, m jetstream.Msg, ev Event, cause error) {
+// settleFailure redelivers a failed event later or dead-letters it, and
+// reports whether the message was terminated. Only permanent failures
+// count toward MaxAttempts; undecodable ones are dead-lettered at once.
+func (c *Consumer) settleFailure(ctx context.Context, m jetstream.Msg, ev Event, cause error) (terminated bool) {
+	err := protect(func() error {
+		terminated = c.settleFailureUnprotected(ctx, m, ev, cause)
+		return nil
+	})
+	if err == nil {
+		return terminated
+	}
+	// Settling itself panicked: a permanent failure of the event like
+	// any other, bounded by MaxAttempts, then a dead letter that carries
+	// nothing of the event but the message.
+	stack, _ := panicStack(err)
+	attempts := c.failures.add(ev.Seq)
+	c.log.Error("settling an event panicked", "seq", ev.Seq, "attempt", attempts, "err", err, "stack", stack)
+	if attempts < c.cfg.MaxAttempts {
+		_ = m.NakWithDelay(c.backoff(attempts))
+		return false
+	}
+	var stored bool
+	panicked := err
+	if perr := protect(func() (err error) {
+		stored, err = c.deadLetter(ctx, m, Event{Seq: ev.Seq}, Permanent, panicked, attempts)
+		return err
+	}); perr != nil {
+		c.log.Error("dead letter after a panic", "seq", ev.Seq, "stored", stored, "err", perr)
+		if !stored {
+			_ = m.NakWithDelay(c.backoff(deliveries(m)))
+		}
+		return false
+	}
+	c.failures.forget(ev.Seq)
+	return true
+}
+
+func (c *Consumer) settleFailureUnprotected(ctx context.Context, m jetstream.Msg, ev Event, cause error) (terminated bool) {
 	class := Classify(cause)
 	attempts := 1
 	if class == Permanent {
 		attempts = c.failures.add(ev.Seq)
 	}
+	source := c.sourceLabel(ev.Source)
 	log := c.log.With("source", ev.Source, "event_id", ev.Envelope.ID, "type", ev.Envelope.Type, "seq", ev.Seq, "attempt", attempts, "class", class)
+	if stack, ok := panicStack(cause); ok {
+		log = log.With("stack", stack)
+	}
 	switch {
 	case class == Transient:
 		log.Warn("event failed, will retry", "err", cause)
-		c.metrics.retries.WithLabelValues(ev.Source, string(class)).Inc()
+		c.metrics.retries.WithLabelValues(source, string(class)).Inc()
 		_ = m.NakWithDelay(c.backoff(deliveries(m)))
-		return
+		return false
 	case class == Permanent && attempts < c.cfg.MaxAttempts:
 		log.Warn("event failed, will retry", "err", cause)
-		c.metrics.retries.WithLabelValues(ev.Source, string(class)).Inc()
+		c.metrics.retries.WithLabelValues(source, string(class)).Inc()
 		_ = m.NakWithDelay(c.backoff(attempts))
-		return
+		return false
 	}
 	stored, err := c.deadLetter(ctx, m, ev, class, cause, attempts)
 	if err != nil && !stored {
 		// A NATS failure: transient. The count is kept, so the next
 		// delivery tries the dead letter again instead of starting over.
 		log.Error("dead letter not stored, will retry", "err", err)
-		c.metrics.retries.WithLabelValues(ev.Source, string(Transient)).Inc()
+		c.metrics.retries.WithLabelValues(source, string(Transient)).Inc()
 		_ = m.NakWithDelay(c.backoff(deliveries(m)))
-		return
+		return false
 	}
 	if err != nil {
 		// Stored but the original not terminated: it comes back after
@@ -365,48 +537,25 @@ func (c *Consumer) settleFailure(ctx context.Context, m jetstream.Msg, ev Event,
 		c.failures.forget(ev.Seq)
 	}
 	log.Error("event dead-lettered", "err", cause)
-	c.metrics.deadLettered.WithLabelValues(ev.Source, ev.Envelope.Type, string(class)).Inc()
+	c.metrics.deadLettered.WithLabelValues(source, c.typeLabel(ev.Source, ev.Envelope.Type), string(class)).Inc()
+	return err == nil
 }
 
 // deadLetter stores a copy of the message in DEADLETTER with the reason,
-// then terminates the original; stored reports whether the copy is in
-// DEADLETTER. The copy's message id makes a second dead letter of the same
-// stream sequence a duplicate.
+// then terminates the original (see DeadLetter).
 func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, ev Event, class Class, cause error, attempts int) (stored bool, err error) {
-	source, typ := ev.Source, ev.Envelope.Type
-	if source == "" || typ == "" {
-		source, typ = splitSubject(m.Subject())
+	return DeadLetter(ctx, c.js, c.cfg.Durable, m, ev, class, cause, attempts)
+}
+
+// deadLetterSubject is deadletter.<source>.<type>, made of the original's
+// subject tokens where it has them: the server accepted those, whatever
+// the event's type in the body holds (thousands of bytes, say, which as a
+// subject would exceed the server's control line and cost the connection).
+func deadLetterSubject(original, source, typ string) string {
+	if rest, ok := strings.CutPrefix(original, "webhooks."); ok && strings.Count(rest, ".") >= 1 {
+		return "deadletter." + rest
 	}
-	dl := nats.NewMsg(stream.DeadLetterSubject(source, typ))
-	dl.Data = m.Data()
-	stream.CopyEventHeaders(dl.Header, m.Headers())
-	md, _ := m.Metadata()
-	seq, delivered := ev.Seq, uint64(attempts)
-	if md != nil {
-		seq, delivered = md.Sequence.Stream, md.NumDelivered
-	}
-	reason := truncate(cause.Error(), 1024)
-	dl.Header.Set(jetstream.MsgIDHeader, "dl:"+strconv.FormatUint(seq, 10))
-	dl.Header.Set(stream.HeaderSource, source)
-	dl.Header.Set(stream.HeaderEventType, typ)
-	if ev.Envelope.ID != "" {
-		dl.Header.Set(stream.HeaderEventID, ev.Envelope.ID)
-	}
-	dl.Header.Set(stream.HeaderDLSubject, m.Subject())
-	dl.Header.Set(stream.HeaderDLSequence, strconv.FormatUint(seq, 10))
-	dl.Header.Set(stream.HeaderDLDeliveries, strconv.FormatUint(delivered, 10))
-	dl.Header.Set(stream.HeaderDLClass, string(class))
-	dl.Header.Set(stream.HeaderDLError, reason)
-	dl.Header.Set(stream.HeaderDLFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
-	dl.Header.Set(stream.HeaderDLConsumer, c.cfg.Durable)
-	if _, err := c.js.PublishMsg(ctx, dl); err != nil {
-		return false, fmt.Errorf("publish dead letter: %w", err)
-	}
-	// The term reason is shown in advisories; keep it short.
-	if err := m.TermWithReason(truncate(string(class)+": "+reason, 256)); err != nil {
-		return true, fmt.Errorf("terminate original: %w", err)
-	}
-	return true, nil
+	return stream.DeadLetterSubject(source, typ)
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
@@ -532,6 +681,11 @@ func DecodeMsg(m jetstream.Msg) (Event, error) {
 		_, ev.Envelope.Type = splitSubject(m.Subject())
 		ev.Envelope.ID = h.Get(stream.HeaderEventID)
 		return ev, fmt.Errorf("%w: %v", ErrUndecodable, err)
+	}
+	// A time outside the plausible window would be stored as the rows'
+	// version and outrank every real one.
+	if err := events.CheckTime(ev.Envelope.Created); err != nil {
+		return ev, fmt.Errorf("%w: event time: %v", ErrUndecodable, err)
 	}
 	return ev, nil
 }

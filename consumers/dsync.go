@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/queries"
@@ -26,11 +25,11 @@ type dsyncDirectory struct {
 	Type           *string `json:"type"`
 	State          *string `json:"state"`
 	// Older payloads carry one domain, newer ones a list of domain objects.
-	Domain      *string         `json:"domain"`
-	Domains     json.RawMessage `json:"domains"`
-	ExternalKey *string         `json:"external_key"`
-	CreatedAt   events.Time     `json:"created_at"`
-	UpdatedAt   events.Time     `json:"updated_at"`
+	Domain      *string           `json:"domain"`
+	Domains     json.RawMessage   `json:"domains"`
+	ExternalKey *string           `json:"external_key"`
+	CreatedAt   events.WorkOSTime `json:"created_at"`
+	UpdatedAt   events.WorkOSTime `json:"updated_at"`
 }
 
 // domains accepts ["a.com"] and [{"domain":"a.com"}] alike, plus the
@@ -100,7 +99,7 @@ func deleteDirectory(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if err != nil {
 		return "", err
 	}
-	at := deletedAt(ev)
+	at := eventTime(ev)
 	if err := tx.Q.DirectoryTombstone(ctx, tx.DB, queries.DirectoryTombstoneParams{WorkosDirectoryID: d.ID, DeletedAt: at}); err != nil {
 		return "", fmt.Errorf("tombstone directory: %w", err)
 	}
@@ -117,23 +116,23 @@ func deleteDirectory(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 }
 
 type dsyncUser struct {
-	ID               string          `json:"id"`
-	DirectoryID      string          `json:"directory_id"`
-	OrganizationID   *string         `json:"organization_id"`
-	IdpID            *string         `json:"idp_id"`
-	Email            *string         `json:"email"`
-	Emails           json.RawMessage `json:"emails"`
-	Username         *string         `json:"username"`
-	FirstName        *string         `json:"first_name"`
-	LastName         *string         `json:"last_name"`
-	JobTitle         *string         `json:"job_title"`
-	State            *string         `json:"state"`
-	Role             *workosRole     `json:"role"`
-	Roles            []workosRole    `json:"roles"`
-	CustomAttributes json.RawMessage `json:"custom_attributes"`
-	RawAttributes    json.RawMessage `json:"raw_attributes"`
-	CreatedAt        events.Time     `json:"created_at"`
-	UpdatedAt        events.Time     `json:"updated_at"`
+	ID               string            `json:"id"`
+	DirectoryID      string            `json:"directory_id"`
+	OrganizationID   *string           `json:"organization_id"`
+	IdpID            *string           `json:"idp_id"`
+	Email            *string           `json:"email"`
+	Emails           json.RawMessage   `json:"emails"`
+	Username         *string           `json:"username"`
+	FirstName        *string           `json:"first_name"`
+	LastName         *string           `json:"last_name"`
+	JobTitle         *string           `json:"job_title"`
+	State            *string           `json:"state"`
+	Role             *workosRole       `json:"role"`
+	Roles            []workosRole      `json:"roles"`
+	CustomAttributes json.RawMessage   `json:"custom_attributes"`
+	RawAttributes    json.RawMessage   `json:"raw_attributes"`
+	CreatedAt        events.WorkOSTime `json:"created_at"`
+	UpdatedAt        events.WorkOSTime `json:"updated_at"`
 }
 
 // email is the user's primary address: the email field of newer payloads,
@@ -240,7 +239,7 @@ func deleteDirectoryUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) 
 	if err != nil {
 		return "", err
 	}
-	at := deletedAt(ev)
+	at := eventTime(ev)
 	if err := tx.Q.DirectoryUserTombstone(ctx, tx.DB, queries.DirectoryUserTombstoneParams{WorkosDirectoryUserID: u.ID, DeletedAt: at}); err != nil {
 		return "", fmt.Errorf("tombstone directory user: %w", err)
 	}
@@ -251,14 +250,14 @@ func deleteDirectoryUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) 
 }
 
 type dsyncGroup struct {
-	ID             string          `json:"id"`
-	DirectoryID    string          `json:"directory_id"`
-	OrganizationID *string         `json:"organization_id"`
-	IdpID          *string         `json:"idp_id"`
-	Name           *string         `json:"name"`
-	RawAttributes  json.RawMessage `json:"raw_attributes"`
-	CreatedAt      events.Time     `json:"created_at"`
-	UpdatedAt      events.Time     `json:"updated_at"`
+	ID             string            `json:"id"`
+	DirectoryID    string            `json:"directory_id"`
+	OrganizationID *string           `json:"organization_id"`
+	IdpID          *string           `json:"idp_id"`
+	Name           *string           `json:"name"`
+	RawAttributes  json.RawMessage   `json:"raw_attributes"`
+	CreatedAt      events.WorkOSTime `json:"created_at"`
+	UpdatedAt      events.WorkOSTime `json:"updated_at"`
 }
 
 func (g dsyncGroup) params(ev Event) queries.DirectoryGroupUpsertParams {
@@ -303,7 +302,7 @@ func deleteDirectoryGroup(ctx context.Context, tx Tx, ev Event) (Outcome, error)
 	if err != nil {
 		return "", err
 	}
-	at := deletedAt(ev)
+	at := eventTime(ev)
 	if err := tx.Q.DirectoryGroupTombstone(ctx, tx.DB, queries.DirectoryGroupTombstoneParams{WorkosDirectoryGroupID: g.ID, DeletedAt: at}); err != nil {
 		return "", fmt.Errorf("tombstone directory group: %w", err)
 	}
@@ -370,7 +369,7 @@ func applyDirectoryGroupMember(ctx context.Context, tx Tx, ev Event, removed boo
 		WorkosDirectoryGroupID: m.Group.ID,
 		WorkosDirectoryUserID:  m.User.ID,
 		WorkosDirectoryID:      m.DirectoryID,
-		WorkosEventAt:          eventAt(ev),
+		WorkosEventAt:          eventTime(ev),
 		Removed:                removed,
 	})
 	return upserted(err)
@@ -386,12 +385,6 @@ func ensureDirectory(ctx context.Context, tx Tx, id string, org *string) error {
 		return fmt.Errorf("directory stub: %w", err)
 	}
 	return nil
-}
-
-// eventAt is when the event happened: the version of a membership, which
-// has no updated_at of its own.
-func eventAt(ev Event) time.Time {
-	return deletedAt(ev)
 }
 
 // optionalObject keeps a JSON object and turns anything else into NULL.

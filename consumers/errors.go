@@ -46,6 +46,10 @@ func Classify(err error) Class {
 	switch {
 	case err == nil:
 		return ""
+	case errors.Is(err, ErrPanic):
+		// Before the rest: a recovered panic is the event's fault however
+		// the error it carried would read.
+		return Permanent
 	case errors.Is(err, ErrUndecodable):
 		return Undecodable
 	case errors.Is(err, ErrInvariant):

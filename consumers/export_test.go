@@ -13,3 +13,32 @@ func (a *Applier) ApplyEventByEvent(ctx context.Context, evs []Event) ([]Result,
 	}
 	return res, a.applyIsolated(ctx, evs, todo, res)
 }
+
+// SetHandler routes an event type to h on this consumer only: tests inject
+// handlers (one that panics, one that blocks) without a test-only branch
+// in the code they test. The route keeps what it declared, but applies
+// through h event by event (not set-based); a new type only writes.
+func (c *Consumer) SetHandler(source, typ string, h Handler) {
+	r := Route{Source: source, Type: typ}
+	if old := c.applier.routes[source][typ]; old != nil {
+		r = *old
+	}
+	r.Handle, r.set = h, nil
+	c.SetRoute(r)
+}
+
+// SetRoute adds or replaces a route on this consumer only.
+func (c *Consumer) SetRoute(r Route) {
+	if c.applier.routes[r.Source] == nil {
+		c.applier.routes[r.Source] = map[string]*Route{}
+	}
+	c.applier.routes[r.Source][r.Type] = &r
+}
+
+// Handler is the handler c routes an event type to, or nil.
+func (c *Consumer) Handler(source, typ string) Handler {
+	if r := c.applier.routes[source][typ]; r != nil {
+		return r.Handle
+	}
+	return nil
+}

@@ -52,3 +52,24 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, nil
 }
+
+// Label values built from event data are bounded by construction: a
+// message can carry any bytes as its source or type (Prometheus panics on
+// a label that is not valid UTF-8, and every distinct value is a series
+// kept for good), so only the sources and types syncd routes are used as
+// they are; anything else is "other".
+const otherLabel = "other"
+
+func (c *Consumer) sourceLabel(source string) string {
+	if _, ok := c.applier.routes[source]; ok {
+		return source
+	}
+	return otherLabel
+}
+
+func (c *Consumer) typeLabel(source, typ string) string {
+	if _, ok := c.applier.routes[source][typ]; ok {
+		return typ
+	}
+	return otherLabel
+}

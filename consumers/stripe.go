@@ -32,18 +32,7 @@ type stripeVersion struct {
 }
 
 func versionOf(ev Event) stripeVersion {
-	created := ev.Envelope.Created
-	if created.IsZero() {
-		created = ev.ReceivedAt.UTC().Truncate(time.Second)
-	}
-	rank := int16(1)
-	switch t := ev.Envelope.Type; {
-	case strings.HasSuffix(t, ".created"):
-		rank = 0
-	case strings.HasSuffix(t, ".deleted"), strings.HasSuffix(t, ".deauthorized"):
-		rank = 2
-	}
-	return stripeVersion{created: created, rank: rank, eventID: ev.Envelope.ID}
+	return stripeVersion{created: eventTime(ev), rank: eventRank(ev.Envelope.Type), eventID: ev.Envelope.ID}
 }
 
 // stripeID is a reference to another Stripe object: its id, or the object

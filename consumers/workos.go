@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/queries"
@@ -16,27 +15,6 @@ import (
 
 // decodeData decodes a WorkOS event's data object into v.
 func decodeData(ev Event, v any) error { return decodeField(ev, "data", v) }
-
-// version is the object version a WorkOS event carries: the object's
-// updated_at, else the event's time, else when syncd received it.
-func version(ev Event, updatedAt events.Time) time.Time {
-	switch {
-	case !updatedAt.IsZero():
-		return updatedAt.Time
-	case !ev.Envelope.Created.IsZero():
-		return ev.Envelope.Created
-	default:
-		return ev.ReceivedAt
-	}
-}
-
-// deletedAt is when a delete happened, for the tombstone.
-func deletedAt(ev Event) time.Time {
-	if !ev.Envelope.Created.IsZero() {
-		return ev.Envelope.Created
-	}
-	return ev.ReceivedAt
-}
 
 // upserted maps an upsert's RETURNING to an outcome: no row is stale.
 func upserted(err error) (Outcome, error) {
@@ -58,18 +36,18 @@ func requireID(ev Event, what, id string) error {
 }
 
 type workosUser struct {
-	ID                string          `json:"id"`
-	Email             *string         `json:"email"`
-	FirstName         *string         `json:"first_name"`
-	LastName          *string         `json:"last_name"`
-	EmailVerified     bool            `json:"email_verified"`
-	ProfilePictureURL *string         `json:"profile_picture_url"`
-	ExternalID        *string         `json:"external_id"`
-	Metadata          json.RawMessage `json:"metadata"`
-	Locale            *string         `json:"locale"`
-	LastSignInAt      events.Time     `json:"last_sign_in_at"`
-	CreatedAt         events.Time     `json:"created_at"`
-	UpdatedAt         events.Time     `json:"updated_at"`
+	ID                string            `json:"id"`
+	Email             *string           `json:"email"`
+	FirstName         *string           `json:"first_name"`
+	LastName          *string           `json:"last_name"`
+	EmailVerified     bool              `json:"email_verified"`
+	ProfilePictureURL *string           `json:"profile_picture_url"`
+	ExternalID        *string           `json:"external_id"`
+	Metadata          json.RawMessage   `json:"metadata"`
+	Locale            *string           `json:"locale"`
+	LastSignInAt      events.WorkOSTime `json:"last_sign_in_at"`
+	CreatedAt         events.WorkOSTime `json:"created_at"`
+	UpdatedAt         events.WorkOSTime `json:"updated_at"`
 }
 
 // userRow is a user event decoded.
@@ -134,7 +112,7 @@ func deleteUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if err := flushLinks(ctx, tx); err != nil {
 		return "", err
 	}
-	at := deletedAt(ev)
+	at := eventTime(ev)
 	if err := tx.Q.UserDelete(ctx, tx.DB, queries.UserDeleteParams{
 		WorkosUserID:    u.ID,
 		Email:           u.Email,
@@ -155,11 +133,11 @@ type workosOrganization struct {
 	Domains []struct {
 		Domain string `json:"domain"`
 	} `json:"domains"`
-	Metadata         json.RawMessage `json:"metadata"`
-	ExternalID       *string         `json:"external_id"`
-	StripeCustomerID *string         `json:"stripe_customer_id"`
-	CreatedAt        events.Time     `json:"created_at"`
-	UpdatedAt        events.Time     `json:"updated_at"`
+	Metadata         json.RawMessage   `json:"metadata"`
+	ExternalID       *string           `json:"external_id"`
+	StripeCustomerID *string           `json:"stripe_customer_id"`
+	CreatedAt        events.WorkOSTime `json:"created_at"`
+	UpdatedAt        events.WorkOSTime `json:"updated_at"`
 }
 
 // organizationRow is an organization event decoded.
@@ -229,7 +207,7 @@ func deleteOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if err := flushLinks(ctx, tx); err != nil {
 		return "", err
 	}
-	at := deletedAt(ev)
+	at := eventTime(ev)
 	if err := tx.Q.OrganizationDelete(ctx, tx.DB, queries.OrganizationDeleteParams{
 		WorkosOrgID:     o.ID,
 		Name:            o.Name,
@@ -251,15 +229,15 @@ type workosRole struct {
 }
 
 type workosMembership struct {
-	ID               string       `json:"id"`
-	UserID           string       `json:"user_id"`
-	OrganizationID   string       `json:"organization_id"`
-	Status           *string      `json:"status"`
-	Role             *workosRole  `json:"role"`
-	Roles            []workosRole `json:"roles"`
-	DirectoryManaged bool         `json:"directory_managed"`
-	CreatedAt        events.Time  `json:"created_at"`
-	UpdatedAt        events.Time  `json:"updated_at"`
+	ID               string            `json:"id"`
+	UserID           string            `json:"user_id"`
+	OrganizationID   string            `json:"organization_id"`
+	Status           *string           `json:"status"`
+	Role             *workosRole       `json:"role"`
+	Roles            []workosRole      `json:"roles"`
+	DirectoryManaged bool              `json:"directory_managed"`
+	CreatedAt        events.WorkOSTime `json:"created_at"`
+	UpdatedAt        events.WorkOSTime `json:"updated_at"`
 }
 
 func (m workosMembership) validate(ev Event) error {
@@ -314,7 +292,7 @@ func applyMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 		return "", err
 	}
 	v := version(ev, m.UpdatedAt)
-	at := deletedAt(ev)
+	at := eventTime(ev)
 	if _, err := tx.Q.MembershipSupersede(ctx, tx.DB, queries.MembershipSupersedeParams{
 		DeletedAt:             &at,
 		WorkosUserID:          m.UserID,
@@ -359,7 +337,7 @@ func deleteMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if err := flushLinks(ctx, tx); err != nil {
 		return "", err
 	}
-	at := deletedAt(ev)
+	at := eventTime(ev)
 	if err := tx.Q.MembershipDelete(ctx, tx.DB, queries.MembershipDeleteParams{
 		WorkosOrgMembershipID: m.ID,
 		WorkosUserID:          m.UserID,

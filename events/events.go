@@ -63,8 +63,8 @@ func DecodeWorkOS(body []byte) (Envelope, error) {
 		return Envelope{}, err
 	}
 	var env Envelope
-	var object, created string
-	for i, dst := range []*string{&object, &env.ID, &env.Type, &created} {
+	var object string
+	for i, dst := range []*string{&object, &env.ID, &env.Type} {
 		if *dst, err = str(f[i], names[i]); err != nil {
 			return Envelope{}, err
 		}
@@ -78,13 +78,16 @@ func DecodeWorkOS(body []byte) (Envelope, error) {
 	if d := f[4]; !d.Exists() || d.Type == gjson.Null {
 		return Envelope{}, fmt.Errorf("%w: data is required", ErrNotEvent)
 	}
-	if created != "" {
-		t, err := ParseTime(created)
-		if err != nil {
+	var created WorkOSTime
+	if c := f[3]; c.Exists() {
+		if c.Type != gjson.String && c.Type != gjson.Number && c.Type != gjson.Null {
+			return Envelope{}, fmt.Errorf("%w: field created_at has the wrong type", ErrNotEvent)
+		}
+		if err := created.parse([]byte(c.Raw), false); err != nil {
 			return Envelope{}, fmt.Errorf("%w: created_at: %v", ErrNotEvent, err)
 		}
-		env.Created = t
 	}
+	env.Created = created.Time
 	return env, nil
 }
 
@@ -150,7 +153,86 @@ func ParseTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("unrecognised time %q", s)
 }
 
-// Time is a JSON timestamp decoded with ParseTime; null or "" is zero.
+// The plausible window of a provider's time. A time outside it is not a
+// version syncd believes: a millisecond timestamp read as seconds lands in
+// the year 58010 and, stored as a row's version, would make every later
+// update of the row "stale". The consumers refuse such an event as
+// undecodable (CheckTime) instead of applying it.
+var (
+	// MinTime is older than any event of either provider.
+	MinTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	// MaxAhead is how far past now a provider's clock may be.
+	MaxAhead = 24 * time.Hour
+)
+
+// ErrImplausibleTime means a time outside [MinTime, now+MaxAhead].
+var ErrImplausibleTime = errors.New("time outside the plausible window")
+
+// CheckTime reports whether a provider's time t is inside the plausible
+// window; the zero time (absent) passes.
+func CheckTime(t time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	if t.Before(MinTime) || t.After(time.Now().Add(MaxAhead)) {
+		return fmt.Errorf("%w: %s is not within %s .. now+%s", ErrImplausibleTime,
+			t.UTC().Format(time.RFC3339Nano), MinTime.Format(time.DateOnly), MaxAhead)
+	}
+	return nil
+}
+
+// WorkOSTime is a time in a WorkOS object (created_at, updated_at, …):
+// a string in any ParseTime form or, should WorkOS send one, a JSON number
+// in WorkOS's unit, unix milliseconds. It must be within the plausible
+// window (CheckTime): these times are the objects' versions.
+type WorkOSTime struct{ time.Time }
+
+// UnmarshalJSON decodes and checks the time; null or "" is zero.
+func (t *WorkOSTime) UnmarshalJSON(b []byte) error { return t.parse(b, true) }
+
+func (t *WorkOSTime) parse(b []byte, check bool) error {
+	b = bytes.TrimSpace(b)
+	t.Time = time.Time{}
+	switch {
+	case len(b) == 0 || bytes.Equal(b, []byte("null")):
+		return nil
+	case b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		if s == "" {
+			return nil
+		}
+		v, err := ParseTime(s)
+		if err != nil {
+			return err
+		}
+		t.Time = v
+	default:
+		n, err := strconv.ParseInt(string(b), 10, 64)
+		if err != nil {
+			return fmt.Errorf("unrecognised time %.40s", b)
+		}
+		t.Time = time.UnixMilli(n).UTC()
+	}
+	if check {
+		return CheckTime(t.Time)
+	}
+	return nil
+}
+
+// Ptr returns nil for the zero time, for nullable columns.
+func (t WorkOSTime) Ptr() *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	v := t.Time
+	return &v
+}
+
+// Time is a JSON timestamp decoded with ParseTime; null or "" is zero. A
+// number is unix seconds, Stripe's unit.
 type Time struct{ time.Time }
 
 // UnmarshalJSON accepts a string in any ParseTime form, a number of unix

@@ -91,3 +91,48 @@ func FuzzDecodeStripe(f *testing.F) {
 		}
 	})
 }
+
+// WorkOS times in a number are unix milliseconds, WorkOS's unit: read as
+// seconds, 2023 would become the year 55000.
+func TestWorkOSTimeNumberIsMilliseconds(t *testing.T) {
+	var v struct{ A, B WorkOSTime }
+	if err := json.Unmarshal([]byte(`{"A":1682712331093,"B":"2023-04-28 20:05:31.093"}`), &v); err != nil {
+		t.Fatal(err)
+	}
+	want := time.Date(2023, 4, 28, 20, 5, 31, 93e6, time.UTC)
+	if !v.A.Equal(want) || !v.B.Equal(want) {
+		t.Fatalf("number %s, string %s; want %s", v.A, v.B, want)
+	}
+	env, err := DecodeWorkOS([]byte(`{"id":"e","event":"user.created","data":{},"created_at":1682712331093}`))
+	if err != nil || !env.Created.Equal(want) {
+		t.Fatalf("numeric created_at: %v %v, want %s", env.Created, err, want)
+	}
+}
+
+// Times outside 2000-01-01 .. now+1 day are refused: as a version they
+// would outrank every real one.
+func TestTimesOutsideThePlausibleWindow(t *testing.T) {
+	for _, ok := range []time.Time{{}, MinTime, time.Now(), time.Now().Add(MaxAhead - time.Minute)} {
+		if err := CheckTime(ok); err != nil {
+			t.Errorf("CheckTime(%s) = %v", ok, err)
+		}
+	}
+	for _, bad := range []time.Time{MinTime.Add(-time.Second), time.Now().Add(MaxAhead + time.Minute), time.UnixMilli(1682712331093 * 1000)} {
+		if err := CheckTime(bad); !errors.Is(err, ErrImplausibleTime) {
+			t.Errorf("CheckTime(%s) = %v, want ErrImplausibleTime", bad, err)
+		}
+	}
+	for _, body := range []string{
+		`{"updated_at":"2999-01-01T00:00:00Z"}`,
+		`{"updated_at":"1999-12-31T23:59:59Z"}`,
+		`{"updated_at":1682712331093000}`,
+		`{"updated_at":1682712331}`, // seconds, read as WorkOS's milliseconds: 1970
+	} {
+		var v struct {
+			UpdatedAt WorkOSTime `json:"updated_at"`
+		}
+		if err := json.Unmarshal([]byte(body), &v); !errors.Is(err, ErrImplausibleTime) {
+			t.Errorf("%s: %v, want ErrImplausibleTime", body, err)
+		}
+	}
+}

@@ -42,3 +42,11 @@ SELECT pg_try_advisory_lock(hashtextextended('syncd-backfill:' || @lock_key::tex
 
 -- name: BackfillUnlock :one
 SELECT pg_advisory_unlock(hashtextextended('syncd-backfill:' || @lock_key::text, 0)) AS unlocked;
+
+-- name: BackfillCursorPruneCompleted :execrows
+-- Forgets windows finished before @before. Rerunning such a window lists
+-- it again from its first page, which is harmless: what it publishes is
+-- skipped by the ledger or the version guards. An unfinished window is
+-- kept whatever its age: it is what resumes an interrupted backfill.
+DELETE FROM backfill_cursors
+WHERE completed_at < @before;

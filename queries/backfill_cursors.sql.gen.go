@@ -121,6 +121,23 @@ func (q *Queries) BackfillCursorList(ctx context.Context, db DBTX) ([]BackfillCu
 	return items, nil
 }
 
+const backfillCursorPruneCompleted = `-- name: BackfillCursorPruneCompleted :execrows
+DELETE FROM backfill_cursors
+WHERE completed_at < $1
+`
+
+// Forgets windows finished before @before. Rerunning such a window lists
+// it again from its first page, which is harmless: what it publishes is
+// skipped by the ledger or the version guards. An unfinished window is
+// kept whatever its age: it is what resumes an interrupted backfill.
+func (q *Queries) BackfillCursorPruneCompleted(ctx context.Context, db DBTX, before *time.Time) (int64, error) {
+	result, err := db.Exec(ctx, backfillCursorPruneCompleted, before)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const backfillCursorStart = `-- name: BackfillCursorStart :one
 INSERT INTO backfill_cursors (provider, window_key, range_start, range_end, types)
 VALUES ($1, $2, $3, $4, $5)

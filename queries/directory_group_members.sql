@@ -51,3 +51,14 @@ WHERE workos_directory_group_id = @workos_directory_group_id AND workos_director
 -- name: DirectoryGroupMemberListByDirectory :many
 SELECT * FROM directory_group_members WHERE workos_directory_id = @workos_directory_id
 ORDER BY workos_directory_group_id, workos_directory_user_id;
+
+-- name: DirectoryGroupMemberPruneDeleted :execrows
+-- Deletes up to @max_rows memberships removed (or whose user, group or
+-- directory was deleted) before @before. The parents' tombstones stay, so
+-- a late add of a deleted parent's membership is still stored deleted.
+DELETE FROM directory_group_members
+WHERE ctid = ANY(ARRAY(
+    SELECT m.ctid FROM directory_group_members m
+    WHERE m.deleted_at < @before
+    ORDER BY m.deleted_at
+    LIMIT @max_rows));

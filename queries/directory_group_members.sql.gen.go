@@ -124,6 +124,31 @@ func (q *Queries) DirectoryGroupMemberListByDirectory(ctx context.Context, db DB
 	return items, nil
 }
 
+const directoryGroupMemberPruneDeleted = `-- name: DirectoryGroupMemberPruneDeleted :execrows
+DELETE FROM directory_group_members
+WHERE ctid = ANY(ARRAY(
+    SELECT m.ctid FROM directory_group_members m
+    WHERE m.deleted_at < $1
+    ORDER BY m.deleted_at
+    LIMIT $2))
+`
+
+type DirectoryGroupMemberPruneDeletedParams struct {
+	Before  *time.Time
+	MaxRows int32
+}
+
+// Deletes up to @max_rows memberships removed (or whose user, group or
+// directory was deleted) before @before. The parents' tombstones stay, so
+// a late add of a deleted parent's membership is still stored deleted.
+func (q *Queries) DirectoryGroupMemberPruneDeleted(ctx context.Context, db DBTX, arg DirectoryGroupMemberPruneDeletedParams) (int64, error) {
+	result, err := db.Exec(ctx, directoryGroupMemberPruneDeleted, arg.Before, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const directoryGroupMemberTombstoneByDirectory = `-- name: DirectoryGroupMemberTombstoneByDirectory :exec
 UPDATE directory_group_members SET parent_deleted_at = LEAST(parent_deleted_at, $1::timestamptz), updated_at = now()
 WHERE workos_directory_id = $2

@@ -172,6 +172,31 @@ type PaymentTransfer struct {
 	UpdatedAt              time.Time
 }
 
+type ProvisioningTask struct {
+	TaskKey            string
+	Kind               string
+	Email              string
+	FirstName          *string
+	LastName           *string
+	Booking            *string
+	EventSource        string
+	EventID            string
+	Step               string
+	WorkosUserID       *string
+	WorkosOrgID        *string
+	WorkosMembershipID *string
+	MagicAuthID        *string
+	UserCreated        bool
+	OrgCreated         bool
+	MembershipCreated  bool
+	SendMagicAuth      bool
+	Outcome            *string
+	LastError          *string
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+	CompletedAt        *time.Time
+}
+
 type StripeCheckoutSession struct {
 	StripeSessionID       string
 	StripePaymentIntentID string

@@ -45,11 +45,14 @@ SELECT * FROM organizations WHERE workos_org_id = @workos_org_id;
 
 -- name: OrganizationLockMany :many
 -- As UserLockMany, for organizations.
-SELECT workos_org_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
-FROM organizations
-WHERE workos_org_id = ANY(@workos_org_ids::text[])
-ORDER BY workos_org_id
-FOR UPDATE;
+SELECT r.*
+FROM unnest(@workos_org_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT workos_org_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM organizations
+    WHERE workos_org_id = k.id
+    FOR UPDATE
+) r;
 
 -- name: OrganizationUpsertMany :many
 -- OrganizationUpsert for many organizations at once, one row each (a JSON

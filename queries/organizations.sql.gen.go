@@ -90,11 +90,14 @@ func (q *Queries) OrganizationGetByWorkOSID(ctx context.Context, db DBTX, workos
 }
 
 const organizationLockMany = `-- name: OrganizationLockMany :many
-SELECT workos_org_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
-FROM organizations
-WHERE workos_org_id = ANY($1::text[])
-ORDER BY workos_org_id
-FOR UPDATE
+SELECT r.workos_org_id, r.workos_updated_at, r.deleted
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT workos_org_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM organizations
+    WHERE workos_org_id = k.id
+    FOR UPDATE
+) r
 `
 
 type OrganizationLockManyRow struct {

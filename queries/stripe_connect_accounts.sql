@@ -104,11 +104,14 @@ WHERE u.id = r.id
 
 -- name: StripeConnectAccountLockMany :many
 -- As StripeCustomerLockMany, for Connect accounts.
-SELECT stripe_account_id, stripe_created, stripe_event_rank, stripe_event_id
-FROM stripe_connect_accounts
-WHERE stripe_account_id = ANY(@stripe_account_ids::text[])
-ORDER BY stripe_account_id
-FOR UPDATE;
+SELECT r.*
+FROM unnest(@stripe_account_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_account_id, stripe_created, stripe_event_rank, stripe_event_id
+    FROM stripe_connect_accounts
+    WHERE stripe_account_id = k.id
+    FOR UPDATE
+) r;
 
 -- name: StripeConnectAccountUpsertMany :many
 -- StripeConnectAccountUpsert for many accounts at once, one row each (a

@@ -171,11 +171,14 @@ func (q *Queries) StripeConnectAccountListConnected(ctx context.Context, db DBTX
 }
 
 const stripeConnectAccountLockMany = `-- name: StripeConnectAccountLockMany :many
-SELECT stripe_account_id, stripe_created, stripe_event_rank, stripe_event_id
-FROM stripe_connect_accounts
-WHERE stripe_account_id = ANY($1::text[])
-ORDER BY stripe_account_id
-FOR UPDATE
+SELECT r.stripe_account_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_account_id, stripe_created, stripe_event_rank, stripe_event_id
+    FROM stripe_connect_accounts
+    WHERE stripe_account_id = k.id
+    FOR UPDATE
+) r
 `
 
 type StripeConnectAccountLockManyRow struct {

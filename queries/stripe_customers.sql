@@ -126,13 +126,19 @@ WHERE o.id = r.id
 -- The set-based apply (consumers/batch.go) reads the version of each of a
 -- batch's customers, locked, in key order so that concurrent batches lock
 -- in one order and cannot deadlock; it folds the batch's events per
--- customer from there and writes each customer once.
-SELECT stripe_customer_id, stripe_created, stripe_event_rank, stripe_event_id,
-       (deleted_at IS NOT NULL)::boolean AS deleted
-FROM stripe_customers
-WHERE stripe_customer_id = ANY(@stripe_customer_ids::text[])
-ORDER BY stripe_customer_id
-FOR UPDATE;
+-- customer from there and writes each customer once. One primary-key
+-- probe per key, in the order given (the caller sorts them), as
+-- EventLedgerSeen does: a plain `= ANY(...)` was planned as a scan of the
+-- table while its statistics lagged behind a burst.
+SELECT r.*
+FROM unnest(@stripe_customer_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_customer_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_customers
+    WHERE stripe_customer_id = k.id
+    FOR UPDATE
+) r;
 
 -- name: StripeCustomerUpsertMany :many
 -- StripeCustomerUpsert for many customers at once, one row each (a JSON
@@ -170,3 +176,16 @@ WHERE (stripe_customers.stripe_created, stripe_customers.stripe_event_rank, stri
       < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
    OR (stripe_customers.deleted_at IS NULL AND EXCLUDED.deleted_at IS NOT NULL)
 RETURNING stripe_customer_id;
+
+-- name: StripeCustomerPruneDeleted :execrows
+-- Deletes up to @max_rows tombstones deleted before @before that no user or
+-- organization points at (the links resolve from the mirror). Live rows
+-- are never touched: deleted_at, once set, stays.
+DELETE FROM stripe_customers
+WHERE ctid = ANY(ARRAY(
+    SELECT c.ctid FROM stripe_customers c
+    WHERE c.deleted_at < @before
+      AND NOT EXISTS (SELECT 1 FROM users u WHERE u.stripe_customer_id = c.stripe_customer_id)
+      AND NOT EXISTS (SELECT 1 FROM organizations o WHERE o.stripe_customer_id = c.stripe_customer_id)
+    ORDER BY c.deleted_at
+    LIMIT @max_rows));

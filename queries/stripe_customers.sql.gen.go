@@ -143,12 +143,15 @@ func (q *Queries) StripeCustomerLinkUsers(ctx context.Context, db DBTX, arg Stri
 }
 
 const stripeCustomerLockMany = `-- name: StripeCustomerLockMany :many
-SELECT stripe_customer_id, stripe_created, stripe_event_rank, stripe_event_id,
-       (deleted_at IS NOT NULL)::boolean AS deleted
-FROM stripe_customers
-WHERE stripe_customer_id = ANY($1::text[])
-ORDER BY stripe_customer_id
-FOR UPDATE
+SELECT r.stripe_customer_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id, r.deleted
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_customer_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_customers
+    WHERE stripe_customer_id = k.id
+    FOR UPDATE
+) r
 `
 
 type StripeCustomerLockManyRow struct {
@@ -162,7 +165,10 @@ type StripeCustomerLockManyRow struct {
 // The set-based apply (consumers/batch.go) reads the version of each of a
 // batch's customers, locked, in key order so that concurrent batches lock
 // in one order and cannot deadlock; it folds the batch's events per
-// customer from there and writes each customer once.
+// customer from there and writes each customer once. One primary-key
+// probe per key, in the order given (the caller sorts them), as
+// EventLedgerSeen does: a plain `= ANY(...)` was planned as a scan of the
+// table while its statistics lagged behind a burst.
 func (q *Queries) StripeCustomerLockMany(ctx context.Context, db DBTX, stripeCustomerIds []string) ([]StripeCustomerLockManyRow, error) {
 	rows, err := db.Query(ctx, stripeCustomerLockMany, stripeCustomerIds)
 	if err != nil {
@@ -187,6 +193,33 @@ func (q *Queries) StripeCustomerLockMany(ctx context.Context, db DBTX, stripeCus
 		return nil, err
 	}
 	return items, nil
+}
+
+const stripeCustomerPruneDeleted = `-- name: StripeCustomerPruneDeleted :execrows
+DELETE FROM stripe_customers
+WHERE ctid = ANY(ARRAY(
+    SELECT c.ctid FROM stripe_customers c
+    WHERE c.deleted_at < $1
+      AND NOT EXISTS (SELECT 1 FROM users u WHERE u.stripe_customer_id = c.stripe_customer_id)
+      AND NOT EXISTS (SELECT 1 FROM organizations o WHERE o.stripe_customer_id = c.stripe_customer_id)
+    ORDER BY c.deleted_at
+    LIMIT $2))
+`
+
+type StripeCustomerPruneDeletedParams struct {
+	Before  *time.Time
+	MaxRows int32
+}
+
+// Deletes up to @max_rows tombstones deleted before @before that no user or
+// organization points at (the links resolve from the mirror). Live rows
+// are never touched: deleted_at, once set, stays.
+func (q *Queries) StripeCustomerPruneDeleted(ctx context.Context, db DBTX, arg StripeCustomerPruneDeletedParams) (int64, error) {
+	result, err := db.Exec(ctx, stripeCustomerPruneDeleted, arg.Before, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const stripeCustomerUpsert = `-- name: StripeCustomerUpsert :one

@@ -99,12 +99,15 @@ WHERE o.id = r.id
 
 -- name: StripeSubscriptionLockMany :many
 -- As StripeCustomerLockMany, for subscriptions.
-SELECT stripe_subscription_id, stripe_created, stripe_event_rank, stripe_event_id,
-       (deleted_at IS NOT NULL)::boolean AS deleted
-FROM stripe_subscriptions
-WHERE stripe_subscription_id = ANY(@stripe_subscription_ids::text[])
-ORDER BY stripe_subscription_id
-FOR UPDATE;
+SELECT r.*
+FROM unnest(@stripe_subscription_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_subscription_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_subscriptions
+    WHERE stripe_subscription_id = k.id
+    FOR UPDATE
+) r;
 
 -- name: StripeSubscriptionUpsertMany :many
 -- StripeSubscriptionUpsert for many subscriptions at once, one row each (a
@@ -148,3 +151,15 @@ WHERE (stripe_subscriptions.stripe_created, stripe_subscriptions.stripe_event_ra
       < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
    OR (stripe_subscriptions.deleted_at IS NULL AND EXCLUDED.deleted_at IS NOT NULL)
 RETURNING stripe_subscription_id;
+
+-- name: StripeSubscriptionPruneDeleted :execrows
+-- Deletes up to @max_rows tombstones deleted before @before that no
+-- organization points at: an organization's subscription fields are
+-- resolved from the mirror, a tombstone included.
+DELETE FROM stripe_subscriptions
+WHERE ctid = ANY(ARRAY(
+    SELECT s.ctid FROM stripe_subscriptions s
+    WHERE s.deleted_at < @before
+      AND NOT EXISTS (SELECT 1 FROM organizations o WHERE o.stripe_subscription_id = s.stripe_subscription_id)
+    ORDER BY s.deleted_at
+    LIMIT @max_rows));

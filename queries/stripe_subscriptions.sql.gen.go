@@ -104,12 +104,15 @@ func (q *Queries) StripeSubscriptionLinkOrganizations(ctx context.Context, db DB
 }
 
 const stripeSubscriptionLockMany = `-- name: StripeSubscriptionLockMany :many
-SELECT stripe_subscription_id, stripe_created, stripe_event_rank, stripe_event_id,
-       (deleted_at IS NOT NULL)::boolean AS deleted
-FROM stripe_subscriptions
-WHERE stripe_subscription_id = ANY($1::text[])
-ORDER BY stripe_subscription_id
-FOR UPDATE
+SELECT r.stripe_subscription_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id, r.deleted
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_subscription_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_subscriptions
+    WHERE stripe_subscription_id = k.id
+    FOR UPDATE
+) r
 `
 
 type StripeSubscriptionLockManyRow struct {
@@ -145,6 +148,32 @@ func (q *Queries) StripeSubscriptionLockMany(ctx context.Context, db DBTX, strip
 		return nil, err
 	}
 	return items, nil
+}
+
+const stripeSubscriptionPruneDeleted = `-- name: StripeSubscriptionPruneDeleted :execrows
+DELETE FROM stripe_subscriptions
+WHERE ctid = ANY(ARRAY(
+    SELECT s.ctid FROM stripe_subscriptions s
+    WHERE s.deleted_at < $1
+      AND NOT EXISTS (SELECT 1 FROM organizations o WHERE o.stripe_subscription_id = s.stripe_subscription_id)
+    ORDER BY s.deleted_at
+    LIMIT $2))
+`
+
+type StripeSubscriptionPruneDeletedParams struct {
+	Before  *time.Time
+	MaxRows int32
+}
+
+// Deletes up to @max_rows tombstones deleted before @before that no
+// organization points at: an organization's subscription fields are
+// resolved from the mirror, a tombstone included.
+func (q *Queries) StripeSubscriptionPruneDeleted(ctx context.Context, db DBTX, arg StripeSubscriptionPruneDeletedParams) (int64, error) {
+	result, err := db.Exec(ctx, stripeSubscriptionPruneDeleted, arg.Before, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const stripeSubscriptionUpsert = `-- name: StripeSubscriptionUpsert :one

@@ -52,11 +52,14 @@ SELECT * FROM users WHERE workos_user_id = @workos_user_id;
 -- The set-based apply (consumers/batch.go) reads the version of each of a
 -- batch's users, locked, in key order so that concurrent batches lock in
 -- one order and cannot deadlock.
-SELECT workos_user_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
-FROM users
-WHERE workos_user_id = ANY(@workos_user_ids::text[])
-ORDER BY workos_user_id
-FOR UPDATE;
+SELECT r.*
+FROM unnest(@workos_user_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT workos_user_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM users
+    WHERE workos_user_id = k.id
+    FOR UPDATE
+) r;
 
 -- name: UserUpsertMany :many
 -- UserUpsert for many users at once, one row each (a JSON array of users

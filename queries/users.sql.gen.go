@@ -105,11 +105,14 @@ func (q *Queries) UserGetByWorkOSID(ctx context.Context, db DBTX, workosUserID s
 }
 
 const userLockMany = `-- name: UserLockMany :many
-SELECT workos_user_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
-FROM users
-WHERE workos_user_id = ANY($1::text[])
-ORDER BY workos_user_id
-FOR UPDATE
+SELECT r.workos_user_id, r.workos_updated_at, r.deleted
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT workos_user_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM users
+    WHERE workos_user_id = k.id
+    FOR UPDATE
+) r
 `
 
 type UserLockManyRow struct {

@@ -34,8 +34,13 @@ FROM webhook_events
 ORDER BY source, applied_at DESC;
 
 -- name: EventLedgerCountByOutcome :many
+-- Outcomes of the events applied since @since, for `syncd status`: over a
+-- window read through the (source, applied_at) index, not the whole
+-- ledger, whose size depends on the retention.
 SELECT source, outcome, count(*)::bigint AS n
-FROM webhook_events GROUP BY source, outcome ORDER BY source, outcome;
+FROM webhook_events
+WHERE source = ANY(@sources::text[]) AND applied_at >= @since
+GROUP BY source, outcome ORDER BY source, outcome;
 
 -- name: EventLedgerMarkStale :exec
 -- Pipelined batches learn which upserts were stale only after sending them.
@@ -61,3 +66,55 @@ FROM (
            unnest(@stream_seqs::bigint[]) AS stream_seq
 ) c
 ON CONFLICT (source, event_id) DO NOTHING;
+
+-- name: EventLedgerPrune :one
+-- Deletes up to @max_rows of a source's rows applied in [@after, @before),
+-- oldest first, through the (source, applied_at) index, and returns how
+-- many went and the newest applied_at among them: the next batch starts
+-- there, so it does not step again over the index entries of the rows just
+-- deleted (they stay until vacuum). The ids are gathered first so the
+-- delete is a TID scan of exactly those rows.
+WITH gone AS (
+    DELETE FROM webhook_events
+    WHERE ctid = ANY(ARRAY(
+        SELECT w.ctid FROM webhook_events w
+        WHERE w.source = @source AND w.applied_at >= @after AND w.applied_at < @before
+        ORDER BY w.applied_at
+        LIMIT @max_rows))
+    RETURNING applied_at
+)
+SELECT count(*)::bigint AS pruned, COALESCE(max(applied_at), @after)::timestamptz AS last_applied_at FROM gone;
+
+-- name: EventLedgerOldestBetween :one
+-- Where retention's next batch starts: the oldest row of a source in
+-- [@after, @before). A LIMIT 1 in index order is planned as an index scan
+-- even without statistics; the batch's own LIMIT is not (see
+-- retention.Pruner), hence this probe first.
+SELECT applied_at FROM webhook_events
+WHERE source = @source AND applied_at >= @after AND applied_at < @before
+ORDER BY applied_at
+LIMIT 1;
+
+-- name: EventLedgerSize :one
+-- The planner's row estimate (-1 before the first vacuum or analyze) and
+-- the bytes of the table with its indexes and TOAST: both free to read,
+-- whatever the ledger's size.
+SELECT c.reltuples::bigint AS estimated_rows, pg_total_relation_size(c.oid)::bigint AS total_bytes
+FROM pg_catalog.pg_class c
+WHERE c.oid = 'webhook_events'::regclass;
+
+-- name: EventLedgerCount :one
+-- Exact, so a scan: `syncd status` runs it only under a short timeout.
+SELECT count(*)::bigint AS n FROM webhook_events;
+
+-- name: EventLedgerOldest :many
+-- The oldest row of each source, from the (source, applied_at) index.
+SELECT s.source::text AS source, o.applied_at
+FROM unnest(@sources::text[]) AS s(source)
+CROSS JOIN LATERAL (
+    SELECT w.applied_at FROM webhook_events w
+    WHERE w.source = s.source
+    ORDER BY w.applied_at
+    LIMIT 1
+) o
+ORDER BY s.source;

@@ -52,10 +52,29 @@ func (q *Queries) EventLedgerClaim(ctx context.Context, db DBTX, arg EventLedger
 	return err
 }
 
+const eventLedgerCount = `-- name: EventLedgerCount :one
+SELECT count(*)::bigint AS n FROM webhook_events
+`
+
+// Exact, so a scan: `syncd status` runs it only under a short timeout.
+func (q *Queries) EventLedgerCount(ctx context.Context, db DBTX) (int64, error) {
+	row := db.QueryRow(ctx, eventLedgerCount)
+	var n int64
+	err := row.Scan(&n)
+	return n, err
+}
+
 const eventLedgerCountByOutcome = `-- name: EventLedgerCountByOutcome :many
 SELECT source, outcome, count(*)::bigint AS n
-FROM webhook_events GROUP BY source, outcome ORDER BY source, outcome
+FROM webhook_events
+WHERE source = ANY($1::text[]) AND applied_at >= $2
+GROUP BY source, outcome ORDER BY source, outcome
 `
+
+type EventLedgerCountByOutcomeParams struct {
+	Sources []string
+	Since   time.Time
+}
 
 type EventLedgerCountByOutcomeRow struct {
 	Source  string
@@ -63,8 +82,11 @@ type EventLedgerCountByOutcomeRow struct {
 	N       int64
 }
 
-func (q *Queries) EventLedgerCountByOutcome(ctx context.Context, db DBTX) ([]EventLedgerCountByOutcomeRow, error) {
-	rows, err := db.Query(ctx, eventLedgerCountByOutcome)
+// Outcomes of the events applied since @since, for `syncd status`: over a
+// window read through the (source, applied_at) index, not the whole
+// ledger, whose size depends on the retention.
+func (q *Queries) EventLedgerCountByOutcome(ctx context.Context, db DBTX, arg EventLedgerCountByOutcomeParams) ([]EventLedgerCountByOutcomeRow, error) {
+	rows, err := db.Query(ctx, eventLedgerCountByOutcome, arg.Sources, arg.Since)
 	if err != nil {
 		return nil, err
 	}
@@ -201,6 +223,111 @@ func (q *Queries) EventLedgerMarkStale(ctx context.Context, db DBTX, arg EventLe
 	return err
 }
 
+const eventLedgerOldest = `-- name: EventLedgerOldest :many
+SELECT s.source::text AS source, o.applied_at
+FROM unnest($1::text[]) AS s(source)
+CROSS JOIN LATERAL (
+    SELECT w.applied_at FROM webhook_events w
+    WHERE w.source = s.source
+    ORDER BY w.applied_at
+    LIMIT 1
+) o
+ORDER BY s.source
+`
+
+type EventLedgerOldestRow struct {
+	Source    string
+	AppliedAt time.Time
+}
+
+// The oldest row of each source, from the (source, applied_at) index.
+func (q *Queries) EventLedgerOldest(ctx context.Context, db DBTX, sources []string) ([]EventLedgerOldestRow, error) {
+	rows, err := db.Query(ctx, eventLedgerOldest, sources)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []EventLedgerOldestRow
+	for rows.Next() {
+		var i EventLedgerOldestRow
+		if err := rows.Scan(&i.Source, &i.AppliedAt); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const eventLedgerOldestBetween = `-- name: EventLedgerOldestBetween :one
+SELECT applied_at FROM webhook_events
+WHERE source = $1 AND applied_at >= $2 AND applied_at < $3
+ORDER BY applied_at
+LIMIT 1
+`
+
+type EventLedgerOldestBetweenParams struct {
+	Source string
+	After  time.Time
+	Before time.Time
+}
+
+// Where retention's next batch starts: the oldest row of a source in
+// [@after, @before). A LIMIT 1 in index order is planned as an index scan
+// even without statistics; the batch's own LIMIT is not (see
+// retention.Pruner), hence this probe first.
+func (q *Queries) EventLedgerOldestBetween(ctx context.Context, db DBTX, arg EventLedgerOldestBetweenParams) (time.Time, error) {
+	row := db.QueryRow(ctx, eventLedgerOldestBetween, arg.Source, arg.After, arg.Before)
+	var applied_at time.Time
+	err := row.Scan(&applied_at)
+	return applied_at, err
+}
+
+const eventLedgerPrune = `-- name: EventLedgerPrune :one
+WITH gone AS (
+    DELETE FROM webhook_events
+    WHERE ctid = ANY(ARRAY(
+        SELECT w.ctid FROM webhook_events w
+        WHERE w.source = $2 AND w.applied_at >= $1 AND w.applied_at < $3
+        ORDER BY w.applied_at
+        LIMIT $4))
+    RETURNING applied_at
+)
+SELECT count(*)::bigint AS pruned, COALESCE(max(applied_at), $1)::timestamptz AS last_applied_at FROM gone
+`
+
+type EventLedgerPruneParams struct {
+	After   time.Time
+	Source  string
+	Before  time.Time
+	MaxRows int32
+}
+
+type EventLedgerPruneRow struct {
+	Pruned        int64
+	LastAppliedAt time.Time
+}
+
+// Deletes up to @max_rows of a source's rows applied in [@after, @before),
+// oldest first, through the (source, applied_at) index, and returns how
+// many went and the newest applied_at among them: the next batch starts
+// there, so it does not step again over the index entries of the rows just
+// deleted (they stay until vacuum). The ids are gathered first so the
+// delete is a TID scan of exactly those rows.
+func (q *Queries) EventLedgerPrune(ctx context.Context, db DBTX, arg EventLedgerPruneParams) (EventLedgerPruneRow, error) {
+	row := db.QueryRow(ctx, eventLedgerPrune,
+		arg.After,
+		arg.Source,
+		arg.Before,
+		arg.MaxRows,
+	)
+	var i EventLedgerPruneRow
+	err := row.Scan(&i.Pruned, &i.LastAppliedAt)
+	return i, err
+}
+
 const eventLedgerSeen = `-- name: EventLedgerSeen :many
 SELECT w.event_id::text
 FROM unnest($1::text[]) AS ids(event_id)
@@ -255,4 +382,25 @@ type EventLedgerSetOutcomeParams struct {
 func (q *Queries) EventLedgerSetOutcome(ctx context.Context, db DBTX, arg EventLedgerSetOutcomeParams) error {
 	_, err := db.Exec(ctx, eventLedgerSetOutcome, arg.Outcome, arg.Source, arg.EventID)
 	return err
+}
+
+const eventLedgerSize = `-- name: EventLedgerSize :one
+SELECT c.reltuples::bigint AS estimated_rows, pg_total_relation_size(c.oid)::bigint AS total_bytes
+FROM pg_catalog.pg_class c
+WHERE c.oid = 'webhook_events'::regclass
+`
+
+type EventLedgerSizeRow struct {
+	EstimatedRows int64
+	TotalBytes    int64
+}
+
+// The planner's row estimate (-1 before the first vacuum or analyze) and
+// the bytes of the table with its indexes and TOAST: both free to read,
+// whatever the ledger's size.
+func (q *Queries) EventLedgerSize(ctx context.Context, db DBTX) (EventLedgerSizeRow, error) {
+	row := db.QueryRow(ctx, eventLedgerSize)
+	var i EventLedgerSizeRow
+	err := row.Scan(&i.EstimatedRows, &i.TotalBytes)
+	return i, err
 }

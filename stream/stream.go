@@ -168,7 +168,15 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config, cons Consum
 	return nil
 }
 
-// ConsumerConfig shapes the durable apply consumer.
+// DefaultAckWait is how long JetStream waits for the apply consumer to
+// settle a message before it delivers it again. Short, so that the events
+// a killed process held are applied again within seconds; the consumer
+// sends progress heartbeats for a batch that takes longer, and hands what
+// it holds back at once on a clean stop.
+const DefaultAckWait = 30 * time.Second
+
+// ConsumerConfig shapes the durable apply consumer. Ensure updates an
+// existing durable to it (AckWait and MaxAckPending can change in place).
 type ConsumerConfig struct {
 	Name          string
 	AckWait       time.Duration
@@ -180,7 +188,7 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 		c.Name = Consumer
 	}
 	if c.AckWait == 0 {
-		c.AckWait = 2 * time.Minute
+		c.AckWait = DefaultAckWait
 	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = 2048

@@ -53,6 +53,9 @@ type Harness struct {
 	Server *httptest.Server
 	// ConsumerConfig is used by StartConsumer.
 	ConsumerConfig consumers.Config
+	// Setup, if set, is called with each consumer StartConsumer builds,
+	// before it runs (tests inject handlers with it).
+	Setup func(*consumers.Consumer)
 
 	stop context.CancelFunc
 	done chan error
@@ -96,6 +99,9 @@ func (h *Harness) StartConsumer() {
 	c, err := consumers.New(h.ConsumerConfig, h.Pool, h.NATS.JS)
 	if err != nil {
 		h.T.Fatalf("consumer: %v", err)
+	}
+	if h.Setup != nil {
+		h.Setup(c)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop, h.done = cancel, make(chan error, 1)

@@ -136,7 +136,8 @@ func TestServeEndToEnd(t *testing.T) {
 	})
 	// status reaches the running serve's embedded server through the data dir.
 	code, out, stderr := runCmd(t, "status")
-	if code != 0 || !strings.Contains(out, "stream WEBHOOKS") || !strings.Contains(out, "1 messages") || !strings.Contains(out, "last workos event") {
+	if code != 0 || !strings.Contains(out, "stream WEBHOOKS") || !strings.Contains(out, "1 messages") || !strings.Contains(out, "last workos event") ||
+		!strings.Contains(out, "ledger webhook_events") || !strings.Contains(out, "1 rows") || !strings.Contains(out, "applied 1, ignored 0, stale 0 (applied since") {
 		t.Errorf("status: exit %d\n%s%s", code, out, stderr)
 	}
 	resp, err := http.Get("http://" + addr + "/metrics")
@@ -146,7 +147,8 @@ func TestServeEndToEnd(t *testing.T) {
 	var m bytes.Buffer
 	m.ReadFrom(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(m.String(), `syncd_webhook_requests_total{endpoint="",source="workos",status="200"} 1`) {
+	if !strings.Contains(m.String(), `syncd_webhook_requests_total{endpoint="",source="workos",status="200"} 1`) ||
+		!strings.Contains(m.String(), `syncd_retention_pruned_rows_total{table="webhook_events"} 0`) {
 		t.Errorf("metrics lack the webhook counter:\n%s", firstLines(m.String(), "syncd_"))
 	}
 }

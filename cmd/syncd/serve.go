@@ -50,9 +50,13 @@ type serveFlags struct {
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f serveFlags
 	var rec reconcile
+	var prov provisioning
+	var ret retentionFlags
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	f.register(fs)
 	rec.register(fs)
+	prov.register(fs)
+	ret.register(fs)
 	fs.StringVar(&f.httpAddr, "http-addr", env("HTTP_ADDR", ":8080"), "listen address (env HTTP_ADDR)")
 	fs.StringVar(&f.role, "role", env("SYNCD_ROLE", "all"), "all, ingest or consume: which parts run in this process (env SYNCD_ROLE)")
 	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not apply migrations at start")
@@ -68,7 +72,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.batchSize, "batch-size", 256, "events applied per transaction, at most (env SYNCD_BATCH_SIZE)")
 	fs.IntVar(&f.applyWorkers, "apply-workers", consumers.ApplyWorkersDefault, "transactions applying a batch at once, each on its own connection, events routed by entity (env SYNCD_APPLY_WORKERS)")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "permanent failures before an event is dead-lettered (env SYNCD_MAX_ATTEMPTS)")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "hard stop after this long")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "hard stop after this long; the consumer gets four fifths of it to finish its batch and hand back the rest")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -88,6 +92,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := rec.setup(consumeOn || f.databaseURL != ""); err != nil {
 		return err
 	}
+	if err := prov.setup(consumeOn); err != nil {
+		return err
+	}
+	if err := ret.setup(f.replayWindow); err != nil {
+		return err
+	}
 	// Refuse bad configuration before opening anything.
 	icfg := ingest.Config{
 		WorkOSSecrets:        f.workosSecrets,
@@ -103,7 +113,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usageError("%v", err)
 		}
 	}
-	ccfg := consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, ApplyWorkers: f.applyWorkers}
+	if f.shutdownTimeout <= 0 {
+		return usageError("--shutdown-timeout %s: want a positive duration", f.shutdownTimeout)
+	}
+	// The consumer's stop (finish the batch in flight, hand back the rest
+	// and wait for the server to have it) must end inside the shutdown
+	// timeout, before the embedded server stops with the process; the
+	// rest of the timeout is for draining the NATS connection.
+	ccfg := consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5, ApplyWorkers: f.applyWorkers}
 	if consumeOn {
 		if err := ccfg.Check(); err != nil {
 			return usageError("%v", err)
@@ -196,7 +213,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	if consumeOn {
@@ -212,8 +229,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				errc <- fmt.Errorf("consumer: %w", err)
 			}
 		}()
+		// Retention runs where the consumers do: one role owns the ledger.
+		if err := ret.start(runCtx, &wg, pool, log, reg); err != nil {
+			return err
+		}
 	}
 	rec.start(runCtx, &wg, pool, conn.JS, log)
+	if err := prov.start(runCtx, &wg, errc, pool, conn.JS, log, reg); err != nil {
+		return err
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -249,6 +273,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case <-sctx.Done():
 		log.Warn("hard stop: consumer did not finish in time")
 	}
+	// Deferred from here: the NATS connection drains (acks and hand-backs
+	// already confirmed by the server reach it anyway) and then the
+	// embedded server, if any, stops.
 	log.Info("syncd stopped")
 	return runErr
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -38,20 +40,79 @@ type statusReport struct {
 		ProviderAt  *time.Time `json:"provider_at,omitempty"`
 		AppliedAt   time.Time  `json:"applied_at"`
 	} `json:"sources"`
-	Outcomes map[string]map[string]int64 `json:"outcomes"`
+	Ledger *ledgerReport `json:"ledger,omitempty"`
+	// Outcomes counts the events applied per source and outcome since
+	// OutcomesSince (--outcomes-window ago), not over the whole ledger,
+	// whose reach is the retention.
+	OutcomesSince time.Time                   `json:"outcomes_since"`
+	Outcomes      map[string]map[string]int64 `json:"outcomes"`
+}
+
+// ledgerReport is the size of webhook_events, read without scanning it
+// unless that is cheap.
+type ledgerReport struct {
+	// Rows is exact when RowsExact, else the planner's estimate (-1:
+	// unknown, the table was never vacuumed or analyzed).
+	Rows      int64                `json:"rows"`
+	RowsExact bool                 `json:"rows_exact"`
+	Bytes     int64                `json:"bytes"`
+	Oldest    *time.Time           `json:"oldest,omitempty"`
+	OldestBy  map[string]time.Time `json:"oldest_by_source,omitempty"`
+}
+
+// exactCountBelow is the estimated size under which status counts the
+// ledger's rows exactly; exactCountTimeout bounds that count whatever the
+// estimate said (it may be stale right after a burst).
+const (
+	exactCountBelow   = 1_000_000
+	exactCountTimeout = 2 * time.Second
+)
+
+func readLedger(ctx context.Context, q *queries.Queries, db queries.DBTX, sources []string) (*ledgerReport, error) {
+	size, err := q.EventLedgerSize(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("read ledger size: %w", err)
+	}
+	l := &ledgerReport{Rows: size.EstimatedRows, Bytes: size.TotalBytes}
+	if size.EstimatedRows < exactCountBelow {
+		cctx, cancel := context.WithTimeout(ctx, exactCountTimeout)
+		if n, err := q.EventLedgerCount(cctx, db); err == nil {
+			l.Rows, l.RowsExact = n, true
+		}
+		cancel()
+	}
+	oldest, err := q.EventLedgerOldest(ctx, db, sources)
+	if err != nil {
+		return nil, fmt.Errorf("read ledger's oldest rows: %w", err)
+	}
+	for _, o := range oldest {
+		if l.OldestBy == nil {
+			l.OldestBy = map[string]time.Time{}
+		}
+		l.OldestBy[o.Source] = o.AppliedAt
+		if l.Oldest == nil || o.AppliedAt.Before(*l.Oldest) {
+			l.Oldest = &o.AppliedAt
+		}
+	}
+	return l, nil
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c common
 	var asJSON bool
+	var outcomesWindow time.Duration
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	c.register(fs)
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	fs.DurationVar(&outcomesWindow, "outcomes-window", 24*time.Hour, "count the outcomes of the events applied this long ago until now")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError("unexpected argument %q", fs.Arg(0))
+	}
+	if outcomesWindow <= 0 {
+		return usageError("--outcomes-window %s: want a positive duration", outcomesWindow)
 	}
 	conn, err := c.jetstream(ctx, slog.New(slog.DiscardHandler), false)
 	if err != nil {
@@ -106,7 +167,12 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				AppliedAt   time.Time  `json:"applied_at"`
 			}{l.Source, l.EventID, l.EventType, l.ProviderAt, l.AppliedAt})
 		}
-		counts, err := q.EventLedgerCountByOutcome(qctx, pool)
+		sources := []string{stream.SourceWorkOS, stream.SourceStripe}
+		if r.Ledger, err = readLedger(qctx, q, pool, sources); err != nil {
+			return err
+		}
+		r.OutcomesSince = time.Now().Add(-outcomesWindow)
+		counts, err := q.EventLedgerCountByOutcome(qctx, pool, queries.EventLedgerCountByOutcomeParams{Sources: sources, Since: r.OutcomesSince})
 		if err != nil {
 			return fmt.Errorf("read ledger: %w", err)
 		}
@@ -136,8 +202,23 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for _, s := range r.Sources {
 		fmt.Fprintf(tw, "last %s event\t%s %s applied %s (%s ago)\n", s.Source, s.LastType, s.LastEventID, s.AppliedAt.UTC().Format(time.RFC3339), time.Since(s.AppliedAt).Round(time.Second))
 	}
-	for src, m := range r.Outcomes {
-		fmt.Fprintf(tw, "%s ledger\tapplied %d, ignored %d, stale %d\n", src, m["applied"], m["ignored"], m["stale"])
+	if l := r.Ledger; l != nil {
+		rows := fmt.Sprintf("%d rows", l.Rows)
+		switch {
+		case l.Rows < 0:
+			rows = "rows unknown (not yet analyzed)"
+		case !l.RowsExact:
+			rows = fmt.Sprintf("about %d rows", l.Rows)
+		}
+		oldest := "empty"
+		if l.Oldest != nil {
+			oldest = fmt.Sprintf("oldest applied %s (%s ago)", l.Oldest.UTC().Format(time.RFC3339), time.Since(*l.Oldest).Round(time.Second))
+		}
+		fmt.Fprintf(tw, "ledger webhook_events\t%s, %s, %s\n", rows, humanBytes(uint64(max(l.Bytes, 0))), oldest)
+	}
+	for _, src := range slices.Sorted(maps.Keys(r.Outcomes)) {
+		m := r.Outcomes[src]
+		fmt.Fprintf(tw, "%s outcomes\tapplied %d, ignored %d, stale %d (applied since %s)\n", src, m["applied"], m["ignored"], m["stale"], r.OutcomesSince.UTC().Format(time.RFC3339))
 	}
 	return tw.Flush()
 }

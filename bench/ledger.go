@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/syncd/syncd/retention"
+	"github.com/syncd/syncd/stream"
+)
+
+type ledgerResult struct {
+	events   int
+	rows     int64
+	fillTook time.Duration
+	// Apply of the same events into an empty database and into one whose
+	// ledger holds rows, right after the fill.
+	empty, full float64
+	// Apply of fresh events into the full database, alternately without and
+	// with retention pruning beside it (two rounds each, averaged).
+	without, with float64
+	pruned        int64
+}
+
+// benchLedger measures how apply depends on the ledger's history, and what
+// retention running beside it costs.
+func benchLedger(ctx context.Context, o options, fx fixtures) (ledgerResult, error) {
+	evs := fx.mix(o.entities, 21)
+	r := ledgerResult{events: len(evs), rows: o.ledgerRows}
+	dir, err := os.MkdirTemp("", "syncd-bench-ledger-")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(dir)
+	conn, err := stream.Open(ctx, stream.ConnConfig{DataDir: dir})
+	if err != nil {
+		return r, err
+	}
+	defer conn.Close()
+	if err := stream.Ensure(ctx, conn.JS, stream.Config{}, stream.ConsumerConfig{}); err != nil {
+		return r, err
+	}
+	if err := prefill(ctx, conn.JS, evs); err != nil {
+		return r, err
+	}
+
+	empty, drop, err := createDB(ctx, o.adminURL, "syncd_bench_ledger_empty")
+	if err != nil {
+		return r, err
+	}
+	took, err := drain(ctx, empty, conn.JS)
+	drop()
+	if err != nil {
+		return r, err
+	}
+	r.empty = float64(len(evs)) / took.Seconds()
+
+	full, drop, err := createDB(ctx, o.adminURL, "syncd_bench_ledger_full")
+	if err != nil {
+		return r, err
+	}
+	defer drop()
+	start := time.Now()
+	if err := fillLedger(ctx, full, o.ledgerRows); err != nil {
+		return r, fmt.Errorf("fill ledger: %w", err)
+	}
+	r.fillTook = time.Since(start)
+	fmt.Printf("ledger: filled %d rows in %s\n", o.ledgerRows, r.fillTook.Round(time.Second))
+	// The same events again, from the start of the stream.
+	if err := conn.JS.DeleteConsumer(ctx, stream.Webhooks, stream.Consumer); err != nil {
+		return r, err
+	}
+	if err := stream.Ensure(ctx, conn.JS, stream.Config{}, stream.ConsumerConfig{}); err != nil {
+		return r, err
+	}
+	if took, err = drain(ctx, full, conn.JS); err != nil {
+		return r, err
+	}
+	r.full = float64(len(evs)) / took.Seconds()
+
+	// Fresh events on top, rounds without and with retention alternating
+	// so that autovacuum catching up on the fill weighs on both alike.
+	var without, with []float64
+	for round := range 4 {
+		more := fx.mix(o.entities, uint64(22+round))
+		if err := prefill(ctx, conn.JS, more); err != nil {
+			return r, err
+		}
+		prune := round%2 == 1
+		rate, pruned, err := drainWithRetention(ctx, full, conn.JS, len(more), prune)
+		if err != nil {
+			return r, err
+		}
+		if prune {
+			with = append(with, rate)
+			r.pruned += pruned
+		} else {
+			without = append(without, rate)
+		}
+	}
+	r.without, r.with = mean(without), mean(with)
+	return r, nil
+}
+
+// drainWithRetention drains the stream, with the pruner running beside it
+// at its defaults when prune is set.
+func drainWithRetention(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, n int, prune bool) (rate float64, pruned int64, err error) {
+	if !prune {
+		took, err := drain(ctx, pool, js)
+		return float64(n) / took.Seconds(), 0, err
+	}
+	p, err := retention.New(retention.Config{}, pool)
+	if err != nil {
+		return 0, 0, err
+	}
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan int64, 1)
+	go func() {
+		var total int64
+		for pctx.Err() == nil {
+			res, _ := p.Prune(pctx)
+			total += res.Total()
+		}
+		done <- total
+	}()
+	took, err := drain(ctx, pool, js)
+	stop()
+	pruned = <-done
+	return float64(n) / took.Seconds(), pruned, err
+}
+
+// fillLedger stores rows ledger rows as `rows` events applied over the
+// last 70 days would have: half older than the default retention (35
+// days), half younger, ids in time order as both providers' are. The
+// indexes are rebuilt after the insert from their own definitions (so
+// whatever the migrations say), which is several times faster than
+// maintaining them row by row. Nothing runs ANALYZE: the measurement starts
+// right after, with only what autovacuum has caught up on by then.
+func fillLedger(ctx context.Context, pool *pgxpool.Pool, rows int64) error {
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	type def struct{ name, sql string }
+	var indexes []def
+	var pk def
+	rs, err := c.Query(ctx, `SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'webhook_events'`)
+	if err != nil {
+		return err
+	}
+	for rs.Next() {
+		var d def
+		if err := rs.Scan(&d.name, &d.sql); err != nil {
+			return err
+		}
+		indexes = append(indexes, d)
+	}
+	if rs.Err() != nil {
+		return rs.Err()
+	}
+	if err := c.QueryRow(ctx, `SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'webhook_events'::regclass AND contype = 'p'`).Scan(&pk.name, &pk.sql); err != nil {
+		return err
+	}
+	if _, err := c.Exec(ctx, "ALTER TABLE webhook_events DROP CONSTRAINT "+pgx.Identifier{pk.name}.Sanitize()); err != nil {
+		return err
+	}
+	for _, d := range indexes {
+		if d.name == pk.name {
+			continue
+		}
+		if _, err := c.Exec(ctx, "DROP INDEX "+pgx.Identifier{d.name}.Sanitize()); err != nil {
+			return err
+		}
+	}
+	const chunk = 2_000_000
+	for lo := int64(1); lo <= rows; lo += chunk {
+		hi := min(lo+chunk-1, rows)
+		if _, err := c.Exec(ctx, `
+			INSERT INTO webhook_events (source, event_id, event_type, provider_at, received_at, applied_at, outcome, stream_seq)
+			SELECT CASE WHEN g % 2 = 0 THEN 'stripe' ELSE 'workos' END,
+			       CASE WHEN g % 2 = 0 THEN 'evt_1' || lpad(to_hex(g), 19, '0') ELSE 'event_01' || lpad(to_hex(g), 18, '0') END,
+			       CASE WHEN g % 2 = 0 THEN 'customer.updated' ELSE 'user.updated' END,
+			       t, t, t, CASE WHEN g % 50 = 0 THEN 'stale' ELSE 'applied' END, g
+			FROM generate_series($1::bigint, $2::bigint) g,
+			     LATERAL (SELECT now() - interval '70 days' + (g::float8 / $3::float8) * interval '70 days' AS t) x`,
+			lo, hi, rows); err != nil {
+			return err
+		}
+	}
+	if _, err := c.Exec(ctx, "ALTER TABLE webhook_events ADD CONSTRAINT "+pgx.Identifier{pk.name}.Sanitize()+" "+pk.sql); err != nil {
+		return err
+	}
+	for _, d := range indexes {
+		if d.name == pk.name {
+			continue
+		}
+		if _, err := c.Exec(ctx, d.sql); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func mean(xs []float64) float64 {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(max(len(xs), 1))
+}
