@@ -136,6 +136,9 @@ func (l *linkSet) run(ctx context.Context, q *queries.Queries, db queries.DBTX) 
 		{"meetings to guests", len(l.meetingGuests.MeetingIds) > 0 || nonEmpty(l.meetingGuests.Emails, l.meetingGuests.WorkosUserIds, l.meetingGuests.WorkosOrgIds),
 			func() error { return q.MeetingLinkGuests(ctx, db, l.meetingGuests) }},
 	}
+	if err := l.market.before(ctx, q, db, l.connectUsers); err != nil {
+		return err
+	}
 	for _, s := range steps {
 		if s.on {
 			if err := s.run(); err != nil {

@@ -29,8 +29,11 @@ type identityLink struct{ session string }
 type paymentTransferLink struct{ transfer, paymentIntent, session string }
 
 type marketLinks struct {
-	accounts, sessions                                []string
-	transfers, transferPayments, transferCheckoutSess []string
+	accounts, sessions                       []string
+	transfers, transferPayments, transferCss []string
+	// holders are the users who held the Connect accounts the Connect
+	// link looks at, before it ran: one of them may have lost theirs.
+	holders []string
 }
 
 // add gathers p when it is one of the marketplace's links.
@@ -43,17 +46,31 @@ func (m *marketLinks) add(p any) bool {
 	case paymentTransferLink:
 		m.transfers = append(m.transfers, ids(nonEmpty(p.transfer))...)
 		m.transferPayments = append(m.transferPayments, ids(nonEmpty(p.paymentIntent))...)
-		m.transferCheckoutSess = append(m.transferCheckoutSess, ids(nonEmpty(p.session))...)
+		m.transferCss = append(m.transferCss, ids(nonEmpty(p.session))...)
 	default:
 		return false
 	}
 	return true
 }
 
+// before runs ahead of the Connect account link: it notes who holds the
+// accounts that link is about to look at.
+func (m *marketLinks) before(ctx context.Context, q *queries.Queries, db queries.DBTX, connect queries.StripeConnectAccountLinkUsersParams) error {
+	if len(connect.StripeAccountIds) == 0 {
+		return nil
+	}
+	holders, err := q.UserIDsByConnectAccount(ctx, db, connect.StripeAccountIds)
+	if err != nil {
+		return fmt.Errorf("users of Connect accounts: %w", err)
+	}
+	m.holders = holders
+	return nil
+}
+
 // run executes the marketplace's link queries; connect is what the
 // Connect account link looked at.
 func (m *marketLinks) run(ctx context.Context, q *queries.Queries, db queries.DBTX, connect queries.StripeConnectAccountLinkUsersParams) error {
-	users := append([]string{}, connect.WorkosUserIds...)
+	users := append(append([]string{}, connect.WorkosUserIds...), m.holders...)
 	accounts := append(append([]string{}, connect.StripeAccountIds...), m.accounts...)
 	if len(users)+len(accounts) > 0 {
 		if err := q.StripeExternalAccountLinkUsers(ctx, db, queries.StripeExternalAccountLinkUsersParams{
@@ -69,11 +86,11 @@ func (m *marketLinks) run(ctx context.Context, q *queries.Queries, db queries.DB
 			return fmt.Errorf("link identity checks to users: %w", err)
 		}
 	}
-	if len(m.transfers)+len(m.transferPayments)+len(m.transferCheckoutSess) > 0 {
+	if len(m.transfers)+len(m.transferPayments)+len(m.transferCss) > 0 {
 		if err := q.PaymentTransferSettle(ctx, db, queries.PaymentTransferSettleParams{
 			StripeTransferIds:      append([]string{}, m.transfers...),
 			StripePaymentIntentIds: append([]string{}, m.transferPayments...),
-			StripeSessionIds:       append([]string{}, m.transferCheckoutSess...),
+			StripeSessionIds:       append([]string{}, m.transferCss...),
 		}); err != nil {
 			return fmt.Errorf("settle payment transfers: %w", err)
 		}

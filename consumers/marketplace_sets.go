@@ -114,18 +114,26 @@ func (s *sets) applyMarket(ctx context.Context, q *queries.Queries, db queries.D
 	if err != nil {
 		return err
 	}
-	return applyMirror(ctx, TableStripeTransfers, &m.transfers, links, set, false,
+	return applyMirror(ctx, TableStripeTransfers, &m.transfers, links, set, true,
 		func(keys []string) (map[string]*stripeStored, error) {
 			locked, err := q.StripeTransferLockMany(ctx, db, keys)
 			stored := make(map[string]*stripeStored, len(locked))
 			for _, r := range locked {
-				stored[r.StripeTransferID] = &stripeStored{v: stripeVersion{r.StripeCreated.UTC(), r.StripeEventRank, r.StripeEventID}}
+				stored[r.StripeTransferID] = &stripeStored{v: stripeVersion{r.StripeCreated.UTC(), r.StripeEventRank, r.StripeEventID}, deleted: r.Reversed}
 			}
 			return stored, err
 		},
-		func(r transferRow) (stripeVersion, bool) { return r.v, false },
+		// A reversal in full is kept like a tombstone.
+		func(r transferRow) (stripeVersion, bool) { return r.v, r.p.Reversed },
 		func(rows []keyedRow[transferRow], f fold) queries.StripeTransferUpsertParams {
 			p := rows[f.newest].r.p
+			p.Reversed = f.firstDelete >= 0
+			p.AmountReversed = 0
+			for j, row := range rows {
+				if f.applied[j] {
+					p.AmountReversed = max(p.AmountReversed, row.r.p.AmountReversed)
+				}
+			}
 			p.ObjectCreated = lastWritten(rows, f, func(r transferRow) *time.Time { return r.p.ObjectCreated })
 			return p
 		},

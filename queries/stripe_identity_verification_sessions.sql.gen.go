@@ -44,7 +44,7 @@ WITH s_in AS (
     FROM stripe_identity_verification_sessions s
     WHERE s.stripe_verification_session_id = ANY($1::text[])
 ), target AS (
-    SELECT u.id, u.workos_user_id, u.stripe_connect_account_id
+    SELECT u.id, u.workos_user_id, u.stripe_connect_account_id, u.stripe_identity_verification_id
     FROM users u
     WHERE u.deleted_at IS NULL
       AND (u.workos_user_id = ANY($2::text[])
@@ -56,14 +56,16 @@ WITH s_in AS (
            best.stripe_verification_session_id AS session_id,
            best.status,
            best.stripe_created AS checked,
-           EXISTS (SELECT 1 FROM stripe_identity_verification_sessions v
-                   WHERE v.status = 'verified' AND (v.workos_user_id = t.workos_user_id
+           (best.stripe_verification_session_id IS NOT NULL
+            AND EXISTS (SELECT 1 FROM stripe_identity_verification_sessions v
+                        WHERE v.status = 'verified' AND (v.workos_user_id = t.workos_user_id
                OR v.client_reference_id = t.workos_user_id
                OR v.client_reference_id = t.stripe_connect_account_id
                OR (v.client_reference_id IS NULL AND v.workos_user_id IS NULL
-                   AND v.stripe_account_id = t.stripe_connect_account_id))) AS verified
+                   AND v.stripe_account_id = t.stripe_connect_account_id)))) AS verified,
+           cur.stripe_verification_session_id IS NOT NULL AS current_known
     FROM target t
-    JOIN LATERAL (
+    LEFT JOIN LATERAL (
         SELECT s.stripe_verification_session_id, s.status, s.stripe_created
         FROM stripe_identity_verification_sessions s
         WHERE (s.workos_user_id = t.workos_user_id
@@ -75,6 +77,7 @@ WITH s_in AS (
                  s.stripe_verification_session_id DESC
         LIMIT 1
     ) best ON true
+    LEFT JOIN stripe_identity_verification_sessions cur ON cur.stripe_verification_session_id = t.stripe_identity_verification_id
 )
 UPDATE users u SET
     stripe_identity_verification_id           = r.session_id,
@@ -84,6 +87,7 @@ UPDATE users u SET
     updated_at                                = now()
 FROM resolved r
 WHERE u.id = r.id
+  AND (r.session_id IS NOT NULL OR r.current_known)
   AND (u.stripe_identity_verification_id, u.stripe_identity_verification_status,
        u.stripe_identity_verified, u.stripe_identity_verification_last_checked)
       IS DISTINCT FROM (r.session_id, r.status, r.verified, r.checked)
@@ -101,7 +105,9 @@ type StripeIdentityVerificationSessionLinkUsersParams struct {
 // them, or its client_reference_id is their user id or their Connect
 // account id, or — naming nobody — it lives on their Connect account.
 // Run for the users named, those holding one of the accounts, and those
-// the sessions point at; a user without a session is left alone.
+// the sessions point at. A user without a session is left alone, unless
+// the session they show is one the mirror knows (it is no longer theirs:
+// they lost the Connect account it names): then they show none.
 func (q *Queries) StripeIdentityVerificationSessionLinkUsers(ctx context.Context, db DBTX, arg StripeIdentityVerificationSessionLinkUsersParams) error {
 	_, err := db.Exec(ctx, stripeIdentityVerificationSessionLinkUsers, arg.SessionIds, arg.WorkosUserIds, arg.StripeAccountIds)
 	return err

@@ -104,6 +104,34 @@ func (q *Queries) UserGetByWorkOSID(ctx context.Context, db DBTX, workosUserID s
 	return i, err
 }
 
+const userIDsByConnectAccount = `-- name: UserIDsByConnectAccount :many
+SELECT workos_user_id FROM users
+WHERE stripe_connect_account_id = ANY($1::text[])
+`
+
+// The users holding one of the Connect accounts: read before the Connect
+// link moves an account, so the links derived from it (consumers/
+// marketplace_links.go) also look at the user who loses it.
+func (q *Queries) UserIDsByConnectAccount(ctx context.Context, db DBTX, stripeAccountIds []string) ([]string, error) {
+	rows, err := db.Query(ctx, userIDsByConnectAccount, stripeAccountIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var workos_user_id string
+		if err := rows.Scan(&workos_user_id); err != nil {
+			return nil, err
+		}
+		items = append(items, workos_user_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const userLockMany = `-- name: UserLockMany :many
 SELECT r.workos_user_id, r.workos_updated_at, r.deleted
 FROM unnest($1::text[]) AS k(id)
