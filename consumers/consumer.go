@@ -11,10 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -27,9 +25,14 @@ import (
 
 // ApplyWorkersDefault is what the benchmark shows best on a small machine;
 // ApplyWorkersMax bounds the connections one consumer holds.
+// BatchSizeDefault: a batch takes only what has arrived, so a larger one
+// costs nothing at low rates, and under a backlog each set-based statement
+// and link query serves more events (the hot-key workload applies 12.6k
+// events/s in batches of 256, 16.5k in 512, 18.6k in 1024, applier alone).
 const (
 	ApplyWorkersDefault = 2
 	ApplyWorkersMax     = 64
+	BatchSizeDefault    = 512
 )
 
 // Config configures the apply loop.
@@ -60,7 +63,7 @@ func (c Config) withDefaults() Config {
 		c.Durable = stream.Consumer
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = 256
+		c.BatchSize = BatchSizeDefault
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 5
@@ -395,7 +398,7 @@ func decodeProtected(m jetstream.Msg) (ev Event, err error) {
 	if errors.Is(err, ErrPanic) {
 		ev = Event{}
 		_ = protect(func() error {
-			ev.Source, ev.Envelope.Type = splitSubject(m.Subject())
+			ev.Source, ev.Envelope.Type = stream.SplitSubject(m.Subject())
 			if md, err := m.Metadata(); err == nil {
 				ev.Seq = md.Sequence.Stream
 			}
@@ -547,28 +550,6 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, ev Event, cl
 	return DeadLetter(ctx, c.js, c.cfg.Durable, m, ev, class, cause, attempts)
 }
 
-// deadLetterSubject is deadletter.<source>.<type>, made of the original's
-// subject tokens where it has them: the server accepted those, whatever
-// the event's type in the body holds (thousands of bytes, say, which as a
-// subject would exceed the server's control line and cost the connection).
-func deadLetterSubject(original, source, typ string) string {
-	if rest, ok := strings.CutPrefix(original, "webhooks."); ok && strings.Count(rest, ".") >= 1 {
-		return "deadletter." + rest
-	}
-	return stream.DeadLetterSubject(source, typ)
-}
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
 // pause waits until Postgres answers again, probing with backoff. The
 // caller has stopped fetching: events keep arriving in the stream and wait
 // there, so however long the outage, none is delivered, counted or
@@ -659,7 +640,7 @@ func DecodeMsg(m jetstream.Msg) (Event, error) {
 	h := m.Headers()
 	ev := Event{Body: m.Data(), Source: h.Get(stream.HeaderSource), Endpoint: h.Get(stream.HeaderEndpoint)}
 	if ev.Source == "" {
-		ev.Source, _ = splitSubject(m.Subject())
+		ev.Source, _ = stream.SplitSubject(m.Subject())
 	}
 	if md, err := m.Metadata(); err == nil {
 		ev.Seq = md.Sequence.Stream
@@ -678,7 +659,7 @@ func DecodeMsg(m jetstream.Msg) (Event, error) {
 		err = fmt.Errorf("unknown source %q", ev.Source)
 	}
 	if err != nil {
-		_, ev.Envelope.Type = splitSubject(m.Subject())
+		_, ev.Envelope.Type = stream.SplitSubject(m.Subject())
 		ev.Envelope.ID = h.Get(stream.HeaderEventID)
 		return ev, fmt.Errorf("%w: %v", ErrUndecodable, err)
 	}
@@ -688,15 +669,6 @@ func DecodeMsg(m jetstream.Msg) (Event, error) {
 		return ev, fmt.Errorf("%w: event time: %v", ErrUndecodable, err)
 	}
 	return ev, nil
-}
-
-// splitSubject turns webhooks.<source>.<type…> into source and type.
-func splitSubject(subject string) (source, typ string) {
-	parts := strings.SplitN(subject, ".", 3)
-	if len(parts) < 3 {
-		return "unknown", "unknown"
-	}
-	return parts[1], parts[2]
 }
 
 func timePtr(t time.Time) *time.Time {
