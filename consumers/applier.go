@@ -358,7 +358,7 @@ func (b *batchRun) add(ctx context.Context, st *stage, i int, r *Route) (failed 
 		st.pipe.start(i)
 		var out Outcome
 		err := protect(func() (err error) {
-			out, err = r.Handle(ctx, Tx{Q: b.a.q, DB: &st.pipe, Links: b.links}, ev)
+			out, err = r.Handle(ctx, Tx{Q: b.a.q, DB: &st.pipe, Links: b.links, Log: b.a.cfg.Logger}, ev)
 			return err
 		})
 		if err != nil {
@@ -484,7 +484,7 @@ func (a *Applier) applyOne(ctx context.Context, db queries.DBTX, links *linkSet,
 	}
 	out = Ignored
 	if r := a.routes.route(ev); r != nil {
-		if out, err = r.Handle(ctx, Tx{Q: a.q, DB: db, Links: links}, ev); err != nil {
+		if out, err = r.Handle(ctx, Tx{Q: a.q, DB: db, Links: links, Log: a.cfg.Logger}, ev); err != nil {
 			return "", err
 		}
 	}
