@@ -7,6 +7,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/syncd/syncd/stream"
 	"github.com/syncd/syncd/syncdtest"
 )
 
@@ -73,5 +74,27 @@ func TestTraceFromRequestToApply(t *testing.T) {
 		if a.Key == "syncd.outcome" && a.Value.AsString() != "applied" {
 			t.Errorf("outcome %s, want applied", a.Value.AsString())
 		}
+	}
+}
+
+// With tracing off (the no-op provider), a stored event carries no trace
+// context: nothing is added to the hot path's messages.
+func TestNoTraceContextWhenTracingIsOff(t *testing.T) {
+	t.Parallel()
+	h := syncdtest.NewHarness(t)
+	h.PostWorkOS(syncdtest.WorkOSEvent("event_off1", "user.created", map[string]any{"object": "user", "id": "user_off1", "email": "off1@x.test"}))
+	st, err := h.NATS.JS.Stream(t.Context(), stream.Webhooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetMsg(t.Context(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := m.Header.Get("traceparent"); v != "" {
+		t.Fatalf("stored event carries traceparent %q with tracing off", v)
+	}
+	if m.Header.Get(stream.HeaderEventID) != "event_off1" {
+		t.Fatalf("stored message is not the event: %v", m.Header)
 	}
 }

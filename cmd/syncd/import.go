@@ -73,8 +73,8 @@ func (f *importFlags) register(fs *flag.FlagSet) {
 	declare(fs).String(&f.legacyURL, "legacy-database-url", "LEGACY_DATABASE_URL", "", "the Clerk-era app's Postgres, for each user's Stripe links")
 	declare(fs).String(&f.legacyTable, "legacy-users-table", "SYNCD_IMPORT_LEGACY_TABLE", legacy.LegacyUsersTableDefault, "the legacy users table (clerk_user_id, stripe_customer_id, stripe_connect_account_id)")
 	declare(fs).Int(&f.concurrency, "concurrency", "SYNCD_IMPORT_CONCURRENCY", legacy.ConcurrencyDefault, fmt.Sprintf("users imported at once, 1..%d", legacy.ConcurrencyMax))
-	declare(fs).String(&f.orgName, "org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "personal organization name, as provisioning names it")
-	declare(fs).String(&f.ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership")
+	declare(fs).String(&f.orgName, "org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "personal organization name, as provisioning names it", provisionCheck(func(c *provision.Config, v string) { c.OrgName = v }))
+	declare(fs).String(&f.ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
 	declare(fs).String(&f.expertType, "expert-org-type", "", legacy.ExpertOrgTypeDefault, "organization type of a user with a legacy Stripe Connect account")
 	declare(fs).String(&f.personalType, "personal-org-type", "", legacy.PersonalOrgTypeDefault, "organization type of every other user")
 	declare(fs).Bool(&f.noProgress, "no-progress", "", false, "no progress bar on a terminal, no progress lines elsewhere")
@@ -345,7 +345,7 @@ func runImportVerify(ctx context.Context, args []string, stdout, stderr io.Write
 	var ownerRole string
 	fs := flag.NewFlagSet("import verify", flag.ContinueOnError)
 	c.register(fs)
-	declare(fs).String(&ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership")
+	declare(fs).String(&ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
