@@ -440,9 +440,11 @@ func (s *Service) stop(ctx context.Context) error {
 		hard = !wait(ctx, &s.consumeWG)
 		s.cancelRun()
 		hard = !wait(ctx, &s.runWG) || hard
-		if err := s.srv.Shutdown(ctx); err != nil {
-			s.log.Warn("http shutdown", "err", err)
-			hard = true
+		if s.srv != nil { // nil when Start could not listen
+			if err := s.srv.Shutdown(ctx); err != nil {
+				s.log.Warn("http shutdown", "err", err)
+				hard = true
+			}
 		}
 		if s.console != nil {
 			if err := s.console.Shutdown(ctx); err != nil {

@@ -141,3 +141,26 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// A listener that cannot be had fails Start, and Stop still releases
+// what New opened.
+func TestStartFailsOnABusyAddress(t *testing.T) {
+	t.Parallel()
+	first := start(t, syncdtest.HarnessConfig(t))
+	t.Cleanup(func() { _ = first.Stop(context.Background()) })
+	cfg := syncdtest.HarnessConfig(t)
+	cfg.HTTPAddr = first.Addr().String()
+	svc, err := service.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(context.Background()); err == nil {
+		t.Fatal("Start listened on an address in use")
+	}
+	if err := svc.Stop(context.Background()); err != nil {
+		t.Fatalf("stop after a failed start: %v", err)
+	}
+	if err := svc.Pool().Ping(context.Background()); err == nil {
+		t.Error("the pool is still open")
+	}
+}

@@ -168,7 +168,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if err := svc.Start(ctx); err != nil {
-		_ = svc.Stop(context.WithoutCancel(ctx))
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdownTimeout)
+		defer cancel()
+		_ = svc.Stop(sctx)
 		return err
 	}
 	var runErr error
