@@ -438,7 +438,7 @@ func (c *Consumer) applyBlamed(ctx context.Context, evs []Event) ([]Result, erro
 	if len(evs) == 1 {
 		return []Result{{Err: err}}, nil
 	}
-	c.log.Warn("batch failed permanently without a culprit, applying its events one at a time", "events", len(evs), "err", err)
+	c.log.WarnContext(ctx, "batch failed permanently without a culprit, applying its events one at a time", "events", len(evs), "err", err)
 	res = make([]Result, len(evs))
 	for i := range evs {
 		r, err := c.applyBlamed(ctx, evs[i:i+1])
@@ -524,12 +524,12 @@ func (c *Consumer) settleFailureUnprotected(ctx context.Context, m jetstream.Msg
 	}
 	switch {
 	case class == Transient:
-		log.Warn("event failed, will retry", "err", cause)
+		log.WarnContext(ctx, "event failed, will retry", "err", cause)
 		c.metrics.retries.WithLabelValues(source, string(class)).Inc()
 		_ = m.NakWithDelay(c.backoff(deliveries(m)))
 		return false
 	case class == Permanent && attempts < c.cfg.MaxAttempts:
-		log.Warn("event failed, will retry", "err", cause)
+		log.WarnContext(ctx, "event failed, will retry", "err", cause)
 		c.metrics.retries.WithLabelValues(source, string(class)).Inc()
 		_ = m.NakWithDelay(c.backoff(attempts))
 		return false
@@ -551,7 +551,7 @@ func (c *Consumer) settleFailureUnprotected(ctx context.Context, m jetstream.Msg
 	} else {
 		c.failures.forget(ev.Seq)
 	}
-	log.Error("event dead-lettered", "err", cause)
+	log.ErrorContext(ctx, "event dead-lettered", "err", cause)
 	c.metrics.deadLettered.WithLabelValues(source, c.typeLabel(ev.Source, ev.Envelope.Type), string(class)).Inc()
 	return err == nil
 }

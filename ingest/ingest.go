@@ -236,7 +236,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 	err = p.verify(r.Header, body, now)
 	verifySpan.End()
 	if err != nil {
-		h.log.Debug("webhook rejected", "source", p.source(), "reason", err)
+		h.log.DebugContext(r.Context(), "webhook rejected", "source", p.source(), "reason", err)
 		switch {
 		case errors.Is(err, ErrMissingSignature):
 			return writeError(w, http.StatusBadRequest, "missing_signature", err.Error())
@@ -261,7 +261,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 	ack, err := h.publish(r.Context(), msg)
 	if err != nil {
 		reuse = false
-		h.log.Warn("webhook not stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "err", err)
+		h.log.WarnContext(r.Context(), "webhook not stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "err", err)
 		h.metrics.publishFailures.WithLabelValues(p.source()).Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Seconds())))
 		return writeError(w, http.StatusServiceUnavailable, "not_stored", "event could not be stored; retry later")
@@ -269,7 +269,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 	if ack.Duplicate {
 		h.metrics.duplicates.WithLabelValues(p.source()).Inc()
 	}
-	h.log.Debug("webhook stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "seq", ack.Sequence, "duplicate", ack.Duplicate)
+	h.log.DebugContext(r.Context(), "webhook stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "seq", ack.Sequence, "duplicate", ack.Duplicate)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(`{"status":"stored"}`))
