@@ -25,6 +25,11 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fs.Usage()
 		return usageError("want a subcommand: up or status")
 	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return flag.ErrHelp
+	}
 	sub := args[0]
 	if err := parseFlags(fs, args[1:], stderr); err != nil {
 		return err
