@@ -1,7 +1,7 @@
 SQLC = CGO_ENABLED=0 go tool -modfile=tools.mod sqlc
 TESTFLAGS ?=
 
-.PHONY: build generate check-generated test run bench fuzz lint
+.PHONY: build generate check-generated test run bench fuzz lint reliability
 
 build:
 	go build -o bin/syncd ./cmd/syncd
@@ -38,3 +38,9 @@ fuzz:
 lint:
 	go vet ./...
 	test -z "$$(gofmt -l .)"
+
+# Fault scenarios against real processes (syncd, nats-server, Postgres),
+# then the convergence property test at 10,000 histories; writes
+# docs/RELIABILITY.md and fails if any threshold is missed.
+reliability:
+	scripts/postgres.sh test -- go run ./reliability $(RELIABILITYFLAGS)

@@ -35,7 +35,9 @@ type result struct {
 	took          time.Duration
 }
 
-func (r *result) note(format string, args ...any) { r.notes = append(r.notes, fmt.Sprintf(format, args...)) }
+func (r *result) note(format string, args ...any) {
+	r.notes = append(r.notes, fmt.Sprintf(format, args...))
+}
 func (r *result) fail(format string, args ...any) {
 	r.failures = append(r.failures, fmt.Sprintf(format, args...))
 }
@@ -398,8 +400,12 @@ func recovery(c checkRun, evs []*sent, ledger map[eventKey]ledgerRow, r *result)
 			resumed = l.appliedAt
 		}
 	}
-	if missing > 0 || resumed.IsZero() {
-		r.fail("applying had not resumed with the backlog done %s after the fault ended", c.drain)
+	if resumed.IsZero() {
+		r.fail("no event was applied within %s after the fault ended", c.drain)
+		return
+	}
+	if missing > 0 {
+		r.fail("first event applied %.1f s after the fault ended, but %d events 2xx'd before it were still unapplied %s after it", resumed.Sub(c.faultEnd).Seconds(), missing, c.drain)
 		return
 	}
 	r.recovery, r.recoveryKnown = max(resumed.Sub(c.faultEnd), backlog.Sub(c.faultEnd), 0), true

@@ -155,7 +155,9 @@ func hostileCases(p string) []hostileCase {
 	user := func(n int) map[string]any {
 		return workosUser(fmt.Sprintf("user_h%s_%d", p, n), fmt.Sprintf("h%d.%s@hostile.test", n, p), syncdtest.Millis(time.Now()))
 	}
-	cus := func(n int) map[string]any { return stripeCustomer(fmt.Sprintf("cus_h%s_%d", p, n), fmt.Sprintf("h%d.%s@hostile.test", n, p)) }
+	cus := func(n int) map[string]any {
+		return stripeCustomer(fmt.Sprintf("cus_h%s_%d", p, n), fmt.Sprintf("h%d.%s@hostile.test", n, p))
+	}
 	id := func(n int) string { return fmt.Sprintf("event_h%s_%d", p, n) }
 	big := strings.Repeat("x", 10<<10)
 	cases := []hostileCase{

@@ -38,7 +38,7 @@ type sent struct {
 	// mayApply: a hostile event that is right to apply when read right
 	// (a WorkOS millisecond timestamp sent as a number).
 	mayApply bool
-	at     time.Time
+	at       time.Time
 }
 
 func (e *sent) ok() bool { return e.status >= 200 && e.status < 300 }

@@ -229,6 +229,7 @@ func scenarioNames() []string {
 // size `make test` does not afford.
 type convergence struct {
 	histories int
+	seed      int64
 	ok        bool
 	took      time.Duration
 	summary   string
@@ -241,16 +242,20 @@ func (h *harness) runConvergence(ctx context.Context, histories int) *convergenc
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, "go", "test", "-count=1", "-timeout=14m", "-run", "^TestConvergence", "./consumers")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("SYNCD_CONVERGENCE_HISTORIES=%d", histories), "TEST_DATABASE_URL="+h.adminURL)
+	// A new seed each run, so runs explore different histories; the
+	// report names it to reproduce a failure.
+	seed := time.Now().UnixNano()%1_000_000_000 + 1
+	cmd.Env = append(os.Environ(), fmt.Sprintf("SYNCD_CONVERGENCE_HISTORIES=%d", histories), fmt.Sprintf("SYNCD_CONVERGENCE_SEED=%d", seed), "TEST_DATABASE_URL="+h.adminURL)
 	out, err := cmd.CombinedOutput()
-	c := &convergence{histories: histories, ok: err == nil, took: time.Since(t)}
+	c := &convergence{histories: histories, seed: seed, ok: err == nil, took: time.Since(t)}
 	os.Stdout.Write(out)
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if err != nil {
 		// The first failure lines say which kind diverged and how.
 		var keep []string
 		for _, l := range lines {
-			if strings.Contains(l, "convergence_test.go") || strings.HasPrefix(strings.TrimSpace(l), "---") {
+			// The per-kind totals, not the row dumps.
+			if strings.Contains(l, "histories diverged") {
 				keep = append(keep, strings.TrimSpace(l))
 			}
 			if len(keep) >= 12 {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -148,11 +149,12 @@ func createDatabase(ctx context.Context, adminURL, name string) (string, error) 
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
 		return "", err
 	}
-	cfg, err := pgx.ParseConfig(adminURL)
+	u, err := url.Parse(adminURL)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("parse TEST_DATABASE_URL: %w", err)
 	}
-	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name), nil
+	u.Path = "/" + name
+	return u.String(), nil
 }
 
 // dropDatabase removes a scenario's database; errors are not worth failing

@@ -59,7 +59,7 @@ func table(w io.Writer, results []*result, conv *convergence) {
 		if !conv.ok {
 			v = "FAIL"
 		}
-		fmt.Fprintf(w, "| convergence property test, %d histories per kind | | | | | | | | | %s | %s |\n", conv.histories, conv.took.Round(time.Second), v)
+		fmt.Fprintf(w, "| convergence property test, %d histories | | | | | | | | | (%s) | %s |\n", conv.histories, conv.took.Round(time.Second), v)
 	}
 }
 
@@ -105,7 +105,7 @@ restart).
 		b.WriteString("\n")
 	}
 	if conv != nil {
-		fmt.Fprintf(&b, "### convergence property test — %s\n\n`SYNCD_CONVERGENCE_HISTORIES=%d go test -run '^TestConvergence' ./consumers` took %s.", map[bool]string{true: "pass", false: "FAIL"}[conv.ok], conv.histories, conv.took.Round(time.Second))
+		fmt.Fprintf(&b, "### convergence property test — %s\n\n`SYNCD_CONVERGENCE_HISTORIES=%d SYNCD_CONVERGENCE_SEED=%d go test -run '^TestConvergence' ./consumers` took %s.", map[bool]string{true: "pass", false: "FAIL"}[conv.ok], conv.histories, conv.seed, conv.took.Round(time.Second))
 		if conv.summary != "" {
 			fmt.Fprintf(&b, " %s", mdEscape(conv.summary))
 		}
