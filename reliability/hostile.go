@@ -331,16 +331,14 @@ func watchCrashes(ctx context.Context, s *syncd, r *result) int {
 	}
 }
 
-// logTail is the last error line a syncd wrote, for the report.
+// logTail is the last line a syncd wrote before it exited, for the
+// report: serve's own error.
 func logTail(s *syncd) string {
 	b, _ := os.ReadFile(filepath.Join(s.h.work, s.name+".log"))
-	if len(b) > 16<<10 {
-		b = b[len(b)-16<<10:]
-	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
-		if strings.Contains(lines[i], "level=ERROR") || strings.Contains(lines[i], "panic") || strings.Contains(lines[i], "error") {
-			return short2(lines[i], 200)
+		if l := strings.TrimSpace(lines[i]); l != "" && !strings.HasPrefix(l, "====") {
+			return short2(l, 200)
 		}
 	}
 	return ""
