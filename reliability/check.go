@@ -248,6 +248,23 @@ type checkRun struct {
 	// node or replica killed); zero when the scenario has none.
 	faultEnd time.Time
 	drain    time.Duration
+	// reopen, when set, reconnects js after a read failed (the syncd whose
+	// embedded server it reads exited and was restarted).
+	reopen func() (jetstream.JetStream, error)
+}
+
+// read reads a stream's event ids, reconnecting once through reopen.
+func (c *checkRun) read(ctx context.Context, name string) (map[eventKey]bool, error) {
+	ids, err := eventIDs(ctx, c.js, name)
+	if err != nil && c.reopen != nil {
+		js, rerr := c.reopen()
+		if rerr != nil {
+			return nil, fmt.Errorf("%w; reconnect: %v", err, rerr)
+		}
+		c.js = js
+		ids, err = eventIDs(ctx, c.js, name)
+	}
+	return ids, err
 }
 
 // check waits, bounded, for every 2xx'd event to be applied (load and
@@ -286,7 +303,7 @@ func check(ctx context.Context, c checkRun, r *result) error {
 		if ledger, err = c.db.ledger(ctx, accepted); err != nil {
 			return fmt.Errorf("read ledger: %w", err)
 		}
-		if dead, err = eventIDs(ctx, c.js, stream.DeadLetter); err != nil {
+		if dead, err = c.read(ctx, stream.DeadLetter); err != nil {
 			return err
 		}
 		settled := 0
@@ -360,7 +377,7 @@ func check(ctx context.Context, c checkRun, r *result) error {
 		}
 	}
 	if len(unapplied) > 0 {
-		if inStream, err = eventIDs(ctx, c.js, stream.Webhooks); err != nil {
+		if inStream, err = c.read(ctx, stream.Webhooks); err != nil {
 			return err
 		}
 		for _, e := range unapplied {

@@ -64,21 +64,48 @@ func checkWith(ctx context.Context, h *harness, s *syncd, db *scenarioDB, g *gen
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	return check(ctx, checkRun{db: db, gen: g, js: conn.JS, faultEnd: faultEnd, drain: h.drain}, r)
+	defer func() { conn.Close() }()
+	restarts := 0
+	reopen := func() (jetstream.JetStream, error) {
+		conn.Close()
+		if !s.alive() {
+			if restarts++; restarts > 3 {
+				return nil, fmt.Errorf("%s keeps exiting", s.name)
+			}
+			r.note("%s exited during the check (%s); restarted", s.name, logTail(s))
+			if err := s.restart(); err != nil {
+				return nil, err
+			}
+		}
+		c, err := openJS(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		conn = c
+		return c.JS, nil
+	}
+	return check(ctx, checkRun{db: db, gen: g, js: conn.JS, faultEnd: faultEnd, drain: h.drain, reopen: reopen}, r)
 }
 
-// awaitApplying waits, bounded, until the consumer has applied some of the
-// events sent so far but not all: it is mid-batch.
-func awaitApplying(ctx context.Context, db *scenarioDB, before int) (applied int) {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM webhook_events").Scan(&applied); err == nil && applied > before {
-			return applied
-		}
-		time.Sleep(2 * time.Millisecond) // polling the ledger for the first commits
+// holdWrites blocks every write to users and stripe_customers until
+// release: the consumer's batch waits on the lock holding its messages, so
+// a stop lands mid-batch with a backlog buffered, every time.
+func holdWrites(ctx context.Context, db *scenarioDB) (release func(), err error) {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return applied
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		conn.Release()
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE users, stripe_customers IN SHARE ROW EXCLUSIVE MODE"); err != nil {
+		_ = tx.Rollback(ctx)
+		conn.Release()
+		return nil, err
+	}
+	return once(func() { _ = tx.Rollback(context.WithoutCancel(ctx)); conn.Release() }), nil
 }
 
 func ledgerCount(ctx context.Context, db *scenarioDB) int {
@@ -106,13 +133,27 @@ func restartScenario(ctx context.Context, h *harness, r *result, name string, ki
 		return err
 	}
 	before := ledgerCount(ctx, db)
+	release, err := holdWrites(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer release()
 	g.burst(burstSize, 16)
-	awaitApplying(ctx, db, before+10)
+	// The consumer has fetched the burst and waits on the lock.
+	if err := sleep(ctx, time.Second); err != nil {
+		return err
+	}
 	t := time.Now()
 	if kill {
 		s.kill()
-	} else if !s.term(45 * time.Second) {
-		r.fail("syncd did not stop within 45 s of SIGTERM (killed)")
+		release()
+	} else {
+		// The batch in flight may finish: the lock goes soon after the
+		// signal, well within the shutdown timeout.
+		time.AfterFunc(500*time.Millisecond, release)
+		if !s.term(45 * time.Second) {
+			r.fail("syncd did not stop within 45 s of SIGTERM (killed)")
+		}
 	}
 	stopped := time.Since(t)
 	if applied := ledgerCount(ctx, db); applied < before+burstSize {
@@ -380,9 +421,17 @@ func runReplicas(ctx context.Context, h *harness, r *result) error {
 		return err
 	}
 	before := ledgerCount(ctx, db)
+	release, err := holdWrites(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer release()
 	g.burst(burstSize, 16)
-	awaitApplying(ctx, db, before+10)
+	if err := sleep(ctx, time.Second); err != nil {
+		return err
+	}
 	a.kill()
+	release()
 	g.setTargets(b.url())
 	faultEnd := time.Now()
 	if applied := ledgerCount(ctx, db); applied < before+burstSize {
