@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/syncd/syncd/redact"
 )
 
 // errUsage marks bad input to a command: exit code 2.
@@ -37,6 +39,7 @@ func commands() []command {
 		{"sign", "print a signature header for a file, for curl", runSign},
 		{"send", "sign a file and POST it to a running syncd", runSend},
 		{"dlq", "inspect and drain dead letters: list, show, retry, purge", runDLQ},
+		{"import", "move users from Clerk to WorkOS: import clerk FILE, import map, import verify", runImport},
 		{"healthcheck", "exit 0 when the running syncd answers /readyz with 200 (for HEALTHCHECK)", runHealthcheck},
 	}
 }
@@ -65,10 +68,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			case errors.Is(err, flag.ErrHelp):
 				return 0
 			case errors.Is(err, errUsage):
-				fmt.Fprintf(stderr, "syncd %s: %v\n", c.name, err)
+				fmt.Fprintf(stderr, "syncd %s: %s\n", c.name, errorText(err))
 				return 2
 			default:
-				fmt.Fprintf(stderr, "syncd %s: %v\n", c.name, err)
+				fmt.Fprintf(stderr, "syncd %s: %s\n", c.name, errorText(err))
 				return 1
 			}
 		}
@@ -76,6 +79,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "syncd: unknown command %q\n\n", args[0])
 	printUsage(stderr)
 	return 2
+}
+
+// errorText is how a command's error is printed: connection strings
+// redacted (the environment's, and any quoted in the message), and event
+// data the message may quote escaped for the terminal.
+func errorText(err error) string {
+	return printableLines(redact.Error(err, os.Getenv("DATABASE_URL"), os.Getenv("NATS_URL")))
 }
 
 func printUsage(w io.Writer) {
