@@ -1,6 +1,7 @@
 package consumers_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -164,6 +165,32 @@ var convergenceKinds = []historyKind{
 		}
 		return evs
 	}},
+	{"workos memberships of a deleted user", func(ns string, rng *rand.Rand) []hEvent {
+		// The user goes after its membership's last update, and before or
+		// after the membership's own delete: the membership's updates
+		// delivered after the user's delete still count, and of the two
+		// deletes the earlier stays.
+		user, org := "user_"+ns, "org_"+ns
+		evs := entityHistory(rng, "organization_membership", func(v int, ms int64) map[string]any {
+			m := membershipData("om_"+ns, user, org, []string{"member", "admin"}[v%2], []string{"pending", "active", "inactive"}[v%3], 0)
+			m["updated_at"] = msAt(ms)
+			m["created_at"] = msAt(0)
+			return m
+		}, func(j int) string { return fmt.Sprintf("event_%s_m%d", ns, j) })
+		last := evs[len(evs)-1].at
+		if evs[len(evs)-1].typ == "organization_membership.deleted" && rng.IntN(2) == 0 {
+			last = evs[len(evs)-2].at
+		}
+		gone := last + int64(1+rng.IntN(3))
+		evs = append(evs,
+			hEvent{source: "workos", id: "event_" + ns + "_u", typ: "user.created", at: 500, data: cvUser(user, ns, 0, 500)},
+			hEvent{source: "workos", id: "event_" + ns + "_ud", typ: "user.deleted", at: gone, data: cvUser(user, ns, 0, 500)})
+		slices.SortStableFunc(evs, func(a, b hEvent) int { return cmp.Compare(a.at, b.at) })
+		if rng.IntN(2) == 0 {
+			evs = append(evs, hEvent{source: "workos", id: "event_" + ns + "_o", typ: "organization.created", at: 500, data: cvOrg(org, 0, 500)})
+		}
+		return evs
+	}},
 	{"workos directory users", func(ns string, rng *rand.Rand) []hEvent {
 		dir, org := "directory_"+ns, "org_"+ns
 		evs := entityHistory(rng, "dsync.user", func(v int, ms int64) map[string]any {
@@ -226,6 +253,30 @@ var convergenceKinds = []historyKind{
 			}})
 		}
 		return evs
+	}},
+	{"stripe customers of users", func(ns string, rng *rand.Rand) []hEvent {
+		// The customer names its user, who arrives at any point: before,
+		// between or after the customer's events, deleted or not.
+		user := "user_" + ns
+		n := 2 + rng.IntN(3)
+		ts := stripeSteps(rng, n)
+		deleted := rng.IntN(2) == 0
+		var evs []hEvent
+		for j := range n {
+			typ := "customer.updated"
+			switch {
+			case j == 0:
+				typ = "customer.created"
+			case deleted && j == n-1:
+				typ = "customer.deleted"
+			}
+			evs = append(evs, hEvent{source: "stripe", id: fmt.Sprintf("evt_%s_%d", ns, j), typ: typ, at: ts[j], data: map[string]any{
+				"id": "cus_" + ns, "object": "customer", "email": fmt.Sprintf("c%d.%s@conv.test", rng.IntN(2), ns),
+				"name": fmt.Sprint("Customer ", j), "created": s0 - 100, "metadata": map[string]any{"workos_user_id": user},
+			}})
+		}
+		at := rng.IntN(len(evs) + 1)
+		return slices.Insert(evs, at, hEvent{source: "workos", id: "event_" + ns + "_u", typ: "user.created", at: 500, data: cvUser(user, ns, 0, 500)})
 	}},
 	{"stripe subscriptions", func(ns string, rng *rand.Rand) []hEvent {
 		org := "org_" + ns
