@@ -13,13 +13,13 @@ generate:
 check-generated:
 	$(SQLC) diff
 
-# scripts/chromium.sh installs headless Chromium for the console's browser
-# tests when it is missing and it can (root, apt); otherwise they skip.
 # Each fuzz target (package:name), with its seed corpus in testdata/fuzz.
 FUZZ_TARGETS = ingest:FuzzVerifyWorkOS ingest:FuzzVerifyStripe events:FuzzDecodeWorkOS \
 	events:FuzzDecodeStripe events:FuzzParseTime consumers:FuzzMeetingMetadata
 FUZZTIME ?= 30s
 
+# scripts/chromium.sh installs headless Chromium for the console's browser
+# tests when it is missing and it can (root, apt); otherwise they skip.
 test: check-generated
 	scripts/chromium.sh
 	scripts/postgres.sh test -- go test -count=1 -timeout 9m ./... $(TESTFLAGS)
