@@ -34,6 +34,12 @@ type Options struct {
 	// Retry-After: RetryAfter (default "0": come back at once).
 	RateLimitEvery int
 	RetryAfter     string
+	// RateLimitPerCall counts RateLimitEvery per call (method and path,
+	// ids left out) instead of over all requests: every call then meets
+	// its share of 429s whatever the order concurrent clients' requests
+	// arrive in, where an overall count can keep landing on the same few
+	// calls.
+	RateLimitPerCall bool
 	// ErrorEvery answers every n-th request 500 (0: never).
 	ErrorEvery int
 	// ErrorAfterWrite makes a 500 of a write come after the write was
@@ -71,6 +77,7 @@ type Server struct {
 	events      []Event
 	delivered   int
 	failedOnce  []string
+	perCall     map[string]int
 	onRequest   func(*http.Request)
 }
 
@@ -151,7 +158,7 @@ func New(t testing.TB, opts Options) *Server {
 	if len(opts.Roles) == 0 {
 		opts.Roles = []string{"member", "admin", "owner"}
 	}
-	s := &Server{opts: opts, clock: time.Now().UTC().Truncate(time.Millisecond)}
+	s := &Server{opts: opts, clock: time.Now().UTC().Truncate(time.Millisecond), perCall: map[string]int{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
@@ -333,7 +340,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(rec, http.StatusUnauthorized, map[string]any{"message": "Unauthorized", "code": "unauthorized"})
 		return
 	}
-	if n := s.opts.RateLimitEvery; n > 0 && s.requests%n == 0 {
+	nth := s.requests
+	if s.opts.RateLimitPerCall {
+		key := callKey(r.Method, r.URL.Path)
+		s.perCall[key]++
+		nth = s.perCall[key]
+	}
+	if n := s.opts.RateLimitEvery; n > 0 && nth%n == 0 {
 		rec.Header().Set("Retry-After", s.opts.RetryAfter)
 		writeJSON(rec, http.StatusTooManyRequests, map[string]any{"message": "Too many requests", "code": "rate_limit_exceeded"})
 		return
@@ -353,6 +366,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		status, body = http.StatusInternalServerError, map[string]any{"message": "Internal server error"}
 	}
 	writeJSON(rec, status, body)
+}
+
+// callKey names a call for RateLimitPerCall: the method and the path
+// with ids and external ids replaced, so every user's GET by id counts as
+// one call.
+func callKey(method, path string) string {
+	collections := []string{"users", "organizations", "organization_memberships", "magic_auth", "events"}
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	for i := 1; i < len(segs); i++ {
+		if segs[i-1] == "external_id" || slices.Contains(collections, segs[i-1]) && segs[i] != "external_id" {
+			segs[i] = "{id}"
+		}
+	}
+	return method + " /" + strings.Join(segs, "/")
 }
 
 type statusRecorder struct {
