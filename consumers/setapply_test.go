@@ -39,6 +39,13 @@ func randomBatch(t *testing.T, rng *rand.Rand, ns string, n int) []consumers.Eve
 		}
 		return v
 	}
+	// Imported users carry their legacy Stripe links in their metadata
+	// (legacy.Importer): u0 a customer and an account the batch's Stripe
+	// events also write, u1 ones Stripe never mentions.
+	legacyMeta := map[string]map[string]any{
+		users[0]: {"importedFrom": "clerk", "stripe_customer_id": "cus_" + ns + "0", "stripe_connect_account_id": "acct_" + ns + "1"},
+		users[1]: {"importedFrom": "clerk", "stripe_customer_id": "cus_legacy_" + ns, "stripe_connect_account_id": "acct_legacy_" + ns},
+	}
 	var evs []consumers.Event
 	id := 0
 	next := func() string { id++; return fmt.Sprintf("evt_%s%03d", ns, rng.IntN(1000)*1000+id) }
@@ -89,7 +96,12 @@ func randomBatch(t *testing.T, rng *rand.Rand, ns string, n int) []consumers.Eve
 			}, acct))
 		case 4, 5:
 			typ := []string{"user.created", "user.updated", "user.updated", "user.deleted"}[rng.IntN(4)]
-			evs = append(evs, workos(typ, userData(users[rng.IntN(len(users))], email(), rng.IntN(4))))
+			u := users[rng.IntN(len(users))]
+			d := userData(u, email(), rng.IntN(4))
+			if m, ok := legacyMeta[u]; ok {
+				d["metadata"] = m
+			}
+			evs = append(evs, workos(typ, d))
 		case 6:
 			typ := []string{"organization.created", "organization.updated", "organization.deleted"}[rng.IntN(3)]
 			d := orgData(orgs[rng.IntN(len(orgs))], "Org "+next(), rng.IntN(4))

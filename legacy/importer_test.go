@@ -169,7 +169,10 @@ func deref(s *string) string {
 func TestImportThousandUsers(t *testing.T) {
 	t.Parallel()
 	pool := syncdtest.DB(t)
-	fake := workosfake.New(t, workosfake.Options{RateLimitEvery: 41})
+	// Every 41st request of each call is refused, whatever order the
+	// importer's workers send them in (counted over all requests, the
+	// 429s could keep falling on the same few calls and miss the creates).
+	fake := workosfake.New(t, workosfake.Options{RateLimitEvery: 41, RateLimitPerCall: true})
 	ps := people(1000)
 	ldb := legacyTable(t, pool, ps)
 	file := read(t, csvOf(ps), "")
@@ -183,8 +186,12 @@ func TestImportThousandUsers(t *testing.T) {
 		t.Fatalf("summary %+v, progress %d", s, progress.Load())
 	}
 	assertImported(t, fake, pool, ps, true)
-	if fake.CountCalls(http.MethodPost, "/user_management/users", http.StatusTooManyRequests) == 0 {
-		t.Fatal("the fake never rate-limited a user create: the test does not exercise the retries")
+	// 1,000 creates of each kind, every 41st attempt refused: 1,024
+	// attempts, 24 of them 429s, each retried past.
+	for _, path := range []string{"/user_management/users", "/organizations", "/user_management/organization_memberships"} {
+		if n := fake.CountCalls(http.MethodPost, path, http.StatusTooManyRequests); n < 1000/41 {
+			t.Fatalf("POST %s rate-limited %d times; want at least %d", path, n, 1000/41)
+		}
 	}
 	rows := mapRows(t, pool)
 	if r := rows[ps[10].id]; deref(r.StripeConnectAccountID) != "acct_10" || deref(r.StripeCustomerID) != "cus_10" {

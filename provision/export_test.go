@@ -17,3 +17,6 @@ const (
 
 // SetAfterStep installs the hook run after each stored step.
 func SetAfterStep(p *Provisioner, f func(key, step string) error) { p.afterStep = f }
+
+// Subjects is what p's durable reads.
+func Subjects(p *Provisioner) []string { return p.cfg.subjects() }

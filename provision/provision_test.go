@@ -3,6 +3,7 @@ package provision_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -90,18 +91,36 @@ func (b *bundle) start(afterStep func(key, step string) error) (stop func()) {
 }
 
 // waitProvisioned waits until the provisioning durable has nothing
-// pending or unsettled.
+// pending or unsettled. A durable's pending count is updated after the
+// PubAck, not with it (see syncdtest.WaitSettled), so its ack floor must
+// also have reached the last stored message it reads.
 func (b *bundle) waitProvisioned() {
 	b.t.Helper()
+	subjects := provision.Subjects(b.provisioner(nil))
 	syncdtest.Eventually(b.t, 60*time.Second, "provisioning settles", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		c, err := b.h.NATS.JS.Consumer(ctx, stream.Webhooks, stream.ProvisionConsumer)
+		s, err := b.h.NATS.JS.Stream(ctx, stream.Webhooks)
+		if err != nil {
+			return false
+		}
+		var last uint64
+		for _, subj := range subjects {
+			m, err := s.GetLastMsgForSubject(ctx, subj)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				return false
+			}
+			last = max(last, m.Sequence)
+		}
+		c, err := s.Consumer(ctx, stream.ProvisionConsumer)
 		if err != nil {
 			return false
 		}
 		info, err := c.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last
 	})
 }
 
@@ -322,6 +341,34 @@ func TestTwoReplicasProvisionEachGuestOnce(t *testing.T) {
 	}
 	if u, o, m, a := len(b.fake.Users()), len(b.fake.Organizations()), len(b.fake.Memberships()), len(b.fake.MagicAuths()); u != guests || o != guests || m != guests || a != guests {
 		t.Fatalf("WorkOS holds %d users, %d orgs, %d memberships, %d codes; want %d each", u, o, m, a, guests)
+	}
+}
+
+// With two replicas on the booking, the magic-auth create has its answer
+// lost once, after WorkOS made the code: the code is found through the
+// Events API and adopted, never sent again. (Left to wherever the n-th
+// request falls, this fault met TestTwoReplicasProvisionEachGuestOnce's
+// magic-auth create about one run in three.)
+func TestLostMagicAuthAnswerIsNotASecondCode(t *testing.T) {
+	t.Parallel()
+	b := setup(t, provision.Guests, workosfake.Options{ErrorOnce: []string{"POST /user_management/magic_auth"}, ErrorAfterWrite: true})
+	b.start(nil)
+	b.start(nil)
+	body := booking("evt_cs_lost", "cs_lost", "lou@example.com", "Lou Lost")
+	b.h.PostStripe(body, false)
+	b.redeliver(stream.SourceStripe, body)
+	b.waitProvisioned()
+	b.checkOneOfEach("lou@example.com", "Lou")
+	if n := b.fake.CountCalls(http.MethodPost, "/user_management/magic_auth", http.StatusInternalServerError); n != 1 {
+		t.Fatalf("%d lost magic-auth answers, want the 1 configured: %v", n, b.fake.Calls())
+	}
+	var id string
+	if err := b.h.Pool.QueryRow(context.Background(),
+		"SELECT magic_auth_id FROM provisioning_tasks WHERE task_key = 'guest:lou@example.com' AND step = 'done'").Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if codes := b.fake.MagicAuths(); id != codes[0].ID {
+		t.Fatalf("task recorded code %s; want the one WorkOS made, %s", id, codes[0].ID)
 	}
 }
 

@@ -301,19 +301,35 @@ func (p *Provisioner) afterMembership(t *queries.ProvisioningTask) string {
 	return stepDone
 }
 
-// stepMagicAuth sends the guest a one-time code for the dashboard. WorkOS
-// has nothing to look a sent code up by: the step's record is what keeps
-// it from being sent twice (a crash between the call and the record sends
-// a second code, which is harmless; never sending one is not).
+// stepMagicAuth sends the guest a one-time code for the dashboard, once.
+// WorkOS cannot look a code up by email, and a create whose answer was
+// lost (a 5xx after the write, a broken connection, a crash before the
+// step's record) may have sent one: so every attempt first asks the
+// Events API for a magic_auth.created for the email since the task began,
+// and adopts the code it finds. The transport never resends this create
+// itself (workosapi.CreateMagicAuth): an unknown outcome comes back here
+// as a transient failure, and the redelivery's lookup settles it.
 func (p *Provisioner) stepMagicAuth(ctx context.Context, t *queries.ProvisioningTask) error {
-	m, err := p.api.CreateMagicAuth(ctx, t.Email)
+	id, sent, err := p.api.MagicAuthCreatedSince(ctx, t.Email, t.CreatedAt.Add(-magicAuthLookback))
 	if err != nil {
 		return err
 	}
-	t.MagicAuthID = &m.ID
+	if !sent {
+		m, err := p.api.CreateMagicAuth(ctx, t.Email)
+		if err != nil {
+			return err
+		}
+		id = m.ID
+	}
+	t.MagicAuthID = &id
 	t.Step = stepDone
 	return nil
 }
+
+// magicAuthLookback widens the lookup of codes already sent by the clock
+// difference Postgres (the task's created_at) and WorkOS (the event's)
+// may have: a code sent to the guest just before counts as sent.
+const magicAuthLookback = 5 * time.Minute
 
 func nonEmpty(s string) *string {
 	if s == "" {

@@ -86,14 +86,17 @@ func (q *Queries) StripeConnectAccountGet(ctx context.Context, db DBTX, stripeAc
 
 const stripeConnectAccountLinkUsers = `-- name: StripeConnectAccountLinkUsers :exec
 WITH target AS (
-    SELECT u.id, u.workos_user_id, u.stripe_connect_account_id
+    SELECT u.id, u.workos_user_id, u.stripe_connect_account_id,
+           NULLIF(u.metadata->>'stripe_connect_account_id', '') AS legacy_id
     FROM users u
     WHERE u.deleted_at IS NULL
       AND (u.workos_user_id = ANY($1::text[])
            OR u.stripe_connect_account_id = ANY($2::text[]))
 ), resolved AS (
     SELECT t.id,
-           best.stripe_account_id AS best_id,
+           COALESCE(best.stripe_account_id,
+                    CASE WHEN NOT EXISTS (SELECT 1 FROM stripe_connect_accounts l WHERE l.stripe_account_id = t.legacy_id)
+                         THEN t.legacy_id END) AS best_id,
            COALESCE(best.details_submitted, false) AS details_submitted,
            COALESCE(best.charges_enabled, false) AS charges_enabled,
            COALESCE(best.payouts_enabled, false) AS payouts_enabled,
@@ -105,8 +108,10 @@ WITH target AS (
         SELECT a.stripe_account_id, a.details_submitted, a.charges_enabled, a.payouts_enabled,
                a.onboarding_complete, a.stripe_created
         FROM stripe_connect_accounts a
-        WHERE a.deauthorized_at IS NULL AND a.workos_user_id = t.workos_user_id
-        ORDER BY a.object_created DESC NULLS LAST, a.stripe_account_id DESC
+        WHERE a.deauthorized_at IS NULL
+          AND (a.workos_user_id = t.workos_user_id
+               OR (a.workos_user_id IS NULL AND a.stripe_account_id = t.legacy_id))
+        ORDER BY (a.workos_user_id IS NOT NULL) DESC, a.object_created DESC NULLS LAST, a.stripe_account_id DESC
         LIMIT 1
     ) best ON true
     LEFT JOIN stripe_connect_accounts cur ON cur.stripe_account_id = t.stripe_connect_account_id
@@ -135,11 +140,17 @@ type StripeConnectAccountLinkUsersParams struct {
 
 // Copies each user's Connect account from the mirror, for the users named
 // and those linked to one of the accounts. An account belongs to the user
-// its metadata names and is not deauthorized; with several, the newest
-// account object wins. A user whose account the mirror knows gets exactly
-// what the mirror resolves, none included (deauthorized, metadata naming
-// someone else); an account the mirror knows nothing about is left alone
-// unless the mirror resolves another. The version is the copied account's,
+// its metadata names and is not deauthorized; failing metadata, to the
+// user whose WorkOS metadata stripe_connect_account_id names it (the link
+// the Clerk import carries over from the legacy database); with several,
+// the metadata match, then the newest account object wins. A user whose
+// account the mirror knows gets exactly what the mirror resolves, none
+// included (deauthorized, metadata naming someone else); an account the
+// mirror knows nothing about is left alone unless the mirror resolves
+// another. A user for whom the mirror resolves none, and whose WorkOS
+// metadata names an account the mirror has never seen, gets that one (no
+// version, nothing enabled): Stripe's own events take over when they
+// arrive, and the metadata never displaces what the mirror resolves. The version is the copied account's,
 // NULL with none: what the mirror holds, not the order it was told,
 // decides it.
 func (q *Queries) StripeConnectAccountLinkUsers(ctx context.Context, db DBTX, arg StripeConnectAccountLinkUsersParams) error {

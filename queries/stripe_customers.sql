@@ -43,16 +43,25 @@ SELECT * FROM stripe_customers WHERE stripe_customer_id = @stripe_customer_id;
 -- Points users at their Stripe customer as the mirror resolves it, for the
 -- users named, the users with one of the (lower-cased) emails and the users
 -- linked to one of the customers. A customer belongs to the user its
--- metadata names; failing user and organization metadata, to the one live
--- user with its email. A user with several takes the metadata match, then
--- the newest customer object. A user whose customer the mirror knows gets
+-- metadata names; failing user and organization metadata, to the user
+-- whose WorkOS metadata stripe_customer_id names it (the link the Clerk
+-- import carries over from the legacy database), or to the one live user
+-- with its email. A user with several takes the metadata match, then the
+-- newest customer object. A user whose customer the mirror knows gets
 -- exactly what the mirror resolves, none included (customer deleted, email
 -- changed or shared, metadata naming someone else); a customer the mirror
 -- knows nothing about is left alone unless the mirror resolves another.
 -- The version is the copied customer's, NULL with none: what the mirror
 -- holds, not the order it was told, decides it.
+-- A user for whom the mirror resolves none, and whose WorkOS metadata
+-- names a customer the mirror has never seen, gets that one (no version):
+-- Stripe's own events for it, or for another customer the mirror
+-- resolves, take over when they arrive, and the metadata never displaces
+-- what the mirror resolves. Like every link, a function of the rows it
+-- reads: one run over a batch's users leaves what a run per event would.
 WITH target AS (
-    SELECT u.id, u.workos_user_id, u.email, u.stripe_customer_id
+    SELECT u.id, u.workos_user_id, u.email, u.stripe_customer_id,
+           NULLIF(u.metadata->>'stripe_customer_id', '') AS legacy_id
     FROM users u
     WHERE u.deleted_at IS NULL
       AND (u.workos_user_id = ANY(@workos_user_ids::text[])
@@ -60,7 +69,9 @@ WITH target AS (
            OR u.stripe_customer_id = ANY(@stripe_customer_ids::text[]))
 ), resolved AS (
     SELECT t.id,
-           best.stripe_customer_id AS best_id,
+           COALESCE(best.stripe_customer_id,
+                    CASE WHEN NOT EXISTS (SELECT 1 FROM stripe_customers l WHERE l.stripe_customer_id = t.legacy_id)
+                         THEN t.legacy_id END) AS best_id,
            best.stripe_created AS version,
            cur.stripe_customer_id IS NOT NULL AS current_known
     FROM target t
@@ -70,10 +81,11 @@ WITH target AS (
         WHERE c.deleted_at IS NULL
           AND (c.workos_user_id = t.workos_user_id
                OR (c.workos_user_id IS NULL AND c.workos_org_id IS NULL
-                   AND lower(c.email) = lower(t.email)
-                   AND NOT EXISTS (
-                       SELECT 1 FROM users o
-                       WHERE o.deleted_at IS NULL AND lower(o.email) = lower(t.email) AND o.id <> t.id)))
+                   AND (c.stripe_customer_id = t.legacy_id
+                        OR (lower(c.email) = lower(t.email)
+                            AND NOT EXISTS (
+                                SELECT 1 FROM users o
+                                WHERE o.deleted_at IS NULL AND lower(o.email) = lower(t.email) AND o.id <> t.id)))))
         ORDER BY (c.workos_user_id IS NOT NULL) DESC, c.object_created DESC NULLS LAST, c.stripe_customer_id DESC
         LIMIT 1
     ) best ON true

@@ -2,9 +2,13 @@ package workosapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/url"
+	"strings"
+	"time"
 
+	"github.com/workos/workos-go/v4/pkg/events"
 	"github.com/workos/workos-go/v4/pkg/organizations"
 	"github.com/workos/workos-go/v4/pkg/usermanagement"
 )
@@ -21,6 +25,7 @@ const (
 	epListMemberships = "GET /user_management/organization_memberships"
 	epCreateMember    = "POST /user_management/organization_memberships"
 	epCreateMagicAuth = "POST /user_management/magic_auth"
+	epListEvents      = "GET /events"
 )
 
 // ErrInvalidArgument is a call refused before it is sent.
@@ -151,6 +156,43 @@ func (c *Client) CreateMagicAuth(ctx context.Context, email string) (MagicAuth, 
 	if email == "" {
 		return MagicAuth{}, errors.Join(ErrInvalidArgument, errors.New("email is empty"))
 	}
-	m, err := c.um.CreateMagicAuth(ctx, usermanagement.CreateMagicAuthOpts{Email: email})
+	m, err := c.um.CreateMagicAuth(withoutReplay(ctx), usermanagement.CreateMagicAuthOpts{Email: email})
 	return m, wrapErr(epCreateMagicAuth, err)
+}
+
+// MagicAuthCreatedSince finds a magic-auth code created for the email
+// (case-insensitive) at or after since, through the Events API's
+// magic_auth.created: WorkOS has no listing of codes, so this is how a
+// caller whose create got no answer learns whether it was sent. ok is
+// false when there is none.
+func (c *Client) MagicAuthCreatedSince(ctx context.Context, email string, since time.Time) (id string, ok bool, err error) {
+	if email == "" {
+		return "", false, errors.Join(ErrInvalidArgument, errors.New("email is empty"))
+	}
+	after := ""
+	for range maxPages {
+		resp, err := c.ev.ListEvents(ctx, events.ListEventsOpts{
+			Events:     []string{events.MagicAuthCreated},
+			Limit:      100,
+			After:      after,
+			RangeStart: since.UTC().Format(time.RFC3339Nano),
+		})
+		if err != nil {
+			return "", false, wrapErr(epListEvents, err)
+		}
+		for _, ev := range resp.Data {
+			var m struct {
+				ID    string `json:"id"`
+				Email string `json:"email"`
+			}
+			if json.Unmarshal(ev.Data, &m) == nil && m.ID != "" && strings.EqualFold(m.Email, email) {
+				return m.ID, true, nil
+			}
+		}
+		if resp.ListMetadata.After == "" || resp.ListMetadata.After == after || len(resp.Data) == 0 {
+			return "", false, nil
+		}
+		after = resp.ListMetadata.After
+	}
+	return "", false, nil
 }

@@ -9,7 +9,10 @@
 // WorkOS's Idempotency-Key is not a guarantee for these endpoints, so the
 // Ensure* helpers make writes idempotent with lookups: a taken email
 // adopts the user holding it, an organization is looked up by its external
-// id before it is created, a membership is listed before one is made.
+// id before it is created, a membership is listed before one is made. A
+// magic-auth code has no lookup of its own: the transport never resends
+// its create after an answer that leaves the outcome unknown, and
+// MagicAuthCreatedSince finds a code through the Events API.
 package workosapi
 
 import (
@@ -23,6 +26,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/workos/workos-go/v4/pkg/events"
 	"github.com/workos/workos-go/v4/pkg/organizations"
 	"github.com/workos/workos-go/v4/pkg/usermanagement"
 )
@@ -155,6 +159,7 @@ func (c Config) Check() error { return c.withDefaults().validate() }
 type Client struct {
 	um  *usermanagement.Client
 	org *organizations.Client
+	ev  *events.Client
 	tr  *transport
 }
 
@@ -192,6 +197,7 @@ func New(cfg Config) (*Client, error) {
 	return &Client{
 		um:  &usermanagement.Client{APIKey: cfg.APIKey, Endpoint: cfg.BaseURL, HTTPClient: hc, JSONEncode: json.Marshal},
 		org: &organizations.Client{APIKey: cfg.APIKey, Endpoint: cfg.BaseURL, HTTPClient: hc, JSONEncode: json.Marshal},
+		ev:  &events.Client{APIKey: cfg.APIKey, Endpoint: cfg.BaseURL, HTTPClient: hc},
 		tr:  tr,
 	}, nil
 }

@@ -75,6 +75,53 @@ func TestEnsureOrganizationAdoptsAfterALostAnswer(t *testing.T) {
 	}
 }
 
+// A magic-auth create whose answer was lost is not sent again by the
+// transport (WorkOS cannot look a code up): the caller gets the 500, and
+// the Events API shows the code that was made; a 429 (WorkOS did not act)
+// is still retried.
+func TestMagicAuthIsNotResentAfterALostAnswer(t *testing.T) {
+	t.Parallel()
+	fake := workosfake.New(t, workosfake.Options{ErrorOnce: []string{"POST /user_management/magic_auth"}, ErrorAfterWrite: true})
+	c := newClient(t, fake, nil)
+	ctx := context.Background()
+	since := time.Now().Add(-time.Minute)
+	if _, ok, err := c.MagicAuthCreatedSince(ctx, "gil@example.com", since); err != nil || ok {
+		t.Fatalf("MagicAuthCreatedSince before any code: ok=%v err=%v", ok, err)
+	}
+	_, err := c.CreateMagicAuth(ctx, "gil@example.com")
+	if err == nil || !workosapi.IsTransient(err) {
+		t.Fatalf("CreateMagicAuth with a lost answer: %v; want the transient 500", err)
+	}
+	codes := fake.MagicAuths()
+	if len(codes) != 1 || fake.CountCalls(http.MethodPost, "/user_management/magic_auth", 0) != 1 {
+		t.Fatalf("codes %+v, calls %v: want the one create, not resent", codes, fake.Calls())
+	}
+	id, ok, err := c.MagicAuthCreatedSince(ctx, "Gil@Example.com", since)
+	if err != nil || !ok || id != codes[0].ID {
+		t.Fatalf("MagicAuthCreatedSince = %q, %v, %v; want %s", id, ok, err, codes[0].ID)
+	}
+	if _, ok, err := c.MagicAuthCreatedSince(ctx, "gil@example.com", time.Now().Add(time.Minute)); err != nil || ok {
+		t.Fatalf("MagicAuthCreatedSince after the code: ok=%v err=%v; want none", ok, err)
+	}
+	if _, ok, err := c.MagicAuthCreatedSince(ctx, "other@example.com", since); err != nil || ok {
+		t.Fatalf("MagicAuthCreatedSince of another email: ok=%v err=%v; want none", ok, err)
+	}
+
+	// Every 2nd request limited: the lookup passes, the create's first
+	// attempt is refused.
+	limited := workosfake.New(t, workosfake.Options{RateLimitEvery: 2})
+	lc := newClient(t, limited, nil)
+	if _, ok, err := lc.MagicAuthCreatedSince(ctx, "gil@example.com", since); err != nil || ok {
+		t.Fatalf("MagicAuthCreatedSince: ok=%v err=%v", ok, err)
+	}
+	if _, err := lc.CreateMagicAuth(ctx, "gil@example.com"); err != nil {
+		t.Fatalf("CreateMagicAuth after a 429: %v; want it retried", err)
+	}
+	if n := len(limited.MagicAuths()); n != 1 || limited.CountCalls(http.MethodPost, "/user_management/magic_auth", http.StatusTooManyRequests) != 1 {
+		t.Fatalf("codes %d, calls %v: want one 429 then one code", n, limited.Calls())
+	}
+}
+
 func TestEnsureMembershipListsFirst(t *testing.T) {
 	t.Parallel()
 	fake := workosfake.New(t, workosfake.Options{})

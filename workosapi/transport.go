@@ -37,6 +37,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	endpoint := Endpoint(req.Method, req.URL.Path)
 	write := req.Method != http.MethodGet && req.Method != http.MethodHead
+	noReplay := write && ctx.Value(noReplayKey{}) != nil
 	for attempt := 1; ; attempt++ {
 		r := req
 		if attempt > 1 {
@@ -72,6 +73,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 		var delay time.Duration
 		switch {
+		case noReplay && outcomeUnknown(resp, err):
+			// The write may have been applied and cannot be found again
+			// by a lookup: the caller decides what an unknown outcome
+			// means. A 429 or a refused dial is WorkOS not acting.
+			return resp, err
 		case err != nil:
 			// A write whose connection broke may have been applied, so
 			// only one that never connected is sent again; the callers'
@@ -104,6 +110,26 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+}
+
+// noReplayKey marks a request's context: a write WorkOS may apply twice
+// and no lookup finds again (a magic-auth code), so an answer that leaves
+// its outcome unknown (a 5xx, 408, a broken connection) is handed back
+// rather than sent again.
+type noReplayKey struct{}
+
+func withoutReplay(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noReplayKey{}, true)
+}
+
+// outcomeUnknown reports an attempt after which a write may or may not
+// have been applied: WorkOS answered 5xx or 408, or the connection broke
+// after it was made.
+func outcomeUnknown(resp *http.Response, err error) bool {
+	if err != nil {
+		return !isDialError(err)
+	}
+	return resp.StatusCode != http.StatusTooManyRequests && retryable(resp.StatusCode)
 }
 
 func retryable(status int) bool {

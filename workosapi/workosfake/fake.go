@@ -5,7 +5,8 @@
 // 404 entity_not_found, 401 without the API key, X-Request-ID on every
 // answer, and, as configured, a 429 with Retry-After or a 500 now and
 // then. What it creates it can send back as signed WorkOS webhooks
-// (user.created, organization.created, organization_membership.created).
+// (user.created, organization.created, organization_membership.created,
+// magic_auth.created), and list through the Events API (GET /events).
 package workosfake
 
 import (
@@ -33,11 +34,21 @@ type Options struct {
 	// Retry-After: RetryAfter (default "0": come back at once).
 	RateLimitEvery int
 	RetryAfter     string
+	// RateLimitPerCall counts RateLimitEvery per call (method and path,
+	// ids left out) instead of over all requests: every call then meets
+	// its share of 429s whatever the order concurrent clients' requests
+	// arrive in, where an overall count can keep landing on the same few
+	// calls.
+	RateLimitPerCall bool
 	// ErrorEvery answers every n-th request 500 (0: never).
 	ErrorEvery int
 	// ErrorAfterWrite makes a 500 of a write come after the write was
 	// applied, as when WorkOS did the work but the answer was lost.
 	ErrorAfterWrite bool
+	// ErrorOnce lists calls ("POST /user_management/magic_auth") whose
+	// first request answers 500, whatever the count: a fault at a chosen
+	// step rather than wherever the n-th request falls.
+	ErrorOnce []string
 	// Roles are the role slugs of the environment (default member, admin,
 	// owner); a membership with another is refused.
 	Roles []string
@@ -65,6 +76,8 @@ type Server struct {
 	calls       []Call
 	events      []Event
 	delivered   int
+	failedOnce  []string
+	perCall     map[string]int
 	onRequest   func(*http.Request)
 }
 
@@ -145,7 +158,7 @@ func New(t testing.TB, opts Options) *Server {
 	if len(opts.Roles) == 0 {
 		opts.Roles = []string{"member", "admin", "owner"}
 	}
-	s := &Server{opts: opts, clock: time.Now().UTC().Truncate(time.Millisecond)}
+	s := &Server{opts: opts, clock: time.Now().UTC().Truncate(time.Millisecond), perCall: map[string]int{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
@@ -263,6 +276,9 @@ func (s *Server) AddMembership(userID, orgID, role string) Membership {
 	return *m
 }
 
+// timeFormat is how WorkOS writes times.
+const timeFormat = "2006-01-02T15:04:05.000Z"
+
 // now is the fake's clock: strictly increasing milliseconds, so every
 // write has a newer updated_at than the last.
 func (s *Server) now() string {
@@ -271,7 +287,7 @@ func (s *Server) now() string {
 		t = s.clock.Add(time.Millisecond)
 	}
 	s.clock = t
-	return t.Format("2006-01-02T15:04:05.000Z")
+	return t.Format(timeFormat)
 }
 
 // newID makes a WorkOS-style id: prefix, underscore, 26 Crockford base32
@@ -324,12 +340,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(rec, http.StatusUnauthorized, map[string]any{"message": "Unauthorized", "code": "unauthorized"})
 		return
 	}
-	if n := s.opts.RateLimitEvery; n > 0 && s.requests%n == 0 {
+	nth := s.requests
+	if s.opts.RateLimitPerCall {
+		key := callKey(r.Method, r.URL.Path)
+		s.perCall[key]++
+		nth = s.perCall[key]
+	}
+	if n := s.opts.RateLimitEvery; n > 0 && nth%n == 0 {
 		rec.Header().Set("Retry-After", s.opts.RetryAfter)
 		writeJSON(rec, http.StatusTooManyRequests, map[string]any{"message": "Too many requests", "code": "rate_limit_exceeded"})
 		return
 	}
 	fail := s.opts.ErrorEvery > 0 && s.requests%s.opts.ErrorEvery == 0
+	if call := r.Method + " " + r.URL.Path; slices.Contains(s.opts.ErrorOnce, call) && !slices.Contains(s.failedOnce, call) {
+		s.failedOnce = append(s.failedOnce, call)
+		fail = true
+	}
 	if fail && !(s.opts.ErrorAfterWrite && r.Method != http.MethodGet) {
 		writeJSON(rec, http.StatusInternalServerError, map[string]any{"message": "Internal server error"})
 		return
@@ -340,6 +366,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		status, body = http.StatusInternalServerError, map[string]any{"message": "Internal server error"}
 	}
 	writeJSON(rec, status, body)
+}
+
+// callKey names a call for RateLimitPerCall: the method and the path
+// with ids and external ids replaced, so every user's GET by id counts as
+// one call.
+func callKey(method, path string) string {
+	collections := []string{"users", "organizations", "organization_memberships", "magic_auth", "events"}
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	for i := 1; i < len(segs); i++ {
+		if segs[i-1] == "external_id" || slices.Contains(collections, segs[i-1]) && segs[i] != "external_id" {
+			segs[i] = "{id}"
+		}
+	}
+	return method + " /" + strings.Join(segs, "/")
 }
 
 type statusRecorder struct {
@@ -450,12 +490,17 @@ func (s *Server) route(r *http.Request) (int, any) {
 		}
 		now := s.now()
 		m := MagicAuth{Object: "magic_auth", ID: s.newID("magic_auth"), Email: b.Email, Code: fmt.Sprintf("%06d", s.seq%1000000),
-			ExpiresAt: time.Now().Add(10 * time.Minute).UTC().Format("2006-01-02T15:04:05.000Z"), CreatedAt: now, UpdatedAt: now}
+			ExpiresAt: time.Now().Add(10 * time.Minute).UTC().Format(timeFormat), CreatedAt: now, UpdatedAt: now}
 		if u := s.userByEmail(b.Email); u != nil {
 			m.UserID = u.ID
 		}
 		s.magicAuths = append(s.magicAuths, m)
+		// WorkOS's event carries the code's object without the code.
+		s.record("magic_auth.created", magicAuthEvent{Object: m.Object, ID: m.ID, UserID: m.UserID, Email: m.Email,
+			ExpiresAt: m.ExpiresAt, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt})
 		return http.StatusCreated, m
+	case r.Method == http.MethodGet && path == "events":
+		return s.listEvents(r)
 	}
 	return http.StatusNotFound, map[string]any{"message": "Not found: " + r.Method + " " + r.URL.Path}
 }

@@ -9,7 +9,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,6 +20,8 @@ type Event struct {
 	ID, Type string
 	// Body is the event as WorkOS sends it.
 	Body []byte
+	// CreatedAt is the event's created_at.
+	CreatedAt time.Time
 }
 
 // record keeps the event of a write; the caller holds the lock. The data
@@ -29,18 +33,85 @@ func (s *Server) record(typ string, object any) {
 		panic(err)
 	}
 	id := s.newID("event")
+	at := s.now()
 	body, err := json.Marshal(map[string]any{
 		"object":     "event",
 		"id":         id,
 		"event":      typ,
 		"data":       json.RawMessage(data),
-		"created_at": s.now(),
+		"created_at": at,
 		"context":    map[string]any{},
 	})
 	if err != nil {
 		panic(err)
 	}
-	s.events = append(s.events, Event{ID: id, Type: typ, Body: body})
+	created, _ := time.Parse(timeFormat, at)
+	s.events = append(s.events, Event{ID: id, Type: typ, Body: body, CreatedAt: created})
+}
+
+// magicAuthEvent is the data of magic_auth.created: the object without
+// its code.
+type magicAuthEvent struct {
+	Object    string `json:"object"`
+	ID        string `json:"id"`
+	UserID    string `json:"user_id"`
+	Email     string `json:"email"`
+	ExpiresAt string `json:"expires_at"`
+	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
+}
+
+// listEvents answers GET /events as WorkOS does: oldest first, filtered by
+// the events[] types and range_start/range_end, paged by the after
+// cursor. The caller holds the lock.
+func (s *Server) listEvents(r *http.Request) (int, any) {
+	q := r.URL.Query()
+	var types []string
+	for _, k := range []string{"events", "events[]"} {
+		for _, v := range q[k] {
+			types = append(types, strings.Split(v, ",")...)
+		}
+	}
+	var from, to time.Time
+	for name, dst := range map[string]*time.Time{"range_start": &from, "range_end": &to} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return http.StatusUnprocessableEntity, map[string]any{"code": "invalid_request_parameters", "message": name + " is not a date"}
+			}
+			*dst = t
+		}
+	}
+	var out []json.RawMessage
+	var ids []string
+	for _, ev := range s.events {
+		if (len(types) > 0 && !slices.Contains(types, ev.Type)) ||
+			(!from.IsZero() && ev.CreatedAt.Before(from)) || (!to.IsZero() && ev.CreatedAt.After(to)) {
+			continue
+		}
+		out = append(out, ev.Body)
+		ids = append(ids, ev.ID)
+	}
+	if after := q.Get("after"); after != "" {
+		i := slices.Index(ids, after)
+		if i < 0 {
+			return http.StatusUnprocessableEntity, map[string]any{"code": "invalid_request_parameters", "message": "after: unknown event " + after}
+		}
+		out, ids = out[i+1:], ids[i+1:]
+	}
+	limit := 10
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return http.StatusUnprocessableEntity, map[string]any{"code": "invalid_request_parameters", "message": "limit must be between 1 and 100"}
+		}
+		limit = n
+	}
+	next := ""
+	if len(out) > limit {
+		out, next = out[:limit], ids[limit-1]
+	}
+	return http.StatusOK, list(out, next)
 }
 
 // Events returns every event of what the fake created, in order.
