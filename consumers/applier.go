@@ -23,7 +23,10 @@ type ApplierConfig struct {
 	// serialization failure is retried at once before its failure is
 	// returned as transient.
 	ConflictRetries int
-	Logger          *slog.Logger
+	// AuditOff leaves the audit trail (audit_logs) unwritten
+	// (SYNCD_AUDIT=off); it is on by default.
+	AuditOff bool
+	Logger   *slog.Logger
 }
 
 func (c ApplierConfig) withDefaults() ApplierConfig {
@@ -285,6 +288,8 @@ type batchRun struct {
 	res   []Result
 	links *linkSet
 	stale map[string][]string
+	// auditCur: an event's audit context is set in tx (audit.go).
+	auditCur bool
 }
 
 // applyBatched applies the events in one transaction, stage by stage.
@@ -297,6 +302,9 @@ func (a *Applier) applyBatched(ctx context.Context, evs []Event, todo []int, res
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	b := &batchRun{a: a, tx: tx, evs: evs, res: res, links: newLinkSet(), stale: map[string][]string{}}
+	if err := a.auditBegin(ctx, tx, evs, todo); err != nil {
+		return permanentOr(err)
+	}
 	st := newStage()
 	for _, i := range todo {
 		r := a.routes.route(evs[i])
@@ -312,6 +320,9 @@ func (a *Applier) applyBatched(ctx context.Context, evs []Event, todo []int, res
 	}
 	if failed, err := b.exec(ctx, st); failed || err != nil {
 		return failed, err
+	}
+	if err := b.auditClear(ctx); err != nil {
+		return permanentOr(err)
 	}
 	// A permanent failure here belongs to no event in particular: isolate,
 	// where each event runs its own links and the culprit is found.
@@ -356,6 +367,10 @@ func (b *batchRun) add(ctx context.Context, st *stage, i int, r *Route) (failed 
 		}
 	case r.kind() == kindPipe:
 		st.pipe.start(i)
+		if err := b.a.auditFor(ctx, &st.pipe, &ev); err != nil {
+			return true
+		}
+		b.auditCur = b.auditCur || !b.a.cfg.AuditOff
 		var out Outcome
 		err := protect(func() (err error) {
 			out, err = r.Handle(ctx, Tx{Q: b.a.q, DB: &st.pipe, Links: b.links}, ev)
@@ -376,6 +391,9 @@ func (b *batchRun) add(ctx context.Context, st *stage, i int, r *Route) (failed 
 // ledger rows in one round trip, then the events that read.
 func (b *batchRun) exec(ctx context.Context, st *stage) (failed bool, err error) {
 	if !st.sets.empty() {
+		if err := b.auditClear(ctx); err != nil {
+			return permanentOr(err)
+		}
 		err := protect(func() error {
 			return st.sets.apply(ctx, b.a.q, b.tx, b.links, func(i int, out Outcome) {
 				b.res[i].Outcome = out
@@ -411,6 +429,7 @@ func (b *batchRun) exec(ctx context.Context, st *stage) (failed bool, err error)
 			return permanentOr(fmt.Errorf("apply %s %s: %w", ev.Source, ev.Envelope.ID, err))
 		}
 		b.res[i].Outcome = out
+		b.auditCur = b.auditCur || !b.a.cfg.AuditOff
 	}
 	return false, nil
 }
@@ -424,6 +443,9 @@ func (a *Applier) applyIsolated(ctx context.Context, evs []Event, todo []int, re
 		return fmt.Errorf("begin batch: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := a.auditBegin(ctx, tx, evs, todo); err != nil {
+		return err
+	}
 	for _, i := range todo {
 		ev := evs[i]
 		sp, err := tx.Begin(ctx)
@@ -484,6 +506,9 @@ func (a *Applier) applyOne(ctx context.Context, db queries.DBTX, links *linkSet,
 	}
 	out = Ignored
 	if r := a.routes.route(ev); r != nil {
+		if err := a.auditFor(ctx, db, &ev); err != nil {
+			return "", err
+		}
 		if out, err = r.Handle(ctx, Tx{Q: a.q, DB: db, Links: links}, ev); err != nil {
 			return "", err
 		}

@@ -24,7 +24,7 @@ func panicky(context.Context, consumers.Tx, consumers.Event) (consumers.Outcome,
 // statements or runs it directly; its batch-mates apply.
 func TestPanicInHandlerIsBlamedOnItsEvent(t *testing.T) {
 	c, pool, _ := tracedConsumer(t)
-	c.SetHandler("workos", "user.panicked", panicky) // pipelined
+	c.SetHandler("workos", "user.panicked", panicky)                                                   // pipelined
 	c.SetRoute(consumers.Route{Source: "workos", Type: "test.panicked", Handle: panicky, Reads: true}) // run directly
 	evs := []consumers.Event{
 		workosEvent(t, "e_before", "user.created", userData("user_a", "a@x.test", 1)),
