@@ -11,10 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -397,7 +395,7 @@ func decodeProtected(m jetstream.Msg) (ev Event, err error) {
 	if errors.Is(err, ErrPanic) {
 		ev = Event{}
 		_ = protect(func() error {
-			ev.Source, ev.Envelope.Type = splitSubject(m.Subject())
+			ev.Source, ev.Envelope.Type = stream.SplitSubject(m.Subject())
 			if md, err := m.Metadata(); err == nil {
 				ev.Seq = md.Sequence.Stream
 			}
@@ -549,28 +547,6 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, ev Event, cl
 	return DeadLetter(ctx, c.js, c.cfg.Durable, m, ev, class, cause, attempts)
 }
 
-// deadLetterSubject is deadletter.<source>.<type>, made of the original's
-// subject tokens where it has them: the server accepted those, whatever
-// the event's type in the body holds (thousands of bytes, say, which as a
-// subject would exceed the server's control line and cost the connection).
-func deadLetterSubject(original, source, typ string) string {
-	if rest, ok := strings.CutPrefix(original, "webhooks."); ok && strings.Count(rest, ".") >= 1 {
-		return "deadletter." + rest
-	}
-	return stream.DeadLetterSubject(source, typ)
-}
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
 // pause waits until Postgres answers again, probing with backoff. The
 // caller has stopped fetching: events keep arriving in the stream and wait
 // there, so however long the outage, none is delivered, counted or
@@ -661,7 +637,7 @@ func DecodeMsg(m jetstream.Msg) (Event, error) {
 	h := m.Headers()
 	ev := Event{Body: m.Data(), Source: h.Get(stream.HeaderSource), Endpoint: h.Get(stream.HeaderEndpoint)}
 	if ev.Source == "" {
-		ev.Source, _ = splitSubject(m.Subject())
+		ev.Source, _ = stream.SplitSubject(m.Subject())
 	}
 	if md, err := m.Metadata(); err == nil {
 		ev.Seq = md.Sequence.Stream
@@ -681,7 +657,7 @@ func DecodeMsg(m jetstream.Msg) (Event, error) {
 		err = fmt.Errorf("unknown source %q", ev.Source)
 	}
 	if err != nil {
-		_, ev.Envelope.Type = splitSubject(m.Subject())
+		_, ev.Envelope.Type = stream.SplitSubject(m.Subject())
 		ev.Envelope.ID = h.Get(stream.HeaderEventID)
 		return ev, fmt.Errorf("%w: %v", ErrUndecodable, err)
 	}
@@ -691,15 +667,6 @@ func DecodeMsg(m jetstream.Msg) (Event, error) {
 		return ev, fmt.Errorf("%w: event time: %v", ErrUndecodable, err)
 	}
 	return ev, nil
-}
-
-// splitSubject turns webhooks.<source>.<type…> into source and type.
-func splitSubject(subject string) (source, typ string) {
-	parts := strings.SplitN(subject, ".", 3)
-	if len(parts) < 3 {
-		return "unknown", "unknown"
-	}
-	return parts[1], parts[2]
 }
 
 func timePtr(t time.Time) *time.Time {

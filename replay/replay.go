@@ -181,7 +181,8 @@ func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 		cfg.Logger.Warn("window starts before the stream's first message: older events have expired", "from_seq", cfg.FromSeq, "first_seq", state.FirstSeq)
 	}
 
-	applier, err := consumers.New(consumers.Config{Durable: "syncd-replay", BatchSize: cfg.BatchSize, Logger: cfg.Logger}, pool, js)
+	// The applier alone: replay settles nothing in JetStream.
+	applier, err := consumers.NewApplier(consumers.ApplierConfig{Logger: cfg.Logger}, pool)
 	if err != nil {
 		return sum, err
 	}
@@ -279,7 +280,7 @@ func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 
 type run struct {
 	cfg     Config
-	applier *consumers.Consumer
+	applier *consumers.Applier
 	sum     *Summary
 	start   time.Time
 }

@@ -88,6 +88,16 @@ func Subject(source, eventType string) string {
 	return "webhooks." + source + "." + SubjectToken(eventType)
 }
 
+// SplitSubject turns webhooks.<source>.<type…> (or deadletter.…) into
+// source and type; "unknown" for a subject without both.
+func SplitSubject(subject string) (source, typ string) {
+	parts := strings.SplitN(subject, ".", 3)
+	if len(parts) < 3 {
+		return "unknown", "unknown"
+	}
+	return parts[1], parts[2]
+}
+
 // DeadLetterSubject is the DEADLETTER subject of an event.
 func DeadLetterSubject(source, eventType string) string {
 	return "deadletter." + source + "." + SubjectToken(eventType)
