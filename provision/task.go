@@ -251,7 +251,15 @@ func (p *Provisioner) stepOrganization(ctx context.Context, t *queries.Provision
 // personalOrg returns the user's active membership in a personal
 // organization, if any.
 func (p *Provisioner) personalOrg(ctx context.Context, userID string) (org, membership string, err error) {
-	list, err := p.api.ListMemberships(ctx, workosapi.ListMembershipsOpts{
+	return PersonalOrg(ctx, p.api, userID, p.cfg.PersonalTypes)
+}
+
+// PersonalOrg finds the user's active membership in a personal
+// organization: one carrying PersonalOrgExternalID, or typed (metadata
+// "type") as one of types. Empty ids when there is none. The Clerk import
+// uses it too, so an adopted user's existing organization is kept.
+func PersonalOrg(ctx context.Context, api *workosapi.Client, userID string, types []string) (org, membership string, err error) {
+	list, err := api.ListMemberships(ctx, workosapi.ListMembershipsOpts{
 		UserID:   userID,
 		Statuses: []usermanagement.OrganizationMembershipStatus{usermanagement.Active},
 	})
@@ -262,14 +270,14 @@ func (p *Provisioner) personalOrg(ctx context.Context, userID string) (org, memb
 		if m.Status != usermanagement.Active {
 			continue
 		}
-		o, err := p.api.GetOrganization(ctx, m.OrganizationID)
+		o, err := api.GetOrganization(ctx, m.OrganizationID)
 		if workosapi.IsNotFound(err) {
 			continue // deleted since
 		}
 		if err != nil {
 			return "", "", err
 		}
-		if o.ExternalID == PersonalOrgExternalID(userID) || slices.Contains(p.cfg.PersonalTypes, o.Metadata["type"]) {
+		if o.ExternalID == PersonalOrgExternalID(userID) || slices.Contains(types, o.Metadata["type"]) {
 			return o.ID, m.ID, nil
 		}
 	}

@@ -113,6 +113,27 @@ type DirectoryUser struct {
 	UpdatedAt             time.Time
 }
 
+type LegacyUserMap struct {
+	ClerkUserID            string
+	Email                  string
+	WorkosUserID           *string
+	WorkosOrgID            *string
+	WorkosMembershipID     *string
+	OrgID                  *uuid.UUID
+	OrgType                *string
+	StripeCustomerID       *string
+	StripeConnectAccountID *string
+	UserCreated            bool
+	OrgCreated             bool
+	MembershipCreated      bool
+	PasswordImported       bool
+	Outcome                string
+	Detail                 *string
+	ImportedAt             *time.Time
+	CreatedAt              time.Time
+	UpdatedAt              time.Time
+}
+
 type Meeting struct {
 	ID                    uuid.UUID
 	StripeSessionID       *string

@@ -209,6 +209,33 @@ func TestWritesArePacedUnderTheLimit(t *testing.T) {
 	}
 }
 
+// Unpaced (tests against the fake only) sends writes without waiting,
+// whatever the rate would have been; the other checks still apply.
+func TestUnpacedWritesNeverWait(t *testing.T) {
+	t.Parallel()
+	fake := workosfake.New(t, workosfake.Options{})
+	cfg := workosapi.Config{APIKey: workosfake.APIKey, BaseURL: fake.URL, Unpaced: true, WriteRate: 500, WriteBurst: 1}
+	if err := cfg.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := (workosapi.Config{APIKey: "k", Unpaced: true, MaxInFlight: 1000}).Check(); err == nil {
+		t.Error("Unpaced let MaxInFlight 1000 through")
+	}
+	c, err := workosapi.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waits := workosapi.RecordSleeps(c)
+	for range 5 {
+		if _, err := c.CreateMagicAuth(context.Background(), "a@example.com"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(*waits) != 0 {
+		t.Fatalf("waits %v", *waits)
+	}
+}
+
 func TestConfigRefusesLimitsAboveWorkOS(t *testing.T) {
 	for _, cfg := range []workosapi.Config{
 		{APIKey: "k", WriteRate: 60},

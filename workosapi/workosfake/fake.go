@@ -84,6 +84,10 @@ type User struct {
 	Locale            *string           `json:"locale"`
 	CreatedAt         string            `json:"created_at"`
 	UpdatedAt         string            `json:"updated_at"`
+	// PasswordHashType is the password_hash_type the user was created
+	// with ("" without a hash); WorkOS never returns it, so neither does
+	// the fake: tests read it here.
+	PasswordHashType string `json:"-"`
 }
 
 type Organization struct {
@@ -510,7 +514,8 @@ func (s *Server) createUser(b createUserBody) (*User, int, any) {
 	}
 	now := s.now()
 	u := &User{Object: "user", ID: s.newID("user"), Email: b.Email, FirstName: strPtr(b.FirstName), LastName: strPtr(b.LastName),
-		EmailVerified: b.EmailVerified, ExternalID: strPtr(b.ExternalID), Metadata: b.Metadata, CreatedAt: now, UpdatedAt: now}
+		EmailVerified: b.EmailVerified, ExternalID: strPtr(b.ExternalID), Metadata: b.Metadata, CreatedAt: now, UpdatedAt: now,
+		PasswordHashType: b.PasswordHashType}
 	s.users = append(s.users, u)
 	s.record("user.created", u)
 	return u, http.StatusCreated, nil

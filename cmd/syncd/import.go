@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/syncd/syncd/legacy"
+	"github.com/syncd/syncd/provision"
+	"github.com/syncd/syncd/workosapi"
+)
+
+// runImport is `syncd import clerk|map|verify`: the one-off move of the
+// app's users from Clerk to WorkOS, and the map the app's data migration
+// re-keys its rows by.
+func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, importUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return flag.ErrHelp
+		}
+		return usageError("name the step: clerk, map or verify")
+	}
+	switch args[0] {
+	case "clerk":
+		return runImportClerk(ctx, args[1:], stdout, stderr)
+	case "map":
+		return runImportMap(ctx, args[1:], stdout, stderr)
+	case "verify":
+		return runImportVerify(ctx, args[1:], stdout, stderr)
+	}
+	return usageError("unknown import step %q: want clerk, map or verify", args[0])
+}
+
+const importUsage = `usage: syncd import clerk FILE [--format csv|json] [--dry-run] [--map-only] [--legacy-database-url URL] [--concurrency N]
+       syncd import map --json|--csv
+       syncd import verify
+
+clerk   creates (or adopts) a WorkOS user, personal organization and owner membership for
+        every Clerk user of the export and records them in legacy_user_map; run it again to
+        resume an interrupted import (finished users are skipped).
+map     prints legacy_user_map for the app's data migration.
+verify  checks that every mapped user, personal organization and owner membership has
+        reached Postgres through the webhooks; exit 1 naming what is missing.`
+
+// importFlags are what import clerk reads besides the connection flags.
+type importFlags struct {
+	format       string
+	dryRun       bool
+	mapOnly      bool
+	legacyURL    string
+	legacyTable  string
+	concurrency  int
+	orgName      string
+	ownerRole    string
+	expertType   string
+	personalType string
+	noProgress   bool
+	maxInFlight  int
+}
+
+func (f *importFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.format, "format", "", "csv (Clerk dashboard export) or json (Backend API users); default detected")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "validate the file and print what would be done; writes nothing")
+	fs.BoolVar(&f.mapOnly, "map-only", false, "fill legacy_user_map from what already exists in WorkOS, writing nothing there")
+	fs.StringVar(&f.legacyURL, "legacy-database-url", "", "the Clerk-era app's Postgres, for each user's Stripe links (env LEGACY_DATABASE_URL)")
+	fs.StringVar(&f.legacyTable, "legacy-users-table", legacy.LegacyUsersTableDefault, "the legacy users table (clerk_user_id, stripe_customer_id, stripe_connect_account_id) (env SYNCD_IMPORT_LEGACY_TABLE)")
+	fs.IntVar(&f.concurrency, "concurrency", legacy.ConcurrencyDefault, fmt.Sprintf("users imported at once, 1..%d (env SYNCD_IMPORT_CONCURRENCY)", legacy.ConcurrencyMax))
+	fs.StringVar(&f.orgName, "org-name", provision.OrgNameDefault, "personal organization name, as provisioning names it (env SYNCD_PROVISION_ORG_NAME)")
+	fs.StringVar(&f.ownerRole, "owner-role", provision.OwnerRoleDefault, "role slug of the owner membership (env SYNCD_PROVISION_OWNER_ROLE)")
+	fs.StringVar(&f.expertType, "expert-org-type", legacy.ExpertOrgTypeDefault, "organization type of a user with a legacy Stripe Connect account")
+	fs.StringVar(&f.personalType, "personal-org-type", legacy.PersonalOrgTypeDefault, "organization type of every other user")
+	fs.BoolVar(&f.noProgress, "no-progress", false, "no progress bar on a terminal, no progress lines elsewhere")
+}
+
+func runImportClerk(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c common
+	var f importFlags
+	fs := flag.NewFlagSet("import clerk", flag.ContinueOnError)
+	c.register(fs)
+	f.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, importUsage+"\n\nenvironment: WORKOS_API_KEY, WORKOS_API_URL, DATABASE_URL\n\nflags:")
+		fs.PrintDefaults()
+	}
+	// The file comes first (`import clerk users.csv --dry-run`); flags
+	// before it are accepted too.
+	file := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		file, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if file == "" && len(rest) > 0 {
+		file, rest = rest[0], rest[1:]
+	}
+	switch {
+	case len(rest) > 0:
+		return usageError("unexpected argument %q", rest[0])
+	case file == "":
+		return usageError("name the export: syncd import clerk FILE")
+	case f.dryRun && f.mapOnly:
+		return usageError("--dry-run and --map-only: choose one")
+	case f.concurrency < 1 || f.concurrency > legacy.ConcurrencyMax:
+		return usageError("--concurrency %d: want 1..%d", f.concurrency, legacy.ConcurrencyMax)
+	}
+	format, err := legacy.ParseFormat(f.format)
+	if err != nil {
+		return usageError("--format: %v", err)
+	}
+	cfg := legacy.Config{
+		OrgName: f.orgName, OwnerRole: f.ownerRole, ExpertOrgType: f.expertType, PersonalOrgType: f.personalType,
+		Concurrency: f.concurrency, MapOnly: f.mapOnly,
+	}
+	if err := cfg.Check(); err != nil {
+		return usageError("%v", err)
+	}
+	api := workosapi.Config{APIKey: env("WORKOS_API_KEY", ""), BaseURL: env("WORKOS_API_URL", ""), MaxInFlight: max(workosapi.MaxInFlightDefault, 2*f.concurrency)}
+	if !f.dryRun {
+		if api.APIKey == "" {
+			return usageError("WORKOS_API_KEY is not set")
+		}
+		if err := api.Check(); err != nil {
+			return usageError("%v", err)
+		}
+	}
+	in, err := os.Open(file)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	export, err := legacy.Read(in, format)
+	in.Close()
+	if err != nil {
+		if errors.Is(err, legacy.ErrFile) {
+			return usageError("%s: %v", file, err)
+		}
+		return err
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	if c.databaseURL == "" && !f.dryRun {
+		return usageError("DATABASE_URL is not set (or pass --database-url): legacy_user_map lives there")
+	}
+	if f.legacyURL != "" {
+		ldb, err := legacy.OpenLegacyDB(ctx, f.legacyURL, f.legacyTable)
+		if err != nil {
+			return fmt.Errorf("--legacy-database-url: %s", redactErr(err))
+		}
+		defer ldb.Close()
+		cfg.Links = ldb
+	}
+	fmt.Fprintf(stdout, "%s (%s): %d users to import, %d bad rows\n", file, export.Format, len(export.Users), len(export.Bad))
+	printBadRows(stdout, export.Bad)
+
+	if f.dryRun && c.databaseURL == "" {
+		fmt.Fprintln(stdout, "dry run: legacy_user_map not read (DATABASE_URL is not set); nothing written")
+		return badRowsErr(export)
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	cfg.Logger = log
+	var client *workosapi.Client
+	if !f.dryRun {
+		if client, err = workosapi.New(api); err != nil {
+			return usageError("%v", err)
+		}
+	}
+	line := newProgressLine(stderr, f.noProgress)
+	cfg.OnProgress = importProgress(line, stderr, f.noProgress)
+	im, err := legacy.New(cfg, pool, client)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	if f.dryRun {
+		p, err := im.Plan(ctx, export)
+		if err != nil {
+			return err
+		}
+		printPlan(stdout, p, cfg, f.legacyURL != "")
+		return badRowsErr(export)
+	}
+	if f.legacyURL == "" && !f.mapOnly {
+		log.Warn("no --legacy-database-url: every personal organization gets type " + f.personalType + " (experts are recognised by their legacy Stripe Connect account)")
+	}
+	s, err := im.Run(ctx, export)
+	line.done()
+	printSummary(stdout, s, f.mapOnly)
+	resume := "syncd import clerk " + strings.Join(append([]string{file}, args...), " ")
+	switch {
+	case errors.Is(err, legacy.ErrBusy):
+		return err
+	case err != nil:
+		return fmt.Errorf("%w\n%d users not reached; what was done is recorded: resume with: %s", err, s.NotReached, resume)
+	case s.Failed > 0:
+		return fmt.Errorf("%d users failed (listed above); run the same command again to retry them: %s", s.Failed, resume)
+	}
+	return badRowsErr(export)
+}
+
+// importProgress draws the bar on a terminal, else logs a line per 1,000
+// users.
+func importProgress(line *progressLine, stderr io.Writer, noProgress bool) func(done, total int) {
+	if line.on {
+		return line.count("import")
+	}
+	var mu sync.Mutex
+	return func(done, total int) {
+		if noProgress || (done%1000 != 0 && done != total) {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(stderr, "import: %d/%d users\n", done, total)
+	}
+}
+
+func badRowsErr(f legacy.File) error {
+	if len(f.Bad) > 0 {
+		return fmt.Errorf("%d rows of the file were not imported (listed above with their line numbers)", len(f.Bad))
+	}
+	return nil
+}
+
+func printBadRows(w io.Writer, bad []legacy.BadRow) {
+	if len(bad) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "bad rows (skipped):")
+	for _, b := range bad {
+		fmt.Fprintln(w, "  "+b.String())
+	}
+}
+
+func printPlan(w io.Writer, p legacy.Plan, cfg legacy.Config, legacyRead bool) {
+	fmt.Fprintf(w, "dry run: nothing written\n  %d new users: a WorkOS user (external id = Clerk id), a personal organization named %q, an %s membership\n",
+		p.New, cfg.OrgName, cfg.OwnerRole)
+	fmt.Fprintf(w, "  %d to resume (an earlier run did not finish them)\n  %d already imported (skipped)\n", p.Resume, p.Done)
+	if legacyRead {
+		fmt.Fprintf(w, "  organization type: %d %s (legacy Stripe Connect account), %d %s\n", p.Experts, cfg.ExpertOrgType, p.New+p.Resume-p.Experts, cfg.PersonalOrgType)
+	} else {
+		fmt.Fprintf(w, "  organization type: %s for all (no --legacy-database-url)\n", cfg.PersonalOrgType)
+	}
+	fmt.Fprintf(w, "  passwords: %d bcrypt hashes imported%s\n", p.PasswordsImported, leftOut(p.PasswordsLeftOut))
+	if line := skipped(p.Skipped); line != "" {
+		fmt.Fprintln(w, "  skipped: "+line)
+	}
+}
+
+func printSummary(w io.Writer, s legacy.Summary, mapOnly bool) {
+	if mapOnly {
+		fmt.Fprintf(w, "map only: %d mapped, %d missing in WorkOS, %d failed", s.Mapped, s.Missing, s.Failed)
+	} else {
+		fmt.Fprintf(w, "import: %d created, %d adopted, %d failed", s.Created, s.Adopted, s.Failed)
+	}
+	if s.NotReached > 0 {
+		fmt.Fprintf(w, ", %d not reached", s.NotReached)
+	}
+	fmt.Fprintln(w)
+	if line := skipped(s.Skipped); line != "" {
+		fmt.Fprintln(w, "  skipped: "+line)
+	}
+	if !mapOnly {
+		fmt.Fprintf(w, "  passwords: %d bcrypt hashes imported%s\n", s.PasswordsImported, leftOut(s.PasswordsLeftOut))
+		fmt.Fprintf(w, "  expert organizations: %d\n", s.Experts)
+	}
+	if len(s.Failures) > 0 {
+		fmt.Fprintln(w, "failed:")
+		for _, f := range s.Failures {
+			retry := ""
+			if f.Retryable {
+				retry = " (WorkOS unavailable; retried next run)"
+			}
+			fmt.Fprintf(w, "  line %d (%s): %s%s\n", f.Line, f.ClerkID, f.Err, retry)
+		}
+	}
+}
+
+func skipped(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k, n := range m {
+		if n > 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func leftOut(m map[string]int) string {
+	if line := skipped(m); line != "" {
+		return "; not imported (the user signs in another way or resets it): " + line
+	}
+	return ""
+}
+
+func runImportMap(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c common
+	var asJSON, asCSV bool
+	fs := flag.NewFlagSet("import map", flag.ContinueOnError)
+	c.register(fs)
+	fs.BoolVar(&asJSON, "json", false, "print a JSON array")
+	fs.BoolVar(&asCSV, "csv", false, "print CSV with a header")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("unexpected argument %q", fs.Arg(0))
+	}
+	if asJSON == asCSV {
+		return usageError("choose one of --json and --csv")
+	}
+	format := legacy.FormatJSON
+	if asCSV {
+		format = legacy.FormatCSV
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	_, err = legacy.WriteMap(ctx, pool, stdout, format)
+	return err
+}
+
+func runImportVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c common
+	var ownerRole string
+	fs := flag.NewFlagSet("import verify", flag.ContinueOnError)
+	c.register(fs)
+	fs.StringVar(&ownerRole, "owner-role", provision.OwnerRoleDefault, "role slug of the owner membership (env SYNCD_PROVISION_OWNER_ROLE)")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("unexpected argument %q", fs.Arg(0))
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	v, err := legacy.Verify(ctx, pool, ownerRole)
+	if err != nil {
+		return err
+	}
+	for _, p := range v.Problems {
+		fmt.Fprintln(stdout, p.String())
+	}
+	if len(v.Problems) > 0 {
+		return fmt.Errorf("%d of %d mapped users do not resolve in Postgres (listed above); if the import finished, wait for the webhooks or run syncd backfill workos", len(v.Problems), v.Rows)
+	}
+	if v.Rows == 0 {
+		return errors.New("legacy_user_map is empty: nothing imported yet")
+	}
+	fmt.Fprintf(stdout, "all %d mapped users resolve: user, personal organization and %s membership in Postgres\n", v.Rows, ownerRole)
+	return nil
+}
