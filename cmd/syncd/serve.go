@@ -52,7 +52,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var rec reconcile
 	var prov provisioning
 	var ret retentionFlags
+	var aud auditFlags
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	aud.register(fs)
 	f.register(fs)
 	rec.register(fs)
 	prov.register(fs)
@@ -98,6 +100,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := ret.setup(f.replayWindow); err != nil {
 		return err
 	}
+	if err := aud.setup(); err != nil {
+		return err
+	}
+	aud.retentionConfig(&ret.cfg)
 	// Refuse bad configuration before opening anything.
 	icfg := ingest.Config{
 		WorkOSSecrets:        f.workosSecrets,
@@ -120,7 +126,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// and wait for the server to have it) must end inside the shutdown
 	// timeout, before the embedded server stops with the process; the
 	// rest of the timeout is for draining the NATS connection.
-	ccfg := consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5, ApplyWorkers: f.applyWorkers}
+	ccfg := consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5, ApplyWorkers: f.applyWorkers, AuditOff: aud.off}
 	if consumeOn {
 		if err := ccfg.Check(); err != nil {
 			return usageError("%v", err)
@@ -150,6 +156,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			for _, m := range applied {
 				log.Info("migration applied", "version", m.Version, "name", m.Name)
+			}
+		}
+		if consumeOn {
+			// Before anything is applied: a role that row-level security
+			// filters would miss rows its upserts must see.
+			if err := consumers.CheckWriter(ctx, pool); err != nil {
+				return err
 			}
 		}
 	}
