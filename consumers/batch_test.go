@@ -77,6 +77,7 @@ func workosEvent(t *testing.T, id, typ string, data map[string]any) consumers.Ev
 // TestBatchIsPipelined: a batch of write-only events costs a handful of
 // round trips, not several per event, and keeps every outcome right.
 func TestBatchIsPipelined(t *testing.T) {
+	t.Parallel()
 	c, pool, rt := tracedConsumer(t)
 	var evs []consumers.Event
 	for i := range 60 {
@@ -144,6 +145,7 @@ func TestBatchIsPipelined(t *testing.T) {
 // TestBadEventDoesNotFailBatchMates: one event that cannot apply is rolled
 // back alone; the rest of its batch commits.
 func TestBadEventDoesNotFailBatchMates(t *testing.T) {
+	t.Parallel()
 	c, pool, _ := tracedConsumer(t)
 	var evs []consumers.Event
 	for i := range 20 {

@@ -25,9 +25,14 @@ import (
 
 // ApplyWorkersDefault is what the benchmark shows best on a small machine;
 // ApplyWorkersMax bounds the connections one consumer holds.
+// BatchSizeDefault: a batch takes only what has arrived, so a larger one
+// costs nothing at low rates, and under a backlog each set-based statement
+// and link query serves more events (the hot-key workload applies 12.6k
+// events/s in batches of 256, 16.5k in 512, 18.6k in 1024, applier alone).
 const (
 	ApplyWorkersDefault = 2
 	ApplyWorkersMax     = 64
+	BatchSizeDefault    = 512
 )
 
 // Config configures the apply loop.
@@ -60,7 +65,7 @@ func (c Config) withDefaults() Config {
 		c.Durable = stream.Consumer
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = 256
+		c.BatchSize = BatchSizeDefault
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 5

@@ -37,6 +37,7 @@ func apply(t *testing.T, c *consumers.Consumer, evs ...consumers.Event) []consum
 // A membership that arrives after its user or organization was deleted is
 // stored deleted: the parent's delete could only tombstone what existed.
 func TestLateMembershipOfDeletedParentIsBornDeleted(t *testing.T) {
+	t.Parallel()
 	c, pool, _ := tracedConsumer(t)
 	apply(t, c,
 		decoded(t, "workos", dsyncEvent("d1", "user.deleted", 10, userData("user_z", "z@x.test", 10))),
@@ -56,6 +57,7 @@ func TestLateMembershipOfDeletedParentIsBornDeleted(t *testing.T) {
 // An older deletion that arrives after a newer update sets the tombstone
 // and nothing else: the mirror keeps the newer data and version.
 func TestOlderStripeDeletionKeepsNewerData(t *testing.T) {
+	t.Parallel()
 	c, pool, _ := tracedConsumer(t)
 	customer := func(email string) map[string]any {
 		return map[string]any{"id": "cus_o", "object": "customer", "email": email, "metadata": map[string]any{}}
@@ -75,6 +77,7 @@ func TestOlderStripeDeletionKeepsNewerData(t *testing.T) {
 // Links run once per batch, but a delete sees the links of the events
 // before it, so one batch ends as the same events one by one do.
 func TestDeleteInABatchSeesEarlierLinks(t *testing.T) {
+	t.Parallel()
 	guest := func(events [][]consumers.Event) *string {
 		c, pool, _ := tracedConsumer(t)
 		apply(t, c, decoded(t, "stripe", stripeEventAt("evt_cs", "checkout.session.completed", s0, "2023-10-16", sessionObject("cs_1", "pi_1", "paid"))))
@@ -100,6 +103,7 @@ func TestDeleteInABatchSeesEarlierLinks(t *testing.T) {
 // it carries is older than what is stored; the outcome must not depend on
 // whether the batch was pipelined or isolated.
 func TestDeleteOutcomeIsTheSamePipelinedOrIsolated(t *testing.T) {
+	t.Parallel()
 	for _, isolated := range []bool{false, true} {
 		c, pool, _ := tracedConsumer(t)
 		apply(t, c, decoded(t, "workos", dsyncEvent("e1", "dsync.user.updated", 5, dsyncUserData("du1", "dir1", "org1", "A", "active", 5))))
@@ -120,6 +124,7 @@ func TestDeleteOutcomeIsTheSamePipelinedOrIsolated(t *testing.T) {
 // first, as it would be event by event: meetings run outside the pipeline,
 // but never after a delete that follows them.
 func TestBookingBeforeDeleteInABatchKeepsItsGuest(t *testing.T) {
+	t.Parallel()
 	guest := func(batches [][]consumers.Event) *string {
 		c, pool, _ := tracedConsumer(t)
 		apply(t, c, decoded(t, "workos", dsyncEvent("u1", "user.created", 1, userData("user_g", "guest.person@example.com", 1))))
@@ -154,6 +159,7 @@ func meetingRow(t *testing.T, c *consumers.Consumer, pool interface {
 // An unpaid checkout that arrives after its payment began does not move the
 // meeting back to pending.
 func TestUnpaidCheckoutAfterProcessingStaysProcessing(t *testing.T) {
+	t.Parallel()
 	c, pool, _ := tracedConsumer(t)
 	apply(t, c, decoded(t, "stripe", stripeEventAt("evt_p", "payment_intent.processing", s0, "2023-10-16", paymentIntentObject("pi_1"))))
 	apply(t, c, decoded(t, "stripe", stripeEventAt("evt_c", "checkout.session.completed", s0+1, "2023-10-16", sessionObject("cs_1", "pi_1", "unpaid"))))
@@ -165,6 +171,7 @@ func TestUnpaidCheckoutAfterProcessingStaysProcessing(t *testing.T) {
 // A booking detail the app wrote badly is left out; the payment is still
 // recorded and the meeting created.
 func TestBadBookingDetailDoesNotLoseThePayment(t *testing.T) {
+	t.Parallel()
 	c, pool, _ := tracedConsumer(t)
 	pi := paymentIntentObject("pi_2")
 	pi["metadata"] = map[string]any{"meeting": `{"id":"not-a-uuid","guest":"guest.person@example.com","dur":45.5,"start":"soon"}`}
@@ -180,6 +187,7 @@ func TestBadBookingDetailDoesNotLoseThePayment(t *testing.T) {
 // The guest's organization is the personal one whichever arrives first:
 // the organizations' own events make the members' meetings choose again.
 func TestGuestOrganizationDoesNotDependOnArrivalOrder(t *testing.T) {
+	t.Parallel()
 	orgOf := func(orgsFirst bool) *string {
 		c, pool, _ := tracedConsumer(t)
 		personal := orgData("org_personal", "Personal", 1)
@@ -215,6 +223,7 @@ func TestGuestOrganizationDoesNotDependOnArrivalOrder(t *testing.T) {
 // Only the PaymentIntent carries the booking: the meeting has the
 // Session's id whichever of the two arrives first.
 func TestSessionWithoutBookingIsLinkedInEitherOrder(t *testing.T) {
+	t.Parallel()
 	for _, sessionFirst := range []bool{true, false} {
 		c, pool, _ := tracedConsumer(t)
 		session := sessionObject("cs_n", "pi_n", "paid")

@@ -71,7 +71,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&f.publishTimeout, "publish-timeout", 5*time.Second, "wait for JetStream's PubAck before answering 503 (env SYNCD_PUBLISH_TIMEOUT)")
 	fs.DurationVar(&f.replayWindow, "replay-window", 30*24*time.Hour, "how long WEBHOOKS keeps events, the stream's MaxAge (env SYNCD_REPLAY_WINDOW)")
 	fs.IntVar(&f.replicas, "stream-replicas", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL (env SYNCD_STREAM_REPLICAS)")
-	fs.IntVar(&f.batchSize, "batch-size", 256, "events applied per transaction, at most (env SYNCD_BATCH_SIZE)")
+	fs.IntVar(&f.batchSize, "batch-size", consumers.BatchSizeDefault, "events applied per transaction, at most (env SYNCD_BATCH_SIZE)")
 	fs.IntVar(&f.applyWorkers, "apply-workers", consumers.ApplyWorkersDefault, "transactions applying a batch at once, each on its own connection, events routed by entity (env SYNCD_APPLY_WORKERS)")
 	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "permanent failures before an event is dead-lettered (env SYNCD_MAX_ATTEMPTS)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "hard stop after this long; the consumer gets four fifths of it to finish its batch and hand back the rest")
