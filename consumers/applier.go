@@ -288,8 +288,9 @@ type batchRun struct {
 	res   []Result
 	links *linkSet
 	stale map[string][]string
-	// auditCur: an event's audit context is set in tx (audit.go).
-	auditCur bool
+	// The audit context (audit.go): the batch's events, the set-based
+	// events of the stage being built.
+	todo, stageSets []int
 }
 
 // applyBatched applies the events in one transaction, stage by stage.
@@ -301,8 +302,8 @@ func (a *Applier) applyBatched(ctx context.Context, evs []Event, todo []int, res
 		return false, fmt.Errorf("begin batch: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	b := &batchRun{a: a, tx: tx, evs: evs, res: res, links: newLinkSet(), stale: map[string][]string{}}
-	if err := a.auditBegin(ctx, tx, evs, todo); err != nil {
+	b := &batchRun{a: a, tx: tx, evs: evs, res: res, links: newLinkSet(), stale: map[string][]string{}, todo: todo}
+	if err := a.auditBegin(ctx, tx); err != nil {
 		return permanentOr(err)
 	}
 	st := newStage()
@@ -321,7 +322,7 @@ func (a *Applier) applyBatched(ctx context.Context, evs []Event, todo []int, res
 	if failed, err := b.exec(ctx, st); failed || err != nil {
 		return failed, err
 	}
-	if err := b.auditClear(ctx); err != nil {
+	if err := b.auditLinks(ctx); err != nil {
 		return permanentOr(err)
 	}
 	// A permanent failure here belongs to no event in particular: isolate,
@@ -365,12 +366,12 @@ func (b *batchRun) add(ctx context.Context, st *stage, i int, r *Route) (failed 
 		if err := protect(func() error { return r.set.add(&st.sets, i, ev) }); err != nil {
 			return true
 		}
+		b.stageSets = append(b.stageSets, i)
 	case r.kind() == kindPipe:
 		st.pipe.start(i)
 		if err := b.a.auditFor(ctx, &st.pipe, &ev); err != nil {
 			return true
 		}
-		b.auditCur = b.auditCur || !b.a.cfg.AuditOff
 		var out Outcome
 		err := protect(func() (err error) {
 			out, err = r.Handle(ctx, Tx{Q: b.a.q, DB: &st.pipe, Links: b.links}, ev)
@@ -391,7 +392,7 @@ func (b *batchRun) add(ctx context.Context, st *stage, i int, r *Route) (failed 
 // ledger rows in one round trip, then the events that read.
 func (b *batchRun) exec(ctx context.Context, st *stage) (failed bool, err error) {
 	if !st.sets.empty() {
-		if err := b.auditClear(ctx); err != nil {
+		if err := b.auditStage(ctx); err != nil {
 			return permanentOr(err)
 		}
 		err := protect(func() error {
@@ -429,7 +430,6 @@ func (b *batchRun) exec(ctx context.Context, st *stage) (failed bool, err error)
 			return permanentOr(fmt.Errorf("apply %s %s: %w", ev.Source, ev.Envelope.ID, err))
 		}
 		b.res[i].Outcome = out
-		b.auditCur = b.auditCur || !b.a.cfg.AuditOff
 	}
 	return false, nil
 }
@@ -443,7 +443,7 @@ func (a *Applier) applyIsolated(ctx context.Context, evs []Event, todo []int, re
 		return fmt.Errorf("begin batch: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := a.auditBegin(ctx, tx, evs, todo); err != nil {
+	if err := a.auditBegin(ctx, tx); err != nil {
 		return err
 	}
 	for _, i := range todo {

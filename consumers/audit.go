@@ -19,15 +19,16 @@ import (
 // writes none.
 //
 // What the triggers cannot see is the event: the applier tells them, in two
-// transaction-local settings. syncd.audit_events, set once per batch
-// transaction, maps the entity keys of the batch's events to the event (the
-// last of each key in stream order), and the WorkOS rows' key and version to
-// the event that carries that version: a set-based upsert writes the state
-// of one event per row, whose version the row then holds. syncd.audit_event
-// names the event whose statements run now (pipelined and direct events,
-// the isolated path) and is empty while the set-based upserts and the
-// batch's links run. With the audit off, neither is set and the triggers
-// return at once.
+// transaction-local settings. syncd.audit_event names the event whose
+// statements run now (pipelined and direct events, the isolated path).
+// syncd.audit_events maps entity keys to events for the statements that
+// belong to no one event, set before each of them, as small as it can be
+// (the triggers parse it on every statement it serves): before a stage's
+// set-based upserts, the WorkOS rows' key and version of the stage's events
+// (a set-based upsert writes the state of one event per row, whose version
+// the row then holds); before the batch's links, the entity keys of the
+// batch's events, the last of each key in stream order. With the audit
+// off, neither is set and the triggers return at once.
 
 // auditEvent is what an audit row records of the event behind a change.
 type auditEvent struct {
@@ -48,23 +49,24 @@ func newAuditEvent(ev Event) auditEvent {
 	return auditEvent{Source: ev.Source, ID: ev.Envelope.ID, Type: ev.Envelope.Type, Delivery: ev.Delivery, Mode: mode}
 }
 
-// auditKeys is syncd.audit_events for the events todo of evs.
-func (a *Applier) auditKeys(evs []Event, todo []int) (string, error) {
-	m := make(map[string]auditEvent, len(todo))
-	for _, i := range todo {
+// auditKeys is syncd.audit_events for the events idx of evs: their entity
+// keys (links) or their rows' keys and versions (set-based upserts).
+func (a *Applier) auditKeys(evs []Event, idx []int, versions bool) (string, error) {
+	m := make(map[string]auditEvent, len(idx))
+	for _, i := range idx {
 		ev := evs[i]
 		r := a.routes.route(ev)
 		if r == nil {
 			continue
 		}
-		ae := newAuditEvent(ev)
-		if r.Key != nil {
-			if k := r.Key(ev); k != "" {
-				m[k] = ae
-			}
+		k := ""
+		if versions {
+			k = versionKey(r, ev)
+		} else if r.Key != nil {
+			k = r.Key(ev)
 		}
-		if k := versionKey(r, ev); k != "" {
-			m[k] = ae
+		if k != "" {
+			m[k] = newAuditEvent(ev)
 		}
 	}
 	b, err := json.Marshal(m)
@@ -92,46 +94,59 @@ func versionKey(r *Route, ev Event) string {
 }
 
 // auditBegin turns the audit trail on for a batch transaction.
-func (a *Applier) auditBegin(ctx context.Context, db queries.DBTX, evs []Event, todo []int) error {
+func (a *Applier) auditBegin(ctx context.Context, db queries.DBTX) error {
 	if a.cfg.AuditOff {
 		return nil
 	}
-	keys, err := a.auditKeys(evs, todo)
-	if err != nil {
-		return err
-	}
-	if err := a.q.AuditContextSet(ctx, db, queries.AuditContextSetParams{Events: keys}); err != nil {
+	if err := a.q.AuditContextSet(ctx, db, queries.AuditContextSetParams{Events: "{}"}); err != nil {
 		return fmt.Errorf("audit context: %w", err)
 	}
 	return nil
 }
 
 // auditFor names the event whose statements follow in db (a transaction
-// or a pipeline); nil: none, the rows are resolved by their keys.
+// or a pipeline).
 func (a *Applier) auditFor(ctx context.Context, db queries.DBTX, ev *Event) error {
 	if a.cfg.AuditOff {
 		return nil
 	}
-	var s string
-	if ev != nil {
-		b, err := json.Marshal(newAuditEvent(*ev))
-		if err != nil {
-			return fmt.Errorf("encode audit event: %w", err)
-		}
-		s = string(b)
+	b, err := json.Marshal(newAuditEvent(*ev))
+	if err != nil {
+		return fmt.Errorf("encode audit event: %w", err)
 	}
-	if err := a.q.AuditEventSet(ctx, db, s); err != nil {
+	if err := a.q.AuditEventSet(ctx, db, string(b)); err != nil {
 		return fmt.Errorf("audit event: %w", err)
 	}
 	return nil
 }
 
-// auditClear ends the current event of a batch before statements that
-// belong to no one event (set-based upserts, links).
-func (b *batchRun) auditClear(ctx context.Context) error {
-	if !b.auditCur {
+// auditStage prepares the stage's set-based upserts: no current event, the
+// stage's events by row key and version.
+func (b *batchRun) auditStage(ctx context.Context) error {
+	idx := b.stageSets
+	b.stageSets = b.stageSets[:0]
+	return b.auditKeyed(ctx, idx, true)
+}
+
+// auditLinks prepares the batch's links: no current event, the batch's
+// events by entity key.
+func (b *batchRun) auditLinks(ctx context.Context) error {
+	if !b.links.any {
 		return nil
 	}
-	b.auditCur = false
-	return b.a.auditFor(ctx, b.tx, nil)
+	return b.auditKeyed(ctx, b.todo, false)
+}
+
+func (b *batchRun) auditKeyed(ctx context.Context, idx []int, versions bool) error {
+	if b.a.cfg.AuditOff {
+		return nil
+	}
+	keys, err := b.a.auditKeys(b.evs, idx, versions)
+	if err != nil {
+		return err
+	}
+	if err := b.a.q.AuditContextSet(ctx, b.tx, queries.AuditContextSetParams{Events: keys}); err != nil {
+		return fmt.Errorf("audit context: %w", err)
+	}
+	return nil
 }

@@ -28,7 +28,10 @@ CREATE TABLE audit_logs (
     -- delivery (JetStream delivery attempt), mode (live or replay).
     metadata       jsonb       NOT NULL DEFAULT '{}'
 );
-CREATE INDEX audit_logs_occurred_at_idx ON audit_logs (occurred_at);
+-- Rows arrive in time order: a BRIN index serves time windows at a
+-- fraction of a B-tree's upkeep on the apply path; retention walks the
+-- primary key, oldest first.
+CREATE INDEX audit_logs_occurred_at_idx ON audit_logs USING brin (occurred_at);
 CREATE INDEX audit_logs_resource_idx ON audit_logs (resource_type, resource_id, occurred_at);
 CREATE INDEX audit_logs_org_idx ON audit_logs (workos_org_id, occurred_at);
 CREATE INDEX audit_logs_event_idx ON audit_logs (event_id, source);
@@ -45,64 +48,75 @@ CREATE INDEX audit_logs_event_idx ON audit_logs (event_id, source);
 -- whose state the set-based upsert wrote), then the Stripe object that
 -- links to it, then the row's entity.
 -- +goose StatementBegin
-CREATE FUNCTION syncd_audit() RETURNS trigger LANGUAGE plpgsql AS $fn$
+CREATE FUNCTION syncd_audit() RETURNS trigger LANGUAGE plpgsql
+-- The statements below have the same shape on every call: plan them once
+-- per session instead of once per statement audited.
+SET plan_cache_mode = force_generic_plan AS $fn$
 DECLARE
-    evs jsonb := NULLIF(current_setting('syncd.audit_events', true), '')::jsonb;
-    cur jsonb := NULLIF(current_setting('syncd.audit_event', true), '')::jsonb;
-    pairs jsonb;
+    olds jsonb[];
+    news jsonb[];
+    cur jsonb;
+    evs jsonb;
+    -- syncd's bookkeeping is not the app's data.
+    skip constant text[] := ARRAY['created_at', 'updated_at', 'stripe_customer_version',
+        'stripe_connect_version', 'subscription_version', 'payment_status_rank',
+        'payment_status_version', 'details_version', 'details_event_id'];
+    -- Columns whose change from or to NULL is a link made or undone.
+    links text[];
 BEGIN
-    IF evs IS NULL THEN
+    -- Cheap until there is something to write: the batch's map is parsed
+    -- only for rows no current event accounts for.
+    IF COALESCE(current_setting('syncd.audit_events', true), '') = '' THEN
         RETURN NULL;
     END IF;
-    -- (old row, new row) of each changed row, NULL for the side that is not.
+    -- The old and new image of each changed row, side by side.
     IF TG_OP = 'INSERT' THEN
-        SELECT jsonb_agg(jsonb_build_array(NULL, to_jsonb(n))) INTO pairs FROM new_rows n;
+        SELECT array_agg(to_jsonb(n) - skip) INTO news FROM new_rows n;
     ELSIF TG_OP = 'UPDATE' THEN
-        SELECT jsonb_agg(jsonb_build_array(to_jsonb(o), to_jsonb(n))) INTO pairs
+        SELECT array_agg(to_jsonb(o) - skip), array_agg(to_jsonb(n) - skip) INTO olds, news
         FROM old_rows o JOIN new_rows n ON n.id = o.id;
     ELSE
-        SELECT jsonb_agg(jsonb_build_array(to_jsonb(o), NULL)) INTO pairs FROM old_rows o;
+        SELECT array_agg(to_jsonb(o) - skip) INTO olds FROM old_rows o;
     END IF;
-    IF pairs IS NULL THEN
+    IF olds IS NULL AND news IS NULL THEN
         RETURN NULL;
     END IF;
+    cur := NULLIF(current_setting('syncd.audit_event', true), '')::jsonb;
+    IF cur IS NULL THEN
+        evs := current_setting('syncd.audit_events', true)::jsonb;
+    END IF;
+    links := CASE TG_TABLE_NAME
+        WHEN 'users' THEN ARRAY['stripe_customer_id', 'stripe_connect_account_id']
+        WHEN 'organizations' THEN ARRAY['stripe_customer_id', 'stripe_subscription_id']
+        WHEN 'meetings' THEN ARRAY['guest_workos_user_id']
+        WHEN 'payment_transfers' THEN ARRAY['stripe_transfer_id']
+        ELSE ARRAY[]::text[] END;
     INSERT INTO audit_logs (source, event_id, event_type, action, resource_type, resource_id,
                             workos_org_id, org_id, old_values, new_values, metadata)
-    SELECT ev->>'source', ev->>'id', ev->>'type', d.action, TG_TABLE_NAME, s.resource_id,
-           s.workos_org_id, s.org_id, d.old_values, d.new_values,
+    SELECT ev->>'source', ev->>'id', ev->>'type',
+           CASE
+               WHEN p.o IS NULL THEN 'created'
+               WHEN p.n IS NULL THEN 'deleted'
+               WHEN p.o->>'deleted_at' IS NULL AND p.n->>'deleted_at' IS NOT NULL THEN 'deleted'
+               WHEN EXISTS (SELECT 1 FROM unnest(links) l WHERE d.new_values ? l AND d.old_values->l = 'null') THEN 'linked'
+               WHEN EXISTS (SELECT 1 FROM unnest(links) l WHERE d.new_values ? l AND d.new_values->l = 'null') THEN 'unlinked'
+               ELSE 'updated'
+           END,
+           TG_TABLE_NAME, s.resource_id, s.workos_org_id, s.org_id, d.old_values, d.new_values,
            jsonb_strip_nulls(jsonb_build_object('delivery', ev->'delivery', 'mode', ev->'mode',
                'via', CASE WHEN ev IS NULL THEN 'link' END))
-    FROM jsonb_array_elements(pairs) AS p(pair)
-    CROSS JOIN LATERAL (SELECT NULLIF(pair->0, 'null') AS o, NULLIF(pair->1, 'null') AS n) r
-    CROSS JOIN LATERAL (SELECT COALESCE(r.n, r.o) AS row) c
-    CROSS JOIN LATERAL (
-        SELECT jsonb_object_agg(k, r.o->k) FILTER (WHERE r.o IS NOT NULL) AS old_values,
-               jsonb_object_agg(k, r.n->k) FILTER (WHERE r.n IS NOT NULL) AS new_values,
-               CASE
-                   WHEN r.o IS NULL THEN 'created'
-                   WHEN r.n IS NULL THEN 'deleted'
-                   WHEN r.o->>'deleted_at' IS NULL AND r.n->>'deleted_at' IS NOT NULL THEN 'deleted'
-                   WHEN bool_or(k = ANY (links) AND r.o->k = 'null') THEN 'linked'
-                   WHEN bool_or(k = ANY (links) AND r.n->k = 'null') THEN 'unlinked'
-                   ELSE 'updated'
-               END AS action
-        FROM jsonb_object_keys(c.row) AS k
-        CROSS JOIN (SELECT CASE TG_TABLE_NAME
-            WHEN 'users' THEN ARRAY['stripe_customer_id', 'stripe_connect_account_id']
-            WHEN 'organizations' THEN ARRAY['stripe_customer_id', 'stripe_subscription_id']
-            WHEN 'meetings' THEN ARRAY['guest_workos_user_id']
-            WHEN 'payment_transfers' THEN ARRAY['stripe_transfer_id']
-            ELSE ARRAY[]::text[] END AS links) l
-        -- syncd's bookkeeping is not the app's data.
-        WHERE k <> ALL (ARRAY['id', 'created_at', 'updated_at', 'stripe_customer_version',
-                              'stripe_connect_version', 'subscription_version', 'payment_status_rank',
-                              'payment_status_version', 'details_version', 'details_event_id'])
-          AND CASE
-                  WHEN r.o IS NULL THEN r.n->k <> 'null'
-                  WHEN r.n IS NULL THEN r.o->k <> 'null'
-                  ELSE r.o->k IS DISTINCT FROM r.n->k
-              END
-    ) d
+    FROM unnest(COALESCE(olds, array_fill(NULL::jsonb, ARRAY[cardinality(news)])),
+                COALESCE(news, array_fill(NULL::jsonb, ARRAY[cardinality(olds)]))) AS p(o, n)
+    -- Only the columns that changed: a create's and a delete's non-NULL
+    -- ones; an update's that differ.
+    CROSS JOIN LATERAL (SELECT CASE WHEN p.o IS NULL OR p.n IS NULL THEN NULL::text[] ELSE ARRAY(
+        SELECT e.key FROM jsonb_each(p.n) e WHERE p.o->e.key = e.value) END AS same
+        OFFSET 0) u -- computed once per row, not once per use
+    CROSS JOIN LATERAL (SELECT
+        CASE WHEN p.o IS NULL THEN NULL WHEN p.n IS NULL THEN jsonb_strip_nulls(p.o) - 'id' ELSE p.o - u.same END AS old_values,
+        CASE WHEN p.n IS NULL THEN NULL WHEN p.o IS NULL THEN jsonb_strip_nulls(p.n) - 'id' ELSE p.n - u.same END AS new_values
+        OFFSET 0) d
+    CROSS JOIN LATERAL (SELECT COALESCE(p.n, p.o) AS row) c
     CROSS JOIN LATERAL (SELECT
         CASE TG_TABLE_NAME
             WHEN 'users' THEN c.row->>'workos_user_id'
@@ -139,7 +153,7 @@ BEGIN
             evs->('org:' || (SELECT g.workos_org_id FROM organizations g WHERE g.id = (c.row->>'guest_org_id')::uuid)))
         WHEN 'payment_transfers' THEN evs->('payment:' || (c.row->>'stripe_payment_intent_id'))
     END) AS ev) e
-    WHERE d.old_values IS NOT NULL OR d.new_values IS NOT NULL;
+    WHERE d.old_values <> '{}' OR d.new_values <> '{}';
     RETURN NULL;
 END
 $fn$;

@@ -24,11 +24,12 @@ LIMIT @max_rows;
 
 -- name: AuditLogPrune :execrows
 -- Retention: deletes up to max_rows of the oldest rows that occurred before
--- before.
+-- before. Ids grow with time, so the oldest are found walking the primary
+-- key from its start.
 DELETE FROM audit_logs a
 WHERE a.id IN (
     SELECT s.id FROM audit_logs s
     WHERE s.occurred_at < @before::timestamptz
-    ORDER BY s.occurred_at
+    ORDER BY s.id
     LIMIT @max_rows::int
 );

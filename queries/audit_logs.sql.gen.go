@@ -110,7 +110,7 @@ DELETE FROM audit_logs a
 WHERE a.id IN (
     SELECT s.id FROM audit_logs s
     WHERE s.occurred_at < $1::timestamptz
-    ORDER BY s.occurred_at
+    ORDER BY s.id
     LIMIT $2::int
 )
 `
@@ -121,7 +121,8 @@ type AuditLogPruneParams struct {
 }
 
 // Retention: deletes up to max_rows of the oldest rows that occurred before
-// before.
+// before. Ids grow with time, so the oldest are found walking the primary
+// key from its start.
 func (q *Queries) AuditLogPrune(ctx context.Context, db DBTX, arg AuditLogPruneParams) (int64, error) {
 	result, err := db.Exec(ctx, auditLogPrune, arg.Before, arg.MaxRows)
 	if err != nil {
