@@ -146,7 +146,8 @@ type Result struct {
 	// (JetStream dropped them by message id).
 	Published  int
 	Duplicates int
-	// Invalid events were not provider events and were left out.
+	// Invalid events were not provider events, or had an id or type
+	// syncd cannot store (stream.CheckIdentity), and were left out.
 	Invalid int
 	Elapsed time.Duration
 }
@@ -239,9 +240,10 @@ func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 				res.Elapsed = time.Since(start)
 				return res, fmt.Errorf("list %s events (part %d of %d, cursor %q): %w", src.Name(), part+1, len(listings), cursor, err)
 			}
-			published, dups, err := publish(ctx, js, src.Name(), page.Events, cfg)
+			published, dups, refused, err := publish(ctx, js, src.Name(), page.Events, cfg)
 			res.Published += published
 			res.Duplicates += dups
+			res.Invalid += refused
 			if err != nil {
 				res.Elapsed = time.Since(start)
 				return res, err
@@ -293,25 +295,33 @@ func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 }
 
 // publish stores a page's events and waits for every PubAck: only then may
-// the cursor move past them.
-func publish(ctx context.Context, js jetstream.JetStream, source string, evs []Event, cfg Config) (published, dups int, err error) {
+// the cursor move past them. An event ingest would refuse (its id or type
+// could not be stored safely) is left out and counted as refused.
+func publish(ctx context.Context, js jetstream.JetStream, source string, evs []Event, cfg Config) (published, dups, refused int, err error) {
 	if len(evs) == 0 {
-		return 0, 0, nil
+		return 0, 0, 0, nil
 	}
 	now := cfg.Now()
 	futs := make([]jetstream.PubAckFuture, 0, len(evs))
+	sent := make([]Event, 0, len(evs))
 	for _, ev := range evs {
 		endpoint := ""
 		if source == stream.SourceStripe && ev.Envelope.Account != "" {
 			// What the Connect endpoint would have marked it with.
 			endpoint = "connect"
 		}
-		msg := stream.EventMsg(source, ev.Envelope, ev.Body, now, endpoint)
+		msg, err := stream.EventMsg(source, ev.Envelope, ev.Body, now, endpoint)
+		if err != nil {
+			refused++
+			cfg.Logger.Warn("backfill event refused", "source", source, "event_id", stream.HeaderValue(ev.Envelope.ID, 128), "type", stream.HeaderValue(ev.Envelope.Type, 128), "err", err)
+			continue
+		}
 		f, err := js.PublishMsgAsync(msg, jetstream.WithExpectStream(stream.Webhooks))
 		if err != nil {
-			return published, dups, fmt.Errorf("publish %s %s: %w", source, ev.Envelope.ID, err)
+			return published, dups, refused, fmt.Errorf("publish %s %s: %w", source, ev.Envelope.ID, err)
 		}
 		futs = append(futs, f)
+		sent = append(sent, ev)
 	}
 	timer := time.NewTimer(cfg.PublishTimeout)
 	defer timer.Stop()
@@ -324,14 +334,14 @@ func publish(ctx context.Context, js jetstream.JetStream, source string, evs []E
 				published++
 			}
 		case err := <-f.Err():
-			return published, dups, fmt.Errorf("publish %s %s: %w", source, evs[i].Envelope.ID, err)
+			return published, dups, refused, fmt.Errorf("publish %s %s: %w", source, sent[i].Envelope.ID, err)
 		case <-timer.C:
-			return published, dups, fmt.Errorf("publish %s %s: no PubAck within %s", source, evs[i].Envelope.ID, cfg.PublishTimeout)
+			return published, dups, refused, fmt.Errorf("publish %s %s: no PubAck within %s", source, sent[i].Envelope.ID, cfg.PublishTimeout)
 		case <-ctx.Done():
-			return published, dups, fmt.Errorf("publish %s %s: %w", source, evs[i].Envelope.ID, ctx.Err())
+			return published, dups, refused, fmt.Errorf("publish %s %s: %w", source, sent[i].Envelope.ID, ctx.Err())
 		}
 	}
-	return published, dups, nil
+	return published, dups, refused, nil
 }
 
 // normalizeTypes trims, sorts and deduplicates a type filter, so the same

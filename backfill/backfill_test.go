@@ -630,3 +630,30 @@ func TestWorkOSPageOfOnlyInvalidEventsDoesNotEndTheListing(t *testing.T) {
 		t.Fatalf("published %d, invalid %d, err %v; want the good event after the invalid page", res.Published, res.Invalid, err)
 	}
 }
+
+// An event whose id or type ingest would refuse is refused on the
+// backfill path too: counted as invalid, not stored; the page's other
+// events are.
+func TestBackfillRefusesHostileIdentity(t *testing.T) {
+	h := syncdtest.NewHarness(t)
+	hostile := string(workosEvent("event_\u0000nul", "user.created", at(1), user("user_h", "h@x.test", "H")))
+	long := string(workosEvent("event_long", "user."+strings.Repeat("x", 300), at(2), user("user_l", "l@x.test", "L")))
+	good := string(workosEvent("event_good", "user.created", at(5), user("user_g", "g@x.test", "G")))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"object":"list","data":[%s,%s,%s],"list_metadata":{"after":null}}`, hostile, long, good)
+	}))
+	defer srv.Close()
+	src, err := backfill.NewWorkOS(backfill.WorkOSConfig{APIKey: workosKey, BaseURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := backfill.Run(context.Background(), backfill.Config{}, h.Pool, h.NATS.JS, src,
+		backfill.Window{Since: t0.Add(-time.Hour), Until: t0.Add(time.Hour), Types: []string{"user.created", "user." + strings.Repeat("x", 300)}})
+	if err != nil || res.Published != 1 || res.Invalid != 2 {
+		t.Fatalf("published %d, invalid %d, err %v; want the good event only", res.Published, res.Invalid, err)
+	}
+	s, _ := h.NATS.JS.Stream(context.Background(), stream.Webhooks)
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Fatalf("WEBHOOKS holds %d messages, want 1", n)
+	}
+}

@@ -69,7 +69,10 @@ func prefill(ctx context.Context, js jetstream.JetStream, evs []event) error {
 		return err
 	}
 	for i, ev := range decoded {
-		m := stream.EventMsg(ev.Source, ev.Envelope, ev.Body, time.Now(), "")
+		m, err := stream.EventMsg(ev.Source, ev.Envelope, ev.Body, time.Now(), "")
+		if err != nil {
+			return err
+		}
 		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s:%s:%d", ev.Source, ev.Envelope.ID, i))
 		f, err := js.PublishMsgAsync(m)
 		if err != nil {

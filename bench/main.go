@@ -160,8 +160,16 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	ing, err := startSyncd(bin, tmp, "ingest", "", o.profiles)
+	// Ingest runs with each JetStream sync setting: always (the default,
+	// fsync before every PubAck) and interval (background fsync).
+	ing, err := startSyncd(bin, tmp, "ingest", "", o.profiles, "SYNCD_JETSTREAM_SYNC=always")
 	if err != nil {
+		noop.stop()
+		return err
+	}
+	ingI, err := startSyncd(bin, tmp, "ingest", "", o.profiles, "SYNCD_JETSTREAM_SYNC=interval")
+	if err != nil {
+		ing.stop()
 		noop.stop()
 		return err
 	}
@@ -172,15 +180,18 @@ func run(o options) error {
 		}
 		return b
 	}
-	var baseW, baseS, ingW, ingS loadResult
+	var baseW, baseS, ingW, ingS, ingIW, ingIS loadResult
 	for range rounds {
 		baseW = best(closedLoop("http://"+noopAddr, workos, o.conc, o.loadFor/2), baseW)
 		ingW = best(closedLoop(ing.base, workos, o.conc, o.loadFor/2), ingW)
+		ingIW = best(closedLoop(ingI.base, workos, o.conc, o.loadFor/2), ingIW)
 		baseS = best(closedLoop("http://"+noopAddr, stripe, o.conc, o.loadFor/2), baseS)
 		ingS = best(closedLoop(ing.base, stripe, o.conc, o.loadFor/2), ingS)
+		ingIS = best(closedLoop(ingI.base, stripe, o.conc, o.loadFor/2), ingIS)
 	}
 	ing.profile("ingest-cpu", o.loadFor/2, stripe, o.conc)
 	ing.stop()
+	ingI.stop()
 	noop.stop()
 	add("1. HTTP baseline, no-op (WorkOS-size bodies)", fmt.Sprintf("%.0f req/s p50 %s p99 %s", baseW.RPS(), ms(baseW.P50), ms(baseW.P99)), "", "")
 	add("1. HTTP baseline, no-op (Stripe-size bodies)", fmt.Sprintf("%.0f req/s p50 %s p99 %s", baseS.RPS(), ms(baseS.P50), ms(baseS.P99)), "", "")
@@ -189,7 +200,14 @@ func run(o options) error {
 		got, base loadResult
 	}{{"WorkOS", ingW, baseW}, {"Stripe", ingS, baseS}} {
 		ratio := p.got.RPS() / p.base.RPS()
-		add("2. Ingest "+p.name+" (verify + PubAck)", fmt.Sprintf("%.0f req/s p50 %s p99 %s, %.2f× baseline", p.got.RPS(), ms(p.got.P50), ms(p.got.P99), ratio), "≥ 0.50×", verdict(ratio >= 0.5 && p.got.Errors == 0, errNote(p.got)))
+		add("2. Ingest "+p.name+" (verify + PubAck, sync always)", fmt.Sprintf("%.0f req/s p50 %s p99 %s, %.2f× baseline", p.got.RPS(), ms(p.got.P50), ms(p.got.P99), ratio), "≥ 0.50×", verdict(ratio >= 0.5 && p.got.Errors == 0, errNote(p.got)))
+	}
+	for _, p := range []struct {
+		name        string
+		got, always loadResult
+		base        loadResult
+	}{{"WorkOS", ingIW, ingW, baseW}, {"Stripe", ingIS, ingS, baseS}} {
+		add("2. Ingest "+p.name+" (sync interval)", fmt.Sprintf("%.0f req/s p50 %s p99 %s, %.2f× baseline, %.2f× sync always", p.got.RPS(), ms(p.got.P50), ms(p.got.P99), p.got.RPS()/p.base.RPS(), p.got.RPS()/p.always.RPS()), "", verdict(p.got.Errors == 0, errNote(p.got)))
 	}
 
 	if o.only == "http" {

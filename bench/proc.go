@@ -68,8 +68,8 @@ func startProcess(bin string, args, env []string, probe string) (*process, error
 }
 
 // startSyncd runs `syncd serve` with the given role, its own data dir and,
-// when dbURL is set, database.
-func startSyncd(bin, tmp, role, dbURL, _ string) (*process, error) {
+// when dbURL is set, database; extra adds environment (NAME=value).
+func startSyncd(bin, tmp, role, dbURL, _ string, extra ...string) (*process, error) {
 	addr, pprofAddr := freeAddr(), freeAddr()
 	dataDir, err := os.MkdirTemp(tmp, "data-")
 	if err != nil {
@@ -80,6 +80,7 @@ func startSyncd(bin, tmp, role, dbURL, _ string) (*process, error) {
 		"WORKOS_WEBHOOK_SECRET=" + benchWorkOSSecret, "STRIPE_WEBHOOK_SECRET=" + benchStripeSecret,
 		"STRIPE_CONNECT_WEBHOOK_SECRET=", "DATABASE_URL=" + dbURL, "SYNCD_PPROF_ADDR=" + pprofAddr,
 	}
+	env = append(env, extra...)
 	p, err := startProcess(bin, []string{"serve", "--role", role}, env, "http://"+addr+"/readyz")
 	if err != nil {
 		return nil, err

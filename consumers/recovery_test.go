@@ -44,7 +44,11 @@ func storeUserCreated(t *testing.T, js jetstream.JetStream, n int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := js.PublishMsg(ctx, stream.EventMsg("workos", env, body, time.Now(), "")); err != nil {
+		msg, err := stream.EventMsg("workos", env, body, time.Now(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -30,6 +29,13 @@ type Config struct {
 	WorkOSTolerance      time.Duration
 	StripeTolerance      time.Duration
 	MaxBody              int64
+	// MemoryBudget caps the bytes of request bodies held at once, across
+	// all requests in flight; default MemoryBudgetDefault, or four of the
+	// largest body if that is more. It must hold two of the largest body.
+	MemoryBudget int64
+	// MemoryWait is how long a request waits for room in the budget
+	// before it is answered 503.
+	MemoryWait time.Duration
 	// PublishTimeout bounds the wait for JetStream's PubAck; past it the
 	// provider gets a 503 and retries.
 	PublishTimeout time.Duration
@@ -50,6 +56,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBody == 0 {
 		c.MaxBody = 1 << 20
+	}
+	if c.MemoryBudget == 0 {
+		c.MemoryBudget = max(MemoryBudgetDefault, 4*classSize(classIndex(c.MaxBody)))
+	}
+	if c.MemoryWait == 0 {
+		c.MemoryWait = MemoryWaitDefault
 	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 5 * time.Second
@@ -78,6 +90,12 @@ func (c Config) validate() error {
 	}
 	if c.MaxBody < 1024 {
 		return fmt.Errorf("ingest: MaxBody %d is below 1 KiB", c.MaxBody)
+	}
+	if need := 2 * classSize(classIndex(c.MaxBody)); c.MemoryBudget < need {
+		return fmt.Errorf("ingest: MemoryBudget (--ingest-memory, SYNCD_INGEST_MEMORY) %d bytes cannot hold two bodies of MaxBody %d (buffers grow by doubling): want at least %d", c.MemoryBudget, c.MaxBody, need)
+	}
+	if c.MemoryWait < 0 {
+		return fmt.Errorf("ingest: MemoryWait %s must not be negative", c.MemoryWait)
 	}
 	if c.PublishTimeout <= 0 {
 		return fmt.Errorf("ingest: PublishTimeout %s must be positive", c.PublishTimeout)
@@ -111,6 +129,7 @@ type Handler struct {
 	js      Publisher
 	log     *slog.Logger
 	metrics *metrics
+	bodies  *bodies
 }
 
 // New builds the webhook handler.
@@ -119,12 +138,16 @@ func New(cfg Config, js Publisher) (*Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Registerer)
+	b := newBodies(cfg.MemoryBudget, cfg.MemoryWait, cfg.MaxBody)
+	m, err := newMetrics(cfg.Registerer, b)
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{cfg: cfg, js: js, log: cfg.Logger, metrics: m}, nil
+	return &Handler{cfg: cfg, js: js, log: cfg.Logger, metrics: m, bodies: b}, nil
 }
+
+// MemoryInUse is the bytes of request bodies held now, against the budget.
+func (h *Handler) MemoryInUse() int64 { return h.bodies.inUse.Load() }
 
 // Register adds the webhook routes to mux. A provider without secrets
 // answers 404, so a misrouted provider fails loudly instead of being
@@ -171,14 +194,25 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 	if r.ContentLength > h.cfg.MaxBody {
 		return writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body over %d bytes", h.cfg.MaxBody))
 	}
-	body, err := readBody(w, r, h.cfg.MaxBody)
+	body, err := h.bodies.read(w, r, h.cfg.MaxBody)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		switch {
+		case errors.As(err, &tooLarge):
 			return writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body over %d bytes", h.cfg.MaxBody))
+		case errors.Is(err, errNoMemory):
+			h.metrics.memoryRefused.Inc()
+			w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Seconds())))
+			// Closing the connection stops the rest of the body from
+			// being read and discarded.
+			w.Header().Set("Connection", "close")
+			return writeError(w, http.StatusServiceUnavailable, "busy", "too many request bodies in flight; retry later")
 		}
 		return writeError(w, http.StatusBadRequest, "body_unreadable", "could not read the request body")
 	}
+	// Until the PubAck the client library may still read the body.
+	reuse := true
+	defer func() { h.bodies.put(body, reuse) }()
 	now := h.cfg.Now()
 	if err := p.verify(r.Header, body, now); err != nil {
 		h.log.Debug("webhook rejected", "source", p.source(), "reason", err)
@@ -198,9 +232,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 		return writeError(w, http.StatusBadRequest, "invalid_event", err.Error())
 	}
 
-	msg := stream.EventMsg(p.source(), env, body, now, p.endpoint())
+	msg, err := stream.EventMsg(p.source(), env, body, now, p.endpoint())
+	if err != nil {
+		return writeError(w, http.StatusBadRequest, "invalid_event", err.Error())
+	}
 	ack, err := h.publish(r.Context(), msg)
 	if err != nil {
+		reuse = false
 		h.log.Warn("webhook not stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "err", err)
 		h.metrics.publishFailures.WithLabelValues(p.source()).Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Seconds())))
@@ -234,22 +272,6 @@ func (h *Handler) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck
 	case <-timer.C:
 		return nil, fmt.Errorf("publish %s: no PubAck within %s", msg.Subject, h.cfg.PublishTimeout)
 	}
-}
-
-// readBody reads the whole body, at most limit bytes, into one buffer sized
-// from Content-Length when the client sent one (providers do), so a body
-// is not copied while it grows.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	rd := http.MaxBytesReader(w, r.Body, limit)
-	if n := r.ContentLength; n > 0 && n <= limit {
-		// net/http ends the body at Content-Length, so n bytes are all.
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(rd, buf); err != nil {
-			return nil, err
-		}
-		return buf, nil
-	}
-	return io.ReadAll(rd)
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) int {

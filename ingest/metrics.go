@@ -7,9 +7,10 @@ type metrics struct {
 	latency         *prometheus.HistogramVec
 	duplicates      *prometheus.CounterVec
 	publishFailures *prometheus.CounterVec
+	memoryRefused   prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, b *bodies) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "syncd_webhook_requests_total",
@@ -28,8 +29,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "syncd_webhook_publish_failures_total",
 			Help: "Webhooks answered 503 because JetStream did not store them in time.",
 		}, []string{"source"}),
+		memoryRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "syncd_webhook_memory_refused_total",
+			Help: "Webhooks answered 503 because the ingest memory budget had no room.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.duplicates, m.publishFailures} {
+	inUse := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "syncd_ingest_memory_bytes",
+		Help: "Bytes of webhook bodies held in memory now, against the ingest memory budget.",
+	}, func() float64 { return float64(b.inUse.Load()) })
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.duplicates, m.publishFailures, m.memoryRefused, inUse} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

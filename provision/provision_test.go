@@ -157,7 +157,10 @@ func (b *bundle) redeliver(source string, body []byte) {
 		b.t.Fatal(err)
 	}
 	b.n++
-	msg := stream.EventMsg(source, env, body, time.Now(), "")
+	msg, err := stream.EventMsg(source, env, body, time.Now(), "")
+	if err != nil {
+		b.t.Fatal(err)
+	}
 	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s:%s:again:%d", source, env.ID, b.n))
 	if _, err := b.h.NATS.JS.PublishMsg(context.Background(), msg); err != nil {
 		b.t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/syncd/syncd/redact"
 )
 
 // urlFile, inside the data dir, holds the client URL of the embedded server
@@ -31,9 +33,36 @@ type ConnConfig struct {
 	// subcommands first look for a running serve through DataDir and only
 	// start an embedded server of their own when none answers.
 	Serve bool
+	// Sync is when the embedded server fsyncs; the zero value is
+	// SyncAlways. An external server follows its own configuration.
+	Sync SyncMode
 	// Name identifies the connection in server monitoring.
 	Name   string
 	Logger *slog.Logger
+}
+
+// SyncMode is when the embedded JetStream server writes its store to disk.
+type SyncMode string
+
+const (
+	// SyncAlways fsyncs every stored message before its PubAck, so a 2xx
+	// survives an OS crash or power loss, not only a process kill.
+	SyncAlways SyncMode = "always"
+	// SyncInterval leaves fsync to nats-server's background interval (2
+	// minutes): faster, and a process kill still loses nothing, but an OS
+	// crash loses what was acknowledged since the last sync.
+	SyncInterval SyncMode = "interval"
+)
+
+// ParseSyncMode reads a SyncMode; empty is SyncAlways.
+func ParseSyncMode(s string) (SyncMode, error) {
+	switch m := SyncMode(s); m {
+	case "", SyncAlways:
+		return SyncAlways, nil
+	case SyncInterval:
+		return m, nil
+	}
+	return "", fmt.Errorf("JetStream sync %q: want %s or %s", s, SyncAlways, SyncInterval)
 }
 
 // Conn is a connection to JetStream and, when embedded, the server itself.
@@ -58,6 +87,10 @@ func Open(ctx context.Context, cfg ConnConfig) (*Conn, error) {
 	if cfg.Name == "" {
 		cfg.Name = "syncd"
 	}
+	sync, err := ParseSyncMode(string(cfg.Sync))
+	if err != nil {
+		return nil, err
+	}
 	if cfg.URL != "" {
 		c, err := dial(cfg.URL, cfg.Name, nil)
 		if err != nil {
@@ -65,7 +98,7 @@ func Open(ctx context.Context, cfg ConnConfig) (*Conn, error) {
 		}
 		if err := checkVersion(c.NC.ConnectedServerVersion()); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("NATS at %s: %w", cfg.URL, err)
+			return nil, fmt.Errorf("NATS at %s: %w", redact.URL(cfg.URL), err)
 		}
 		return c, nil
 	}
@@ -91,7 +124,7 @@ func Open(ctx context.Context, cfg ConnConfig) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := StartEmbedded(filepath.Join(cfg.DataDir, "jetstream"), 0)
+	srv, err := startEmbedded(filepath.Join(cfg.DataDir, "jetstream"), 0, sync)
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -110,7 +143,7 @@ func Open(ctx context.Context, cfg ConnConfig) (*Conn, error) {
 		}
 		c.urlPath = urlPath
 	}
-	cfg.Logger.Info("embedded JetStream started", "url", srv.ClientURL(), "store", filepath.Join(cfg.DataDir, "jetstream"))
+	cfg.Logger.Info("embedded JetStream started", "url", srv.ClientURL(), "store", filepath.Join(cfg.DataDir, "jetstream"), "sync", sync)
 	return c, nil
 }
 
@@ -132,9 +165,18 @@ func checkVersion(v string) error {
 }
 
 // StartEmbedded starts a JetStream server storing under dir, listening on
-// loopback only. Port 0 picks a free port, so it never collides with a NATS
-// server already on 4222.
+// loopback only, syncing every message to disk before its PubAck. Port 0
+// picks a free port, so it never collides with a NATS server already on
+// 4222.
 func StartEmbedded(dir string, port int) (*server.Server, error) {
+	return startEmbedded(dir, port, SyncAlways)
+}
+
+// EmbeddedMaxPayload is the embedded server's max payload: room for a
+// large webhook body and its dead-letter copy.
+const EmbeddedMaxPayload = 8 << 20
+
+func startEmbedded(dir string, port int, sync SyncMode) (*server.Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
@@ -149,7 +191,10 @@ func StartEmbedded(dir string, port int) (*server.Server, error) {
 		StoreDir:   dir,
 		NoSigs:     true,
 		NoLog:      true,
-		MaxPayload: 8 << 20,
+		MaxPayload: EmbeddedMaxPayload,
+		// With SyncAlways nats-server fsyncs each write before the PubAck;
+		// without it, SyncInterval 0 means its default interval.
+		SyncAlways: sync == SyncAlways,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("configure embedded NATS: %w", err)
@@ -173,7 +218,7 @@ func dial(url, name string, extra []nats.Option) (*Conn, error) {
 	}, extra...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS %s: %w", url, err)
+		return nil, fmt.Errorf("connect to NATS %s: %w", redact.URL(url), err)
 	}
 	js, err := jetstream.New(nc,
 		// Ingest handlers publish asynchronously and each waits for its own
@@ -190,6 +235,31 @@ func dial(url, name string, extra []nats.Option) (*Conn, error) {
 
 // Embedded reports whether this connection runs its own server.
 func (c *Conn) Embedded() bool { return c.srv != nil }
+
+// EmbeddedSync reports when the embedded server syncs to disk, as the
+// server itself is configured; ok is false on an external server.
+func (c *Conn) EmbeddedSync() (always bool, interval time.Duration, ok bool) {
+	if c.srv == nil {
+		return false, 0, false
+	}
+	jc := c.srv.JetStreamConfig()
+	if jc == nil {
+		return false, 0, false
+	}
+	return jc.SyncAlways, jc.SyncInterval, true
+}
+
+// CheckMaxBody reports whether a body of maxBody bytes, with its headers
+// and its dead-letter copy's (HeaderRoom), fits the connected server's max
+// payload; a larger one could be neither stored nor set aside.
+func (c *Conn) CheckMaxBody(maxBody int64) error {
+	mp := c.NC.MaxPayload()
+	if maxBody+HeaderRoom > mp {
+		return fmt.Errorf("max body %d bytes plus %d bytes of headers (for the dead-letter copy) is over the NATS server's max_payload of %d bytes: lower the max body to at most %d or raise max_payload on the server",
+			maxBody, HeaderRoom, mp, mp-HeaderRoom)
+	}
+	return nil
+}
 
 // Close drains the connection and stops the embedded server, if any.
 func (c *Conn) Close() {

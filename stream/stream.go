@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -80,60 +79,6 @@ func (c Config) withDefaults() Config {
 		c.Replicas = 1
 	}
 	return c
-}
-
-// Subject is the WEBHOOKS subject of an event: webhooks.<source>.<type>, the
-// type's dots becoming subject tokens.
-func Subject(source, eventType string) string {
-	return "webhooks." + source + "." + SubjectToken(eventType)
-}
-
-// SplitSubject turns webhooks.<source>.<type…> (or deadletter.…) into
-// source and type; "unknown" for a subject without both.
-func SplitSubject(subject string) (source, typ string) {
-	parts := strings.SplitN(subject, ".", 3)
-	if len(parts) < 3 {
-		return "unknown", "unknown"
-	}
-	return parts[1], parts[2]
-}
-
-// DeadLetterSubject is the DEADLETTER subject of an event.
-func DeadLetterSubject(source, eventType string) string {
-	return "deadletter." + source + "." + SubjectToken(eventType)
-}
-
-// SubjectToken makes an event type safe as subject tokens: characters NATS
-// treats specially are replaced and empty tokens filled, so that a
-// provider's odd type can never build an invalid subject.
-func SubjectToken(eventType string) string {
-	if eventType == "" {
-		return "_"
-	}
-	var b strings.Builder
-	b.Grow(len(eventType))
-	prevDot := true
-	for i := 0; i < len(eventType); i++ {
-		c := eventType[i]
-		switch {
-		case c == '.':
-			if prevDot {
-				b.WriteByte('_')
-			}
-			b.WriteByte('.')
-			prevDot = true
-			continue
-		case c <= ' ' || c == '*' || c == '>' || c >= 0x7f:
-			b.WriteByte('_')
-		default:
-			b.WriteByte(c)
-		}
-		prevDot = false
-	}
-	if prevDot {
-		b.WriteByte('_')
-	}
-	return b.String()
 }
 
 // MsgID is the JetStream message id of a provider event, so that JetStream

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/syncd/syncd/migrations"
+	"github.com/syncd/syncd/redact"
 )
 
 // DefaultDatabaseURL is used when TEST_DATABASE_URL is unset: the local
@@ -47,7 +48,7 @@ func DatabaseURL(t testing.TB) string {
 	defer cancel()
 	admin, err := pgx.Connect(ctx, AdminURL())
 	if err != nil {
-		t.Fatalf("connect to test Postgres %s: %v (set TEST_DATABASE_URL or run `make test`)", redact(AdminURL()), err)
+		t.Fatalf("connect to test Postgres %s: %v (set TEST_DATABASE_URL or run `make test`)", redact.URL(AdminURL()), err)
 	}
 	defer admin.Close(ctx)
 	tmpl := templateName()
@@ -149,15 +150,6 @@ func withDatabase(raw, name string) string {
 	}
 	u.Path = "/" + name
 	return u.String()
-}
-
-func redact(url string) string {
-	if i := strings.Index(url, "://"); i >= 0 {
-		if j := strings.Index(url[i:], "@"); j >= 0 {
-			return url[:i+3] + "…" + url[i+j:]
-		}
-	}
-	return url
 }
 
 // RootDir is the repository root.

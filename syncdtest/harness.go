@@ -165,17 +165,25 @@ func (h *Harness) PostStripe(body []byte, connect bool) {
 
 // WaitSettled waits until the durable consumer has nothing pending or
 // unacknowledged: every stored event was applied, skipped or set aside.
+// The consumer's own pending count is updated after the PubAck, not with
+// it, so it is read against the stream's last sequence: the ack floor must
+// have reached it.
 func (h *Harness) WaitSettled() {
 	h.T.Helper()
 	Eventually(h.T, 30*time.Second, "consumer settles", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		c, err := h.NATS.JS.Consumer(ctx, stream.Webhooks, stream.Consumer)
+		s, err := h.NATS.JS.Stream(ctx, stream.Webhooks)
+		if err != nil {
+			return false
+		}
+		last := s.CachedInfo().State.LastSeq
+		c, err := s.Consumer(ctx, stream.Consumer)
 		if err != nil {
 			return false
 		}
 		info, err := c.Info(ctx)
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= last
 	})
 }
 

@@ -128,9 +128,9 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		state = " (resumed)"
 	}
 	fmt.Fprintf(stdout, "backfill %s %s..%s%s: %d pages, %d events listed, %d published, %d already in the stream",
-		res.Provider, res.Since.Format(time.RFC3339), res.Until.Format(time.RFC3339), state, res.Pages, res.Listed, res.Published, res.Duplicates)
+		printable(res.Provider), res.Since.Format(time.RFC3339), res.Until.Format(time.RFC3339), state, res.Pages, res.Listed, res.Published, res.Duplicates)
 	if res.Invalid > 0 {
-		fmt.Fprintf(stdout, ", %d not events (left out)", res.Invalid)
+		fmt.Fprintf(stdout, ", %d not events or refused (left out; see the log)", res.Invalid)
 	}
 	fmt.Fprintf(stdout, " in %s\n", res.Elapsed.Round(time.Millisecond))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/syncd/syncd/redact"
 	"github.com/syncd/syncd/stream"
 )
 
@@ -33,6 +35,7 @@ type common struct {
 	dataDir     string
 	logLevel    string
 	logFormat   string
+	jsSync      string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -41,6 +44,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.dataDir, "data-dir", env("SYNCD_DATA_DIR", "./data"), "local state of the embedded JetStream server (env SYNCD_DATA_DIR)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
+	fs.StringVar(&c.jsSync, "jetstream-sync", string(stream.SyncAlways), "when the embedded JetStream fsyncs: always (before every acknowledgement) or interval (in the background; an OS crash loses recent events) (env SYNCD_JETSTREAM_SYNC)")
 }
 
 func (c *common) logger(w io.Writer) (*slog.Logger, error) {
@@ -49,22 +53,30 @@ func (c *common) logger(w io.Writer) (*slog.Logger, error) {
 		return nil, usageError("--log-level %q: want debug, info, warn or error", c.logLevel)
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
 	switch c.logFormat {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		h = slog.NewTextHandler(w, opts)
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, usageError("--log-format %q: want text or json", c.logFormat)
 	}
-	return nil, usageError("--log-format %q: want text or json", c.logFormat)
+	// Whoever logs (a driver, a library), no connection string's
+	// credentials reach the log.
+	return slog.New(redact.Handler(h, c.secrets()...)), nil
 }
+
+// secrets are the connection strings whose credentials output must hide.
+func (c *common) secrets() []string { return []string{c.databaseURL, c.natsURL} }
 
 func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	if c.databaseURL == "" {
 		return nil, usageError("DATABASE_URL is not set (or pass --database-url)")
 	}
-	cfg, err := pgxpool.ParseConfig(c.databaseURL)
+	cfg, err := pgxpool.ParseConfig(encodeUserinfo(c.databaseURL))
 	if err != nil {
-		return nil, usageError("--database-url: %v", redactErr(err))
+		return nil, usageError("--database-url: %s", redact.Error(err, c.databaseURL))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -74,24 +86,32 @@ func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("reach Postgres at %s: %w", cfg.ConnConfig.Host, err)
+		return nil, fmt.Errorf("reach Postgres at %s: %w", redact.URL(cfg.ConnConfig.Host), err)
 	}
 	return pool, nil
 }
 
-// redactErr keeps a connection string's password out of messages.
-func redactErr(err error) string {
-	msg := err.Error()
-	if i := strings.Index(msg, "://"); i >= 0 {
-		if j := strings.Index(msg[i:], "@"); j >= 0 {
-			return msg[:i+3] + "…" + msg[i+j:]
-		}
+// encodeUserinfo percent-encodes the user and password of a URL: Go reads
+// a raw '@' in a password as part of it (the host follows the last '@'),
+// but pgx cuts at the first and would dial part of the password as the
+// host.
+func encodeUserinfo(dsn string) string {
+	if !strings.Contains(dsn, "://") {
+		return dsn
 	}
-	return msg
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return dsn
+	}
+	return u.String()
 }
 
 func (c *common) jetstream(ctx context.Context, log *slog.Logger, serve bool) (*stream.Conn, error) {
-	conn, err := stream.Open(ctx, stream.ConnConfig{URL: c.natsURL, DataDir: c.dataDir, Serve: serve, Logger: log})
+	sync, err := stream.ParseSyncMode(c.jsSync)
+	if err != nil {
+		return nil, usageError("--jetstream-sync: %v", err)
+	}
+	conn, err := stream.Open(ctx, stream.ConnConfig{URL: c.natsURL, DataDir: c.dataDir, Serve: serve, Sync: sync, Logger: log})
 	if err != nil {
 		if errors.Is(err, stream.ErrDataDirInUse) {
 			return nil, fmt.Errorf("%w; stop it or use another --data-dir", err)

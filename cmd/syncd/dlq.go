@@ -214,17 +214,12 @@ func writeTable(w io.Writer, letters []deadletter.Letter) {
 }
 
 // cell makes a header value safe for one table cell: one line, no tabs,
-// bounded length.
+// control characters escaped, bounded length.
 func cell(s string, n int) string {
 	if s == "" {
 		return "-"
 	}
-	s = strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
+	s = printable(s)
 	if utf8.RuneCountInString(s) > n {
 		s = string([]rune(s)[:n-1]) + "…"
 	}
@@ -258,7 +253,8 @@ func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Sequence: %d\nTime:     %s\nSubject:  %s\n\nHeaders:\n", l.Seq, l.Time.Format(time.RFC3339Nano), l.Subject)
+	// Everything but the sequence and time comes from the event: escaped.
+	fmt.Fprintf(stdout, "Sequence: %d\nTime:     %s\nSubject:  %s\n\nHeaders:\n", l.Seq, l.Time.Format(time.RFC3339Nano), printable(l.Subject))
 	keys := make([]string, 0, len(l.Header))
 	for k := range l.Header {
 		keys = append(keys, k)
@@ -266,15 +262,16 @@ func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	sort.Strings(keys)
 	for _, k := range keys {
 		for _, v := range l.Header[k] {
-			fmt.Fprintf(stdout, "  %s: %s\n", k, v)
+			fmt.Fprintf(stdout, "  %s: %s\n", printable(k), printable(v))
 		}
 	}
 	var pretty bytes.Buffer
 	switch {
 	case json.Indent(&pretty, l.Data, "", "  ") == nil:
-		fmt.Fprintf(stdout, "\nPayload:\n%s\n", pretty.Bytes())
+		// JSON strings may still hold DEL and C1 controls raw.
+		fmt.Fprintf(stdout, "\nPayload:\n%s\n", printableLines(pretty.String()))
 	case utf8.Valid(l.Data):
-		fmt.Fprintf(stdout, "\nPayload (not JSON, %d bytes):\n%s\n", len(l.Data), l.Data)
+		fmt.Fprintf(stdout, "\nPayload (not JSON, %d bytes):\n%s\n", len(l.Data), printableLines(string(l.Data)))
 	default:
 		fmt.Fprintf(stdout, "\nPayload (binary, %d bytes):\n%q\n", len(l.Data), l.Data)
 	}
@@ -426,7 +423,7 @@ func summarize(w io.Writer, sum deadletter.Summary, verb, okNote, keptNote strin
 	if sum.DryRun {
 		fmt.Fprintf(w, "dry run: %d of %d would be %s; nothing was changed\n", sum.Succeeded, sum.Total, verb)
 		for _, err := range sum.Failed {
-			fmt.Fprintf(w, "  would fail: %v\n", err)
+			fmt.Fprintf(w, "  would fail: %s\n", printable(err.Error()))
 		}
 		if len(sum.Failed) > 0 {
 			return fmt.Errorf("%d of %d would fail", len(sum.Failed), sum.Total)
@@ -439,7 +436,7 @@ func summarize(w io.Writer, sum deadletter.Summary, verb, okNote, keptNote strin
 	}
 	fmt.Fprintln(w)
 	for _, err := range sum.Failed {
-		fmt.Fprintf(w, "  failed: %v\n", err)
+		fmt.Fprintf(w, "  failed: %s\n", printable(err.Error()))
 	}
 	notDone := sum.Total - sum.Succeeded - len(sum.Failed)
 	switch {

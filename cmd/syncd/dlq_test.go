@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -128,7 +129,7 @@ func TestDLQCommands(t *testing.T) {
 
 	code, out, _ := cmd("list")
 	if code != 0 || !strings.Contains(out, "SEQ") || !strings.Contains(out, "EVENT ID") || !strings.Contains(out, "event_a") ||
-		!strings.Contains(out, "permanent  violated invariant: no email") || strings.Count(out, "\n") != 3 {
+		!strings.Contains(out, `permanent  violated invariant:\tno email`) || strings.Count(out, "\n") != 3 {
 		t.Errorf("list: exit %d\n%s", code, out)
 	}
 	code, out, _ = cmd("list", "--json", "--type", "organization.updated")
@@ -195,5 +196,62 @@ func TestDLQCommands(t *testing.T) {
 	}
 	if code, _, _ := cmd("--help"); code != 0 {
 		t.Errorf("dlq --help: exit %d", code)
+	}
+}
+
+// Event data reaches the terminal escaped: an id and headers holding ESC
+// and BEL (which would retitle the terminal or clear the screen) print as
+// \x1b and \a in show and list; --json keeps them exact.
+func TestDLQShowEscapesControlCharacters(t *testing.T) {
+	srv, err := stream.StartEmbedded(filepath.Join(t.TempDir(), "jetstream"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	ctx := context.Background()
+	conn, err := stream.Open(ctx, stream.ConnConfig{URL: srv.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	if err := stream.Ensure(ctx, conn.JS, stream.Config{}, stream.ConsumerConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	const id = "evt_\x1b]0;owned\x07\x1b[2J"
+	m := nats.NewMsg(stream.DeadLetterSubject("workos", "user.created"))
+	m.Data = []byte("{\"id\":\"evt\u009b2J\",\"note\":\"\x7f\"}")
+	m.Header.Set(stream.HeaderSource, "workos")
+	m.Header.Set(stream.HeaderEventType, "user.created\a")
+	m.Header.Set(stream.HeaderEventID, id)
+	m.Header.Set("X-Hostile", "bell\a")
+	m.Header.Set(stream.HeaderDLError, "bad \x1b[31mred")
+	m.Header.Set(stream.HeaderDLFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
+	ack, err := conn.JS.PublishMsg(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := []string{"--nats-url", srv.ClientURL(), "--data-dir", t.TempDir()}
+	raw := func(s string) bool { return strings.ContainsAny(s, "\x1b\a\x7f\u009b") }
+
+	code, out, stderr := runCmd(t, append([]string{"dlq", "show", fmt.Sprint(ack.Sequence)}, nc...)...)
+	if code != 0 {
+		t.Fatalf("show: exit %d %s", code, stderr)
+	}
+	if raw(out) {
+		t.Errorf("show prints control characters raw:\n%q", out)
+	}
+	for _, want := range []string{`Syncd-Event-Id: evt_\x1b]0;owned\a\x1b[2J`, `Syncd-Event-Type: user.created\a`, `Syncd-Error: bad \x1b[31mred`, `bell\a`, `\u009b`, `\x7f`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = runCmd(t, append([]string{"dlq", "list"}, nc...)...)
+	if code != 0 || raw(out) || !strings.Contains(out, `evt_\x1b]0;owned\a`) {
+		t.Errorf("list: exit %d\n%q", code, out)
+	}
+	code, out, _ = runCmd(t, append([]string{"dlq", "list", "--json"}, nc...)...)
+	var listed []deadletter.Letter
+	if err := json.Unmarshal([]byte(out), &listed); code != 0 || err != nil || len(listed) != 1 || listed[0].EventID != id {
+		t.Errorf("list --json does not keep the id exact: exit %d %v %s", code, err, out)
 	}
 }

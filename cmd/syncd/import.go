@@ -13,6 +13,7 @@ import (
 
 	"github.com/syncd/syncd/legacy"
 	"github.com/syncd/syncd/provision"
+	"github.com/syncd/syncd/redact"
 	"github.com/syncd/syncd/workosapi"
 )
 
@@ -154,7 +155,7 @@ func runImportClerk(ctx context.Context, args []string, stdout, stderr io.Writer
 	if f.legacyURL != "" {
 		ldb, err := legacy.OpenLegacyDB(ctx, f.legacyURL, f.legacyTable)
 		if err != nil {
-			return fmt.Errorf("--legacy-database-url: %s", redactErr(err))
+			return fmt.Errorf("--legacy-database-url: %s", redact.Error(err))
 		}
 		defer ldb.Close()
 		cfg.Links = ldb

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/syncd/syncd/redact"
 )
 
 // errUsage marks bad input to a command: exit code 2.
@@ -67,10 +69,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			case errors.Is(err, flag.ErrHelp):
 				return 0
 			case errors.Is(err, errUsage):
-				fmt.Fprintf(stderr, "syncd %s: %v\n", c.name, err)
+				fmt.Fprintf(stderr, "syncd %s: %s\n", c.name, errorText(err))
 				return 2
 			default:
-				fmt.Fprintf(stderr, "syncd %s: %v\n", c.name, err)
+				fmt.Fprintf(stderr, "syncd %s: %s\n", c.name, errorText(err))
 				return 1
 			}
 		}
@@ -78,6 +80,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "syncd: unknown command %q\n\n", args[0])
 	printUsage(stderr)
 	return 2
+}
+
+// errorText is how a command's error is printed: connection strings
+// redacted (the environment's, and any quoted in the message), and event
+// data the message may quote escaped for the terminal.
+func errorText(err error) string {
+	return printableLines(redact.Error(err, os.Getenv("DATABASE_URL"), os.Getenv("NATS_URL")))
 }
 
 func printUsage(w io.Writer) {

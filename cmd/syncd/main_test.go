@@ -44,6 +44,8 @@ func TestBadInputExitsTwoWithAMessage(t *testing.T) {
 		{[]string{"sign", "workos", "/no/such/file.json"}, "read /no/such/file.json"},
 		{[]string{"migrate", "up", "--database-url", "::not a url::"}, "--database-url"},
 		{[]string{"serve", "--role", "ingest", "--workos-secret", "s", "--publish-timeout", "-1s"}, "PublishTimeout -1s must be positive"},
+		{[]string{"serve", "--role", "ingest", "--workos-secret", "s", "--jetstream-sync", "sometimes"}, `JetStream sync "sometimes": want always or interval`},
+		{[]string{"serve", "--role", "ingest", "--workos-secret", "s", "--ingest-memory", "1000"}, "SYNCD_INGEST_MEMORY) 1000 bytes cannot hold two bodies"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -106,7 +106,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	sum, err := replay.Run(ctx, cfg, pool, conn.JS)
 	bar.done()
 	if errors.Is(err, replay.ErrEmpty) {
-		return usageError("no events in the window (filter %s, up to sequence %d): check --since/--from-seq and the filters", sum.Filter, sum.EndSeq)
+		return usageError("no events in the window (filter %s, up to sequence %d): check --since/--from-seq and the filters", printable(sum.Filter), sum.EndSeq)
 	}
 	printReplaySummary(stdout, sum)
 	if err != nil {
@@ -120,7 +120,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 func printReplaySummary(w io.Writer, s replay.Summary) {
 	fmt.Fprintf(w, "replayed %d events (seq %d..%d, filter %s) in %s: %.0f events/s\n",
-		s.Events, s.FirstSeq, s.LastSeq, s.Filter, s.Elapsed.Round(time.Millisecond), s.Rate())
+		s.Events, s.FirstSeq, s.LastSeq, printable(s.Filter), s.Elapsed.Round(time.Millisecond), s.Rate())
 	for _, row := range []struct {
 		name string
 		n    int
@@ -128,7 +128,7 @@ func printReplaySummary(w io.Writer, s replay.Summary) {
 		fmt.Fprintf(w, "  %-8s %d\n", row.name, row.n)
 	}
 	for _, f := range s.Failures {
-		fmt.Fprintf(w, "  failed: seq %d %s %s %s: %v\n", f.Seq, f.Source, f.Type, f.EventID, f.Err)
+		fmt.Fprintf(w, "  failed: seq %d %s %s %s: %s\n", f.Seq, printable(f.Source), printable(f.Type), printable(f.EventID), printable(fmt.Sprint(f.Err)))
 	}
 	if s.Failed > len(s.Failures) {
 		fmt.Fprintf(w, "  … and %d more failures (see the log)\n", s.Failed-len(s.Failures))

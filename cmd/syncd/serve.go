@@ -24,6 +24,7 @@ import (
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/ingest"
 	"github.com/syncd/syncd/migrations"
+	"github.com/syncd/syncd/redact"
 	"github.com/syncd/syncd/stream"
 )
 
@@ -38,6 +39,7 @@ type serveFlags struct {
 	workosTolerance time.Duration
 	stripeTolerance time.Duration
 	maxBody         int64
+	ingestMemory    int64
 	publishTimeout  time.Duration
 	replayWindow    time.Duration
 	replicas        int
@@ -67,7 +69,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.connectSecrets, "stripe-connect-secret", env("STRIPE_CONNECT_WEBHOOK_SECRET", ""), "Stripe Connect signing secret(s), comma-separated (env STRIPE_CONNECT_WEBHOOK_SECRET)")
 	fs.DurationVar(&f.workosTolerance, "workos-tolerance", 180*time.Second, "accepted WorkOS timestamp skew, either direction (env WORKOS_SIGNATURE_TOLERANCE)")
 	fs.DurationVar(&f.stripeTolerance, "stripe-tolerance", 300*time.Second, "accepted Stripe timestamp skew, either direction (env STRIPE_SIGNATURE_TOLERANCE)")
-	fs.Int64Var(&f.maxBody, "max-body", 1<<20, "largest accepted webhook body in bytes (env SYNCD_MAX_BODY)")
+	fs.Int64Var(&f.maxBody, "max-body", maxBodyDefault, "largest accepted webhook body in bytes; with its headers it must fit the NATS server's max_payload (env SYNCD_MAX_BODY)")
+	fs.Int64Var(&f.ingestMemory, "ingest-memory", 0, "bytes of webhook bodies held in memory at once, across requests; past it requests wait briefly, then get 503 (default 32 MiB, or 4 × --max-body if more) (env SYNCD_INGEST_MEMORY)")
 	fs.DurationVar(&f.publishTimeout, "publish-timeout", 5*time.Second, "wait for JetStream's PubAck before answering 503 (env SYNCD_PUBLISH_TIMEOUT)")
 	fs.DurationVar(&f.replayWindow, "replay-window", 30*24*time.Hour, "how long WEBHOOKS keeps events, the stream's MaxAge (env SYNCD_REPLAY_WINDOW)")
 	fs.IntVar(&f.replicas, "stream-replicas", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL (env SYNCD_STREAM_REPLICAS)")
@@ -81,9 +84,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usageError("unexpected argument %q", fs.Arg(0))
 	}
+	maxBodySet := false
+	fs.Visit(func(fl *flag.Flag) { maxBodySet = maxBodySet || fl.Name == "max-body" })
 	ingestOn, consumeOn := f.role == "all" || f.role == "ingest", f.role == "all" || f.role == "consume"
 	if !ingestOn && !consumeOn {
 		return usageError("--role %q: want all, ingest or consume", f.role)
+	}
+	if _, err := stream.ParseSyncMode(f.jsSync); err != nil {
+		return usageError("--jetstream-sync: %v", err)
 	}
 	if f.replicas < 1 || f.replicas > 5 {
 		return usageError("--stream-replicas %d: want 1 to 5", f.replicas)
@@ -112,6 +120,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		WorkOSTolerance:      f.workosTolerance,
 		StripeTolerance:      f.stripeTolerance,
 		MaxBody:              f.maxBody,
+		MemoryBudget:         f.ingestMemory,
 		PublishTimeout:       f.publishTimeout,
 	}
 	if ingestOn {
@@ -179,30 +188,48 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	hooks = append(hooks, conn.Ready)
+	if ingestOn {
+		// A body the server cannot take with its headers, or whose
+		// dead-letter copy it cannot take, would be a 503 forever.
+		if err := conn.CheckMaxBody(icfg.MaxBody); err != nil {
+			if maxBodySet {
+				return usageError("--max-body: %v", err)
+			}
+			icfg.MaxBody = conn.NC.MaxPayload() - stream.HeaderRoom
+			if err := icfg.Check(); err != nil {
+				return fmt.Errorf("NATS max_payload %d leaves no usable body size: %w", conn.NC.MaxPayload(), err)
+			}
+			log.Warn("max body lowered to fit the NATS server's max_payload", "max_body", icfg.MaxBody, "max_payload", conn.NC.MaxPayload())
+		}
+	}
+	if !conn.Embedded() {
+		log.Info("external NATS: acknowledged events are on disk only if the server runs with sync_interval: always (or the stream is replicated)", "url", redact.URL(f.natsURL))
+	}
 
 	var draining atomic.Bool
+	ready := readiness{log: log}
 	mux := http.NewServeMux()
+	// The public listener says only whether the process serves: the
+	// reasons (a driver's error names the user, database, host and port)
+	// go to the log and to `syncd status`.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+		writeProbe(w, true)
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		w.Header().Set("Content-Type", "application/json")
 		if draining.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"status":"stopping"}` + "\n"))
+			writeProbe(w, false)
 			return
 		}
+		var err error
 		for _, check := range hooks {
-			if err := check(rctx); err != nil {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = fmt.Fprintf(w, `{"status":"not ready","reason":%q}`+"\n", err.Error())
-				return
+			if err = check(rctx); err != nil {
+				break
 			}
 		}
-		_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
+		ready.note(err)
+		writeProbe(w, err == nil)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if ingestOn {
@@ -223,7 +250,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.httpAddr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: mux, MaxHeaderBytes: maxHeaderBytes, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
@@ -291,6 +318,56 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// embedded server, if any, stops.
 	log.Info("syncd stopped")
 	return runErr
+}
+
+// maxBodyDefault is --max-body's default; on a NATS server whose
+// max_payload cannot take it, serve lowers it (an explicit value is an
+// error instead).
+const maxBodyDefault = 1 << 20
+
+// maxHeaderBytes bounds a request's headers: providers send a few hundred
+// bytes, and net/http's default (1 MiB) is memory an unauthenticated
+// client could hold per connection.
+const maxHeaderBytes = 64 << 10
+
+// writeProbe answers a health or readiness probe with one word.
+func writeProbe(w http.ResponseWriter, ok bool) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// readiness logs why the process is not ready when that changes, not on
+// every probe: a public endpoint must not be able to flood the log.
+type readiness struct {
+	log    *slog.Logger
+	mu     sync.Mutex
+	reason string
+	at     time.Time
+}
+
+func (r *readiness) note(err error) {
+	reason := ""
+	if err != nil {
+		reason = err.Error()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if reason == r.reason && (reason == "" || time.Since(r.at) < time.Minute) {
+		return
+	}
+	switch {
+	case reason == "":
+		r.log.Info("ready again")
+	default:
+		r.log.Warn("not ready", "reason", reason)
+	}
+	r.reason, r.at = reason, time.Now()
 }
 
 // monitor publishes stream gauges: consumer lag and dead-letter depth.

@@ -3,16 +3,21 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/syncd/syncd/queries"
+	"github.com/syncd/syncd/redact"
 	"github.com/syncd/syncd/stream"
 )
 
@@ -46,6 +51,10 @@ type statusReport struct {
 	// whose reach is the retention.
 	OutcomesSince time.Time                   `json:"outcomes_since"`
 	Outcomes      map[string]map[string]int64 `json:"outcomes"`
+	// Ready is what serve's /readyz checks, seen from here; NotReady
+	// holds the reasons, which the public endpoint does not show.
+	Ready    bool     `json:"ready"`
+	NotReady []string `json:"not_ready,omitempty"`
 }
 
 // ledgerReport is the size of webhook_events, read without scanning it
@@ -147,12 +156,22 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("stream %s: %w", stream.DeadLetter, err)
 	}
 	r.DeadLetters = dl.CachedInfo().State.Msgs
+	if err := conn.Ready(qctx); err != nil {
+		r.NotReady = append(r.NotReady, "nats: "+err.Error())
+	}
+	var pool *pgxpool.Pool
 	if c.databaseURL != "" {
-		pool, err := c.pool(ctx)
-		if err != nil {
-			return err
+		if pool, err = c.pool(ctx); err != nil {
+			if errors.Is(err, errUsage) {
+				return err
+			}
+			r.NotReady = append(r.NotReady, "postgres: "+redact.Error(err, c.databaseURL))
+		} else {
+			defer pool.Close()
 		}
-		defer pool.Close()
+	}
+	r.Ready = len(r.NotReady) == 0
+	if pool != nil {
 		q := queries.New()
 		last, err := q.EventLedgerLastApplied(qctx, pool)
 		if err != nil {
@@ -187,7 +206,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+		return notReady(r)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "stream %s\t%d messages, %s, seq %d..%d\n", stream.Webhooks, r.Stream.Messages, humanBytes(r.Stream.Bytes), r.Stream.FirstSeq, r.Stream.LastSeq)
@@ -200,7 +222,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(tw, "ledger\t(set DATABASE_URL to show the last event applied per source)\n")
 	}
 	for _, s := range r.Sources {
-		fmt.Fprintf(tw, "last %s event\t%s %s applied %s (%s ago)\n", s.Source, s.LastType, s.LastEventID, s.AppliedAt.UTC().Format(time.RFC3339), time.Since(s.AppliedAt).Round(time.Second))
+		fmt.Fprintf(tw, "last %s event\t%s %s applied %s (%s ago)\n", printable(s.Source), printable(s.LastType), printable(s.LastEventID), s.AppliedAt.UTC().Format(time.RFC3339), time.Since(s.AppliedAt).Round(time.Second))
 	}
 	if l := r.Ledger; l != nil {
 		rows := fmt.Sprintf("%d rows", l.Rows)
@@ -218,9 +240,27 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	for _, src := range slices.Sorted(maps.Keys(r.Outcomes)) {
 		m := r.Outcomes[src]
-		fmt.Fprintf(tw, "%s outcomes\tapplied %d, ignored %d, stale %d (applied since %s)\n", src, m["applied"], m["ignored"], m["stale"], r.OutcomesSince.UTC().Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s outcomes\tapplied %d, ignored %d, stale %d (applied since %s)\n", printable(src), m["applied"], m["ignored"], m["stale"], r.OutcomesSince.UTC().Format(time.RFC3339))
 	}
-	return tw.Flush()
+	if r.Ready {
+		fmt.Fprintf(tw, "ready\tyes\n")
+	}
+	for _, why := range r.NotReady {
+		fmt.Fprintf(tw, "not ready\t%s\n", printable(why))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return notReady(r)
+}
+
+// notReady makes a not-ready status the command's failure, after the
+// report is printed.
+func notReady(r statusReport) error {
+	if r.Ready {
+		return nil
+	}
+	return fmt.Errorf("not ready: %s", strings.Join(r.NotReady, "; "))
 }
 
 func humanBytes(n uint64) string {
