@@ -13,7 +13,10 @@ generate:
 check-generated:
 	$(SQLC) diff
 
+# scripts/chromium.sh installs headless Chromium for the console's browser
+# tests when it is missing and it can (root, apt); otherwise they skip.
 test: check-generated
+	scripts/chromium.sh
 	scripts/postgres.sh test -- go test -count=1 -timeout 9m ./... $(TESTFLAGS)
 
 run: build

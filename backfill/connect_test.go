@@ -216,7 +216,8 @@ func TestStripeConnectBackfillResumesPerAccount(t *testing.T) {
 		return 0
 	})
 	src, _ := connectSource(t, api, 3)
-	w := backfill.Window{Since: now.Add(-2 * time.Hour)}
+	// One type: one listing per account (the default types take two).
+	w := backfill.Window{Since: now.Add(-2 * time.Hour), Types: []string{"account.updated"}}
 	ctx := context.Background()
 	res, err := backfill.RunConnect(ctx, backfill.ConnectConfig{Concurrency: 2}, pool, conn.JS, src, w)
 	if err == nil || !strings.Contains(err.Error(), "1 of 2 connected accounts failed") || !strings.Contains(err.Error(), "acct_B") {
@@ -269,7 +270,8 @@ func TestStripeConnectBackfillResumesAfterCancel(t *testing.T) {
 		api.AddConnected(t, acct, accountUpdated("evt_"+acct, acct, now.Add(-time.Hour), true))
 	}
 	src, _ := connectSource(t, api, 10)
-	w := backfill.Window{Since: now.Add(-2 * time.Hour), Until: now}
+	// One type: one listing per account (the default types take two).
+	w := backfill.Window{Since: now.Add(-2 * time.Hour), Until: now, Types: []string{"account.updated"}}
 	ctx, cancel := context.WithCancel(context.Background())
 	res, err := backfill.RunConnect(ctx, backfill.ConnectConfig{Concurrency: 1, OnAccount: func(backfill.AccountResult) { cancel() }},
 		pool, conn.JS, src, w)

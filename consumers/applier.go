@@ -374,7 +374,7 @@ func (b *batchRun) add(ctx context.Context, st *stage, i int, r *Route) (failed 
 		}
 		var out Outcome
 		err := protect(func() (err error) {
-			out, err = r.Handle(ctx, Tx{Q: b.a.q, DB: &st.pipe, Links: b.links}, ev)
+			out, err = r.Handle(ctx, Tx{Q: b.a.q, DB: &st.pipe, Links: b.links, Log: b.a.cfg.Logger}, ev)
 			return err
 		})
 		if err != nil {
@@ -509,7 +509,7 @@ func (a *Applier) applyOne(ctx context.Context, db queries.DBTX, links *linkSet,
 		if err := a.auditFor(ctx, db, &ev); err != nil {
 			return "", err
 		}
-		if out, err = r.Handle(ctx, Tx{Q: a.q, DB: db, Links: links}, ev); err != nil {
+		if out, err = r.Handle(ctx, Tx{Q: a.q, DB: db, Links: links, Log: a.cfg.Logger}, ev); err != nil {
 			return "", err
 		}
 	}

@@ -104,10 +104,11 @@ type sets struct {
 	customers     keyed[customerRow]
 	subscriptions keyed[subscriptionRow]
 	accounts      keyed[accountRow]
+	market        marketSets
 }
 
 func (s *sets) empty() bool {
-	return len(s.users.rows)+len(s.organizations.rows)+len(s.customers.rows)+len(s.subscriptions.rows)+len(s.accounts.rows) == 0
+	return len(s.users.rows)+len(s.organizations.rows)+len(s.customers.rows)+len(s.subscriptions.rows)+len(s.accounts.rows) == 0 && s.market.empty()
 }
 
 // setOutcome receives an event's outcome from the fold.
@@ -116,7 +117,7 @@ type setOutcome func(i int, out Outcome)
 // apply writes every table's rows, in one fixed table order.
 func (s *sets) apply(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
 	for _, step := range []func(context.Context, *queries.Queries, queries.DBTX, *linkSet, setOutcome) error{
-		s.applyUsers, s.applyOrganizations, s.applyCustomers, s.applySubscriptions, s.applyAccounts,
+		s.applyUsers, s.applyOrganizations, s.applyCustomers, s.applySubscriptions, s.applyAccounts, s.applyMarket,
 	} {
 		if err := step(ctx, q, db, links, set); err != nil {
 			return err

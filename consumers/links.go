@@ -74,6 +74,7 @@ type linkSet struct {
 	subOrgs       queries.StripeSubscriptionLinkOrganizationsParams
 	connectUsers  queries.StripeConnectAccountLinkUsersParams
 	meetingGuests queries.MeetingLinkGuestsParams
+	market        marketLinks
 	any           bool
 }
 
@@ -100,7 +101,9 @@ func (l *linkSet) add(p any) {
 		l.meetingGuests.WorkosUserIds = append(l.meetingGuests.WorkosUserIds, p.WorkosUserIds...)
 		l.meetingGuests.WorkosOrgIds = append(l.meetingGuests.WorkosOrgIds, p.WorkosOrgIds...)
 	default:
-		panic(fmt.Sprintf("consumers: no link query for %T", p))
+		if !l.market.add(p) {
+			panic(fmt.Sprintf("consumers: no link query for %T", p))
+		}
 	}
 }
 
@@ -133,12 +136,18 @@ func (l *linkSet) run(ctx context.Context, q *queries.Queries, db queries.DBTX) 
 		{"meetings to guests", len(l.meetingGuests.MeetingIds) > 0 || nonEmpty(l.meetingGuests.Emails, l.meetingGuests.WorkosUserIds, l.meetingGuests.WorkosOrgIds),
 			func() error { return q.MeetingLinkGuests(ctx, db, l.meetingGuests) }},
 	}
+	if err := l.market.before(ctx, q, db, l.connectUsers); err != nil {
+		return err
+	}
 	for _, s := range steps {
 		if s.on {
 			if err := s.run(); err != nil {
 				return fmt.Errorf("link %s: %w", s.name, err)
 			}
 		}
+	}
+	if err := l.market.run(ctx, q, db, l.connectUsers); err != nil {
+		return err
 	}
 	*l = *newLinkSet()
 	return nil

@@ -527,7 +527,7 @@ func applyCheckoutSession(ctx context.Context, tx Tx, ev Event) (Outcome, error)
 	if err != nil {
 		return "", err
 	}
-	return applyMeeting(ctx, tx, meetingFacts{
+	out, err := applyMeeting(ctx, tx, meetingFacts{
 		sessionID:       &s.ID,
 		paymentIntentID: s.PaymentIntent.ptr(),
 		customerID:      s.Customer.ptr(),
@@ -535,6 +535,12 @@ func applyCheckoutSession(ctx context.Context, tx Tx, ev Event) (Outcome, error)
 		amount:          s.AmountTotal,
 		currency:        s.Currency,
 		status:          newPaymentStatus(status, versionOf(ev).created),
+	})
+	if err != nil {
+		return "", err
+	}
+	return withPaymentTransfer(ctx, tx, ev, out, bookingFacts{
+		session: &s.ID, paymentIntent: s.PaymentIntent.ptr(), metadata: s.Metadata, currency: s.Currency, details: details,
 	})
 }
 
@@ -596,13 +602,19 @@ func applyPaymentIntent(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if err != nil {
 		return "", err
 	}
+	session := metaString(pi.Metadata, "checkout_session_id", "checkoutSessionId")
 	out, err := applyMeeting(ctx, tx, meetingFacts{
-		sessionID:       metaString(pi.Metadata, "checkout_session_id", "checkoutSessionId"),
+		sessionID:       session,
 		paymentIntentID: &pi.ID,
 		customerID:      pi.Customer.ptr(),
 		details:         details,
 	})
-	return paymentOutcome(changed, out, err)
+	if out, err = paymentOutcome(changed, out, err); err != nil {
+		return "", err
+	}
+	return withPaymentTransfer(ctx, tx, ev, out, bookingFacts{
+		session: session, paymentIntent: &pi.ID, metadata: pi.Metadata, currency: pi.Currency, details: details,
+	})
 }
 
 // paymentOutcome: an event that changed the PaymentIntent's facts was
@@ -650,6 +662,7 @@ func applyChargeRefunded(ctx context.Context, tx Tx, ev Event) (Outcome, error) 
 		return "", err
 	}
 	out, err := applyMeeting(ctx, tx, meetingFacts{paymentIntentID: c.PaymentIntent.ptr()})
+	tx.Links.add(paymentTransferLink{paymentIntent: string(c.PaymentIntent)}) // marks it for review
 	return paymentOutcome(changed, out, err)
 }
 
@@ -687,6 +700,7 @@ func applyDisputeCreated(ctx context.Context, tx Tx, ev Event) (Outcome, error) 
 		return "", err
 	}
 	out, err := applyMeeting(ctx, tx, meetingFacts{paymentIntentID: &pi})
+	tx.Links.add(paymentTransferLink{paymentIntent: pi}) // marks it for review
 	return paymentOutcome(changed, out, err)
 }
 

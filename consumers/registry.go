@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -46,6 +47,8 @@ type Tx struct {
 	DB queries.DBTX
 	// Links gathers the batch's link work, run once before commit.
 	Links *linkSet
+	// Log is for what a handler leaves out of an event it applies.
+	Log *slog.Logger
 }
 
 // Handler applies one event inside the batch transaction and reports its

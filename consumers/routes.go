@@ -97,7 +97,7 @@ func Routes() []Route {
 	dirUser := []Table{TableDirectoryUsers}
 	dirGroup := []Table{TableDirectoryGroups}
 	dirAll := []Table{TableDirectories, TableDirectoryUsers, TableDirectoryGroups, TableDirectoryGroupMembers}
-	meeting := []Table{TableMeetings, TableStripePaymentIntents, TableStripeCheckouts}
+	meeting := []Table{TableMeetings, TableStripePaymentIntents, TableStripeCheckouts, TablePaymentTransfers}
 	// A membership goes with its user, a directory's events with the
 	// directory, every event of one PaymentIntent together (they are also
 	// serialized in Postgres, meetings.go).
@@ -110,6 +110,14 @@ func Routes() []Route {
 			return "account:" + id
 		}
 		return "account:" + ev.Envelope.Account
+	}
+	byPayout, byIdentity := bodyKey("payout", "data.object.id"), bodyKey("identity", "data.object.id")
+	// A transfer goes with the payment it pays for, when it names it.
+	byTransfer := func(ev Event) string {
+		if k := bodyKey("payment", "data.object.metadata.payment_intent_id", "data.object.metadata.paymentIntentId")(ev); k != "" {
+			return k
+		}
+		return bodyKey("transfer", "data.object.id")(ev)
 	}
 	return []Route{
 		{Source: w, Type: "user.created", Handle: applyUser, Writes: user, set: userSet, Key: byUser},
@@ -157,6 +165,23 @@ func Routes() []Route {
 		{Source: s, Type: "payment_intent.payment_failed", Handle: applyPaymentIntent, Writes: meeting, Reads: true, Key: byPayment},
 		{Source: s, Type: "payment_intent.canceled", Handle: applyPaymentIntent, Writes: meeting, Reads: true, Key: byPayment},
 		{Source: s, Type: "charge.refunded", Handle: applyChargeRefunded, Writes: meeting, Reads: true, Key: byPayment},
+		{Source: s, Type: "payout.created", Handle: applyPayout, Writes: []Table{TableStripePayouts}, set: payoutSet, Key: byPayout},
+		{Source: s, Type: "payout.updated", Handle: applyPayout, Writes: []Table{TableStripePayouts}, set: payoutSet, Key: byPayout},
+		{Source: s, Type: "payout.paid", Handle: applyPayout, Writes: []Table{TableStripePayouts}, set: payoutSet, Key: byPayout},
+		{Source: s, Type: "payout.failed", Handle: applyPayout, Writes: []Table{TableStripePayouts}, set: payoutSet, Key: byPayout},
+		{Source: s, Type: "payout.canceled", Handle: applyPayout, Writes: []Table{TableStripePayouts}, set: payoutSet, Key: byPayout},
+		{Source: s, Type: "account.external_account.created", Handle: applyExternalAccount, Writes: []Table{TableStripeExternalAccounts}, set: externalAccountSet, Key: byAccount},
+		{Source: s, Type: "account.external_account.updated", Handle: applyExternalAccount, Writes: []Table{TableStripeExternalAccounts}, set: externalAccountSet, Key: byAccount},
+		{Source: s, Type: "account.external_account.deleted", Handle: applyExternalAccount, Writes: []Table{TableStripeExternalAccounts}, set: externalAccountSet, Key: byAccount},
+		{Source: s, Type: "identity.verification_session.created", Handle: applyIdentitySession, Writes: []Table{TableStripeIdentitySessions}, set: identitySessionSet, Key: byIdentity},
+		{Source: s, Type: "identity.verification_session.processing", Handle: applyIdentitySession, Writes: []Table{TableStripeIdentitySessions}, set: identitySessionSet, Key: byIdentity},
+		{Source: s, Type: "identity.verification_session.verified", Handle: applyIdentitySession, Writes: []Table{TableStripeIdentitySessions}, set: identitySessionSet, Key: byIdentity},
+		{Source: s, Type: "identity.verification_session.requires_input", Handle: applyIdentitySession, Writes: []Table{TableStripeIdentitySessions}, set: identitySessionSet, Key: byIdentity},
+		{Source: s, Type: "identity.verification_session.canceled", Handle: applyIdentitySession, Writes: []Table{TableStripeIdentitySessions}, set: identitySessionSet, Key: byIdentity},
+		{Source: s, Type: "identity.verification_session.redacted", Handle: applyIdentitySession, Writes: []Table{TableStripeIdentitySessions}, set: identitySessionSet, Key: byIdentity},
+		{Source: s, Type: "transfer.created", Handle: applyTransfer, Writes: []Table{TableStripeTransfers}, set: transferSet, Key: byTransfer},
+		{Source: s, Type: "transfer.updated", Handle: applyTransfer, Writes: []Table{TableStripeTransfers}, set: transferSet, Key: byTransfer},
+		{Source: s, Type: "transfer.reversed", Handle: applyTransfer, Writes: []Table{TableStripeTransfers}, set: transferSet, Key: byTransfer},
 		{Source: s, Type: "charge.dispute.created", Handle: applyDisputeCreated, Writes: meeting, Reads: true, Key: bodyKey("payment", "data.object.payment_intent", "data.object.charge")},
 	}
 }

@@ -3,12 +3,8 @@ package deadletter
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
-	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/syncd/syncd/stream"
@@ -44,34 +40,19 @@ func Write(ctx context.Context, js jetstream.JetStream, m jetstream.Msg, f Failu
 	if source == "" || typ == "" {
 		source, typ = stream.SplitSubject(m.Subject())
 	}
-	dl := nats.NewMsg(subject(m.Subject(), source, typ))
-	dl.Data = m.Data()
-	stream.CopyEventHeaders(dl.Header, m.Headers())
 	md, _ := m.Metadata()
 	seq, delivered := f.Seq, uint64(f.Attempts)
 	if md != nil {
 		seq, delivered = md.Sequence.Stream, md.NumDelivered
 	}
 	reason := truncate(f.Cause.Error(), 1024)
-	// Another durable giving up on the same event is its own dead letter,
-	// not a duplicate of the apply consumer's.
-	id := "dl:" + strconv.FormatUint(seq, 10)
-	if f.Durable != stream.Consumer {
-		id = "dl:" + f.Durable + ":" + strconv.FormatUint(seq, 10)
-	}
-	dl.Header.Set(jetstream.MsgIDHeader, id)
-	dl.Header.Set(stream.HeaderSource, source)
-	dl.Header.Set(stream.HeaderEventType, typ)
-	if f.EventID != "" {
-		dl.Header.Set(stream.HeaderEventID, f.EventID)
-	}
-	dl.Header.Set(stream.HeaderDLSubject, m.Subject())
-	dl.Header.Set(stream.HeaderDLSequence, strconv.FormatUint(seq, 10))
-	dl.Header.Set(stream.HeaderDLDeliveries, strconv.FormatUint(delivered, 10))
-	dl.Header.Set(stream.HeaderDLClass, f.Class)
-	dl.Header.Set(stream.HeaderDLError, reason)
-	dl.Header.Set(stream.HeaderDLFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
-	dl.Header.Set(stream.HeaderDLConsumer, f.Durable)
+	// stream builds the copy: its subject and headers stay valid and
+	// bounded whatever the original event carried.
+	dl := stream.DeadLetterMsg(m.Data(), m.Headers(), stream.DeadLetterInfo{
+		Source: source, Type: typ, EventID: f.EventID,
+		Subject: m.Subject(), Sequence: seq, Deliveries: delivered,
+		Class: f.Class, Reason: reason, Consumer: f.Durable,
+	})
 	if _, err := js.PublishMsg(ctx, dl); err != nil {
 		return false, fmt.Errorf("publish dead letter: %w", err)
 	}
@@ -80,17 +61,6 @@ func Write(ctx context.Context, js jetstream.JetStream, m jetstream.Msg, f Failu
 		return true, fmt.Errorf("terminate original: %w", err)
 	}
 	return true, nil
-}
-
-// subject is deadletter.<source>.<type>, made of the original's subject
-// tokens where it has them: the server accepted those, whatever the
-// event's type in the body holds (thousands of bytes, say, which as a
-// subject would exceed the server's control line and cost the connection).
-func subject(original, source, typ string) string {
-	if rest, ok := strings.CutPrefix(original, "webhooks."); ok && strings.Count(rest, ".") >= 1 {
-		return "deadletter." + rest
-	}
-	return stream.DeadLetterSubject(source, typ)
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.

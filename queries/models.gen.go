@@ -188,6 +188,28 @@ type Organization struct {
 	SubscriptionVersion           *time.Time
 }
 
+type PaymentTransfer struct {
+	ID                     uuid.UUID
+	StripeSessionID        *string
+	StripePaymentIntentID  *string
+	EventID                *uuid.UUID
+	ExpertConnectAccountID *string
+	ExpertWorkosUserID     *string
+	Amount                 int64
+	PlatformFee            int64
+	TotalAmount            *int64
+	Currency               *string
+	Country                *string
+	SessionStartTime       *time.Time
+	ScheduledTransferTime  *time.Time
+	Status                 string
+	RequiresApproval       bool
+	ReviewReason           *string
+	StripeTransferID       *string
+	CreatedAt              time.Time
+	UpdatedAt              time.Time
+}
+
 type ProvisioningTask struct {
 	TaskKey            string
 	Kind               string
@@ -253,6 +275,43 @@ type StripeCustomer struct {
 	UpdatedAt        time.Time
 }
 
+type StripeExternalAccount struct {
+	StripeExternalAccountID string
+	StripeAccountID         *string
+	Object                  string
+	Last4                   *string
+	BankName                *string
+	Country                 *string
+	Currency                *string
+	DefaultForCurrency      bool
+	Status                  *string
+	Metadata                json.RawMessage
+	StripeCreated           time.Time
+	StripeEventRank         int16
+	StripeEventID           string
+	DeletedAt               *time.Time
+	CreatedAt               time.Time
+	UpdatedAt               time.Time
+}
+
+type StripeIdentityVerificationSession struct {
+	StripeVerificationSessionID string
+	StripeAccountID             *string
+	Status                      string
+	Type                        *string
+	LastErrorCode               *string
+	LastErrorReason             *string
+	ClientReferenceID           *string
+	WorkosUserID                *string
+	Metadata                    json.RawMessage
+	ObjectCreated               *time.Time
+	StripeCreated               time.Time
+	StripeEventRank             int16
+	StripeEventID               string
+	CreatedAt                   time.Time
+	UpdatedAt                   time.Time
+}
+
 type StripePaymentIntent struct {
 	StripePaymentIntentID string
 	StripeChargeID        *string
@@ -268,6 +327,25 @@ type StripePaymentIntent struct {
 	StripeEventID         *string
 	CreatedAt             time.Time
 	UpdatedAt             time.Time
+}
+
+type StripePayout struct {
+	StripePayoutID  string
+	StripeAccountID *string
+	Amount          *int64
+	Currency        *string
+	ArrivalDate     *time.Time
+	Status          string
+	FailureCode     *string
+	FailureMessage  *string
+	Method          *string
+	Destination     *string
+	ObjectCreated   *time.Time
+	StripeCreated   time.Time
+	StripeEventRank int16
+	StripeEventID   string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 type StripeSubscription struct {
@@ -288,32 +366,59 @@ type StripeSubscription struct {
 	UpdatedAt            time.Time
 }
 
+type StripeTransfer struct {
+	StripeTransferID      string
+	DestinationAccountID  *string
+	Amount                *int64
+	AmountReversed        int64
+	Currency              *string
+	Reversed              bool
+	SourceTransaction     *string
+	TransferGroup         *string
+	StripeSessionID       *string
+	StripePaymentIntentID *string
+	Metadata              json.RawMessage
+	ObjectCreated         *time.Time
+	StripeCreated         time.Time
+	StripeEventRank       int16
+	StripeEventID         string
+	CreatedAt             time.Time
+	UpdatedAt             time.Time
+}
+
 type User struct {
-	ID                        uuid.UUID
-	WorkosUserID              string
-	Email                     *string
-	FirstName                 *string
-	LastName                  *string
-	EmailVerified             bool
-	ProfilePictureUrl         *string
-	ExternalID                *string
-	Metadata                  json.RawMessage
-	Locale                    *string
-	LastSignInAt              *time.Time
-	WorkosCreatedAt           *time.Time
-	WorkosUpdatedAt           *time.Time
-	IsStub                    bool
-	DeletedAt                 *time.Time
-	CreatedAt                 time.Time
-	UpdatedAt                 time.Time
-	StripeCustomerID          *string
-	StripeCustomerVersion     *time.Time
-	StripeConnectAccountID    *string
-	ConnectDetailsSubmitted   bool
-	ConnectChargesEnabled     bool
-	ConnectPayoutsEnabled     bool
-	ConnectOnboardingComplete bool
-	StripeConnectVersion      *time.Time
+	ID                                    uuid.UUID
+	WorkosUserID                          string
+	Email                                 *string
+	FirstName                             *string
+	LastName                              *string
+	EmailVerified                         bool
+	ProfilePictureUrl                     *string
+	ExternalID                            *string
+	Metadata                              json.RawMessage
+	Locale                                *string
+	LastSignInAt                          *time.Time
+	WorkosCreatedAt                       *time.Time
+	WorkosUpdatedAt                       *time.Time
+	IsStub                                bool
+	DeletedAt                             *time.Time
+	CreatedAt                             time.Time
+	UpdatedAt                             time.Time
+	StripeCustomerID                      *string
+	StripeCustomerVersion                 *time.Time
+	StripeConnectAccountID                *string
+	ConnectDetailsSubmitted               bool
+	ConnectChargesEnabled                 bool
+	ConnectPayoutsEnabled                 bool
+	ConnectOnboardingComplete             bool
+	StripeConnectVersion                  *time.Time
+	ConnectPayoutDestination              bool
+	StripeBankAccountLast4                *string
+	StripeBankName                        *string
+	StripeIdentityVerificationID          *string
+	StripeIdentityVerificationStatus      *string
+	StripeIdentityVerified                bool
+	StripeIdentityVerificationLastChecked *time.Time
 }
 
 type UserOrgMembership struct {

@@ -91,3 +91,10 @@ ON CONFLICT (workos_user_id) DO UPDATE SET
 WHERE users.deleted_at IS NULL
   AND (users.workos_updated_at IS NULL OR users.workos_updated_at <= EXCLUDED.workos_updated_at)
 RETURNING workos_user_id;
+
+-- name: UserIDsByConnectAccount :many
+-- The users holding one of the Connect accounts: read before the Connect
+-- link moves an account, so the links derived from it (consumers/
+-- marketplace_links.go) also look at the user who loses it.
+SELECT workos_user_id FROM users
+WHERE stripe_connect_account_id = ANY(@stripe_account_ids::text[]);

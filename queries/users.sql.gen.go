@@ -61,7 +61,7 @@ func (q *Queries) UserEnsureStub(ctx context.Context, db DBTX, workosUserID stri
 }
 
 const userGetByWorkOSID = `-- name: UserGetByWorkOSID :one
-SELECT id, workos_user_id, email, first_name, last_name, email_verified, profile_picture_url, external_id, metadata, locale, last_sign_in_at, workos_created_at, workos_updated_at, is_stub, deleted_at, created_at, updated_at, stripe_customer_id, stripe_customer_version, stripe_connect_account_id, connect_details_submitted, connect_charges_enabled, connect_payouts_enabled, connect_onboarding_complete, stripe_connect_version FROM users WHERE workos_user_id = $1
+SELECT id, workos_user_id, email, first_name, last_name, email_verified, profile_picture_url, external_id, metadata, locale, last_sign_in_at, workos_created_at, workos_updated_at, is_stub, deleted_at, created_at, updated_at, stripe_customer_id, stripe_customer_version, stripe_connect_account_id, connect_details_submitted, connect_charges_enabled, connect_payouts_enabled, connect_onboarding_complete, stripe_connect_version, connect_payout_destination, stripe_bank_account_last4, stripe_bank_name, stripe_identity_verification_id, stripe_identity_verification_status, stripe_identity_verified, stripe_identity_verification_last_checked FROM users WHERE workos_user_id = $1
 `
 
 func (q *Queries) UserGetByWorkOSID(ctx context.Context, db DBTX, workosUserID string) (User, error) {
@@ -93,8 +93,43 @@ func (q *Queries) UserGetByWorkOSID(ctx context.Context, db DBTX, workosUserID s
 		&i.ConnectPayoutsEnabled,
 		&i.ConnectOnboardingComplete,
 		&i.StripeConnectVersion,
+		&i.ConnectPayoutDestination,
+		&i.StripeBankAccountLast4,
+		&i.StripeBankName,
+		&i.StripeIdentityVerificationID,
+		&i.StripeIdentityVerificationStatus,
+		&i.StripeIdentityVerified,
+		&i.StripeIdentityVerificationLastChecked,
 	)
 	return i, err
+}
+
+const userIDsByConnectAccount = `-- name: UserIDsByConnectAccount :many
+SELECT workos_user_id FROM users
+WHERE stripe_connect_account_id = ANY($1::text[])
+`
+
+// The users holding one of the Connect accounts: read before the Connect
+// link moves an account, so the links derived from it (consumers/
+// marketplace_links.go) also look at the user who loses it.
+func (q *Queries) UserIDsByConnectAccount(ctx context.Context, db DBTX, stripeAccountIds []string) ([]string, error) {
+	rows, err := db.Query(ctx, userIDsByConnectAccount, stripeAccountIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var workos_user_id string
+		if err := rows.Scan(&workos_user_id); err != nil {
+			return nil, err
+		}
+		items = append(items, workos_user_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const userLockMany = `-- name: UserLockMany :many

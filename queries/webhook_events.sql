@@ -118,3 +118,18 @@ CROSS JOIN LATERAL (
     LIMIT 1
 ) o
 ORDER BY s.source;
+-- name: EventLedgerPerMinute :many
+-- One source's events received (when syncd stored them) and applied, per
+-- minute since a time: the console's chart. An event is applied after it
+-- was received, so the (source, applied_at) index bounds both halves.
+SELECT m.minute::timestamptz AS minute, sum(m.received)::bigint AS received, sum(m.applied)::bigint AS applied
+FROM (
+    SELECT date_trunc('minute', w.received_at) AS minute, 1 AS received, 0 AS applied
+    FROM webhook_events w
+    WHERE w.source = @source AND w.applied_at >= @since AND w.received_at >= @since
+    UNION ALL
+    SELECT date_trunc('minute', w.applied_at), 0, 1
+    FROM webhook_events w
+    WHERE w.source = @source AND w.applied_at >= @since
+) m
+GROUP BY m.minute ORDER BY m.minute;

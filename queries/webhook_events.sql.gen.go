@@ -285,6 +285,54 @@ func (q *Queries) EventLedgerOldestBetween(ctx context.Context, db DBTX, arg Eve
 	return applied_at, err
 }
 
+const eventLedgerPerMinute = `-- name: EventLedgerPerMinute :many
+SELECT m.minute::timestamptz AS minute, sum(m.received)::bigint AS received, sum(m.applied)::bigint AS applied
+FROM (
+    SELECT date_trunc('minute', w.received_at) AS minute, 1 AS received, 0 AS applied
+    FROM webhook_events w
+    WHERE w.source = $1 AND w.applied_at >= $2 AND w.received_at >= $2
+    UNION ALL
+    SELECT date_trunc('minute', w.applied_at), 0, 1
+    FROM webhook_events w
+    WHERE w.source = $1 AND w.applied_at >= $2
+) m
+GROUP BY m.minute ORDER BY m.minute
+`
+
+type EventLedgerPerMinuteParams struct {
+	Source string
+	Since  time.Time
+}
+
+type EventLedgerPerMinuteRow struct {
+	Minute   time.Time
+	Received int64
+	Applied  int64
+}
+
+// One source's events received (when syncd stored them) and applied, per
+// minute since a time: the console's chart. An event is applied after it
+// was received, so the (source, applied_at) index bounds both halves.
+func (q *Queries) EventLedgerPerMinute(ctx context.Context, db DBTX, arg EventLedgerPerMinuteParams) ([]EventLedgerPerMinuteRow, error) {
+	rows, err := db.Query(ctx, eventLedgerPerMinute, arg.Source, arg.Since)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []EventLedgerPerMinuteRow
+	for rows.Next() {
+		var i EventLedgerPerMinuteRow
+		if err := rows.Scan(&i.Minute, &i.Received, &i.Applied); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const eventLedgerPrune = `-- name: EventLedgerPrune :one
 WITH gone AS (
     DELETE FROM webhook_events

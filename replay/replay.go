@@ -66,6 +66,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Check reports what validate would refuse, so callers (the admin
+// console's form) can answer bad input before starting a run.
+func (c Config) Check() error { return c.withDefaults().validate() }
+
 func (c Config) validate() error {
 	switch {
 	case c.Since.IsZero() == (c.FromSeq == 0):

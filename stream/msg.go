@@ -195,11 +195,17 @@ type DeadLetterInfo struct {
 // is dropped. Whatever the original carries, the copy's subject and
 // headers are valid and bounded (HeaderRoom).
 func DeadLetterMsg(data []byte, orig nats.Header, d DeadLetterInfo) *nats.Msg {
-	dl := nats.NewMsg(DeadLetterSubject(d.Source, d.Type))
+	dl := nats.NewMsg(deadLetterSubjectOf(d.Subject, d.Source, d.Type))
 	dl.Data = data
 	CopyEventHeaders(dl.Header, orig)
 	seq := strconv.FormatUint(d.Sequence, 10)
-	dl.Header.Set(jetstream.MsgIDHeader, "dl:"+seq)
+	// Another durable giving up on the same event is its own dead letter,
+	// not a duplicate of the apply consumer's.
+	id := "dl:" + seq
+	if d.Consumer != "" && d.Consumer != Consumer {
+		id = "dl:" + HeaderValue(d.Consumer, MaxSourceToken) + ":" + seq
+	}
+	dl.Header.Set(jetstream.MsgIDHeader, id)
 	dl.Header.Set(HeaderSource, HeaderValue(d.Source, MaxSourceToken))
 	dl.Header.Set(HeaderEventType, HeaderValue(d.Type, MaxHeaderValue))
 	if d.EventID != "" {
@@ -216,4 +222,15 @@ func DeadLetterMsg(data []byte, orig nats.Header, d DeadLetterInfo) *nats.Msg {
 	dl.Header.Set(HeaderDLFailedAt, d.FailedAt.UTC().Format(time.RFC3339Nano))
 	dl.Header.Set(HeaderDLConsumer, HeaderValue(d.Consumer, MaxSourceToken))
 	return dl
+}
+
+// deadLetterSubjectOf is deadletter.<source>.<type> of the original's
+// subject where it has one (what dlq filters match, whatever the body
+// claims), else of source and type; either way built by DeadLetterSubject,
+// so valid and bounded.
+func deadLetterSubjectOf(original, source, typ string) string {
+	if strings.HasPrefix(original, "webhooks.") && strings.Count(original, ".") >= 2 {
+		source, typ = SplitSubject(original)
+	}
+	return DeadLetterSubject(source, typ)
 }

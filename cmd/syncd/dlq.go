@@ -317,37 +317,18 @@ func (s *selectFlags) selection(ctx context.Context, store *deadletter.Store, cm
 	if err != nil {
 		return nil, err
 	}
-	if s.all {
-		letters, err := store.List(ctx, f)
-		if err != nil {
-			return nil, err
-		}
-		if len(letters) == 0 {
-			if f.IsZero() {
-				return nil, usageError("no dead letters to %s", cmd)
-			}
-			return nil, usageError("no dead letters match %s", s.describe())
-		}
-		return letters, nil
-	}
 	seqs, _ := parseSeqs(pos) // checked above
-	letters := make([]deadletter.Letter, 0, len(seqs))
-	var missing []string
-	for _, seq := range seqs {
-		l, err := store.Get(ctx, seq)
-		if errors.Is(err, deadletter.ErrNotFound) {
-			missing = append(missing, strconv.FormatUint(seq, 10))
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		letters = append(letters, l)
+	letters, err := store.Select(ctx, deadletter.Selection{Seqs: seqs, All: s.all, Filter: f})
+	var missing *deadletter.MissingError
+	switch {
+	case errors.Is(err, deadletter.ErrNoMatch) && f.IsZero():
+		return nil, usageError("no dead letters to %s", cmd)
+	case errors.Is(err, deadletter.ErrNoMatch):
+		return nil, usageError("no dead letters match %s", s.describe())
+	case errors.As(err, &missing):
+		return nil, usageError("%v (see syncd dlq list); nothing was changed", missing)
 	}
-	if len(missing) > 0 {
-		return nil, usageError("no dead letter with sequence %s (see syncd dlq list); nothing was changed", strings.Join(missing, ", "))
-	}
-	return letters, nil
+	return letters, err
 }
 
 // prepare parses and checks a retry or purge command, then opens

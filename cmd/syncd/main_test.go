@@ -98,6 +98,9 @@ func TestServeEndToEnd(t *testing.T) {
 	t.Setenv("HTTP_ADDR", addr)
 	t.Setenv("WORKOS_WEBHOOK_SECRET", "whsec_e2e,whsec_old")
 	t.Setenv("STRIPE_WEBHOOK_SECRET", "whsec_stripe_e2e")
+	adminAddr := freePort(t)
+	t.Setenv("ADMIN_ADDR", adminAddr)
+	t.Setenv("ADMIN_TOKEN", "e2e-admin-token-0123456789")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var serveErr bytes.Buffer
@@ -152,6 +155,35 @@ func TestServeEndToEnd(t *testing.T) {
 	if !strings.Contains(m.String(), `syncd_webhook_requests_total{endpoint="",source="workos",status="200"} 1`) ||
 		!strings.Contains(m.String(), `syncd_retention_pruned_rows_total{table="webhook_events"} 0`) {
 		t.Errorf("metrics lack the webhook counter:\n%s", firstLines(m.String(), "syncd_"))
+	}
+
+	// The console is on ADMIN_ADDR, behind the token, and not on the
+	// webhook port; it sees the consumer of this process.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+adminAddr+"/admin/api/overview", nil)
+	req.Header.Set("Authorization", "Bearer e2e-admin-token-0123456789")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ov bytes.Buffer
+	ov.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(ov.String(), `"paused": false`) || !strings.Contains(ov.String(), `"last_event_id": "event_01`) {
+		t.Errorf("admin overview: %d %s", resp.StatusCode, ov.String())
+	}
+	resp, err = http.Get("http://" + adminAddr + "/admin/api/overview")
+	if err == nil {
+		resp.Body.Close()
+	}
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("admin overview without the token: %v %v", resp, err)
+	}
+	resp, err = http.Get("http://" + addr + "/admin/")
+	if err == nil {
+		resp.Body.Close()
+	}
+	if err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the webhook port serves /admin/: %v %v", resp, err)
 	}
 }
 

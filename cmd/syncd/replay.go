@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -135,53 +133,14 @@ func printReplaySummary(w io.Writer, s replay.Summary) {
 	}
 }
 
-var daysAgo = regexp.MustCompile(`^(\d+)d(.*)$`)
-
-// parseWhen reads a time flag: RFC 3339, a date, the providers' other
-// forms (events.ParseTime), or a duration ago (90m, 36h, 7d, 1d12h).
-// Empty is the zero time.
+// parseWhen reads a time flag (events.ParseWhen); empty is the zero time.
 func parseWhen(name, value string, now time.Time) (time.Time, error) {
-	value = strings.TrimSpace(value)
-	if value == "" {
-		return time.Time{}, nil
-	}
-	bad := func(why string) (time.Time, error) {
-		return time.Time{}, usageError("--%s %q: %s", name, value, why)
-	}
-	const forms = "want an RFC 3339 time (2026-01-15T12:00:00Z), a date (2026-01-15) or a duration ago (90m, 36h, 7d)"
-	var ago time.Duration
-	isAgo := false
-	if m := daysAgo.FindStringSubmatch(value); m != nil {
-		days, err := strconv.Atoi(m[1])
-		if err != nil || days > 3650 {
-			return bad(forms)
-		}
-		ago, isAgo = time.Duration(days)*24*time.Hour, true
-		if m[2] != "" {
-			d, err := time.ParseDuration(m[2])
-			if err != nil {
-				return bad(forms)
-			}
-			ago += d
-		}
-	} else if d, err := time.ParseDuration(value); err == nil {
-		ago, isAgo = d, true
-	}
-	if isAgo {
-		if ago <= 0 {
-			return bad("a duration ago must be positive")
-		}
-		return now.Add(-ago), nil
-	}
-	t, err := events.ParseTime(value)
+	t, err := events.ParseWhen(value, now)
 	if err != nil {
-		return bad(forms)
-	}
-	if t.Year() < 2000 {
-		return bad("before the year 2000; a stream sequence goes in --from-seq/--to-seq")
+		return time.Time{}, usageError("--%s %q: %v", name, strings.TrimSpace(value), err)
 	}
 	if name == "since" && t.After(now.Add(time.Minute)) {
-		return bad("in the future")
+		return time.Time{}, usageError("--%s %q: in the future", name, strings.TrimSpace(value))
 	}
 	return t, nil
 }

@@ -55,12 +55,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var prov provisioning
 	var ret retentionFlags
 	var aud auditFlags
+	var adm adminFlags
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	aud.register(fs)
 	f.register(fs)
 	rec.register(fs)
 	prov.register(fs)
 	ret.register(fs)
+	adm.register(fs)
 	fs.StringVar(&f.httpAddr, "http-addr", env("HTTP_ADDR", ":8080"), "listen address (env HTTP_ADDR)")
 	fs.StringVar(&f.role, "role", env("SYNCD_ROLE", "all"), "all, ingest or consume: which parts run in this process (env SYNCD_ROLE)")
 	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not apply migrations at start")
@@ -289,6 +291,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	log.Info("syncd serving", "addr", ln.Addr().String(), "role", f.role, "embedded_nats", conn.Embedded())
+	stopAdmin, err := adm.start(f.httpAddr, pool, conn, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 
 	var runErr error
 	select {
