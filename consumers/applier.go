@@ -291,6 +291,8 @@ type batchRun struct {
 	// The audit context (audit.go): the batch's events, the set-based
 	// events of the stage being built.
 	todo, stageSets []int
+	// linksReady: the links' audit context is queued already.
+	linksReady bool
 }
 
 // applyBatched applies the events in one transaction, stage by stage.
@@ -303,9 +305,6 @@ func (a *Applier) applyBatched(ctx context.Context, evs []Event, todo []int, res
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	b := &batchRun{a: a, tx: tx, evs: evs, res: res, links: newLinkSet(), stale: map[string][]string{}, todo: todo}
-	if err := a.auditBegin(ctx, tx); err != nil {
-		return permanentOr(err)
-	}
 	st := newStage()
 	for _, i := range todo {
 		r := a.routes.route(evs[i])
@@ -318,6 +317,9 @@ func (a *Applier) applyBatched(ctx context.Context, evs []Event, todo []int, res
 		if failed := b.add(ctx, st, i, r); failed {
 			return true, nil
 		}
+	}
+	if failed := b.auditLinksQueued(ctx, st); failed {
+		return true, nil
 	}
 	if failed, err := b.exec(ctx, st); failed || err != nil {
 		return failed, err
@@ -443,9 +445,6 @@ func (a *Applier) applyIsolated(ctx context.Context, evs []Event, todo []int, re
 		return fmt.Errorf("begin batch: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := a.auditBegin(ctx, tx); err != nil {
-		return err
-	}
 	for _, i := range todo {
 		ev := evs[i]
 		sp, err := tx.Begin(ctx)

@@ -93,19 +93,8 @@ func versionKey(r *Route, ev Event) string {
 	return ""
 }
 
-// auditBegin turns the audit trail on for a batch transaction.
-func (a *Applier) auditBegin(ctx context.Context, db queries.DBTX) error {
-	if a.cfg.AuditOff {
-		return nil
-	}
-	if err := a.q.AuditContextSet(ctx, db, queries.AuditContextSetParams{Events: "{}"}); err != nil {
-		return fmt.Errorf("audit context: %w", err)
-	}
-	return nil
-}
-
 // auditFor names the event whose statements follow in db (a transaction
-// or a pipeline).
+// or a pipeline), and so turns the audit trail on for the transaction.
 func (a *Applier) auditFor(ctx context.Context, db queries.DBTX, ev *Event) error {
 	if a.cfg.AuditOff {
 		return nil
@@ -131,10 +120,24 @@ func (b *batchRun) auditStage(ctx context.Context) error {
 // auditLinks prepares the batch's links: no current event, the batch's
 // events by entity key.
 func (b *batchRun) auditLinks(ctx context.Context) error {
-	if !b.links.any {
+	if !b.links.any || b.linksReady {
 		return nil
 	}
 	return b.auditKeyed(ctx, b.todo, false)
+}
+
+// auditLinksQueued queues the links' audit context at the end of the last
+// stage's pipeline when nothing runs after it, saving its round trip.
+func (b *batchRun) auditLinksQueued(ctx context.Context, last *stage) (failed bool) {
+	if b.a.cfg.AuditOff || len(last.direct) > 0 || last.pipe.empty() {
+		return false
+	}
+	keys, err := b.a.auditKeys(b.evs, b.todo, false)
+	if err == nil {
+		err = b.a.q.AuditContextSet(ctx, &last.pipe, queries.AuditContextSetParams{Events: keys})
+	}
+	b.linksReady = err == nil
+	return err != nil
 }
 
 func (b *batchRun) auditKeyed(ctx context.Context, idx []int, versions bool) error {

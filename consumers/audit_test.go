@@ -65,20 +65,6 @@ func auditApplier(t *testing.T, pool *pgxpool.Pool, cfg consumers.ApplierConfig)
 	return a
 }
 
-func applyAll(t *testing.T, a *consumers.Applier, evs ...consumers.Event) []consumers.Result {
-	t.Helper()
-	res, err := a.Apply(context.Background(), evs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, r := range res {
-		if r.Err != nil {
-			t.Fatalf("event %s: %v", evs[i].Envelope.ID, r.Err)
-		}
-	}
-	return res
-}
-
 func workosEv(t *testing.T, id, typ string, data map[string]any) consumers.Event {
 	return decoded(t, "workos", dsyncEvent(id, typ, 0, data))
 }

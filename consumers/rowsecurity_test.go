@@ -215,7 +215,15 @@ func TestCheckWriterRefusesFilteredRole(t *testing.T) {
 	// The owner passes, unless the tables are FORCEd: then it is filtered
 	// too.
 	owner := dbRole(t, pool, "NOBYPASSRLS")
-	for _, tbl := range []string{"organizations", "users", "user_org_memberships", "meetings", "audit_logs"} {
+	rows, err := pool.Query(ctx, "SELECT relname::text FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relrowsecurity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	protected, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(protected) < 5 {
+		t.Fatalf("tables under row-level security: %v %v", protected, err)
+	}
+	for _, tbl := range protected {
 		if _, err := pool.Exec(ctx, fmt.Sprintf("ALTER TABLE %s OWNER TO %s", tbl, owner.Config().ConnConfig.User)); err != nil {
 			t.Fatal(err)
 		}
@@ -306,4 +314,22 @@ func TestApplyUnderRowSecurity(t *testing.T) {
 	if reads == 0 {
 		t.Fatal("no read ran beside the applier")
 	}
+}
+
+// TestRowSecurityPaymentTransfers: an expert reads its own transfers only.
+func TestRowSecurityPaymentTransfers(t *testing.T) {
+	t.Parallel()
+	pool := syncdtest.DB(t)
+	if _, err := pool.Exec(context.Background(), `INSERT INTO payment_transfers (stripe_session_id, expert_workos_user_id, amount, platform_fee)
+		VALUES ('cs_ta', 'user_A', 100, 10), ('cs_tb', 'user_B', 200, 20)`); err != nil {
+		t.Fatal(err)
+	}
+	asUser(t, pool, "user_A", func(tx pgx.Tx) {
+		if got := strs(t, tx, "SELECT stripe_session_id FROM payment_transfers"); !slices.Equal(got, []string{"cs_ta"}) {
+			t.Errorf("A sees transfers %v", got)
+		}
+		if _, err := tx.Exec(context.Background(), "UPDATE payment_transfers SET amount = 0"); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("A updates transfers: %v", err)
+		}
+	})
 }

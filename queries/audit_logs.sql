@@ -7,8 +7,10 @@ SELECT set_config('syncd.audit_events', @events::text, true),
        set_config('syncd.audit_event', @event::text, true);
 
 -- name: AuditEventSet :exec
--- The event whose statements run next; empty between events.
-SELECT set_config('syncd.audit_event', @event::text, true);
+-- The event whose statements run next. Turns the audit trail on for the
+-- transaction if nothing did yet.
+SELECT set_config('syncd.audit_event', @event::text, true),
+       set_config('syncd.audit_events', COALESCE(NULLIF(current_setting('syncd.audit_events', true), ''), '{}'), true);
 
 -- name: AuditLogList :many
 -- Audit rows, newest first, filtered by whichever arguments are set.

@@ -30,10 +30,12 @@ func (q *Queries) AuditContextSet(ctx context.Context, db DBTX, arg AuditContext
 }
 
 const auditEventSet = `-- name: AuditEventSet :exec
-SELECT set_config('syncd.audit_event', $1::text, true)
+SELECT set_config('syncd.audit_event', $1::text, true),
+       set_config('syncd.audit_events', COALESCE(NULLIF(current_setting('syncd.audit_events', true), ''), '{}'), true)
 `
 
-// The event whose statements run next; empty between events.
+// The event whose statements run next. Turns the audit trail on for the
+// transaction if nothing did yet.
 func (q *Queries) AuditEventSet(ctx context.Context, db DBTX, event string) error {
 	_, err := db.Exec(ctx, auditEventSet, event)
 	return err
