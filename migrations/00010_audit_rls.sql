@@ -221,15 +221,29 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
         CREATE ROLE authenticated NOLOGIN;
     END IF;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL;
+EXCEPTION
+    WHEN duplicate_object OR unique_violation THEN
+        NULL;
+    WHEN insufficient_privilege THEN
+        RAISE EXCEPTION 'role authenticated does not exist and % may not create it', current_user
+            USING HINT = 'have an administrator run CREATE ROLE authenticated NOLOGIN, then migrate again';
 END
 $do$;
 -- +goose StatementEnd
 
 GRANT USAGE ON SCHEMA public TO authenticated;
-GRANT USAGE ON SCHEMA auth TO authenticated;
-GRANT EXECUTE ON FUNCTION auth.user_id() TO authenticated;
+-- pg_session_jwt's schema and function may belong to another role (the
+-- Data API's setup); they are usable by everyone then already.
+-- +goose StatementBegin
+DO $do$
+BEGIN
+    GRANT USAGE ON SCHEMA auth TO authenticated;
+    GRANT EXECUTE ON FUNCTION auth.user_id() TO authenticated;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'auth.user_id() belongs to another role: grants left to it (%)', SQLERRM;
+END
+$do$;
+-- +goose StatementEnd
 GRANT SELECT ON organizations, users, user_org_memberships, audit_logs TO authenticated;
 GRANT UPDATE ON organizations TO authenticated;
 GRANT SELECT, INSERT, UPDATE, DELETE ON meetings TO authenticated;
@@ -309,6 +323,7 @@ DROP POLICY user_org_memberships_own_read ON user_org_memberships;
 DROP POLICY users_self_read ON users;
 DROP POLICY meetings_expert_all ON meetings;
 DROP POLICY meetings_guest_read ON meetings;
+DROP POLICY audit_logs_admin_read ON audit_logs;
 ALTER TABLE organizations DISABLE ROW LEVEL SECURITY;
 ALTER TABLE users DISABLE ROW LEVEL SECURITY;
 ALTER TABLE user_org_memberships DISABLE ROW LEVEL SECURITY;
