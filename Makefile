@@ -1,7 +1,7 @@
 SQLC = CGO_ENABLED=0 go tool -modfile=tools.mod sqlc
 TESTFLAGS ?=
 
-.PHONY: build generate check-generated test run bench fuzz lint
+.PHONY: build generate check-generated test run bench fuzz lint reliability
 
 build:
 	go build -o bin/syncd ./cmd/syncd
@@ -13,11 +13,17 @@ generate:
 check-generated:
 	$(SQLC) diff
 
+# Each fuzz target (package:name), with its seed corpus in testdata/fuzz.
+FUZZ_TARGETS = ingest:FuzzVerifyWorkOS ingest:FuzzVerifyStripe events:FuzzDecodeWorkOS \
+	events:FuzzDecodeStripe events:FuzzParseTime consumers:FuzzMeetingMetadata
+FUZZTIME ?= 30s
+
 # scripts/chromium.sh installs headless Chromium for the console's browser
 # tests when it is missing and it can (root, apt); otherwise they skip.
 test: check-generated
 	scripts/chromium.sh
 	scripts/postgres.sh test -- go test -count=1 -timeout 9m ./... $(TESTFLAGS)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 run: build
 	@set -a; if [ -f .env ]; then . ./.env; else . ./.env.example; fi; set +a; \
@@ -32,12 +38,20 @@ run: build
 bench:
 	scripts/postgres.sh test -- go run ./bench
 
+# Runs every fuzz target for FUZZTIME (make test: 3s each).
 fuzz:
-	go test -run=^$$ -fuzz=FuzzVerifyWorkOS -fuzztime=30s ./ingest
-	go test -run=^$$ -fuzz=FuzzVerifyStripe -fuzztime=30s ./ingest
-	go test -run=^$$ -fuzz=FuzzDecodeWorkOS -fuzztime=30s ./events
-	go test -run=^$$ -fuzz=FuzzDecodeStripe -fuzztime=30s ./events
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "go test -run=^\$$ -fuzz=^$$fn\$$ -fuzztime=$(FUZZTIME) ./$$pkg"; \
+		go test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) ./$$pkg || exit 1; \
+	done
 
 lint:
 	go vet ./...
 	test -z "$$(gofmt -l .)"
+
+# Fault scenarios against real processes (syncd, nats-server, Postgres),
+# then the convergence property test at 10,000 histories; writes
+# docs/RELIABILITY.md and fails if any threshold is missed.
+reliability:
+	scripts/postgres.sh test -- go run ./reliability $(RELIABILITYFLAGS)

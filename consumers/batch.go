@@ -211,14 +211,14 @@ func foldStripe(stored *stripeStored, n int, at func(j int) (v stripeVersion, de
 
 // workosStored is the stored version of a WorkOS row.
 type workosStored struct {
-	v       *time.Time
-	deleted bool
+	v *time.Time
 }
 
 // foldWorkOS replays the guard of UserUpsert and OrganizationUpsert over
-// one key's events in stream order: written unless the row is deleted or
-// newer (ties go to the later event). newest is the last written event, or
-// the last event when none was.
+// one key's events in stream order: written unless the row is newer (ties
+// go to the later event); a deleted row takes newer data too, and stays
+// deleted. newest is the last written event, or the last event when none
+// was.
 func foldWorkOS(stored *workosStored, n int, at func(j int) time.Time) fold {
 	f := newFold(n)
 	var cur *workosStored
@@ -234,7 +234,7 @@ func foldWorkOS(stored *workosStored, n int, at func(j int) time.Time) fold {
 		switch {
 		case cur == nil:
 			cur = &workosStored{v: &v}
-		case !cur.deleted && (cur.v == nil || !v.Before(*cur.v)):
+		case cur.v == nil || !v.Before(*cur.v):
 			cur.v = &v
 		default:
 			continue
@@ -373,7 +373,12 @@ func (s *sets) applyAccounts(ctx context.Context, q *queries.Queries, db queries
 	}
 	stored := make(map[string]*stripeStored, len(locked))
 	for _, r := range locked {
-		stored[r.StripeAccountID] = &stripeStored{v: stripeVersion{r.StripeCreated.UTC(), r.StripeEventRank, r.StripeEventID}}
+		// account.updated is decided by the version of the account's data,
+		// not by a deauthorization's (which carries none); a row with no
+		// data yet takes any.
+		if r.DataStripeCreated != nil && r.DataEventRank != nil && r.DataEventID != nil {
+			stored[r.StripeAccountID] = &stripeStored{v: stripeVersion{r.DataStripeCreated.UTC(), *r.DataEventRank, *r.DataEventID}}
+		}
 	}
 	out := make([]queries.StripeConnectAccountUpsertParams, 0, len(keys))
 	want := map[string]bool{}
@@ -404,7 +409,7 @@ func (s *sets) applyUsers(ctx context.Context, q *queries.Queries, db queries.DB
 	}
 	stored := make(map[string]*workosStored, len(locked))
 	for _, r := range locked {
-		stored[r.WorkosUserID] = &workosStored{v: r.WorkosUpdatedAt, deleted: r.Deleted}
+		stored[r.WorkosUserID] = &workosStored{v: r.WorkosUpdatedAt}
 	}
 	out := make([]queries.UserUpsertParams, 0, len(keys))
 	want := map[string]bool{}
@@ -433,7 +438,7 @@ func (s *sets) applyOrganizations(ctx context.Context, q *queries.Queries, db qu
 	}
 	stored := make(map[string]*workosStored, len(locked))
 	for _, r := range locked {
-		stored[r.WorkosOrgID] = &workosStored{v: r.WorkosUpdatedAt, deleted: r.Deleted}
+		stored[r.WorkosOrgID] = &workosStored{v: r.WorkosUpdatedAt}
 	}
 	out := make([]queries.OrganizationUpsertParams, 0, len(keys))
 	want := map[string]bool{}

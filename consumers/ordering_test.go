@@ -2,6 +2,7 @@ package consumers_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -71,6 +72,113 @@ func TestOlderStripeDeletionKeepsNewerData(t *testing.T) {
 	}
 	if email != "new@x.test" || eventID != "evt_u" || deleted == nil {
 		t.Fatalf("email=%s version=%s deleted=%v; want the newer data, tombstoned", email, eventID, deleted)
+	}
+}
+
+// A WorkOS delete carries the object as it was: newer than the stored row
+// it writes that object with the tombstone, so an update older than it
+// that arrives later is stale and the row is what it would be in order; an
+// older delete sets only the tombstone (as TestOlderStripeDeletionKeepsNewerData).
+func TestWorkOSDeleteWritesTheObjectItCarries(t *testing.T) {
+	t.Parallel()
+	c, pool, _ := tracedConsumer(t)
+	org := func(name, domain string, sec int) map[string]any {
+		d := orgData("org_del", name, sec)
+		d["domains"] = []any{map[string]any{"domain": domain}}
+		return d
+	}
+	user := func(email string, sec int) map[string]any { return userData("user_del", email, sec) }
+	membership := func(role string, sec int) map[string]any {
+		return membershipData("om_del", "user_m", "org_m", role, "active", sec)
+	}
+	// Newer deletes first, each followed by the update just before it.
+	apply(t, c,
+		decoded(t, "workos", dsyncEvent("d1", "organization.deleted", 9, org("Last", "last.test", 8))),
+		decoded(t, "workos", dsyncEvent("d2", "user.deleted", 9, user("last@x.test", 8))),
+		decoded(t, "workos", dsyncEvent("d3", "organization_membership.deleted", 9, membership("admin", 8))))
+	res := apply(t, c,
+		decoded(t, "workos", dsyncEvent("u1", "organization.updated", 7, org("Before", "before.test", 7))),
+		decoded(t, "workos", dsyncEvent("u2", "user.updated", 7, user("before@x.test", 7))),
+		decoded(t, "workos", dsyncEvent("u3", "organization_membership.updated", 7, membership("member", 7))))
+	for i, r := range res {
+		if r.Err != nil || r.Outcome != consumers.Stale {
+			t.Errorf("update %d older than its delete: %s %v, want stale", i, r.Outcome, r.Err)
+		}
+	}
+	// An older delete after a newer update: the tombstone only.
+	apply(t, c, decoded(t, "workos", dsyncEvent("o1", "organization.updated", 20, orgData("org_old", "Newer", 20))))
+	apply(t, c, decoded(t, "workos", dsyncEvent("o2", "organization.deleted", 21, orgData("org_old", "Older", 10))))
+
+	q, ctx := queries.New(), context.Background()
+	o, err := q.OrganizationGetByWorkOSID(ctx, pool, "org_del")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.DeletedAt == nil || *o.Name != "Last" || len(o.Domains) != 1 || o.Domains[0] != "last.test" || o.Type == nil || *o.Type != "team" ||
+		o.WorkosUpdatedAt == nil || o.WorkosUpdatedAt.Unix() != t0.Add(8*time.Second).Unix() {
+		t.Errorf("organization: deleted=%v name=%v domains=%v type=%v version=%v; want the delete's object, deleted",
+			o.DeletedAt, o.Name, o.Domains, o.Type, o.WorkosUpdatedAt)
+	}
+	u, err := q.UserGetByWorkOSID(ctx, pool, "user_del")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.DeletedAt == nil || *u.Email != "last@x.test" || *u.FirstName != "F8" || string(u.Metadata) != `{"tz": "UTC"}` {
+		t.Errorf("user: deleted=%v email=%v first=%v metadata=%s; want the delete's object, deleted", u.DeletedAt, *u.Email, *u.FirstName, u.Metadata)
+	}
+	m, err := q.MembershipGetByWorkOSID(ctx, pool, "om_del")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.DeletedAt == nil || *m.Role != "admin" || *m.Status != "active" {
+		t.Errorf("membership: deleted=%v role=%v; want the delete's, deleted", m.DeletedAt, *m.Role)
+	}
+	old, err := q.OrganizationGetByWorkOSID(ctx, pool, "org_old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.DeletedAt == nil || *old.Name != "Newer" || old.WorkosUpdatedAt.Unix() != t0.Add(20*time.Second).Unix() {
+		t.Errorf("older delete: deleted=%v name=%v version=%v; want the newer data, tombstoned", old.DeletedAt, *old.Name, old.WorkosUpdatedAt)
+	}
+}
+
+// account.application.deauthorized carries no account data: arriving
+// before the account.updated events of the same second, it leaves their
+// data to apply (the account stays deauthorized), as in order.
+func TestDeauthorizationBeforeUpdatesKeepsTheirData(t *testing.T) {
+	t.Parallel()
+	c, pool, _ := tracedConsumer(t)
+	account := func(email string) map[string]any {
+		return map[string]any{"id": "acct_early", "object": "account", "email": email, "charges_enabled": true,
+			"details_submitted": true, "payouts_enabled": true, "metadata": map[string]any{"workos_user_id": "user_x"}, "created": s0 - 100}
+	}
+	event := func(id, typ string, created int64, object map[string]any) consumers.Event {
+		b := stripeEventAt(id, typ, created, "2023-10-16", object)
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		m["account"] = "acct_early"
+		b, _ = json.Marshal(m)
+		ev := decoded(t, "stripe", b)
+		ev.Endpoint = "connect"
+		return ev
+	}
+	apply(t, c, event("evt_x_deauth", "account.application.deauthorized", s0+5, map[string]any{"id": "ca_platform", "object": "application"}))
+	res := apply(t, c, event("evt_x_1", "account.updated", s0+5, account("second@x.test")), event("evt_x_0", "account.updated", s0+4, account("first@x.test")))
+	if res[0].Outcome != consumers.Applied || res[1].Outcome != consumers.Stale {
+		t.Errorf("outcomes %s, %s; want applied (newest data), stale (older than it)", res[0].Outcome, res[1].Outcome)
+	}
+	a, err := queries.New().StripeConnectAccountGet(context.Background(), pool, "acct_early")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.DeauthorizedAt == nil || str(a.Email) != "second@x.test" || !a.ChargesEnabled || str(a.WorkosUserID) != "user_x" || a.StripeEventID != "evt_x_deauth" {
+		t.Errorf("account: deauthorized=%v email=%s charges=%v user=%s version=%s; want deauthorized with evt_x_1's data",
+			a.DeauthorizedAt, str(a.Email), a.ChargesEnabled, str(a.WorkosUserID), a.StripeEventID)
+	}
+	// Connected again: a newer account.updated clears the deauthorization.
+	apply(t, c, event("evt_x_2", "account.updated", s0+6, account("third@x.test")))
+	if a, err = queries.New().StripeConnectAccountGet(context.Background(), pool, "acct_early"); err != nil || a.DeauthorizedAt != nil || str(a.Email) != "third@x.test" {
+		t.Errorf("after a newer update: deauthorized=%v email=%s (%v); want connected", a.DeauthorizedAt, str(a.Email), err)
 	}
 }
 

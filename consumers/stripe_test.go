@@ -495,16 +495,30 @@ func TestConnectAccountLinkAndDeauthorization(t *testing.T) {
 		"data": map[string]any{"object": map[string]any{"id": "ca_platform", "object": "application", "name": "Platform"}},
 	})
 	h.PostStripe(deauth, true)
-	// An update from before the deauthorization, delivered late.
+	// Updates from before the deauthorization, delivered late: one newer
+	// than the account data stored (the same second, a later id) brings
+	// its data, as it would have in order, but the account stays
+	// deauthorized; one older than that data is stale.
 	h.PostStripe(stripeFixtureEvent(t, "account.updated", "evt_acct_late"), true)
+	h.PostStripe(stripeFixtureEvent(t, "account.updated", "evt_acct_0"), true)
 	h.WaitSettled()
 	u := user(t, h, expert)
 	if u.StripeConnectAccountID != nil || u.ConnectChargesEnabled || u.ConnectPayoutsEnabled || u.ConnectOnboardingComplete ||
-		u.StripeConnectVersion == nil || u.StripeConnectVersion.Unix() != 1712700100 {
+		u.StripeConnectVersion != nil {
 		t.Errorf("after deauthorization: %s charges=%v payouts=%v version=%v", str(u.StripeConnectAccountID), u.ConnectChargesEnabled, u.ConnectPayoutsEnabled, u.StripeConnectVersion)
 	}
-	if got := ledgerOutcome(t, h, "evt_acct_late"); got != "stale" {
-		t.Errorf("late account.updated: outcome %s, want stale", got)
+	a, err := queries.New().StripeConnectAccountGet(context.Background(), h.Pool, "acct_1OPouMJN5vQBdWEx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.DeauthorizedAt == nil || a.DeauthorizedAt.Unix() != 1712700100 || a.StripeEventID != "evt_deauth" || str(a.DataEventID) != "evt_acct_late" {
+		t.Errorf("mirror: deauthorized_at=%v version=%s data version=%s; want deauthorized at the deauthorization, data from evt_acct_late",
+			a.DeauthorizedAt, a.StripeEventID, str(a.DataEventID))
+	}
+	for id, want := range map[string]string{"evt_acct_late": "applied", "evt_acct_0": "stale"} {
+		if got := ledgerOutcome(t, h, id); got != want {
+			t.Errorf("late account.updated %s: outcome %s, want %s", id, got, want)
+		}
 	}
 }
 

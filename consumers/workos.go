@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/queries"
@@ -26,6 +27,14 @@ func upserted(err error) (Outcome, error) {
 	default:
 		return "", err
 	}
+}
+
+// staleOK is upserted for a delete's data write, which runs on quiet(tx):
+// stale is no error (nor, pipelined, the event's outcome), as the
+// tombstone that follows is written either way.
+func staleOK[T any](_ T, err error) error {
+	_, err = upserted(err)
+	return err
 }
 
 func requireID(ev Event, what, id string) error {
@@ -101,30 +110,28 @@ func flushLinks(ctx context.Context, tx Tx) error {
 	return tx.Links.run(ctx, tx.Q, tx.DB)
 }
 
+// deleteUser applies user.deleted: the user it carries (as it was when
+// deleted) is written like an update, under the same version guard, and
+// then the tombstone. So a delete newer than the stored row brings its
+// data, and updates older than it that arrive later are stale; an older
+// delete only sets the tombstone. Either way the same events give the same
+// row in any order.
 func deleteUser(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
-	var u workosUser
-	if err := decodeData(ev, &u); err != nil {
-		return "", err
-	}
-	if err := requireID(ev, "id", u.ID); err != nil {
+	r, err := decodeUser(ev)
+	if err != nil {
 		return "", err
 	}
 	if err := flushLinks(ctx, tx); err != nil {
 		return "", err
 	}
-	at := eventTime(ev)
-	if err := tx.Q.UserDelete(ctx, tx.DB, queries.UserDeleteParams{
-		WorkosUserID:    u.ID,
-		Email:           u.Email,
-		FirstName:       u.FirstName,
-		LastName:        u.LastName,
-		WorkosCreatedAt: u.CreatedAt.Ptr(),
-		WorkosUpdatedAt: ptr(version(ev, u.UpdatedAt)),
-		DeletedAt:       &at,
-	}); err != nil {
+	if err := staleOK(tx.Q.UserUpsert(ctx, quiet(tx).DB, r.p)); err != nil {
 		return "", err
 	}
-	return Applied, tx.Q.MembershipDeleteByUser(ctx, tx.DB, queries.MembershipDeleteByUserParams{WorkosUserID: u.ID, DeletedAt: &at})
+	at := eventTime(ev)
+	if err := tx.Q.UserTombstone(ctx, tx.DB, queries.UserTombstoneParams{WorkosUserID: r.p.WorkosUserID, DeletedAt: at}); err != nil {
+		return "", err
+	}
+	return Applied, tx.Q.MembershipDeleteByUser(ctx, tx.DB, queries.MembershipDeleteByUserParams{WorkosUserID: r.p.WorkosUserID, DeletedAt: at})
 }
 
 type workosOrganization struct {
@@ -196,31 +203,28 @@ func applyOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	return out, nil
 }
 
+// deleteOrganization applies organization.deleted as deleteUser does a
+// user's.
 func deleteOrganization(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
-	var o workosOrganization
-	if err := decodeData(ev, &o); err != nil {
-		return "", err
-	}
-	if err := requireID(ev, "id", o.ID); err != nil {
+	r, err := decodeOrganization(ev)
+	if err != nil {
 		return "", err
 	}
 	if err := flushLinks(ctx, tx); err != nil {
 		return "", err
 	}
+	if err := staleOK(tx.Q.OrganizationUpsert(ctx, quiet(tx).DB, r.p)); err != nil {
+		return "", err
+	}
+	id := r.p.WorkosOrgID
 	at := eventTime(ev)
-	if err := tx.Q.OrganizationDelete(ctx, tx.DB, queries.OrganizationDeleteParams{
-		WorkosOrgID:     o.ID,
-		Name:            o.Name,
-		WorkosCreatedAt: o.CreatedAt.Ptr(),
-		WorkosUpdatedAt: ptr(version(ev, o.UpdatedAt)),
-		DeletedAt:       &at,
-	}); err != nil {
+	if err := tx.Q.OrganizationTombstone(ctx, tx.DB, queries.OrganizationTombstoneParams{WorkosOrgID: id, DeletedAt: at}); err != nil {
 		return "", err
 	}
-	if err := tx.Q.MembershipDeleteByOrg(ctx, tx.DB, queries.MembershipDeleteByOrgParams{WorkosOrgID: o.ID, DeletedAt: &at}); err != nil {
+	if err := tx.Q.MembershipDeleteByOrg(ctx, tx.DB, queries.MembershipDeleteByOrgParams{WorkosOrgID: id, DeletedAt: at}); err != nil {
 		return "", err
 	}
-	linkOrganization(tx.Links, o.ID)
+	linkOrganization(tx.Links, id)
 	return Applied, nil
 }
 
@@ -302,18 +306,7 @@ func applyMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	}); err != nil {
 		return "", err
 	}
-	_, err := tx.Q.MembershipUpsert(ctx, tx.DB, queries.MembershipUpsertParams{
-		WorkosOrgMembershipID: m.ID,
-		WorkosUserID:          m.UserID,
-		WorkosOrgID:           m.OrganizationID,
-		Role:                  m.role(),
-		Roles:                 m.roles(),
-		Status:                m.Status,
-		DirectoryManaged:      m.DirectoryManaged,
-		WorkosCreatedAt:       m.CreatedAt.Ptr(),
-		WorkosUpdatedAt:       &v,
-		SupersededAt:          at,
-	})
+	_, err := tx.Q.MembershipUpsert(ctx, tx.DB, m.upsert(v, at))
 	out, err := upserted(err)
 	if err != nil || out != Applied {
 		return out, err
@@ -322,6 +315,9 @@ func applyMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	return out, nil
 }
 
+// deleteMembership applies organization_membership.deleted as deleteUser
+// does a user's: the membership it carries under the version guard, then
+// the tombstone.
 func deleteMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	var m workosMembership
 	if err := decodeData(ev, &m); err != nil {
@@ -333,26 +329,35 @@ func deleteMembership(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
 	if err := membershipParents(ctx, tx, m); err != nil {
 		return "", err
 	}
-	v := version(ev, m.UpdatedAt)
 	if err := flushLinks(ctx, tx); err != nil {
 		return "", err
 	}
 	at := eventTime(ev)
-	if err := tx.Q.MembershipDelete(ctx, tx.DB, queries.MembershipDeleteParams{
+	if err := staleOK(tx.Q.MembershipUpsert(ctx, quiet(tx).DB, m.upsert(version(ev, m.UpdatedAt), at))); err != nil {
+		return "", err
+	}
+	if err := tx.Q.MembershipTombstone(ctx, tx.DB, queries.MembershipTombstoneParams{WorkosOrgMembershipID: m.ID, DeletedAt: at}); err != nil {
+		return "", err
+	}
+	linkMembership(tx.Links, m.UserID)
+	return Applied, nil
+}
+
+// upsert is the membership's MembershipUpsert at version v, by an event
+// at time at.
+func (m workosMembership) upsert(v, at time.Time) queries.MembershipUpsertParams {
+	return queries.MembershipUpsertParams{
 		WorkosOrgMembershipID: m.ID,
 		WorkosUserID:          m.UserID,
 		WorkosOrgID:           m.OrganizationID,
 		Role:                  m.role(),
 		Roles:                 m.roles(),
 		Status:                m.Status,
+		DirectoryManaged:      m.DirectoryManaged,
 		WorkosCreatedAt:       m.CreatedAt.Ptr(),
 		WorkosUpdatedAt:       &v,
-		DeletedAt:             &at,
-	}); err != nil {
-		return "", err
+		SupersededAt:          at,
 	}
-	linkMembership(tx.Links, m.UserID)
-	return Applied, nil
 }
 
 // jsonObject keeps a JSON object as is and turns anything else (absent,

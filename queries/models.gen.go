@@ -257,6 +257,9 @@ type StripeConnectAccount struct {
 	StripeEventID      string
 	CreatedAt          time.Time
 	UpdatedAt          time.Time
+	DataStripeCreated  *time.Time
+	DataEventRank      *int16
+	DataEventID        *string
 }
 
 type StripeCustomer struct {

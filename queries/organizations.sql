@@ -1,6 +1,7 @@
 -- name: OrganizationUpsert :one
 -- Applies a WorkOS organization at version workos_updated_at. type and slug
--- are the app's: filled only while NULL. No row back means stale.
+-- are the app's: filled only while NULL. A deleted organization takes newer
+-- data but stays deleted (OrganizationTombstone). No row back means stale.
 INSERT INTO organizations (
     workos_org_id, name, slug, type, domains, external_id, metadata,
     stripe_customer_id, workos_created_at, workos_updated_at
@@ -20,19 +21,15 @@ ON CONFLICT (workos_org_id) DO UPDATE SET
     workos_updated_at  = EXCLUDED.workos_updated_at,
     is_stub            = false,
     updated_at         = now()
-WHERE organizations.deleted_at IS NULL
-  AND (organizations.workos_updated_at IS NULL OR organizations.workos_updated_at <= EXCLUDED.workos_updated_at)
+WHERE organizations.workos_updated_at IS NULL OR organizations.workos_updated_at <= EXCLUDED.workos_updated_at
 RETURNING id;
 
--- name: OrganizationDelete :exec
-INSERT INTO organizations (workos_org_id, name, workos_created_at, workos_updated_at, deleted_at)
-VALUES (@workos_org_id, @name, @workos_created_at, @workos_updated_at, @deleted_at)
-ON CONFLICT (workos_org_id) DO UPDATE SET
-    deleted_at        = COALESCE(organizations.deleted_at, EXCLUDED.deleted_at),
-    workos_updated_at = GREATEST(organizations.workos_updated_at, EXCLUDED.workos_updated_at),
-    name              = COALESCE(organizations.name, EXCLUDED.name),
-    is_stub           = false,
-    updated_at        = now();
+-- name: OrganizationTombstone :exec
+-- As UserTombstone: organization.deleted writes the organization it
+-- carries with OrganizationUpsert first, then this.
+UPDATE organizations SET deleted_at = LEAST(deleted_at, @deleted_at::timestamptz), is_stub = false, updated_at = now()
+WHERE workos_org_id = @workos_org_id
+  AND (deleted_at IS NULL OR deleted_at > @deleted_at::timestamptz);
 
 -- name: OrganizationEnsureStub :exec
 -- A child event (membership) arrived before the organization's own: a stub
@@ -48,7 +45,7 @@ SELECT * FROM organizations WHERE workos_org_id = @workos_org_id;
 SELECT r.*
 FROM unnest(@workos_org_ids::text[]) AS k(id)
 CROSS JOIN LATERAL (
-    SELECT workos_org_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
+    SELECT workos_org_id, workos_updated_at
     FROM organizations
     WHERE workos_org_id = k.id
     FOR UPDATE
@@ -78,6 +75,5 @@ ON CONFLICT (workos_org_id) DO UPDATE SET
     workos_updated_at  = EXCLUDED.workos_updated_at,
     is_stub            = false,
     updated_at         = now()
-WHERE organizations.deleted_at IS NULL
-  AND (organizations.workos_updated_at IS NULL OR organizations.workos_updated_at <= EXCLUDED.workos_updated_at)
+WHERE organizations.workos_updated_at IS NULL OR organizations.workos_updated_at <= EXCLUDED.workos_updated_at
 RETURNING workos_org_id;

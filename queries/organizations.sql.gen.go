@@ -13,36 +13,6 @@ import (
 	"github.com/google/uuid"
 )
 
-const organizationDelete = `-- name: OrganizationDelete :exec
-INSERT INTO organizations (workos_org_id, name, workos_created_at, workos_updated_at, deleted_at)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (workos_org_id) DO UPDATE SET
-    deleted_at        = COALESCE(organizations.deleted_at, EXCLUDED.deleted_at),
-    workos_updated_at = GREATEST(organizations.workos_updated_at, EXCLUDED.workos_updated_at),
-    name              = COALESCE(organizations.name, EXCLUDED.name),
-    is_stub           = false,
-    updated_at        = now()
-`
-
-type OrganizationDeleteParams struct {
-	WorkosOrgID     string
-	Name            *string
-	WorkosCreatedAt *time.Time
-	WorkosUpdatedAt *time.Time
-	DeletedAt       *time.Time
-}
-
-func (q *Queries) OrganizationDelete(ctx context.Context, db DBTX, arg OrganizationDeleteParams) error {
-	_, err := db.Exec(ctx, organizationDelete,
-		arg.WorkosOrgID,
-		arg.Name,
-		arg.WorkosCreatedAt,
-		arg.WorkosUpdatedAt,
-		arg.DeletedAt,
-	)
-	return err
-}
-
 const organizationEnsureStub = `-- name: OrganizationEnsureStub :exec
 INSERT INTO organizations (workos_org_id, is_stub) VALUES ($1, true)
 ON CONFLICT (workos_org_id) DO NOTHING
@@ -90,10 +60,10 @@ func (q *Queries) OrganizationGetByWorkOSID(ctx context.Context, db DBTX, workos
 }
 
 const organizationLockMany = `-- name: OrganizationLockMany :many
-SELECT r.workos_org_id, r.workos_updated_at, r.deleted
+SELECT r.workos_org_id, r.workos_updated_at
 FROM unnest($1::text[]) AS k(id)
 CROSS JOIN LATERAL (
-    SELECT workos_org_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
+    SELECT workos_org_id, workos_updated_at
     FROM organizations
     WHERE workos_org_id = k.id
     FOR UPDATE
@@ -103,7 +73,6 @@ CROSS JOIN LATERAL (
 type OrganizationLockManyRow struct {
 	WorkosOrgID     string
 	WorkosUpdatedAt *time.Time
-	Deleted         bool
 }
 
 // As UserLockMany, for organizations.
@@ -116,7 +85,7 @@ func (q *Queries) OrganizationLockMany(ctx context.Context, db DBTX, workosOrgId
 	var items []OrganizationLockManyRow
 	for rows.Next() {
 		var i OrganizationLockManyRow
-		if err := rows.Scan(&i.WorkosOrgID, &i.WorkosUpdatedAt, &i.Deleted); err != nil {
+		if err := rows.Scan(&i.WorkosOrgID, &i.WorkosUpdatedAt); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -125,6 +94,24 @@ func (q *Queries) OrganizationLockMany(ctx context.Context, db DBTX, workosOrgId
 		return nil, err
 	}
 	return items, nil
+}
+
+const organizationTombstone = `-- name: OrganizationTombstone :exec
+UPDATE organizations SET deleted_at = LEAST(deleted_at, $1::timestamptz), is_stub = false, updated_at = now()
+WHERE workos_org_id = $2
+  AND (deleted_at IS NULL OR deleted_at > $1::timestamptz)
+`
+
+type OrganizationTombstoneParams struct {
+	DeletedAt   time.Time
+	WorkosOrgID string
+}
+
+// As UserTombstone: organization.deleted writes the organization it
+// carries with OrganizationUpsert first, then this.
+func (q *Queries) OrganizationTombstone(ctx context.Context, db DBTX, arg OrganizationTombstoneParams) error {
+	_, err := db.Exec(ctx, organizationTombstone, arg.DeletedAt, arg.WorkosOrgID)
+	return err
 }
 
 const organizationUpsert = `-- name: OrganizationUpsert :one
@@ -147,8 +134,7 @@ ON CONFLICT (workos_org_id) DO UPDATE SET
     workos_updated_at  = EXCLUDED.workos_updated_at,
     is_stub            = false,
     updated_at         = now()
-WHERE organizations.deleted_at IS NULL
-  AND (organizations.workos_updated_at IS NULL OR organizations.workos_updated_at <= EXCLUDED.workos_updated_at)
+WHERE organizations.workos_updated_at IS NULL OR organizations.workos_updated_at <= EXCLUDED.workos_updated_at
 RETURNING id
 `
 
@@ -166,7 +152,8 @@ type OrganizationUpsertParams struct {
 }
 
 // Applies a WorkOS organization at version workos_updated_at. type and slug
-// are the app's: filled only while NULL. No row back means stale.
+// are the app's: filled only while NULL. A deleted organization takes newer
+// data but stays deleted (OrganizationTombstone). No row back means stale.
 func (q *Queries) OrganizationUpsert(ctx context.Context, db DBTX, arg OrganizationUpsertParams) (uuid.UUID, error) {
 	row := db.QueryRow(ctx, organizationUpsert,
 		arg.WorkosOrgID,
@@ -206,8 +193,7 @@ ON CONFLICT (workos_org_id) DO UPDATE SET
     workos_updated_at  = EXCLUDED.workos_updated_at,
     is_stub            = false,
     updated_at         = now()
-WHERE organizations.deleted_at IS NULL
-  AND (organizations.workos_updated_at IS NULL OR organizations.workos_updated_at <= EXCLUDED.workos_updated_at)
+WHERE organizations.workos_updated_at IS NULL OR organizations.workos_updated_at <= EXCLUDED.workos_updated_at
 RETURNING workos_org_id
 `
 

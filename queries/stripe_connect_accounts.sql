@@ -1,15 +1,20 @@
 -- name: StripeConnectAccountUpsert :one
--- Mirrors a Connect account from account.updated at version
--- (stripe_created, stripe_event_rank, stripe_event_id). Being newer than a
--- deauthorization, it means the account is connected again. No row back
--- means stale.
+-- Mirrors a Connect account from account.updated. Its data is written when
+-- the event is newer than the stored data (data_stripe_created,
+-- data_event_rank, data_event_id), even when older than a deauthorization,
+-- which carries no account data. The row's version (stripe_created,
+-- stripe_event_rank, stripe_event_id) is the newest event of the account:
+-- an account.updated newer than a deauthorization means the account is
+-- connected again. No row back means stale.
 INSERT INTO stripe_connect_accounts (
     stripe_account_id, workos_user_id, email, details_submitted, charges_enabled,
     payouts_enabled, onboarding_complete, metadata, object_created,
-    stripe_created, stripe_event_rank, stripe_event_id
+    stripe_created, stripe_event_rank, stripe_event_id,
+    data_stripe_created, data_event_rank, data_event_id
 ) VALUES (
     @stripe_account_id, @workos_user_id, @email, @details_submitted, @charges_enabled,
     @payouts_enabled, @onboarding_complete, @metadata, @object_created,
+    @stripe_created, @stripe_event_rank, @stripe_event_id,
     @stripe_created, @stripe_event_rank, @stripe_event_id
 )
 ON CONFLICT (stripe_account_id) DO UPDATE SET
@@ -21,19 +26,29 @@ ON CONFLICT (stripe_account_id) DO UPDATE SET
     onboarding_complete = EXCLUDED.onboarding_complete,
     metadata            = EXCLUDED.metadata,
     object_created      = COALESCE(EXCLUDED.object_created, stripe_connect_accounts.object_created),
-    deauthorized_at     = NULL,
-    stripe_created      = EXCLUDED.stripe_created,
-    stripe_event_rank   = EXCLUDED.stripe_event_rank,
-    stripe_event_id     = EXCLUDED.stripe_event_id,
+    data_stripe_created = EXCLUDED.data_stripe_created,
+    data_event_rank     = EXCLUDED.data_event_rank,
+    data_event_id       = EXCLUDED.data_event_id,
+    deauthorized_at     = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN NULL ELSE stripe_connect_accounts.deauthorized_at END,
+    stripe_created      = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN EXCLUDED.stripe_created ELSE stripe_connect_accounts.stripe_created END,
+    stripe_event_rank   = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN EXCLUDED.stripe_event_rank ELSE stripe_connect_accounts.stripe_event_rank END,
+    stripe_event_id     = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN EXCLUDED.stripe_event_id ELSE stripe_connect_accounts.stripe_event_id END,
     updated_at          = now()
-WHERE (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id)
-      < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+WHERE stripe_connect_accounts.data_stripe_created IS NULL
+   OR (stripe_connect_accounts.data_stripe_created, stripe_connect_accounts.data_event_rank, stripe_connect_accounts.data_event_id)
+      < (EXCLUDED.data_stripe_created, EXCLUDED.data_event_rank, EXCLUDED.data_event_id)
 RETURNING stripe_account_id;
 
 -- name: StripeConnectAccountDeauthorize :one
 -- Records account.application.deauthorized: the platform lost the account.
--- The account's other fields are not in the event and stay as they were.
--- No row back means stale.
+-- The account's data is not in the event and stays as it was, with its own
+-- version (NULL when the deauthorization is the first event seen, so any
+-- account.updated brings it). Stale, no row back, when an event of the
+-- account is newer.
 INSERT INTO stripe_connect_accounts (
     stripe_account_id, deauthorized_at, stripe_created, stripe_event_rank, stripe_event_id
 ) VALUES (
@@ -59,7 +74,9 @@ SELECT * FROM stripe_connect_accounts WHERE stripe_account_id = @stripe_account_
 -- account object wins. A user whose account the mirror knows gets exactly
 -- what the mirror resolves, none included (deauthorized, metadata naming
 -- someone else); an account the mirror knows nothing about is left alone
--- unless the mirror resolves another.
+-- unless the mirror resolves another. The version is the copied account's,
+-- NULL with none: what the mirror holds, not the order it was told,
+-- decides it.
 WITH target AS (
     SELECT u.id, u.workos_user_id, u.stripe_connect_account_id
     FROM users u
@@ -73,7 +90,7 @@ WITH target AS (
            COALESCE(best.charges_enabled, false) AS charges_enabled,
            COALESCE(best.payouts_enabled, false) AS payouts_enabled,
            COALESCE(best.onboarding_complete, false) AS onboarding_complete,
-           COALESCE(best.stripe_created, cur.stripe_created) AS version,
+           best.stripe_created AS version,
            cur.stripe_account_id IS NOT NULL AS current_known
     FROM target t
     LEFT JOIN LATERAL (
@@ -103,11 +120,12 @@ WHERE u.id = r.id
       (r.best_id, r.details_submitted, r.charges_enabled, r.payouts_enabled, r.onboarding_complete, r.version);
 
 -- name: StripeConnectAccountLockMany :many
--- As StripeCustomerLockMany, for Connect accounts.
+-- As StripeCustomerLockMany, for Connect accounts: the version of their
+-- data, which is what decides an account.updated.
 SELECT r.*
 FROM unnest(@stripe_account_ids::text[]) AS k(id)
 CROSS JOIN LATERAL (
-    SELECT stripe_account_id, stripe_created, stripe_event_rank, stripe_event_id
+    SELECT stripe_account_id, data_stripe_created, data_event_rank, data_event_id
     FROM stripe_connect_accounts
     WHERE stripe_account_id = k.id
     FOR UPDATE
@@ -115,15 +133,17 @@ CROSS JOIN LATERAL (
 
 -- name: StripeConnectAccountUpsertMany :many
 -- StripeConnectAccountUpsert for many accounts at once, one row each (a
--- JSON array of stripe_connect_accounts rows), with the same version
--- guard. Returns the accounts written.
+-- JSON array of stripe_connect_accounts rows), with the same guards.
+-- Returns the accounts written.
 INSERT INTO stripe_connect_accounts (
     stripe_account_id, workos_user_id, email, details_submitted, charges_enabled,
     payouts_enabled, onboarding_complete, metadata, object_created,
-    stripe_created, stripe_event_rank, stripe_event_id
+    stripe_created, stripe_event_rank, stripe_event_id,
+    data_stripe_created, data_event_rank, data_event_id
 )
 SELECT r.stripe_account_id, r.workos_user_id, r.email, r.details_submitted, r.charges_enabled,
        r.payouts_enabled, r.onboarding_complete, r.metadata, r.object_created,
+       r.stripe_created, r.stripe_event_rank, r.stripe_event_id,
        r.stripe_created, r.stripe_event_rank, r.stripe_event_id
 FROM jsonb_populate_recordset(NULL::stripe_connect_accounts, @batch::jsonb) AS r
 ORDER BY r.stripe_account_id
@@ -136,13 +156,21 @@ ON CONFLICT (stripe_account_id) DO UPDATE SET
     onboarding_complete = EXCLUDED.onboarding_complete,
     metadata            = EXCLUDED.metadata,
     object_created      = COALESCE(EXCLUDED.object_created, stripe_connect_accounts.object_created),
-    deauthorized_at     = NULL,
-    stripe_created      = EXCLUDED.stripe_created,
-    stripe_event_rank   = EXCLUDED.stripe_event_rank,
-    stripe_event_id     = EXCLUDED.stripe_event_id,
+    data_stripe_created = EXCLUDED.data_stripe_created,
+    data_event_rank     = EXCLUDED.data_event_rank,
+    data_event_id       = EXCLUDED.data_event_id,
+    deauthorized_at     = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN NULL ELSE stripe_connect_accounts.deauthorized_at END,
+    stripe_created      = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN EXCLUDED.stripe_created ELSE stripe_connect_accounts.stripe_created END,
+    stripe_event_rank   = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN EXCLUDED.stripe_event_rank ELSE stripe_connect_accounts.stripe_event_rank END,
+    stripe_event_id     = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN EXCLUDED.stripe_event_id ELSE stripe_connect_accounts.stripe_event_id END,
     updated_at          = now()
-WHERE (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id)
-      < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+WHERE stripe_connect_accounts.data_stripe_created IS NULL
+   OR (stripe_connect_accounts.data_stripe_created, stripe_connect_accounts.data_event_rank, stripe_connect_accounts.data_event_id)
+      < (EXCLUDED.data_stripe_created, EXCLUDED.data_event_rank, EXCLUDED.data_event_id)
 RETURNING stripe_account_id;
 
 -- name: StripeConnectAccountListConnected :many

@@ -37,8 +37,10 @@ type StripeConnectAccountDeauthorizeParams struct {
 }
 
 // Records account.application.deauthorized: the platform lost the account.
-// The account's other fields are not in the event and stay as they were.
-// No row back means stale.
+// The account's data is not in the event and stays as it was, with its own
+// version (NULL when the deauthorization is the first event seen, so any
+// account.updated brings it). Stale, no row back, when an event of the
+// account is newer.
 func (q *Queries) StripeConnectAccountDeauthorize(ctx context.Context, db DBTX, arg StripeConnectAccountDeauthorizeParams) (string, error) {
 	row := db.QueryRow(ctx, stripeConnectAccountDeauthorize,
 		arg.StripeAccountID,
@@ -53,7 +55,7 @@ func (q *Queries) StripeConnectAccountDeauthorize(ctx context.Context, db DBTX, 
 }
 
 const stripeConnectAccountGet = `-- name: StripeConnectAccountGet :one
-SELECT stripe_account_id, workos_user_id, email, details_submitted, charges_enabled, payouts_enabled, onboarding_complete, metadata, object_created, deauthorized_at, stripe_created, stripe_event_rank, stripe_event_id, created_at, updated_at FROM stripe_connect_accounts WHERE stripe_account_id = $1
+SELECT stripe_account_id, workos_user_id, email, details_submitted, charges_enabled, payouts_enabled, onboarding_complete, metadata, object_created, deauthorized_at, stripe_created, stripe_event_rank, stripe_event_id, created_at, updated_at, data_stripe_created, data_event_rank, data_event_id FROM stripe_connect_accounts WHERE stripe_account_id = $1
 `
 
 func (q *Queries) StripeConnectAccountGet(ctx context.Context, db DBTX, stripeAccountID string) (StripeConnectAccount, error) {
@@ -75,6 +77,9 @@ func (q *Queries) StripeConnectAccountGet(ctx context.Context, db DBTX, stripeAc
 		&i.StripeEventID,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.DataStripeCreated,
+		&i.DataEventRank,
+		&i.DataEventID,
 	)
 	return i, err
 }
@@ -93,7 +98,7 @@ WITH target AS (
            COALESCE(best.charges_enabled, false) AS charges_enabled,
            COALESCE(best.payouts_enabled, false) AS payouts_enabled,
            COALESCE(best.onboarding_complete, false) AS onboarding_complete,
-           COALESCE(best.stripe_created, cur.stripe_created) AS version,
+           best.stripe_created AS version,
            cur.stripe_account_id IS NOT NULL AS current_known
     FROM target t
     LEFT JOIN LATERAL (
@@ -134,7 +139,9 @@ type StripeConnectAccountLinkUsersParams struct {
 // account object wins. A user whose account the mirror knows gets exactly
 // what the mirror resolves, none included (deauthorized, metadata naming
 // someone else); an account the mirror knows nothing about is left alone
-// unless the mirror resolves another.
+// unless the mirror resolves another. The version is the copied account's,
+// NULL with none: what the mirror holds, not the order it was told,
+// decides it.
 func (q *Queries) StripeConnectAccountLinkUsers(ctx context.Context, db DBTX, arg StripeConnectAccountLinkUsersParams) error {
 	_, err := db.Exec(ctx, stripeConnectAccountLinkUsers, arg.WorkosUserIds, arg.StripeAccountIds)
 	return err
@@ -171,10 +178,10 @@ func (q *Queries) StripeConnectAccountListConnected(ctx context.Context, db DBTX
 }
 
 const stripeConnectAccountLockMany = `-- name: StripeConnectAccountLockMany :many
-SELECT r.stripe_account_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id
+SELECT r.stripe_account_id, r.data_stripe_created, r.data_event_rank, r.data_event_id
 FROM unnest($1::text[]) AS k(id)
 CROSS JOIN LATERAL (
-    SELECT stripe_account_id, stripe_created, stripe_event_rank, stripe_event_id
+    SELECT stripe_account_id, data_stripe_created, data_event_rank, data_event_id
     FROM stripe_connect_accounts
     WHERE stripe_account_id = k.id
     FOR UPDATE
@@ -182,13 +189,14 @@ CROSS JOIN LATERAL (
 `
 
 type StripeConnectAccountLockManyRow struct {
-	StripeAccountID string
-	StripeCreated   time.Time
-	StripeEventRank int16
-	StripeEventID   string
+	StripeAccountID   string
+	DataStripeCreated *time.Time
+	DataEventRank     *int16
+	DataEventID       *string
 }
 
-// As StripeCustomerLockMany, for Connect accounts.
+// As StripeCustomerLockMany, for Connect accounts: the version of their
+// data, which is what decides an account.updated.
 func (q *Queries) StripeConnectAccountLockMany(ctx context.Context, db DBTX, stripeAccountIds []string) ([]StripeConnectAccountLockManyRow, error) {
 	rows, err := db.Query(ctx, stripeConnectAccountLockMany, stripeAccountIds)
 	if err != nil {
@@ -200,9 +208,9 @@ func (q *Queries) StripeConnectAccountLockMany(ctx context.Context, db DBTX, str
 		var i StripeConnectAccountLockManyRow
 		if err := rows.Scan(
 			&i.StripeAccountID,
-			&i.StripeCreated,
-			&i.StripeEventRank,
-			&i.StripeEventID,
+			&i.DataStripeCreated,
+			&i.DataEventRank,
+			&i.DataEventID,
 		); err != nil {
 			return nil, err
 		}
@@ -218,10 +226,12 @@ const stripeConnectAccountUpsert = `-- name: StripeConnectAccountUpsert :one
 INSERT INTO stripe_connect_accounts (
     stripe_account_id, workos_user_id, email, details_submitted, charges_enabled,
     payouts_enabled, onboarding_complete, metadata, object_created,
-    stripe_created, stripe_event_rank, stripe_event_id
+    stripe_created, stripe_event_rank, stripe_event_id,
+    data_stripe_created, data_event_rank, data_event_id
 ) VALUES (
     $1, $2, $3, $4, $5,
     $6, $7, $8, $9,
+    $10, $11, $12,
     $10, $11, $12
 )
 ON CONFLICT (stripe_account_id) DO UPDATE SET
@@ -233,13 +243,21 @@ ON CONFLICT (stripe_account_id) DO UPDATE SET
     onboarding_complete = EXCLUDED.onboarding_complete,
     metadata            = EXCLUDED.metadata,
     object_created      = COALESCE(EXCLUDED.object_created, stripe_connect_accounts.object_created),
-    deauthorized_at     = NULL,
-    stripe_created      = EXCLUDED.stripe_created,
-    stripe_event_rank   = EXCLUDED.stripe_event_rank,
-    stripe_event_id     = EXCLUDED.stripe_event_id,
+    data_stripe_created = EXCLUDED.data_stripe_created,
+    data_event_rank     = EXCLUDED.data_event_rank,
+    data_event_id       = EXCLUDED.data_event_id,
+    deauthorized_at     = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN NULL ELSE stripe_connect_accounts.deauthorized_at END,
+    stripe_created      = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN EXCLUDED.stripe_created ELSE stripe_connect_accounts.stripe_created END,
+    stripe_event_rank   = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN EXCLUDED.stripe_event_rank ELSE stripe_connect_accounts.stripe_event_rank END,
+    stripe_event_id     = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN EXCLUDED.stripe_event_id ELSE stripe_connect_accounts.stripe_event_id END,
     updated_at          = now()
-WHERE (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id)
-      < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+WHERE stripe_connect_accounts.data_stripe_created IS NULL
+   OR (stripe_connect_accounts.data_stripe_created, stripe_connect_accounts.data_event_rank, stripe_connect_accounts.data_event_id)
+      < (EXCLUDED.data_stripe_created, EXCLUDED.data_event_rank, EXCLUDED.data_event_id)
 RETURNING stripe_account_id
 `
 
@@ -258,10 +276,13 @@ type StripeConnectAccountUpsertParams struct {
 	StripeEventID      string
 }
 
-// Mirrors a Connect account from account.updated at version
-// (stripe_created, stripe_event_rank, stripe_event_id). Being newer than a
-// deauthorization, it means the account is connected again. No row back
-// means stale.
+// Mirrors a Connect account from account.updated. Its data is written when
+// the event is newer than the stored data (data_stripe_created,
+// data_event_rank, data_event_id), even when older than a deauthorization,
+// which carries no account data. The row's version (stripe_created,
+// stripe_event_rank, stripe_event_id) is the newest event of the account:
+// an account.updated newer than a deauthorization means the account is
+// connected again. No row back means stale.
 func (q *Queries) StripeConnectAccountUpsert(ctx context.Context, db DBTX, arg StripeConnectAccountUpsertParams) (string, error) {
 	row := db.QueryRow(ctx, stripeConnectAccountUpsert,
 		arg.StripeAccountID,
@@ -286,10 +307,12 @@ const stripeConnectAccountUpsertMany = `-- name: StripeConnectAccountUpsertMany 
 INSERT INTO stripe_connect_accounts (
     stripe_account_id, workos_user_id, email, details_submitted, charges_enabled,
     payouts_enabled, onboarding_complete, metadata, object_created,
-    stripe_created, stripe_event_rank, stripe_event_id
+    stripe_created, stripe_event_rank, stripe_event_id,
+    data_stripe_created, data_event_rank, data_event_id
 )
 SELECT r.stripe_account_id, r.workos_user_id, r.email, r.details_submitted, r.charges_enabled,
        r.payouts_enabled, r.onboarding_complete, r.metadata, r.object_created,
+       r.stripe_created, r.stripe_event_rank, r.stripe_event_id,
        r.stripe_created, r.stripe_event_rank, r.stripe_event_id
 FROM jsonb_populate_recordset(NULL::stripe_connect_accounts, $1::jsonb) AS r
 ORDER BY r.stripe_account_id
@@ -302,19 +325,27 @@ ON CONFLICT (stripe_account_id) DO UPDATE SET
     onboarding_complete = EXCLUDED.onboarding_complete,
     metadata            = EXCLUDED.metadata,
     object_created      = COALESCE(EXCLUDED.object_created, stripe_connect_accounts.object_created),
-    deauthorized_at     = NULL,
-    stripe_created      = EXCLUDED.stripe_created,
-    stripe_event_rank   = EXCLUDED.stripe_event_rank,
-    stripe_event_id     = EXCLUDED.stripe_event_id,
+    data_stripe_created = EXCLUDED.data_stripe_created,
+    data_event_rank     = EXCLUDED.data_event_rank,
+    data_event_id       = EXCLUDED.data_event_id,
+    deauthorized_at     = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN NULL ELSE stripe_connect_accounts.deauthorized_at END,
+    stripe_created      = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN EXCLUDED.stripe_created ELSE stripe_connect_accounts.stripe_created END,
+    stripe_event_rank   = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN EXCLUDED.stripe_event_rank ELSE stripe_connect_accounts.stripe_event_rank END,
+    stripe_event_id     = CASE WHEN (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id) < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+                          THEN EXCLUDED.stripe_event_id ELSE stripe_connect_accounts.stripe_event_id END,
     updated_at          = now()
-WHERE (stripe_connect_accounts.stripe_created, stripe_connect_accounts.stripe_event_rank, stripe_connect_accounts.stripe_event_id)
-      < (EXCLUDED.stripe_created, EXCLUDED.stripe_event_rank, EXCLUDED.stripe_event_id)
+WHERE stripe_connect_accounts.data_stripe_created IS NULL
+   OR (stripe_connect_accounts.data_stripe_created, stripe_connect_accounts.data_event_rank, stripe_connect_accounts.data_event_id)
+      < (EXCLUDED.data_stripe_created, EXCLUDED.data_event_rank, EXCLUDED.data_event_id)
 RETURNING stripe_account_id
 `
 
 // StripeConnectAccountUpsert for many accounts at once, one row each (a
-// JSON array of stripe_connect_accounts rows), with the same version
-// guard. Returns the accounts written.
+// JSON array of stripe_connect_accounts rows), with the same guards.
+// Returns the accounts written.
 func (q *Queries) StripeConnectAccountUpsertMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]string, error) {
 	rows, err := db.Query(ctx, stripeConnectAccountUpsertMany, batch)
 	if err != nil {

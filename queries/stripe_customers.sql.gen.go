@@ -46,7 +46,7 @@ WITH target AS (
 ), resolved AS (
     SELECT t.id,
            best.stripe_customer_id AS best_id,
-           COALESCE(best.stripe_created, cur.stripe_created) AS version,
+           best.stripe_created AS version,
            (cur.deleted_at IS NOT NULL OR cur.workos_org_id <> t.workos_org_id) AS current_wrong
     FROM target t
     LEFT JOIN LATERAL (
@@ -94,7 +94,7 @@ WITH target AS (
 ), resolved AS (
     SELECT t.id,
            best.stripe_customer_id AS best_id,
-           COALESCE(best.stripe_created, cur.stripe_created) AS version,
+           best.stripe_created AS version,
            cur.stripe_customer_id IS NOT NULL AS current_known
     FROM target t
     LEFT JOIN LATERAL (
@@ -137,6 +137,8 @@ type StripeCustomerLinkUsersParams struct {
 // exactly what the mirror resolves, none included (customer deleted, email
 // changed or shared, metadata naming someone else); a customer the mirror
 // knows nothing about is left alone unless the mirror resolves another.
+// The version is the copied customer's, NULL with none: what the mirror
+// holds, not the order it was told, decides it.
 func (q *Queries) StripeCustomerLinkUsers(ctx context.Context, db DBTX, arg StripeCustomerLinkUsersParams) error {
 	_, err := db.Exec(ctx, stripeCustomerLinkUsers, arg.WorkosUserIds, arg.Emails, arg.StripeCustomerIds)
 	return err

@@ -54,6 +54,7 @@ SELECT * FROM stripe_subscriptions WHERE stripe_subscription_id = @stripe_subscr
 -- the newest subscription object. An organization whose subscription the
 -- mirror knows gets exactly what the mirror resolves, none included; one
 -- the mirror knows nothing about is left alone unless it resolves another.
+-- The version is the copied subscription's, NULL with none.
 WITH target AS (
     SELECT o.id, o.workos_org_id, o.stripe_customer_id, o.stripe_subscription_id
     FROM organizations o
@@ -68,7 +69,7 @@ WITH target AS (
            best.tier,
            best.current_period_end,
            COALESCE(best.cancel_at_period_end, false) AS cancel_at_period_end,
-           COALESCE(best.stripe_created, cur.stripe_created) AS version,
+           best.stripe_created AS version,
            cur.stripe_subscription_id IS NOT NULL AS current_known
     FROM target t
     LEFT JOIN LATERAL (

@@ -53,7 +53,7 @@ WITH target AS (
            best.tier,
            best.current_period_end,
            COALESCE(best.cancel_at_period_end, false) AS cancel_at_period_end,
-           COALESCE(best.stripe_created, cur.stripe_created) AS version,
+           best.stripe_created AS version,
            cur.stripe_subscription_id IS NOT NULL AS current_known
     FROM target t
     LEFT JOIN LATERAL (
@@ -98,6 +98,7 @@ type StripeSubscriptionLinkOrganizationsParams struct {
 // the newest subscription object. An organization whose subscription the
 // mirror knows gets exactly what the mirror resolves, none included; one
 // the mirror knows nothing about is left alone unless it resolves another.
+// The version is the copied subscription's, NULL with none.
 func (q *Queries) StripeSubscriptionLinkOrganizations(ctx context.Context, db DBTX, arg StripeSubscriptionLinkOrganizationsParams) error {
 	_, err := db.Exec(ctx, stripeSubscriptionLinkOrganizations, arg.WorkosOrgIds, arg.StripeCustomerIds, arg.StripeSubscriptionIds)
 	return err

@@ -9,8 +9,9 @@ WHERE workos_user_id = @workos_user_id AND workos_org_id = @workos_org_id
 
 -- name: MembershipUpsert :one
 -- Applies a membership at version workos_updated_at. When a newer live
--- membership holds the pair, this one is stored already superseded. No row
--- back means stale. org_id is looked up here rather than passed in, so the
+-- membership holds the pair, this one is stored already superseded. A
+-- deleted membership takes newer data but stays deleted. No row back means
+-- stale. org_id is looked up here rather than passed in, so the
 -- statement does not wait on another's result and can be pipelined.
 INSERT INTO user_org_memberships (
     workos_org_membership_id, workos_user_id, workos_org_id, org_id, role, roles,
@@ -39,32 +40,29 @@ ON CONFLICT (workos_org_membership_id) DO UPDATE SET
     workos_created_at = EXCLUDED.workos_created_at,
     workos_updated_at = EXCLUDED.workos_updated_at,
     updated_at        = now()
-WHERE user_org_memberships.deleted_at IS NULL
-  AND (user_org_memberships.workos_updated_at IS NULL OR user_org_memberships.workos_updated_at <= EXCLUDED.workos_updated_at)
+WHERE user_org_memberships.workos_updated_at IS NULL OR user_org_memberships.workos_updated_at <= EXCLUDED.workos_updated_at
 RETURNING id;
 
--- name: MembershipDelete :exec
-INSERT INTO user_org_memberships (
-    workos_org_membership_id, workos_user_id, workos_org_id, org_id, role, roles,
-    status, workos_created_at, workos_updated_at, deleted_at
-) VALUES (
-    @workos_org_membership_id, @workos_user_id, @workos_org_id,
-    (SELECT id FROM organizations WHERE workos_org_id = @workos_org_id), @role, @roles,
-    @status, @workos_created_at, @workos_updated_at, @deleted_at
-)
-ON CONFLICT (workos_org_membership_id) DO UPDATE SET
-    deleted_at        = COALESCE(user_org_memberships.deleted_at, EXCLUDED.deleted_at),
-    workos_updated_at = GREATEST(user_org_memberships.workos_updated_at, EXCLUDED.workos_updated_at),
-    updated_at        = now();
+-- name: MembershipTombstone :exec
+-- Marks a membership deleted. organization_membership.deleted carries the
+-- membership as it was, which its handler writes first with
+-- MembershipUpsert. A membership can be deleted by its own delete, its
+-- user's or its organization's: the earliest of them stays, whichever
+-- arrives first.
+UPDATE user_org_memberships SET deleted_at = LEAST(deleted_at, @deleted_at::timestamptz), updated_at = now()
+WHERE workos_org_membership_id = @workos_org_membership_id
+  AND (deleted_at IS NULL OR deleted_at > @deleted_at::timestamptz);
 
 -- name: MembershipDeleteByUser :exec
 -- A deleted user takes its memberships with it.
-UPDATE user_org_memberships SET deleted_at = @deleted_at, updated_at = now()
-WHERE workos_user_id = @workos_user_id AND deleted_at IS NULL;
+UPDATE user_org_memberships SET deleted_at = LEAST(deleted_at, @deleted_at::timestamptz), updated_at = now()
+WHERE workos_user_id = @workos_user_id
+  AND (deleted_at IS NULL OR deleted_at > @deleted_at::timestamptz);
 
 -- name: MembershipDeleteByOrg :exec
-UPDATE user_org_memberships SET deleted_at = @deleted_at, updated_at = now()
-WHERE workos_org_id = @workos_org_id AND deleted_at IS NULL;
+UPDATE user_org_memberships SET deleted_at = LEAST(deleted_at, @deleted_at::timestamptz), updated_at = now()
+WHERE workos_org_id = @workos_org_id
+  AND (deleted_at IS NULL OR deleted_at > @deleted_at::timestamptz);
 
 -- name: MembershipGetByWorkOSID :one
 SELECT * FROM user_org_memberships WHERE workos_org_membership_id = @workos_org_membership_id;

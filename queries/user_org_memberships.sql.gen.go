@@ -12,55 +12,14 @@ import (
 	"github.com/google/uuid"
 )
 
-const membershipDelete = `-- name: MembershipDelete :exec
-INSERT INTO user_org_memberships (
-    workos_org_membership_id, workos_user_id, workos_org_id, org_id, role, roles,
-    status, workos_created_at, workos_updated_at, deleted_at
-) VALUES (
-    $1, $2, $3,
-    (SELECT id FROM organizations WHERE workos_org_id = $3), $4, $5,
-    $6, $7, $8, $9
-)
-ON CONFLICT (workos_org_membership_id) DO UPDATE SET
-    deleted_at        = COALESCE(user_org_memberships.deleted_at, EXCLUDED.deleted_at),
-    workos_updated_at = GREATEST(user_org_memberships.workos_updated_at, EXCLUDED.workos_updated_at),
-    updated_at        = now()
-`
-
-type MembershipDeleteParams struct {
-	WorkosOrgMembershipID string
-	WorkosUserID          string
-	WorkosOrgID           string
-	Role                  *string
-	Roles                 []string
-	Status                *string
-	WorkosCreatedAt       *time.Time
-	WorkosUpdatedAt       *time.Time
-	DeletedAt             *time.Time
-}
-
-func (q *Queries) MembershipDelete(ctx context.Context, db DBTX, arg MembershipDeleteParams) error {
-	_, err := db.Exec(ctx, membershipDelete,
-		arg.WorkosOrgMembershipID,
-		arg.WorkosUserID,
-		arg.WorkosOrgID,
-		arg.Role,
-		arg.Roles,
-		arg.Status,
-		arg.WorkosCreatedAt,
-		arg.WorkosUpdatedAt,
-		arg.DeletedAt,
-	)
-	return err
-}
-
 const membershipDeleteByOrg = `-- name: MembershipDeleteByOrg :exec
-UPDATE user_org_memberships SET deleted_at = $1, updated_at = now()
-WHERE workos_org_id = $2 AND deleted_at IS NULL
+UPDATE user_org_memberships SET deleted_at = LEAST(deleted_at, $1::timestamptz), updated_at = now()
+WHERE workos_org_id = $2
+  AND (deleted_at IS NULL OR deleted_at > $1::timestamptz)
 `
 
 type MembershipDeleteByOrgParams struct {
-	DeletedAt   *time.Time
+	DeletedAt   time.Time
 	WorkosOrgID string
 }
 
@@ -70,12 +29,13 @@ func (q *Queries) MembershipDeleteByOrg(ctx context.Context, db DBTX, arg Member
 }
 
 const membershipDeleteByUser = `-- name: MembershipDeleteByUser :exec
-UPDATE user_org_memberships SET deleted_at = $1, updated_at = now()
-WHERE workos_user_id = $2 AND deleted_at IS NULL
+UPDATE user_org_memberships SET deleted_at = LEAST(deleted_at, $1::timestamptz), updated_at = now()
+WHERE workos_user_id = $2
+  AND (deleted_at IS NULL OR deleted_at > $1::timestamptz)
 `
 
 type MembershipDeleteByUserParams struct {
-	DeletedAt    *time.Time
+	DeletedAt    time.Time
 	WorkosUserID string
 }
 
@@ -143,6 +103,27 @@ func (q *Queries) MembershipSupersede(ctx context.Context, db DBTX, arg Membersh
 	return result.RowsAffected(), nil
 }
 
+const membershipTombstone = `-- name: MembershipTombstone :exec
+UPDATE user_org_memberships SET deleted_at = LEAST(deleted_at, $1::timestamptz), updated_at = now()
+WHERE workos_org_membership_id = $2
+  AND (deleted_at IS NULL OR deleted_at > $1::timestamptz)
+`
+
+type MembershipTombstoneParams struct {
+	DeletedAt             time.Time
+	WorkosOrgMembershipID string
+}
+
+// Marks a membership deleted. organization_membership.deleted carries the
+// membership as it was, which its handler writes first with
+// MembershipUpsert. A membership can be deleted by its own delete, its
+// user's or its organization's: the earliest of them stays, whichever
+// arrives first.
+func (q *Queries) MembershipTombstone(ctx context.Context, db DBTX, arg MembershipTombstoneParams) error {
+	_, err := db.Exec(ctx, membershipTombstone, arg.DeletedAt, arg.WorkosOrgMembershipID)
+	return err
+}
+
 const membershipUpsert = `-- name: MembershipUpsert :one
 INSERT INTO user_org_memberships (
     workos_org_membership_id, workos_user_id, workos_org_id, org_id, role, roles,
@@ -171,8 +152,7 @@ ON CONFLICT (workos_org_membership_id) DO UPDATE SET
     workos_created_at = EXCLUDED.workos_created_at,
     workos_updated_at = EXCLUDED.workos_updated_at,
     updated_at        = now()
-WHERE user_org_memberships.deleted_at IS NULL
-  AND (user_org_memberships.workos_updated_at IS NULL OR user_org_memberships.workos_updated_at <= EXCLUDED.workos_updated_at)
+WHERE user_org_memberships.workos_updated_at IS NULL OR user_org_memberships.workos_updated_at <= EXCLUDED.workos_updated_at
 RETURNING id
 `
 
@@ -190,8 +170,9 @@ type MembershipUpsertParams struct {
 }
 
 // Applies a membership at version workos_updated_at. When a newer live
-// membership holds the pair, this one is stored already superseded. No row
-// back means stale. org_id is looked up here rather than passed in, so the
+// membership holds the pair, this one is stored already superseded. A
+// deleted membership takes newer data but stays deleted. No row back means
+// stale. org_id is looked up here rather than passed in, so the
 // statement does not wait on another's result and can be pipelined.
 func (q *Queries) MembershipUpsert(ctx context.Context, db DBTX, arg MembershipUpsertParams) (uuid.UUID, error) {
 	row := db.QueryRow(ctx, membershipUpsert,

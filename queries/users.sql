@@ -1,6 +1,8 @@
 -- name: UserUpsert :one
--- Applies a WorkOS user at version workos_updated_at. No row back means the
--- stored row is newer or deleted: the event is stale.
+-- Applies a WorkOS user at version workos_updated_at. A deleted user takes
+-- newer data but stays deleted (UserTombstone), so any arrival order of the
+-- same events gives the same row. No row back means the stored row is
+-- newer: the event is stale.
 INSERT INTO users (
     workos_user_id, email, first_name, last_name, email_verified,
     profile_picture_url, external_id, metadata, locale, last_sign_in_at,
@@ -24,21 +26,17 @@ ON CONFLICT (workos_user_id) DO UPDATE SET
     workos_updated_at   = EXCLUDED.workos_updated_at,
     is_stub             = false,
     updated_at          = now()
-WHERE users.deleted_at IS NULL
-  AND (users.workos_updated_at IS NULL OR users.workos_updated_at <= EXCLUDED.workos_updated_at)
+WHERE users.workos_updated_at IS NULL OR users.workos_updated_at <= EXCLUDED.workos_updated_at
 RETURNING id;
 
--- name: UserDelete :exec
--- Tombstones a user, inserting the tombstone when the user was never seen,
--- so that a late create or update cannot bring it back.
-INSERT INTO users (workos_user_id, email, first_name, last_name, workos_created_at, workos_updated_at, deleted_at)
-VALUES (@workos_user_id, @email, @first_name, @last_name, @workos_created_at, @workos_updated_at, @deleted_at)
-ON CONFLICT (workos_user_id) DO UPDATE SET
-    deleted_at        = COALESCE(users.deleted_at, EXCLUDED.deleted_at),
-    workos_updated_at = GREATEST(users.workos_updated_at, EXCLUDED.workos_updated_at),
-    email             = COALESCE(users.email, EXCLUDED.email),
-    is_stub           = false,
-    updated_at        = now();
+-- name: UserTombstone :exec
+-- Marks a user deleted. user.deleted carries the user as it was, which its
+-- handler writes first with UserUpsert (so a delete newer than the stored
+-- row brings its data, an older one only this tombstone). The tombstone
+-- never clears; of two, the earlier stays.
+UPDATE users SET deleted_at = LEAST(deleted_at, @deleted_at::timestamptz), is_stub = false, updated_at = now()
+WHERE workos_user_id = @workos_user_id
+  AND (deleted_at IS NULL OR deleted_at > @deleted_at::timestamptz);
 
 -- name: UserEnsureStub :exec
 -- A child event (membership, booking) arrived before the user's own event.
@@ -55,7 +53,7 @@ SELECT * FROM users WHERE workos_user_id = @workos_user_id;
 SELECT r.*
 FROM unnest(@workos_user_ids::text[]) AS k(id)
 CROSS JOIN LATERAL (
-    SELECT workos_user_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
+    SELECT workos_user_id, workos_updated_at
     FROM users
     WHERE workos_user_id = k.id
     FOR UPDATE
@@ -88,8 +86,7 @@ ON CONFLICT (workos_user_id) DO UPDATE SET
     workos_updated_at   = EXCLUDED.workos_updated_at,
     is_stub             = false,
     updated_at          = now()
-WHERE users.deleted_at IS NULL
-  AND (users.workos_updated_at IS NULL OR users.workos_updated_at <= EXCLUDED.workos_updated_at)
+WHERE users.workos_updated_at IS NULL OR users.workos_updated_at <= EXCLUDED.workos_updated_at
 RETURNING workos_user_id;
 
 -- name: UserIDsByConnectAccount :many

@@ -13,42 +13,6 @@ import (
 	"github.com/google/uuid"
 )
 
-const userDelete = `-- name: UserDelete :exec
-INSERT INTO users (workos_user_id, email, first_name, last_name, workos_created_at, workos_updated_at, deleted_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (workos_user_id) DO UPDATE SET
-    deleted_at        = COALESCE(users.deleted_at, EXCLUDED.deleted_at),
-    workos_updated_at = GREATEST(users.workos_updated_at, EXCLUDED.workos_updated_at),
-    email             = COALESCE(users.email, EXCLUDED.email),
-    is_stub           = false,
-    updated_at        = now()
-`
-
-type UserDeleteParams struct {
-	WorkosUserID    string
-	Email           *string
-	FirstName       *string
-	LastName        *string
-	WorkosCreatedAt *time.Time
-	WorkosUpdatedAt *time.Time
-	DeletedAt       *time.Time
-}
-
-// Tombstones a user, inserting the tombstone when the user was never seen,
-// so that a late create or update cannot bring it back.
-func (q *Queries) UserDelete(ctx context.Context, db DBTX, arg UserDeleteParams) error {
-	_, err := db.Exec(ctx, userDelete,
-		arg.WorkosUserID,
-		arg.Email,
-		arg.FirstName,
-		arg.LastName,
-		arg.WorkosCreatedAt,
-		arg.WorkosUpdatedAt,
-		arg.DeletedAt,
-	)
-	return err
-}
-
 const userEnsureStub = `-- name: UserEnsureStub :exec
 INSERT INTO users (workos_user_id, is_stub) VALUES ($1, true)
 ON CONFLICT (workos_user_id) DO NOTHING
@@ -133,10 +97,10 @@ func (q *Queries) UserIDsByConnectAccount(ctx context.Context, db DBTX, stripeAc
 }
 
 const userLockMany = `-- name: UserLockMany :many
-SELECT r.workos_user_id, r.workos_updated_at, r.deleted
+SELECT r.workos_user_id, r.workos_updated_at
 FROM unnest($1::text[]) AS k(id)
 CROSS JOIN LATERAL (
-    SELECT workos_user_id, workos_updated_at, (deleted_at IS NOT NULL)::boolean AS deleted
+    SELECT workos_user_id, workos_updated_at
     FROM users
     WHERE workos_user_id = k.id
     FOR UPDATE
@@ -146,7 +110,6 @@ CROSS JOIN LATERAL (
 type UserLockManyRow struct {
 	WorkosUserID    string
 	WorkosUpdatedAt *time.Time
-	Deleted         bool
 }
 
 // The set-based apply (consumers/batch.go) reads the version of each of a
@@ -161,7 +124,7 @@ func (q *Queries) UserLockMany(ctx context.Context, db DBTX, workosUserIds []str
 	var items []UserLockManyRow
 	for rows.Next() {
 		var i UserLockManyRow
-		if err := rows.Scan(&i.WorkosUserID, &i.WorkosUpdatedAt, &i.Deleted); err != nil {
+		if err := rows.Scan(&i.WorkosUserID, &i.WorkosUpdatedAt); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -170,6 +133,26 @@ func (q *Queries) UserLockMany(ctx context.Context, db DBTX, workosUserIds []str
 		return nil, err
 	}
 	return items, nil
+}
+
+const userTombstone = `-- name: UserTombstone :exec
+UPDATE users SET deleted_at = LEAST(deleted_at, $1::timestamptz), is_stub = false, updated_at = now()
+WHERE workos_user_id = $2
+  AND (deleted_at IS NULL OR deleted_at > $1::timestamptz)
+`
+
+type UserTombstoneParams struct {
+	DeletedAt    time.Time
+	WorkosUserID string
+}
+
+// Marks a user deleted. user.deleted carries the user as it was, which its
+// handler writes first with UserUpsert (so a delete newer than the stored
+// row brings its data, an older one only this tombstone). The tombstone
+// never clears; of two, the earlier stays.
+func (q *Queries) UserTombstone(ctx context.Context, db DBTX, arg UserTombstoneParams) error {
+	_, err := db.Exec(ctx, userTombstone, arg.DeletedAt, arg.WorkosUserID)
+	return err
 }
 
 const userUpsert = `-- name: UserUpsert :one
@@ -196,8 +179,7 @@ ON CONFLICT (workos_user_id) DO UPDATE SET
     workos_updated_at   = EXCLUDED.workos_updated_at,
     is_stub             = false,
     updated_at          = now()
-WHERE users.deleted_at IS NULL
-  AND (users.workos_updated_at IS NULL OR users.workos_updated_at <= EXCLUDED.workos_updated_at)
+WHERE users.workos_updated_at IS NULL OR users.workos_updated_at <= EXCLUDED.workos_updated_at
 RETURNING id
 `
 
@@ -216,8 +198,10 @@ type UserUpsertParams struct {
 	WorkosUpdatedAt   *time.Time
 }
 
-// Applies a WorkOS user at version workos_updated_at. No row back means the
-// stored row is newer or deleted: the event is stale.
+// Applies a WorkOS user at version workos_updated_at. A deleted user takes
+// newer data but stays deleted (UserTombstone), so any arrival order of the
+// same events gives the same row. No row back means the stored row is
+// newer: the event is stale.
 func (q *Queries) UserUpsert(ctx context.Context, db DBTX, arg UserUpsertParams) (uuid.UUID, error) {
 	row := db.QueryRow(ctx, userUpsert,
 		arg.WorkosUserID,
@@ -263,8 +247,7 @@ ON CONFLICT (workos_user_id) DO UPDATE SET
     workos_updated_at   = EXCLUDED.workos_updated_at,
     is_stub             = false,
     updated_at          = now()
-WHERE users.deleted_at IS NULL
-  AND (users.workos_updated_at IS NULL OR users.workos_updated_at <= EXCLUDED.workos_updated_at)
+WHERE users.workos_updated_at IS NULL OR users.workos_updated_at <= EXCLUDED.workos_updated_at
 RETURNING workos_user_id
 `
 
