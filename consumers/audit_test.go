@@ -164,7 +164,7 @@ func TestAuditEveryAppliedChange(t *testing.T) {
 	got = auditRows(t, pool)
 	last = got[len(got)-1]
 	if len(got) != len(want)+1 || last.Event != "ev_m2" || last.Action != "deleted" || last.Resource != "user_org_memberships" || last.Old["deleted_at"] != nil || last.New["deleted_at"] == nil {
-		t.Fatalf("after the delete: %d rows (want %d), last %+v", len(got), len(want)+1, last)
+		t.Fatalf("after the delete: %d rows (want %d), last %+v\nall %+v", len(got), len(want)+1, last, got)
 	}
 	want = got
 

@@ -34,7 +34,7 @@ CREATE TABLE audit_logs (
 CREATE INDEX audit_logs_occurred_at_idx ON audit_logs USING brin (occurred_at);
 CREATE INDEX audit_logs_resource_idx ON audit_logs (resource_type, resource_id, occurred_at);
 CREATE INDEX audit_logs_org_idx ON audit_logs (workos_org_id, occurred_at);
-CREATE INDEX audit_logs_event_idx ON audit_logs (event_id, source);
+CREATE INDEX audit_logs_event_idx ON audit_logs (event_id, source, occurred_at);
 
 -- The changes of one statement, written with one INSERT (the trigger is
 -- statement-level over its transition tables). Only while syncd applies:
@@ -91,9 +91,13 @@ BEGIN
         WHEN 'meetings' THEN ARRAY['guest_workos_user_id']
         WHEN 'payment_transfers' THEN ARRAY['stripe_transfer_id']
         ELSE ARRAY[]::text[] END;
-    INSERT INTO audit_logs (source, event_id, event_type, action, resource_type, resource_id,
-                            workos_org_id, org_id, old_values, new_values, metadata)
-    SELECT ev->>'source', ev->>'id', ev->>'type',
+    -- One event may change a row in several statements (a delete that
+    -- first stores the object's last data, then its tombstone): that is one
+    -- change, so a row the event already has an audit row for in this
+    -- transaction is folded into it (the first old values, the last new
+    -- ones) instead of getting a second.
+    WITH changes AS (
+    SELECT ev->>'source' AS source, ev->>'id' AS event_id, ev->>'type' AS event_type,
            CASE
                WHEN p.o IS NULL THEN 'created'
                WHEN p.n IS NULL THEN 'deleted'
@@ -101,10 +105,10 @@ BEGIN
                WHEN EXISTS (SELECT 1 FROM unnest(links) l WHERE d.new_values ? l AND d.old_values->l = 'null') THEN 'linked'
                WHEN EXISTS (SELECT 1 FROM unnest(links) l WHERE d.new_values ? l AND d.new_values->l = 'null') THEN 'unlinked'
                ELSE 'updated'
-           END,
-           TG_TABLE_NAME, s.resource_id, s.workos_org_id, s.org_id, d.old_values, d.new_values,
+           END AS action,
+           s.resource_id, s.workos_org_id, s.org_id, d.old_values, d.new_values,
            jsonb_strip_nulls(jsonb_build_object('delivery', ev->'delivery', 'mode', ev->'mode',
-               'via', CASE WHEN ev IS NULL THEN 'link' END))
+               'via', CASE WHEN ev IS NULL THEN 'link' END)) AS metadata
     FROM unnest(COALESCE(olds, array_fill(NULL::jsonb, ARRAY[cardinality(news)])),
                 COALESCE(news, array_fill(NULL::jsonb, ARRAY[cardinality(olds)]))) AS p(o, n)
     -- Only the columns that changed: a create's and a delete's non-NULL
@@ -153,7 +157,33 @@ BEGIN
             evs->('org:' || (SELECT g.workos_org_id FROM organizations g WHERE g.id = (c.row->>'guest_org_id')::uuid)))
         WHEN 'payment_transfers' THEN evs->('payment:' || (c.row->>'stripe_payment_intent_id'))
     END) AS ev) e
-    WHERE d.old_values <> '{}' OR d.new_values <> '{}';
+    WHERE d.old_values <> '{}' OR d.new_values <> '{}'
+    ), folded AS (
+        UPDATE audit_logs a SET
+            action = CASE WHEN a.action IN ('created', 'deleted') THEN a.action
+                          WHEN c.action IN ('created', 'deleted') THEN c.action
+                          WHEN c.action = 'updated' THEN a.action ELSE c.action END,
+            old_values = CASE WHEN a.old_values IS NULL OR c.old_values IS NULL THEN a.old_values
+                              ELSE c.old_values || a.old_values END,
+            new_values = COALESCE(a.new_values || c.new_values, c.new_values),
+            workos_org_id = COALESCE(c.workos_org_id, a.workos_org_id),
+            org_id = COALESCE(c.org_id, a.org_id)
+        FROM changes c
+        WHERE a.event_id = c.event_id AND a.source = c.source
+          AND a.resource_type = TG_TABLE_NAME AND a.resource_id = c.resource_id
+          -- This transaction's (an event whose ledger row was pruned can
+          -- be applied again, much later), checked on the rows the event
+          -- index finds: written so that the planner does not look for
+          -- them through the BRIN index instead.
+          AND (a.occurred_at = now()) IS TRUE
+        RETURNING c.resource_id
+    )
+    INSERT INTO audit_logs (source, event_id, event_type, action, resource_type, resource_id,
+                            workos_org_id, org_id, old_values, new_values, metadata)
+    SELECT c.source, c.event_id, c.event_type, c.action, TG_TABLE_NAME, c.resource_id,
+           c.workos_org_id, c.org_id, c.old_values, c.new_values, c.metadata
+    FROM changes c
+    WHERE c.event_id IS NULL OR c.resource_id NOT IN (SELECT resource_id FROM folded);
     RETURN NULL;
 END
 $fn$;
