@@ -169,7 +169,9 @@ BEGIN
             workos_org_id = COALESCE(c.workos_org_id, a.workos_org_id),
             org_id = COALESCE(c.org_id, a.org_id)
         FROM changes c
-        WHERE a.event_id = c.event_id AND a.source = c.source
+        -- Only a current event's statements follow one another on a row.
+        WHERE cur IS NOT NULL
+          AND a.event_id = c.event_id AND a.source = c.source
           AND a.resource_type = TG_TABLE_NAME AND a.resource_id = c.resource_id
           -- This transaction's (an event whose ledger row was pruned can
           -- be applied again, much later), checked on the rows the event
