@@ -5,7 +5,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/syncd ./cmd/syncd
+# docker build --build-arg VERSION=$(git describe --tags --always) .
+ARG VERSION=devel
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/syncd ./cmd/syncd
 # Pre-create the data dir so a fresh volume is writable by the nonroot user.
 RUN mkdir -p /out/data
 

@@ -3,8 +3,11 @@ TESTFLAGS ?=
 
 .PHONY: build generate check-generated test run bench fuzz lint reliability
 
+# The version --version prints: the tag or commit the build is made from.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
 build:
-	go build -o bin/syncd ./cmd/syncd
+	go build -ldflags='-X main.version=$(VERSION)' -o bin/syncd ./cmd/syncd
 
 generate:
 	$(SQLC) generate

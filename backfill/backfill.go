@@ -22,11 +22,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/queries"
 	"github.com/syncd/syncd/stream"
+	"github.com/syncd/syncd/telemetry"
 )
 
 var (
@@ -154,7 +157,13 @@ type Result struct {
 
 // Run backfills w from src into js, resuming the window's cursor if an
 // earlier run of it was interrupted.
-func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetStream, src Source, w Window) (Result, error) {
+func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetStream, src Source, w Window) (res Result, err error) {
+	ctx, span := telemetry.Tracer(nil).Start(ctx, "backfill "+src.Name(), trace.WithAttributes(attribute.String("syncd.backfill.key", cfg.Key)))
+	defer func() { endRunSpan(span, res, err) }()
+	return run(ctx, cfg, pool, js, src, w)
+}
+
+func run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetStream, src Source, w Window) (Result, error) {
 	cfg = cfg.withDefaults()
 	start := cfg.Now()
 	res := Result{Provider: src.Name()}
@@ -316,6 +325,7 @@ func publish(ctx context.Context, js jetstream.JetStream, source string, evs []E
 			cfg.Logger.Warn("backfill event refused", "source", source, "event_id", stream.HeaderValue(ev.Envelope.ID, 128), "type", stream.HeaderValue(ev.Envelope.Type, 128), "err", err)
 			continue
 		}
+		stream.InjectTrace(ctx, msg.Header) // the apply joins the backfill's trace
 		f, err := js.PublishMsgAsync(msg, jetstream.WithExpectStream(stream.Webhooks))
 		if err != nil {
 			return published, dups, refused, fmt.Errorf("publish %s %s: %w", source, ev.Envelope.ID, err)

@@ -76,6 +76,11 @@ func main() {
 func serveNoop(addr string) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io_ReadAll(r)
+		if r.URL.Path == "/v1/traces" {
+			// Also the OTLP sink of the traced ingest run: an empty 200
+			// is a full success to the exporter.
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"stored"}`))
 	})
@@ -192,6 +197,18 @@ func run(o options) error {
 	ing.profile("ingest-cpu", o.loadFor/2, stripe, o.conc)
 	ing.stop()
 	ingI.stop()
+	// 2b. The same ingest with tracing on (OTLP export to the no-op
+	// server), to show what tracing costs, and that off costs nothing.
+	traced, err := startSyncd(bin, tmp, "ingest", "", o.profiles, "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+noopAddr)
+	if err != nil {
+		noop.stop()
+		return err
+	}
+	var tracedS loadResult
+	for range rounds {
+		tracedS = best(closedLoop(traced.base, stripe, o.conc, o.loadFor/2), tracedS)
+	}
+	traced.stop()
 	noop.stop()
 	add("1. HTTP baseline, no-op (WorkOS-size bodies)", fmt.Sprintf("%.0f req/s p50 %s p99 %s", baseW.RPS(), ms(baseW.P50), ms(baseW.P99)), "", "")
 	add("1. HTTP baseline, no-op (Stripe-size bodies)", fmt.Sprintf("%.0f req/s p50 %s p99 %s", baseS.RPS(), ms(baseS.P50), ms(baseS.P99)), "", "")
@@ -210,6 +227,7 @@ func run(o options) error {
 		add("2. Ingest "+p.name+" (sync interval)", fmt.Sprintf("%.0f req/s p50 %s p99 %s, %.2f× baseline, %.2f× sync always", p.got.RPS(), ms(p.got.P50), ms(p.got.P99), p.got.RPS()/p.base.RPS(), p.got.RPS()/p.always.RPS()), "", verdict(p.got.Errors == 0, errNote(p.got)))
 	}
 
+	add("2. Ingest Stripe, tracing on (OTLP export)", fmt.Sprintf("%.0f req/s p50 %s p99 %s, %.2f× tracing off", tracedS.RPS(), ms(tracedS.P50), ms(tracedS.P99), tracedS.RPS()/ingS.RPS()), "", errNote(tracedS))
 	if o.only == "http" {
 		return nil
 	}

@@ -68,7 +68,8 @@ func startProcess(bin string, args, env []string, probe string) (*process, error
 }
 
 // startSyncd runs `syncd serve` with the given role, its own data dir and,
-// when dbURL is set, database; extra adds environment (NAME=value).
+// when dbURL is set, database; extra adds environment (NAME=value) and
+// wins. Tracing is off unless extra turns it on.
 func startSyncd(bin, tmp, role, dbURL, _ string, extra ...string) (*process, error) {
 	addr, pprofAddr := freeAddr(), freeAddr()
 	dataDir, err := os.MkdirTemp(tmp, "data-")
@@ -79,6 +80,7 @@ func startSyncd(bin, tmp, role, dbURL, _ string, extra ...string) (*process, err
 		"HTTP_ADDR=" + addr, "SYNCD_DATA_DIR=" + dataDir, "NATS_URL=", "LOG_LEVEL=warn",
 		"WORKOS_WEBHOOK_SECRET=" + benchWorkOSSecret, "STRIPE_WEBHOOK_SECRET=" + benchStripeSecret,
 		"STRIPE_CONNECT_WEBHOOK_SECRET=", "DATABASE_URL=" + dbURL, "SYNCD_PPROF_ADDR=" + pprofAddr,
+		"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=",
 	}
 	env = append(env, extra...)
 	p, err := startProcess(bin, []string{"serve", "--role", role}, env, "http://"+addr+"/readyz")

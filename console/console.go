@@ -113,6 +113,11 @@ func (c Config) validate() error {
 	return nil
 }
 
+// Check reports what New would reject in cfg (but the token file, read
+// by New), so a command can refuse bad configuration before it opens
+// anything.
+func (c Config) Check() error { return c.withDefaults().validate() }
+
 // token reads the configured token.
 func (c Config) token() (string, error) {
 	tok := c.Token

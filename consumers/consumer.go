@@ -18,9 +18,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/stream"
+	"github.com/syncd/syncd/telemetry"
 )
 
 // ApplyWorkersDefault is what the benchmark shows best on a small machine;
@@ -33,6 +35,7 @@ const (
 	ApplyWorkersDefault = 2
 	ApplyWorkersMax     = 64
 	BatchSizeDefault    = 512
+	MaxAttemptsDefault  = 5
 )
 
 // Config configures the apply loop.
@@ -58,6 +61,9 @@ type Config struct {
 	AuditOff   bool
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// TracerProvider traces each batch and event; default the global one
+	// (no-op unless OTLP export is configured).
+	TracerProvider trace.TracerProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -68,7 +74,7 @@ func (c Config) withDefaults() Config {
 		c.BatchSize = BatchSizeDefault
 	}
 	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 5
+		c.MaxAttempts = MaxAttemptsDefault
 	}
 	if c.RetryMin == 0 {
 		c.RetryMin = time.Second
@@ -124,6 +130,7 @@ type Consumer struct {
 	log      *slog.Logger
 	metrics  *metrics
 	failures failureCounts
+	tracer   trace.Tracer
 }
 
 // New builds a consumer over pool and js.
@@ -148,6 +155,7 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (*Consumer, err
 		log:      cfg.Logger,
 		metrics:  m,
 		failures: failureCounts{},
+		tracer:   telemetry.Tracer(cfg.TracerProvider),
 	}, nil
 }
 
@@ -323,6 +331,8 @@ func (c *Consumer) Process(ctx context.Context, msgs []jetstream.Msg) error {
 // terminated, if any: settled for good, a no-op to touch again.
 func (c *Consumer) process(ctx context.Context, msgs []jetstream.Msg) (settled jetstream.Msg, transient error) {
 	start := time.Now()
+	ctx, tr := c.traceBatch(ctx, msgs)
+	defer func() { tr.end(transient) }()
 	evs := make([]Event, 0, len(msgs))
 	kept := make([]jetstream.Msg, 0, len(msgs))
 	for _, m := range msgs {
@@ -362,8 +372,9 @@ func (c *Consumer) process(ctx context.Context, msgs []jetstream.Msg) (settled j
 			// A transient failure: nothing of this part was committed and
 			// no event is to blame, so it does not count toward
 			// dead-lettering.
-			c.log.Warn("batch failed, will retry", "events", len(idx), "class", Classify(err), "err", err)
+			c.log.WarnContext(ctx, "batch failed, will retry", "events", len(idx), "class", Classify(err), "err", err)
 			for _, i := range idx {
+				tr.retry(kept[i], err)
 				_ = kept[i].NakWithDelay(c.backoff(deliveries(kept[i])))
 				c.metrics.retries.WithLabelValues(c.sourceLabel(evs[i].Source), string(Transient)).Inc()
 			}
@@ -372,6 +383,7 @@ func (c *Consumer) process(ctx context.Context, msgs []jetstream.Msg) (settled j
 		}
 		for j, i := range idx {
 			m, r := kept[i], outs[p].res[j]
+			tr.result(m, r)
 			if r.Err != nil {
 				if c.settleFailure(ctx, m, evs[i], r.Err) {
 					settled = m
@@ -428,7 +440,7 @@ func (c *Consumer) applyBlamed(ctx context.Context, evs []Event) ([]Result, erro
 	if len(evs) == 1 {
 		return []Result{{Err: err}}, nil
 	}
-	c.log.Warn("batch failed permanently without a culprit, applying its events one at a time", "events", len(evs), "err", err)
+	c.log.WarnContext(ctx, "batch failed permanently without a culprit, applying its events one at a time", "events", len(evs), "err", err)
 	res = make([]Result, len(evs))
 	for i := range evs {
 		r, err := c.applyBlamed(ctx, evs[i:i+1])
@@ -514,12 +526,12 @@ func (c *Consumer) settleFailureUnprotected(ctx context.Context, m jetstream.Msg
 	}
 	switch {
 	case class == Transient:
-		log.Warn("event failed, will retry", "err", cause)
+		log.WarnContext(ctx, "event failed, will retry", "err", cause)
 		c.metrics.retries.WithLabelValues(source, string(class)).Inc()
 		_ = m.NakWithDelay(c.backoff(deliveries(m)))
 		return false
 	case class == Permanent && attempts < c.cfg.MaxAttempts:
-		log.Warn("event failed, will retry", "err", cause)
+		log.WarnContext(ctx, "event failed, will retry", "err", cause)
 		c.metrics.retries.WithLabelValues(source, string(class)).Inc()
 		_ = m.NakWithDelay(c.backoff(attempts))
 		return false
@@ -541,7 +553,7 @@ func (c *Consumer) settleFailureUnprotected(ctx context.Context, m jetstream.Msg
 	} else {
 		c.failures.forget(ev.Seq)
 	}
-	log.Error("event dead-lettered", "err", cause)
+	log.ErrorContext(ctx, "event dead-lettered", "err", cause)
 	c.metrics.deadLettered.WithLabelValues(source, c.typeLabel(ev.Source, ev.Envelope.Type), string(class)).Inc()
 	return err == nil
 }

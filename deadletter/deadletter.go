@@ -238,11 +238,16 @@ func retryMsg(l Letter) (*nats.Msg, error) {
 // acknowledged the copy, removes the dead letter. It returns the copy's
 // WEBHOOKS sequence. On error the dead letter is still there unless the
 // copy was stored, which the error then says.
-func (s *Store) Retry(ctx context.Context, l Letter) (uint64, error) {
+func (s *Store) Retry(ctx context.Context, l Letter) (_ uint64, err error) {
 	m, err := retryMsg(l)
 	if err != nil {
 		return 0, err
 	}
+	// The retry's span links to the trace that stored the event; the
+	// copy carries the retry's, so its apply joins the retry.
+	ctx, span := startRetrySpan(ctx, l)
+	defer func() { endSpan(span, err) }()
+	stream.InjectTrace(ctx, m.Header)
 	ack, err := s.js.PublishMsg(ctx, m)
 	if err != nil {
 		return 0, fmt.Errorf("dead letter %d: republish to %s: %w (dead letter kept)", l.Seq, l.OriginalSubject, err)

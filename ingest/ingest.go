@@ -16,9 +16,21 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/stream"
+	"github.com/syncd/syncd/telemetry"
+)
+
+// Defaults of Config.
+const (
+	// MaxBodyDefault is the largest webhook body accepted.
+	MaxBodyDefault = 1 << 20
+	// The accepted timestamp skews: WorkOS's and Stripe's SDKs' own.
+	WorkOSToleranceDefault = 180 * time.Second
+	StripeToleranceDefault = 300 * time.Second
+	PublishTimeoutDefault  = 5 * time.Second
 )
 
 // Config configures the webhook endpoints.
@@ -43,19 +55,22 @@ type Config struct {
 	RetryAfter time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// TracerProvider traces each request; default the global one (no-op
+	// unless OTLP export is configured).
+	TracerProvider trace.TracerProvider
 	// Now is the clock; tests set it.
 	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
 	if c.WorkOSTolerance == 0 {
-		c.WorkOSTolerance = 180 * time.Second
+		c.WorkOSTolerance = WorkOSToleranceDefault
 	}
 	if c.StripeTolerance == 0 {
-		c.StripeTolerance = 300 * time.Second
+		c.StripeTolerance = StripeToleranceDefault
 	}
 	if c.MaxBody == 0 {
-		c.MaxBody = 1 << 20
+		c.MaxBody = MaxBodyDefault
 	}
 	if c.MemoryBudget == 0 {
 		c.MemoryBudget = max(MemoryBudgetDefault, 4*classSize(classIndex(c.MaxBody)))
@@ -64,7 +79,7 @@ func (c Config) withDefaults() Config {
 		c.MemoryWait = MemoryWaitDefault
 	}
 	if c.PublishTimeout == 0 {
-		c.PublishTimeout = 5 * time.Second
+		c.PublishTimeout = PublishTimeoutDefault
 	}
 	if c.RetryAfter == 0 {
 		c.RetryAfter = 5 * time.Second
@@ -129,6 +144,7 @@ type Handler struct {
 	js      Publisher
 	log     *slog.Logger
 	metrics *metrics
+	tracer  trace.Tracer
 	bodies  *bodies
 }
 
@@ -143,7 +159,7 @@ func New(cfg Config, js Publisher) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{cfg: cfg, js: js, log: cfg.Logger, metrics: m, bodies: b}, nil
+	return &Handler{cfg: cfg, js: js, log: cfg.Logger, metrics: m, bodies: b, tracer: telemetry.Tracer(cfg.TracerProvider)}, nil
 }
 
 // MemoryInUse is the bytes of request bodies held now, against the budget.
@@ -180,7 +196,9 @@ func notConfigured(path string) http.Handler {
 func (h *Handler) webhook(p provider) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		r, span := h.startSpan(r, p)
 		status := h.serve(w, r, p)
+		endSpan(span, status)
 		h.metrics.requests.WithLabelValues(p.source(), p.endpoint(), strconv.Itoa(status)).Inc()
 		h.metrics.latency.WithLabelValues(p.source()).Observe(time.Since(start).Seconds())
 	})
@@ -214,8 +232,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 	reuse := true
 	defer func() { h.bodies.put(body, reuse) }()
 	now := h.cfg.Now()
-	if err := p.verify(r.Header, body, now); err != nil {
-		h.log.Debug("webhook rejected", "source", p.source(), "reason", err)
+	_, verifySpan := h.tracer.Start(r.Context(), "verify")
+	err = p.verify(r.Header, body, now)
+	verifySpan.End()
+	if err != nil {
+		h.log.DebugContext(r.Context(), "webhook rejected", "source", p.source(), "reason", err)
 		switch {
 		case errors.Is(err, ErrMissingSignature):
 			return writeError(w, http.StatusBadRequest, "missing_signature", err.Error())
@@ -236,10 +257,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 	if err != nil {
 		return writeError(w, http.StatusBadRequest, "invalid_event", err.Error())
 	}
+	eventAttrs(r.Context(), env)
 	ack, err := h.publish(r.Context(), msg)
 	if err != nil {
 		reuse = false
-		h.log.Warn("webhook not stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "err", err)
+		h.log.WarnContext(r.Context(), "webhook not stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "err", err)
 		h.metrics.publishFailures.WithLabelValues(p.source()).Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Seconds())))
 		return writeError(w, http.StatusServiceUnavailable, "not_stored", "event could not be stored; retry later")
@@ -247,7 +269,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 	if ack.Duplicate {
 		h.metrics.duplicates.WithLabelValues(p.source()).Inc()
 	}
-	h.log.Debug("webhook stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "seq", ack.Sequence, "duplicate", ack.Duplicate)
+	h.log.DebugContext(r.Context(), "webhook stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "seq", ack.Sequence, "duplicate", ack.Duplicate)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(`{"status":"stored"}`))
@@ -257,7 +279,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 // publish waits for the PubAck within PublishTimeout. A request whose
 // client went away still waits: the provider will retry, and the stored
 // copy is then a duplicate.
-func (h *Handler) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+func (h *Handler) publish(ctx context.Context, msg *nats.Msg) (_ *jetstream.PubAck, err error) {
+	ctx, span := h.tracer.Start(ctx, "publish", trace.WithSpanKind(trace.SpanKindProducer))
+	defer func() { endPublish(span, err) }()
+	stream.InjectTrace(ctx, msg.Header)
 	fut, err := h.js.PublishMsgAsync(msg)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", msg.Subject, err)

@@ -67,7 +67,7 @@ func TestImportWebhooksReachPostgresAndVerify(t *testing.T) {
 		t.Errorf("%d problems without a missing user, want 10", userOnly)
 	}
 
-	if _, err := fake.DeliverWebhooks(ctx, h.Server.URL+"/webhooks/workos", syncdtest.WorkOSSecret); err != nil {
+	if _, err := fake.DeliverWebhooks(ctx, h.URL+"/webhooks/workos", syncdtest.WorkOSSecret); err != nil {
 		t.Fatal(err)
 	}
 	h.WaitSettled()

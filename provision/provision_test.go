@@ -1,4 +1,4 @@
-package provision
+package provision_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncd/syncd/events"
+	"github.com/syncd/syncd/provision"
 	"github.com/syncd/syncd/stream"
 	"github.com/syncd/syncd/syncdtest"
 	"github.com/syncd/syncd/workosapi"
@@ -29,11 +30,11 @@ type bundle struct {
 	t    *testing.T
 	h    *syncdtest.Harness
 	fake *workosfake.Server
-	mode Mode
+	mode provision.Mode
 	n    int
 }
 
-func setup(t *testing.T, mode Mode, opts workosfake.Options) *bundle {
+func setup(t *testing.T, mode provision.Mode, opts workosfake.Options) *bundle {
 	t.Helper()
 	b := &bundle{t: t, h: syncdtest.NewHarness(t), fake: workosfake.New(t, opts), mode: mode}
 	// The durable exists before anything is published.
@@ -43,7 +44,7 @@ func setup(t *testing.T, mode Mode, opts workosfake.Options) *bundle {
 	return b
 }
 
-func (b *bundle) provisioner(afterStep func(key, step string) error) *Provisioner {
+func (b *bundle) provisioner(afterStep func(key, step string) error) *provision.Provisioner {
 	b.t.Helper()
 	api, err := workosapi.New(workosapi.Config{
 		APIKey: workosfake.APIKey, BaseURL: b.fake.URL,
@@ -52,7 +53,7 @@ func (b *bundle) provisioner(afterStep func(key, step string) error) *Provisione
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	p, err := New(Config{
+	p, err := provision.New(provision.Config{
 		Mode:     b.mode,
 		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
 		AckWait: time.Second,
@@ -63,7 +64,7 @@ func (b *bundle) provisioner(afterStep func(key, step string) error) *Provisione
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	p.afterStep = afterStep
+	provision.SetAfterStep(p, afterStep)
 	return p
 }
 
@@ -187,12 +188,12 @@ func (b *bundle) checkOneOfEach(email, firstName string) workosfake.User {
 	}
 	var orgs []workosfake.Organization
 	for _, o := range b.fake.Organizations() {
-		if o.ExternalID != nil && *o.ExternalID == PersonalOrgExternalID(u.ID) {
+		if o.ExternalID != nil && *o.ExternalID == provision.PersonalOrgExternalID(u.ID) {
 			orgs = append(orgs, o)
 		}
 	}
-	if len(orgs) != 1 || orgs[0].Name != firstName+"'s Account" || orgs[0].Metadata["type"] != OrgTypeDefault {
-		b.t.Fatalf("personal organizations of %s: %+v; want one, %q, type %s", u.ID, orgs, firstName+"'s Account", OrgTypeDefault)
+	if len(orgs) != 1 || orgs[0].Name != firstName+"'s Account" || orgs[0].Metadata["type"] != provision.OrgTypeDefault {
+		b.t.Fatalf("personal organizations of %s: %+v; want one, %q, type %s", u.ID, orgs, firstName+"'s Account", provision.OrgTypeDefault)
 	}
 	var ms []workosfake.Membership
 	for _, m := range b.fake.Memberships() {
@@ -227,7 +228,7 @@ func TestPaidBookingByUnknownGuestProvisionsOnceWhateverTheDeliveries(t *testing
 	t.Parallel()
 	// WorkOS rate-limits and fails now and then, and one of its 500s comes
 	// after the write was done: retries must adopt, not duplicate.
-	b := setup(t, Guests, workosfake.Options{RateLimitEvery: 5, ErrorEvery: 7, ErrorAfterWrite: true})
+	b := setup(t, provision.Guests, workosfake.Options{RateLimitEvery: 5, ErrorEvery: 7, ErrorAfterWrite: true})
 	b.start(nil)
 	body := booking("evt_cs_1", "cs_1", "Marcelina.Davis@example.com", "Marcelina Davis")
 	b.h.PostStripe(body, false)
@@ -243,7 +244,7 @@ func TestPaidBookingByUnknownGuestProvisionsOnceWhateverTheDeliveries(t *testing
 		"SELECT step, outcome FROM provisioning_tasks WHERE task_key = 'guest:marcelina.davis@example.com'").Scan(&step, &outcome); err != nil {
 		t.Fatal(err)
 	}
-	if step != stepDone || outcome != outcomeCreated {
+	if step != provision.StepDone || outcome != provision.OutcomeCreated {
 		t.Fatalf("task step %s outcome %s; want done, created", step, outcome)
 	}
 	// Nothing was written to the app's tables by this path.
@@ -259,10 +260,10 @@ func TestPaidBookingByUnknownGuestProvisionsOnceWhateverTheDeliveries(t *testing
 // object still exists once, and no finished step is sent again.
 func TestGuestProvisioningResumesAfterAKillBetweenSteps(t *testing.T) {
 	t.Parallel()
-	for _, killAfter := range []string{stepUser, stepOrganization, stepMembership, stepDone} {
+	for _, killAfter := range []string{provision.StepUser, provision.StepOrganization, provision.StepMembership, provision.StepDone} {
 		t.Run("after_"+killAfter, func(t *testing.T) {
 			t.Parallel()
-			b := setup(t, Guests, workosfake.Options{})
+			b := setup(t, provision.Guests, workosfake.Options{})
 			killed := make(chan struct{})
 			var once sync.Once
 			stop := b.start(func(key, step string) error {
@@ -270,7 +271,7 @@ func TestGuestProvisioningResumesAfterAKillBetweenSteps(t *testing.T) {
 					return nil
 				}
 				once.Do(func() { close(killed) })
-				return errKilled
+				return provision.ErrKilled
 			})
 			b.h.PostStripe(booking("evt_cs_k", "cs_k", "guest@example.com", "Gil Guest"), false)
 			select {
@@ -293,7 +294,7 @@ func TestGuestProvisioningResumesAfterAKillBetweenSteps(t *testing.T) {
 				if c.Method == http.MethodPost && c.Path == "/user_management/users" {
 					t.Fatalf("resumed task created the user again: %v", after)
 				}
-				if killAfter == stepDone && c.Method == http.MethodPost {
+				if killAfter == provision.StepDone && c.Method == http.MethodPost {
 					t.Fatalf("a finished task wrote again after the restart: %v", after)
 				}
 			}
@@ -303,7 +304,7 @@ func TestGuestProvisioningResumesAfterAKillBetweenSteps(t *testing.T) {
 
 func TestTwoReplicasProvisionEachGuestOnce(t *testing.T) {
 	t.Parallel()
-	b := setup(t, Guests, workosfake.Options{RateLimitEvery: 9, ErrorEvery: 13, ErrorAfterWrite: true})
+	b := setup(t, provision.Guests, workosfake.Options{RateLimitEvery: 9, ErrorEvery: 13, ErrorAfterWrite: true})
 	b.start(nil)
 	b.start(nil)
 	const guests = 6
@@ -326,10 +327,10 @@ func TestTwoReplicasProvisionEachGuestOnce(t *testing.T) {
 
 func TestUserCreatedOutsideSyncdGetsOnePersonalOrganization(t *testing.T) {
 	t.Parallel()
-	b := setup(t, All, workosfake.Options{RateLimitEvery: 6})
+	b := setup(t, provision.All, workosfake.Options{RateLimitEvery: 6})
 	b.start(nil)
 	ctx := context.Background()
-	hook := b.h.Server.URL + "/webhooks/workos"
+	hook := b.h.URL + "/webhooks/workos"
 
 	// A user made in the dashboard: no organization.
 	ana := b.fake.AddUser(workosfake.UserSpec{Email: "ana@example.com", FirstName: "Ana", EmailVerified: true})
@@ -355,7 +356,7 @@ func TestUserCreatedOutsideSyncdGetsOnePersonalOrganization(t *testing.T) {
 		t.Fatalf("organizations %+v; want Bo's and one new for Ana", orgs)
 	}
 	anaOrg := orgs[1]
-	if anaOrg.ExternalID == nil || *anaOrg.ExternalID != PersonalOrgExternalID(ana.ID) || anaOrg.Name != "Ana's Account" {
+	if anaOrg.ExternalID == nil || *anaOrg.ExternalID != provision.PersonalOrgExternalID(ana.ID) || anaOrg.Name != "Ana's Account" {
 		t.Fatalf("Ana's organization %+v", anaOrg)
 	}
 	var anaMs, boMs int
@@ -387,12 +388,12 @@ func TestUserCreatedOutsideSyncdGetsOnePersonalOrganization(t *testing.T) {
 // the meeting's guest linked to both.
 func TestProvisionedAccountsFlowBackThroughIngest(t *testing.T) {
 	t.Parallel()
-	b := setup(t, All, workosfake.Options{})
+	b := setup(t, provision.All, workosfake.Options{})
 	b.h.StartConsumer()
 	b.start(nil)
 	b.h.PostStripe(booking("evt_cs_in", "cs_in", "Carla@Example.com", "Carla Chen"), false)
 	b.waitProvisioned()
-	if _, err := b.fake.DeliverWebhooks(context.Background(), b.h.Server.URL+"/webhooks/workos", syncdtest.WorkOSSecret); err != nil {
+	if _, err := b.fake.DeliverWebhooks(context.Background(), b.h.URL+"/webhooks/workos", syncdtest.WorkOSSecret); err != nil {
 		t.Fatal(err)
 	}
 	b.h.WaitSettled()
@@ -417,7 +418,7 @@ func TestProvisionedAccountsFlowBackThroughIngest(t *testing.T) {
 	if err := b.h.Pool.QueryRow(ctx, "SELECT guest_workos_user_id, guest_org_id::text FROM meetings WHERE stripe_session_id = 'cs_in'").Scan(&guestUser, &guestOrg); err != nil {
 		t.Fatalf("meeting: %v", err)
 	}
-	if email != u.Email || orgName != "Carla's Account" || orgType != OrgTypeDefault || extID != PersonalOrgExternalID(u.ID) || role != "owner" || status != "active" {
+	if email != u.Email || orgName != "Carla's Account" || orgType != provision.OrgTypeDefault || extID != provision.PersonalOrgExternalID(u.ID) || role != "owner" || status != "active" {
 		t.Fatalf("rows: email %s, org %q type %s ext %s, membership %s %s", email, orgName, orgType, extID, role, status)
 	}
 	if guestUser != u.ID || guestOrg != orgRow {
@@ -433,7 +434,7 @@ func TestProvisionedAccountsFlowBackThroughIngest(t *testing.T) {
 // the task records it; the rest keeps flowing.
 func TestRefusedRequestIsDeadLetteredWithTheWorkOSError(t *testing.T) {
 	t.Parallel()
-	b := setup(t, Guests, workosfake.Options{Roles: []string{"member"}})
+	b := setup(t, provision.Guests, workosfake.Options{Roles: []string{"member"}})
 	b.start(nil)
 	b.h.PostStripe(booking("evt_cs_bad", "cs_bad", "dee@example.com", "Dee"), false)
 	// A booking whose guest email is not one: set aside without a call.
@@ -476,7 +477,7 @@ func TestRefusedRequestIsDeadLetteredWithTheWorkOSError(t *testing.T) {
 	if err := b.h.Pool.QueryRow(ctx, "SELECT outcome, last_error FROM provisioning_tasks WHERE task_key = 'guest:dee@example.com'").Scan(&outcome, &lastErr); err != nil {
 		t.Fatal(err)
 	}
-	if outcome != outcomeFailed || !strings.Contains(lastErr, "invalid_role") {
+	if outcome != provision.OutcomeFailed || !strings.Contains(lastErr, "invalid_role") {
 		t.Fatalf("task outcome %s, error %q", outcome, lastErr)
 	}
 	if n := b.fake.CountCalls(http.MethodPost, "/user_management/magic_auth", 0); n != 0 {
@@ -490,7 +491,7 @@ func TestRefusedRequestIsDeadLetteredWithTheWorkOSError(t *testing.T) {
 }
 
 func TestConfigAndNaming(t *testing.T) {
-	for _, cfg := range []Config{
+	for _, cfg := range []provision.Config{
 		{Mode: "sometimes"},
 		{OrgName: "{nickname}'s place"},
 		{OwnerRole: "big boss"},
@@ -500,22 +501,22 @@ func TestConfigAndNaming(t *testing.T) {
 			t.Errorf("Config %+v accepted", cfg)
 		}
 	}
-	if err := (Config{}).Check(); err != nil {
+	if err := (provision.Config{}).Check(); err != nil {
 		t.Errorf("defaults refused: %v", err)
 	}
 	for _, c := range []struct{ tmpl, first, last, email, want string }{
-		{OrgNameDefault, "Ana", "Lima", "ana@x.io", "Ana's Account"},
-		{OrgNameDefault, "", "", "bo.b@x.io", "bo.b's Account"},
+		{provision.OrgNameDefault, "Ana", "Lima", "ana@x.io", "Ana's Account"},
+		{provision.OrgNameDefault, "", "", "bo.b@x.io", "bo.b's Account"},
 		{"{name} ({email})", "Ana", "Lima", "ana@x.io", "Ana Lima (ana@x.io)"},
 	} {
-		if got := OrgName(c.tmpl, c.first, c.last, c.email); got != c.want {
+		if got := provision.OrgName(c.tmpl, c.first, c.last, c.email); got != c.want {
 			t.Errorf("OrgName(%q, %q, %q, %q) = %q, want %q", c.tmpl, c.first, c.last, c.email, got, c.want)
 		}
 	}
-	if m, err := ParseMode("ALL"); err != nil || m != All {
+	if m, err := provision.ParseMode("ALL"); err != nil || m != provision.All {
 		t.Errorf("ParseMode(ALL) = %v, %v", m, err)
 	}
-	if _, err := ParseMode("yes"); err == nil {
+	if _, err := provision.ParseMode("yes"); err == nil {
 		t.Error("ParseMode(yes) accepted")
 	}
 }

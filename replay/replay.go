@@ -20,6 +20,7 @@ import (
 
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/stream"
+	"github.com/syncd/syncd/telemetry"
 )
 
 // ErrEmpty means the stream holds no message in the window.
@@ -159,7 +160,13 @@ const maxFailures = 100
 
 // Run replays the window. The returned Summary is filled in as far as the
 // replay got, also when it stops with an error.
-func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (Summary, error) {
+func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (sum Summary, err error) {
+	ctx, span := telemetry.Tracer(nil).Start(ctx, "replay")
+	defer func() { endRunSpan(span, sum, err) }()
+	return run(ctx, cfg, pool, js)
+}
+
+func run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (Summary, error) {
 	cfg = cfg.withDefaults()
 	var sum Summary
 	if err := cfg.validate(); err != nil {
@@ -236,7 +243,7 @@ func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 	}
 	total := int(info.NumPending) + int(info.Delivered.Consumer)
 
-	r := &run{cfg: cfg, applier: applier, sum: &sum, start: start}
+	r := &runner{cfg: cfg, applier: applier, sum: &sum, start: start}
 	for done := false; !done; {
 		var batch []jetstream.Msg
 		// Fill a batch. Only wait for a message the server said is there
@@ -289,7 +296,7 @@ func Run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 	return sum, nil
 }
 
-type run struct {
+type runner struct {
 	cfg     Config
 	applier *consumers.Applier
 	sum     *Summary
@@ -297,10 +304,12 @@ type run struct {
 }
 
 // apply applies a batch, waiting out transient failures.
-func (r *run) apply(ctx context.Context, batch []jetstream.Msg) error {
+func (r *runner) apply(ctx context.Context, batch []jetstream.Msg) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	ctx, span := startBatchSpan(ctx, batch)
+	defer span.End()
 	evs := make([]consumers.Event, 0, len(batch))
 	for _, m := range batch {
 		ev, err := consumers.DecodeMsg(m)
@@ -349,7 +358,7 @@ func (r *run) apply(ctx context.Context, batch []jetstream.Msg) error {
 	}
 }
 
-func (r *run) count(ev consumers.Event) {
+func (r *runner) count(ev consumers.Event) {
 	r.sum.Events++
 	if r.sum.FirstSeq == 0 {
 		r.sum.FirstSeq = ev.Seq
@@ -357,7 +366,7 @@ func (r *run) count(ev consumers.Event) {
 	r.sum.LastSeq = ev.Seq
 }
 
-func (r *run) fail(ev consumers.Event, err error) {
+func (r *runner) fail(ev consumers.Event, err error) {
 	r.sum.Failed++
 	r.cfg.Logger.Warn("replayed event failed", "seq", ev.Seq, "source", ev.Source, "type", ev.Envelope.Type, "event_id", ev.Envelope.ID, "class", consumers.Classify(err), "err", err)
 	if len(r.sum.Failures) < maxFailures {

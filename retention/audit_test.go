@@ -1,4 +1,4 @@
-package retention
+package retention_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/syncd/syncd/retention"
 	"github.com/syncd/syncd/syncdtest"
 )
 
@@ -20,12 +21,12 @@ func TestPrunesAuditRowsPastTheirRetention(t *testing.T) {
 			now.Add(-age), string(rune('a'+i)))
 	}
 	// Batches of one: the pass keeps going until a batch comes back short.
-	p := newPruner(t, Config{Now: fixedClock(now), BatchSize: 1, Pause: time.Nanosecond, Duty: 1}, pool)
+	p := newPruner(t, retention.Config{Now: fixedClock(now), BatchSize: 1, Pause: time.Nanosecond, Duty: 1}, pool)
 	res, err := p.Prune(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res[TableAuditLogs] != 2 {
+	if res[retention.TableAuditLogs] != 2 {
 		t.Errorf("pruned %v, want 2 audit rows", res)
 	}
 	if got := strs(t, pool, `SELECT resource_id FROM audit_logs ORDER BY resource_id`); !slices.Equal(got, []string{"c", "d"}) {
@@ -33,14 +34,14 @@ func TestPrunesAuditRowsPastTheirRetention(t *testing.T) {
 	}
 
 	// A shorter retention takes more.
-	p = newPruner(t, Config{Now: fixedClock(now), AuditRetention: 30 * day}, pool)
+	p = newPruner(t, retention.Config{Now: fixedClock(now), AuditRetention: 30 * day}, pool)
 	if _, err := p.Prune(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if got := strs(t, pool, `SELECT resource_id FROM audit_logs`); !slices.Equal(got, []string{"d"}) {
 		t.Errorf("audit rows left %v with 30 days' retention", got)
 	}
-	if _, err := New(Config{AuditRetention: time.Minute}, pool); err == nil {
+	if _, err := retention.New(retention.Config{AuditRetention: time.Minute}, pool); err == nil {
 		t.Error("an audit retention of a minute was accepted")
 	}
 }

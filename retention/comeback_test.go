@@ -1,4 +1,4 @@
-package retention
+package retention_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/syncd/syncd/backfill/backfilltest"
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/replay"
+	"github.com/syncd/syncd/retention"
 	"github.com/syncd/syncd/stream"
 	"github.com/syncd/syncd/syncdtest"
 )
@@ -86,11 +87,11 @@ func synced(t *testing.T, pool *pgxpool.Pool) []string {
 func ageAndPrune(t *testing.T, pool *pgxpool.Pool, want int) {
 	t.Helper()
 	exec(t, pool, `UPDATE webhook_events SET applied_at = applied_at - interval '60 days'`)
-	res, err := newPruner(t, Config{Pause: time.Nanosecond, Duty: 1}, pool).Prune(context.Background())
+	res, err := newPruner(t, retention.Config{Pause: time.Nanosecond, Duty: 1}, pool).Prune(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res[TableLedger] != int64(want) || count(t, pool, `SELECT count(*) FROM webhook_events`) != 0 {
+	if res[retention.TableLedger] != int64(want) || count(t, pool, `SELECT count(*) FROM webhook_events`) != 0 {
 		t.Fatalf("pruned %v, want all %d ledger rows", res, want)
 	}
 }

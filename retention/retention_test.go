@@ -1,4 +1,4 @@
-package retention
+package retention_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/syncd/syncd/retention"
 	"github.com/syncd/syncd/syncdtest"
 )
 
@@ -63,9 +64,9 @@ func ledgerRow(t *testing.T, pool *pgxpool.Pool, source, id string, appliedAt ti
 
 func fixedClock(now time.Time) func() time.Time { return func() time.Time { return now } }
 
-func newPruner(t *testing.T, cfg Config, pool *pgxpool.Pool) *Pruner {
+func newPruner(t *testing.T, cfg retention.Config, pool *pgxpool.Pool) *retention.Pruner {
 	t.Helper()
-	p, err := New(cfg, pool)
+	p, err := retention.New(cfg, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,17 +74,17 @@ func newPruner(t *testing.T, cfg Config, pool *pgxpool.Pool) *Pruner {
 }
 
 func TestDefaults(t *testing.T) {
-	cfg := Config{}.Resolved()
+	cfg := retention.Config{}.Resolved()
 	if cfg.Retention != 35*day || cfg.ReplayWindow != 30*day {
 		t.Errorf("default retention %s over a replay window of %s, want 840h over 720h", cfg.Retention, cfg.ReplayWindow)
 	}
-	if got := (Config{ReplayWindow: 60 * day}).Resolved().Retention; got != 65*day {
+	if got := (retention.Config{ReplayWindow: 60 * day}).Resolved().Retention; got != 65*day {
 		t.Errorf("retention with a 60-day replay window: %s, want the window plus the margin (1560h)", got)
 	}
-	if got := (Config{ReplayWindow: 2 * time.Hour}).Resolved().Retention; got != 35*day {
+	if got := (retention.Config{ReplayWindow: 2 * time.Hour}).Resolved().Retention; got != 35*day {
 		t.Errorf("retention with a 2h replay window: %s, want Stripe's 30 days plus the margin (840h)", got)
 	}
-	if got := (Config{}).TombstoneRetention(); got != 210*day {
+	if got := (retention.Config{}).TombstoneRetention(); got != 210*day {
 		t.Errorf("tombstone retention %s, want 90 + 30 + 90 days", got)
 	}
 }
@@ -110,15 +111,15 @@ func TestNeverPrunesYoungerThanReplayWindow(t *testing.T) {
 		t.Fatalf("%d young rows, want 10", wantYoung)
 	}
 	for _, setting := range []time.Duration{time.Nanosecond, time.Hour, 3 * day, window - time.Second, window, window + time.Minute, 35 * day, 0, 365 * day} {
-		cfg := Config{Retention: setting, ReplayWindow: window, Now: fixedClock(now), Pause: time.Nanosecond, Duty: 1}
-		p, err := New(cfg, pool)
+		cfg := retention.Config{Retention: setting, ReplayWindow: window, Now: fixedClock(now), Pause: time.Nanosecond, Duty: 1}
+		p, err := retention.New(cfg, pool)
 		if setting != 0 && setting < window {
-			if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "shorter than the replay window") || !strings.Contains(err.Error(), "re-apply") {
+			if err == nil || !errors.Is(err, retention.ErrConfig) || !strings.Contains(err.Error(), "shorter than the replay window") || !strings.Contains(err.Error(), "re-apply") {
 				t.Errorf("retention %s: error %v, want a refusal saying it is shorter than the replay window and why", setting, err)
 			}
 			// The cutoff itself never passes the window, even past validation.
-			p = newPruner(t, Config{ReplayWindow: window, Now: fixedClock(now), Pause: time.Nanosecond, Duty: 1}, pool)
-			p.cfg.Retention = setting
+			p = newPruner(t, retention.Config{ReplayWindow: window, Now: fixedClock(now), Pause: time.Nanosecond, Duty: 1}, pool)
+			retention.SetRetention(p, setting)
 		} else if err != nil {
 			t.Fatalf("retention %s: %v", setting, err)
 		}
@@ -146,12 +147,12 @@ func TestLedgerStopsGrowingUnderSteadyLoad(t *testing.T) {
 	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	now := start
 	const (
-		perStep   = 40
-		step      = 10 * time.Minute
-		steps     = 150 // 25 hours
-		retention = 2 * time.Hour
+		perStep = 40
+		step    = 10 * time.Minute
+		steps   = 150 // 25 hours
+		keep    = 2 * time.Hour
 	)
-	p := newPruner(t, Config{Retention: retention, ReplayWindow: time.Hour, BatchSize: 25, Pause: time.Nanosecond, Duty: 1, Now: func() time.Time { return now }}, pool)
+	p := newPruner(t, retention.Config{Retention: keep, ReplayWindow: time.Hour, BatchSize: 25, Pause: time.Nanosecond, Duty: 1, Now: func() time.Time { return now }}, pool)
 	var sizes []int
 	for i := range steps {
 		now = start.Add(time.Duration(i) * step)
@@ -165,8 +166,8 @@ func TestLedgerStopsGrowingUnderSteadyLoad(t *testing.T) {
 		}
 		sizes = append(sizes, count(t, pool, `SELECT count(*) FROM webhook_events`))
 	}
-	bound := perStep * int(retention/step+1)
-	steady := int(retention/step) + 1
+	bound := perStep * int(keep/step+1)
+	steady := int(keep/step) + 1
 	for i, n := range sizes[steady:] {
 		if n > bound {
 			t.Fatalf("after step %d the ledger holds %d rows, more than a retention's worth (%d)", steady+i, n, bound)
@@ -187,7 +188,7 @@ func TestPrunesOldTombstonesAndFinishedCursorsOnly(t *testing.T) {
 	t.Parallel()
 	pool := syncdtest.DB(t)
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	p := newPruner(t, Config{Now: fixedClock(now), Pause: time.Nanosecond, Duty: 1}, pool)
+	p := newPruner(t, retention.Config{Now: fixedClock(now), Pause: time.Nanosecond, Duty: 1}, pool)
 	horizon := p.Config().TombstoneRetention()
 	old, young := now.Add(-horizon-day), now.Add(-horizon+day)
 	ancient := now.Add(-5 * 365 * day)
@@ -235,7 +236,7 @@ func TestPrunesOldTombstonesAndFinishedCursorsOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Result{TableStripeCustomers: 1, TableStripeSubscription: 1, TableGroupMembers: 2, TableBackfillCursors: 1}
+	want := retention.Result{retention.TableStripeCustomers: 1, retention.TableStripeSubscription: 1, retention.TableGroupMembers: 2, retention.TableBackfillCursors: 1}
 	if fmt.Sprint(res) != fmt.Sprint(want) {
 		t.Errorf("pruned %v, want %v", res, want)
 	}
@@ -264,7 +265,7 @@ func TestRunPrunesInTheBackground(t *testing.T) {
 	}
 	ledgerRow(t, pool, "stripe", "evt_new", now)
 	reg := prometheus.NewRegistry()
-	p := newPruner(t, Config{BatchSize: 7, Pause: time.Millisecond, Duty: 1, Interval: 20 * time.Millisecond, Registerer: reg}, pool)
+	p := newPruner(t, retention.Config{BatchSize: 7, Pause: time.Millisecond, Duty: 1, Interval: 20 * time.Millisecond, Registerer: reg}, pool)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -280,34 +281,34 @@ func TestRunPrunesInTheBackground(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Run returned %v, want context.Canceled", err)
 	}
-	if got := testutil.ToFloat64(p.pruned.WithLabelValues(TableLedger)); got != 31 {
+	if got := testutil.ToFloat64(retention.Pruned(p).WithLabelValues(retention.TableLedger)); got != 31 {
 		t.Errorf("syncd_retention_pruned_rows_total{table=webhook_events} = %v, want 31", got)
 	}
-	if n, err := testutil.GatherAndCount(reg, "syncd_retention_pruned_rows_total"); err != nil || n != len(Tables) {
-		t.Errorf("pruned counter series: %d, %v; want one per table (%d)", n, err, len(Tables))
+	if n, err := testutil.GatherAndCount(reg, "syncd_retention_pruned_rows_total"); err != nil || n != len(retention.Tables) {
+		t.Errorf("pruned counter series: %d, %v; want one per table (%d)", n, err, len(retention.Tables))
 	}
 }
 
 func TestConfigValidation(t *testing.T) {
 	for _, c := range []struct {
-		cfg  Config
+		cfg  retention.Config
 		want string
 	}{
-		{Config{BatchSize: -1}, "batch size"},
-		{Config{BatchSize: MaxBatchSize + 1}, "batch size"},
-		{Config{Pause: -time.Second}, "pause"},
-		{Config{Interval: -time.Second}, "interval"},
-		{Config{Duty: 1.5}, "duty"},
-		{Config{Duty: -0.1}, "duty"},
-		{Config{ReplayWindow: 48 * time.Hour, Retention: 47 * time.Hour}, "shorter than the replay window"},
-		{Config{ReplayWindow: -time.Hour}, "replay window"},
+		{retention.Config{BatchSize: -1}, "batch size"},
+		{retention.Config{BatchSize: retention.MaxBatchSize + 1}, "batch size"},
+		{retention.Config{Pause: -time.Second}, "pause"},
+		{retention.Config{Interval: -time.Second}, "interval"},
+		{retention.Config{Duty: 1.5}, "duty"},
+		{retention.Config{Duty: -0.1}, "duty"},
+		{retention.Config{ReplayWindow: 48 * time.Hour, Retention: 47 * time.Hour}, "shorter than the replay window"},
+		{retention.Config{ReplayWindow: -time.Hour}, "replay window"},
 	} {
 		err := c.cfg.Check()
-		if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.want) {
+		if err == nil || !errors.Is(err, retention.ErrConfig) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want an error about %s", c.cfg, err, c.want)
 		}
 	}
-	if err := (Config{ReplayWindow: 48 * time.Hour, Retention: 48 * time.Hour}).Check(); err != nil {
+	if err := (retention.Config{ReplayWindow: 48 * time.Hour, Retention: 48 * time.Hour}).Check(); err != nil {
 		t.Errorf("retention equal to the replay window: %v", err)
 	}
 }
@@ -315,13 +316,13 @@ func TestConfigValidation(t *testing.T) {
 // After a batch the pruner waits long enough to keep its share of time
 // under Duty, and never less than Pause.
 func TestPauseKeepsTheDuty(t *testing.T) {
-	p := newPruner(t, Config{Pause: 100 * time.Millisecond, Duty: 0.02}, nil)
+	p := newPruner(t, retention.Config{Pause: 100 * time.Millisecond, Duty: 0.02}, nil)
 	for took, want := range map[time.Duration]time.Duration{
 		time.Millisecond:       100 * time.Millisecond,
 		10 * time.Millisecond:  490 * time.Millisecond,
 		200 * time.Millisecond: 9800 * time.Millisecond,
 	} {
-		if got := p.pause(took); got != want {
+		if got := retention.PauseAfter(p, took); got != want {
 			t.Errorf("pause after a %s batch: %s, want %s", took, got, want)
 		}
 	}

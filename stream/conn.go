@@ -23,6 +23,9 @@ import (
 // of a running `syncd serve`, so the other subcommands can reach it.
 const urlFile = "nats.url"
 
+// DataDirDefault holds the embedded server's store unless configured.
+const DataDirDefault = "./data"
+
 // ConnConfig says where JetStream is.
 type ConnConfig struct {
 	// URL of an external NATS server; empty means the embedded server.
@@ -103,7 +106,7 @@ func Open(ctx context.Context, cfg ConnConfig) (*Conn, error) {
 		return c, nil
 	}
 	if cfg.DataDir == "" {
-		cfg.DataDir = "./data"
+		cfg.DataDir = DataDirDefault
 	}
 	urlPath := filepath.Join(cfg.DataDir, urlFile)
 	if b, err := os.ReadFile(urlPath); err == nil {

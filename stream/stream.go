@@ -48,6 +48,9 @@ const (
 	HeaderDLConsumer   = "Syncd-Consumer"
 )
 
+// MaxAgeDefault is the replay window of WEBHOOKS unless configured.
+const MaxAgeDefault = 30 * 24 * time.Hour
+
 // Config sizes the streams.
 type Config struct {
 	// MaxAge is the replay window of WEBHOOKS.
@@ -62,7 +65,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.MaxAge == 0 {
-		c.MaxAge = 30 * 24 * time.Hour
+		c.MaxAge = MaxAgeDefault
 	}
 	if c.DeadLetterMaxAge == 0 {
 		c.DeadLetterMaxAge = 90 * 24 * time.Hour

@@ -1,7 +1,7 @@
 // Package syncdtest gives tests the real parts syncd runs on: an isolated
 // Postgres database per test (cloned from a migrated template), an embedded
-// JetStream server, and a harness that wires ingest and the consumer the
-// way `syncd serve` does.
+// JetStream server, and a harness that runs the service package — the
+// wiring `syncd serve` runs — over both.
 package syncdtest
 
 import (

@@ -3,18 +3,18 @@ package syncdtest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/ingest"
+	"github.com/syncd/syncd/service"
 	"github.com/syncd/syncd/stream"
 )
 
@@ -43,94 +43,114 @@ func JetStream(t testing.TB) *stream.Conn {
 	return conn
 }
 
-// Harness is syncd wired as `syncd serve` wires it, over a fresh database
-// and an embedded JetStream.
+// Harness is syncd as `syncd serve` runs it — the service package, with
+// ingest and the consumer role — over a fresh database and an embedded
+// JetStream, listening on a free loopback port.
 type Harness struct {
-	T      testing.TB
-	Pool   *pgxpool.Pool
-	DBURL  string
-	NATS   *stream.Conn
-	Server *httptest.Server
+	T testing.TB
+	// Service is the running service; Pool and NATS are its own.
+	Service *service.Service
+	Pool    *pgxpool.Pool
+	DBURL   string
+	NATS    *stream.Conn
+	// URL is the service's HTTP address, http://127.0.0.1:port.
+	URL string
 	// ConsumerConfig is used by StartConsumer.
 	ConsumerConfig consumers.Config
 	// Setup, if set, is called with each consumer StartConsumer builds,
 	// before it runs (tests inject handlers with it).
 	Setup func(*consumers.Consumer)
 
-	stop context.CancelFunc
-	done chan error
+	client *http.Client
 }
 
-// NewHarness starts ingest over HTTP; the consumer is started by
-// StartConsumer so tests can choose when events are applied.
+// HarnessConfig is the service configuration NewHarness starts: test
+// secrets, the consumer held until StartConsumer, no retention (tests
+// use events from long ago), a database and data dir of the test's own.
+func HarnessConfig(t testing.TB) service.Config {
+	t.Helper()
+	return service.Config{
+		Role:        service.RoleAll,
+		DatabaseURL: DatabaseURL(t),
+		NATS:        stream.ConnConfig{DataDir: filepath.Join(t.TempDir(), "data")},
+		HTTPAddr:    "127.0.0.1:0",
+		Ingest: ingest.Config{
+			WorkOSSecrets:        WorkOSSecret + "," + WorkOSRotated,
+			StripeSecrets:        StripeSecret,
+			StripeConnectSecrets: StripeConnectSecret,
+			PublishTimeout:       5 * time.Second,
+		},
+		HoldConsumer: true,
+		Registry:     prometheus.NewRegistry(),
+	}
+}
+
+// NewHarness starts the service; the consumer is started by StartConsumer
+// so tests can choose when events are applied.
 func NewHarness(t testing.TB) *Harness {
 	t.Helper()
-	h := &Harness{T: t, DBURL: DatabaseURL(t), NATS: JetStream(t)}
-	pool, err := pgxpool.New(context.Background(), h.DBURL)
+	return NewHarnessWith(t, HarnessConfig(t))
+}
+
+// NewHarnessWith starts the service from cfg (see HarnessConfig).
+func NewHarnessWith(t testing.TB, cfg service.Config) *Harness {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	svc, err := service.New(ctx, cfg)
 	if err != nil {
-		t.Fatalf("pool: %v", err)
+		t.Fatalf("service: %v", err)
 	}
-	t.Cleanup(pool.Close)
-	h.Pool = pool
-	ing, err := ingest.New(ingest.Config{
-		WorkOSSecrets:        WorkOSSecret + "," + WorkOSRotated,
-		StripeSecrets:        StripeSecret,
-		StripeConnectSecrets: StripeConnectSecret,
-		PublishTimeout:       5 * time.Second,
-	}, h.NATS.JS)
-	if err != nil {
-		t.Fatalf("ingest: %v", err)
+	if err := svc.Start(ctx); err != nil {
+		_ = svc.Stop(context.Background())
+		t.Fatalf("start service: %v", err)
 	}
-	mux := http.NewServeMux()
-	ing.Register(mux)
-	h.Server = httptest.NewServer(mux)
-	t.Cleanup(h.Server.Close)
-	h.ConsumerConfig = consumers.Config{RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}
-	t.Cleanup(h.StopConsumer)
+	h := &Harness{
+		T: t, Service: svc, Pool: svc.Pool(), DBURL: cfg.DatabaseURL, NATS: svc.NATS(),
+		URL:            "http://" + svc.Addr().String(),
+		ConsumerConfig: consumers.Config{RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond},
+		client:         &http.Client{Timeout: 30 * time.Second},
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		h.StopConsumer()
+		if err := svc.Stop(ctx); err != nil {
+			t.Errorf("stop service: %v", err)
+		}
+	})
 	return h
 }
 
-// StartConsumer runs the durable apply consumer in the background.
+// StartConsumer runs the durable apply consumer in the background, with
+// ConsumerConfig.
 func (h *Harness) StartConsumer() {
 	h.T.Helper()
-	if h.done != nil {
-		h.T.Fatal("consumer already running")
-	}
-	c, err := consumers.New(h.ConsumerConfig, h.Pool, h.NATS.JS)
-	if err != nil {
+	if err := h.Service.StartConsumer(h.ConsumerConfig, h.Setup); err != nil {
 		h.T.Fatalf("consumer: %v", err)
 	}
-	if h.Setup != nil {
-		h.Setup(c)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h.stop, h.done = cancel, make(chan error, 1)
-	go func() { h.done <- c.Run(ctx) }()
 }
 
 // StopConsumer stops the consumer softly and waits for it.
 func (h *Harness) StopConsumer() {
-	if h.done == nil {
-		return
-	}
-	h.stop()
-	if err := <-h.done; err != nil && !errors.Is(err, context.Canceled) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := h.Service.StopConsumer(ctx); err != nil {
 		h.T.Errorf("consumer: %v", err)
 	}
-	h.done = nil
 }
 
 // Post sends body to path with one header and returns the status.
 func (h *Harness) Post(path, header, value string, body []byte) *http.Response {
 	h.T.Helper()
-	req, err := http.NewRequest(http.MethodPost, h.Server.URL+path, bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, h.URL+path, bytes.NewReader(body))
 	if err != nil {
 		h.T.Fatal(err)
 	}
 	if header != "" {
 		req.Header.Set(header, value)
 	}
-	resp, err := h.Server.Client().Do(req)
+	resp, err := h.client.Do(req)
 	if err != nil {
 		h.T.Fatalf("post %s: %v", path, err)
 	}

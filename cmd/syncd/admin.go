@@ -22,8 +22,8 @@ type adminFlags struct {
 }
 
 func (a *adminFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.addr, "admin-addr", env("ADMIN_ADDR", ""), "serve the admin console and /admin/api/ on this address, never the webhook port; empty is off (env ADMIN_ADDR; token in env ADMIN_TOKEN or --admin-token-file)")
-	fs.StringVar(&a.tokenFile, "admin-token-file", env("ADMIN_TOKEN_FILE", ""), "file holding the admin token (env ADMIN_TOKEN_FILE)")
+	declare(fs).String(&a.addr, "admin-addr", "ADMIN_ADDR", "", "serve the admin console and /admin/api/ on this address, never the webhook port; empty is off; token in env ADMIN_TOKEN or --admin-token-file")
+	declare(fs).String(&a.tokenFile, "admin-token-file", "ADMIN_TOKEN_FILE", "", "file holding the admin token")
 }
 
 // config is the console's configuration; the token itself comes only

@@ -27,12 +27,12 @@ type auditFlags struct {
 }
 
 func (a *auditFlags) registerMode(fs *flag.FlagSet) {
-	fs.StringVar(&a.mode, "audit", "on", "on or off: write audit_logs, one row per change applied (env SYNCD_AUDIT)")
+	declare(fs).String(&a.mode, "audit", "SYNCD_AUDIT", "on", "on or off: write audit_logs, one row per change applied")
 }
 
 func (a *auditFlags) register(fs *flag.FlagSet) {
 	a.registerMode(fs)
-	fs.StringVar(&a.retention, "audit-retention", "365d", "keep audit_logs rows this long: days (365d) or a duration (8760h) (env SYNCD_AUDIT_RETENTION)")
+	declare(fs).String(&a.retention, "audit-retention", "SYNCD_AUDIT_RETENTION", "365d", "keep audit_logs rows this long: days (365d) or a duration (8760h)")
 }
 
 var daysDuration = regexp.MustCompile(`^(\d+)d(.*)$`)
@@ -87,13 +87,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var asJSON bool
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	c.register(fs)
-	fs.StringVar(&resource, "resource", "", "only this resource: TYPE (users, organizations, user_org_memberships, meetings, payment_transfers) or TYPE:ID (users:user_01H…)")
-	fs.StringVar(&org, "org", "", "only changes of this organization (WorkOS organization id)")
-	fs.StringVar(&event, "event", "", "only changes made by this event id")
-	fs.StringVar(&since, "since", "", "changes at or after: RFC 3339 time, a date, or a duration ago (36h, 7d)")
-	fs.StringVar(&until, "until", "", "changes before (same forms as --since)")
-	fs.IntVar(&limit, "limit", 100, fmt.Sprintf("newest rows shown, at most (1 to %d)", auditListMax))
-	fs.BoolVar(&asJSON, "json", false, "one JSON object per line instead of a table")
+	declare(fs).String(&resource, "resource", "", "", "only this resource: TYPE (users, organizations, user_org_memberships, meetings, payment_transfers) or TYPE:ID (users:user_01H…)")
+	declare(fs).String(&org, "org", "", "", "only changes of this organization (WorkOS organization id)")
+	declare(fs).String(&event, "event", "", "", "only changes made by this event id")
+	declare(fs).String(&since, "since", "", "", "changes at or after: RFC 3339 time, a date, or a duration ago (36h, 7d)")
+	declare(fs).String(&until, "until", "", "", "changes before (same forms as --since)")
+	declare(fs).Int(&limit, "limit", "", 100, fmt.Sprintf("newest rows shown, at most (1 to %d)", auditListMax))
+	declare(fs).Bool(&asJSON, "json", "", false, "one JSON object per line instead of a table")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: syncd audit [--resource TYPE[:ID]] [--org ORG] [--event ID] [--since T] [--until T] [--json]\n\n"+
 			"Lists the changes syncd applied (audit_logs), newest first.\n\nflags:")

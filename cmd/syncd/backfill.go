@@ -8,13 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/syncd/syncd/backfill"
+	"github.com/syncd/syncd/service"
 	"github.com/syncd/syncd/stream"
 )
 
@@ -27,11 +27,11 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
 	c.register(fs)
 	cn.register(fs)
-	fs.StringVar(&since, "since", "", "start of the window, by provider event time (RFC 3339, a date, or a duration ago: 36h, 7d); required")
-	fs.StringVar(&until, "until", "", "end of the window (same forms); default now")
-	fs.StringVar(&types, "types", "", "comma-separated event types; default the types syncd applies")
-	fs.IntVar(&pageSize, "page-size", 100, "events per API page, 1..100")
-	fs.BoolVar(&noProgress, "no-progress", false, "no progress line, even on a terminal")
+	declare(fs).String(&since, "since", "", "", "start of the window, by provider event time (RFC 3339, a date, or a duration ago: 36h, 7d); required")
+	declare(fs).String(&until, "until", "", "", "end of the window (same forms); default now")
+	declare(fs).String(&types, "types", "", "", "comma-separated event types; default the types syncd applies")
+	declare(fs).Int(&pageSize, "page-size", "", 100, "events per API page, 1..100")
+	declare(fs).Bool(&noProgress, "no-progress", "", false, "no progress line, even on a terminal")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: syncd backfill workos|stripe --since T [--until T] [--types a,b]\n"+
 			"       syncd backfill stripe --connect [--account acct_…] --since T [--until T] [--types a,b]\n\n"+
@@ -156,9 +156,9 @@ type connectFlags struct {
 }
 
 func (f *connectFlags) register(fs *flag.FlagSet) {
-	fs.BoolVar(&f.connect, "connect", false, "stripe: backfill the connected accounts' events (those Stripe lists and those in stripe_connect_accounts) instead of the platform's")
-	fs.StringVar(&f.account, "account", "", "stripe: backfill this one connected account (acct_…); implies --connect")
-	fs.IntVar(&f.concurrency, "concurrency", backfill.ConnectConcurrencyDefault, fmt.Sprintf("--connect: accounts listed at once, 1..%d", backfill.ConnectConcurrencyMax))
+	declare(fs).Bool(&f.connect, "connect", "", false, "stripe: backfill the connected accounts' events (those Stripe lists and those in stripe_connect_accounts) instead of the platform's")
+	declare(fs).String(&f.account, "account", "", "", "stripe: backfill this one connected account (acct_…); implies --connect")
+	declare(fs).Int(&f.concurrency, "concurrency", "", backfill.ConnectConcurrencyDefault, fmt.Sprintf("--connect: accounts listed at once, 1..%d", backfill.ConnectConcurrencyMax))
 }
 
 func (f *connectFlags) on() bool { return f.connect || f.account != "" }
@@ -300,9 +300,9 @@ func backfillSource(provider string, pageSize int) (backfill.Source, error) {
 	return nil, usageError("unknown provider %q: want workos or stripe", provider)
 }
 
-// reconcile runs the backfill of each configured provider over a trailing
-// window on a schedule inside `syncd serve`, so a webhook that never
-// arrived is applied anyway.
+// reconcile configures the backfill of each configured provider over a
+// trailing window that `syncd serve` runs on a schedule, so a webhook that
+// never arrived is applied anyway.
 type reconcile struct {
 	every, window time.Duration
 	// connect adds the Stripe connected accounts' events to each run.
@@ -311,9 +311,9 @@ type reconcile struct {
 }
 
 func (r *reconcile) register(fs *flag.FlagSet) {
-	fs.DurationVar(&r.every, "reconcile-every", 0, "backfill from the providers' Events APIs on this schedule; 0 is off (env SYNCD_RECONCILE_EVERY; needs WORKOS_API_KEY and/or STRIPE_API_KEY)")
-	fs.DurationVar(&r.window, "reconcile-window", 0, "trailing window each reconcile covers; default twice --reconcile-every, at least 1h (env SYNCD_RECONCILE_WINDOW)")
-	fs.BoolVar(&r.connect, "reconcile-connect", false, "each reconcile also backfills the Stripe connected accounts' events, as backfill stripe --connect (env SYNCD_RECONCILE_CONNECT; needs STRIPE_API_KEY)")
+	declare(fs).Duration(&r.every, "reconcile-every", "SYNCD_RECONCILE_EVERY", 0, "backfill from the providers' Events APIs on this schedule; 0 is off; needs WORKOS_API_KEY and/or STRIPE_API_KEY", notNegative)
+	declare(fs).Duration(&r.window, "reconcile-window", "SYNCD_RECONCILE_WINDOW", 0, "trailing window each reconcile covers; default twice --reconcile-every, at least 1h", notNegative)
+	declare(fs).Bool(&r.connect, "reconcile-connect", "SYNCD_RECONCILE_CONNECT", false, "each reconcile also backfills the Stripe connected accounts' events, as backfill stripe --connect; needs STRIPE_API_KEY")
 }
 
 // setup validates the flags and builds the sources; haveDB says whether
@@ -357,6 +357,11 @@ func (r *reconcile) setup(haveDB bool) error {
 	return nil
 }
 
+// config is the service's reconcile schedule.
+func (r *reconcile) config() service.Reconcile {
+	return service.Reconcile{Every: r.every, Window: r.window, Connect: r.connect, Sources: r.sources}
+}
+
 func (r *reconcile) stripe() *backfill.Stripe {
 	for _, s := range r.sources {
 		if s, ok := s.(*backfill.Stripe); ok {
@@ -364,72 +369,4 @@ func (r *reconcile) stripe() *backfill.Stripe {
 		}
 	}
 	return nil
-}
-
-// runConnect is one scheduled Connect backfill; like the platform's, a
-// run that finished an interrupted window runs the one asked for too.
-func (r *reconcile) runConnect(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger) {
-	cfg := backfill.ConnectConfig{Key: "reconcile", Logger: log}
-	res, err := backfill.RunConnect(ctx, cfg, pool, js, r.stripe(), backfill.Window{Since: time.Now().Add(-r.window)})
-	if err == nil && res.Resumed {
-		res, err = backfill.RunConnect(ctx, cfg, pool, js, r.stripe(), backfill.Window{Since: time.Now().Add(-r.window)})
-	}
-	switch {
-	case errors.Is(err, backfill.ErrBusy):
-		log.Debug("Connect reconcile skipped: another replica is running it")
-	case err != nil && ctx.Err() == nil:
-		log.Warn("Connect reconcile failed; the next run resumes it", "accounts_done", res.Done, "failed", res.Failed, "err", err)
-	case err == nil:
-		log.Info("Connect reconcile done", "accounts", res.FromStripe+res.OnlySyncd, "inaccessible", res.Inaccessible,
-			"listed", res.Listed, "published", res.Published, "resumed", res.Resumed)
-	}
-}
-
-// start runs the schedule in the background until ctx is done: once at
-// start, then every period. A run in progress at stop keeps its cursor.
-func (r *reconcile) start(ctx context.Context, wg *sync.WaitGroup, pool *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger) {
-	if len(r.sources) == 0 {
-		return
-	}
-	log = log.With("component", "reconcile")
-	names := make([]string, len(r.sources))
-	for i, s := range r.sources {
-		names[i] = s.Name()
-	}
-	log.Info("reconcile scheduled", "every", r.every, "window", r.window, "providers", strings.Join(names, ","), "connect", r.connect)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(r.every)
-		defer tick.Stop()
-		for {
-			for _, src := range r.sources {
-				if ctx.Err() != nil {
-					return
-				}
-				res, err := backfill.Run(ctx, backfill.Config{Key: "reconcile", Logger: log}, pool, js, src, backfill.Window{Since: time.Now().Add(-r.window)})
-				if err == nil && res.Resumed {
-					// That finished the window an interrupted run left; the
-					// one asked for now may start after it ended: run it too.
-					res, err = backfill.Run(ctx, backfill.Config{Key: "reconcile", Logger: log}, pool, js, src, backfill.Window{Since: time.Now().Add(-r.window)})
-				}
-				switch {
-				case errors.Is(err, backfill.ErrBusy):
-					log.Debug("reconcile skipped: another replica is running it", "provider", src.Name())
-				case err != nil && ctx.Err() == nil:
-					log.Warn("reconcile failed; the next run resumes it", "provider", src.Name(), "err", err)
-				case err == nil:
-					log.Info("reconcile done", "provider", src.Name(), "listed", res.Listed, "published", res.Published, "resumed", res.Resumed)
-				}
-			}
-			if r.connect && ctx.Err() == nil {
-				r.runConnect(ctx, pool, js, log)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
 }

@@ -7,16 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
-	"regexp"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/syncd/syncd/redact"
+	"github.com/syncd/syncd/service"
 	"github.com/syncd/syncd/stream"
+	"github.com/syncd/syncd/telemetry"
 )
 
 // env returns the variable's value or def: configuration is environment
@@ -39,12 +38,12 @@ type common struct {
 }
 
 func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.databaseURL, "database-url", env("DATABASE_URL", ""), "Postgres connection string (env DATABASE_URL)")
-	fs.StringVar(&c.natsURL, "nats-url", env("NATS_URL", ""), "external NATS server; empty runs or reaches the embedded one (env NATS_URL)")
-	fs.StringVar(&c.dataDir, "data-dir", env("SYNCD_DATA_DIR", "./data"), "local state of the embedded JetStream server (env SYNCD_DATA_DIR)")
-	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
-	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "text"), "text or json (env LOG_FORMAT)")
-	fs.StringVar(&c.jsSync, "jetstream-sync", string(stream.SyncAlways), "when the embedded JetStream fsyncs: always (before every acknowledgement) or interval (in the background; an OS crash loses recent events) (env SYNCD_JETSTREAM_SYNC)")
+	declare(fs).String(&c.databaseURL, "database-url", "DATABASE_URL", "", "Postgres connection string")
+	declare(fs).String(&c.natsURL, "nats-url", "NATS_URL", "", "external NATS server; empty runs or reaches the embedded one")
+	declare(fs).String(&c.dataDir, "data-dir", "SYNCD_DATA_DIR", stream.DataDirDefault, "local state of the embedded JetStream server")
+	declare(fs).String(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error", oneOf("debug", "info", "warn", "error"))
+	declare(fs).String(&c.logFormat, "log-format", "LOG_FORMAT", "text", "text or json", oneOf("text", "json"))
+	declare(fs).String(&c.jsSync, "jetstream-sync", "SYNCD_JETSTREAM_SYNC", string(stream.SyncAlways), "when the embedded JetStream fsyncs: always (before every acknowledgement) or interval (in the background; an OS crash loses recent events)", func(v string) error { _, err := stream.ParseSyncMode(v); return err })
 }
 
 func (c *common) logger(w io.Writer) (*slog.Logger, error) {
@@ -64,7 +63,7 @@ func (c *common) logger(w io.Writer) (*slog.Logger, error) {
 	}
 	// Whoever logs (a driver, a library), no connection string's
 	// credentials reach the log.
-	return slog.New(redact.Handler(h, c.secrets()...)), nil
+	return slog.New(telemetry.LogHandler(redact.Handler(h, c.secrets()...))), nil
 }
 
 // secrets are the connection strings whose credentials output must hide.
@@ -74,36 +73,11 @@ func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	if c.databaseURL == "" {
 		return nil, usageError("DATABASE_URL is not set (or pass --database-url)")
 	}
-	cfg, err := pgxpool.ParseConfig(encodeUserinfo(c.databaseURL))
-	if err != nil {
-		return nil, usageError("--database-url: %s", redact.Error(err, c.databaseURL))
+	pool, err := service.OpenPool(ctx, c.databaseURL)
+	if errors.Is(err, service.ErrConfig) {
+		return nil, usageError("--database-url: %s", strings.TrimPrefix(err.Error(), service.ErrConfig.Error()+": database URL: "))
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open Postgres pool: %w", err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("reach Postgres at %s: %w", redact.URL(cfg.ConnConfig.Host), err)
-	}
-	return pool, nil
-}
-
-// encodeUserinfo percent-encodes the user and password of a URL: Go reads
-// a raw '@' in a password as part of it (the host follows the last '@'),
-// but pgx cuts at the first and would dial part of the password as the
-// host.
-func encodeUserinfo(dsn string) string {
-	if !strings.Contains(dsn, "://") {
-		return dsn
-	}
-	u, err := url.Parse(dsn)
-	if err != nil || u.User == nil {
-		return dsn
-	}
-	return u.String()
+	return pool, err
 }
 
 func (c *common) jetstream(ctx context.Context, log *slog.Logger, serve bool) (*stream.Conn, error) {
@@ -138,36 +112,20 @@ func (c *common) connect(ctx context.Context, stderr io.Writer) (log *slog.Logge
 	return log, pool, conn, func() { conn.Close(); pool.Close() }, nil
 }
 
-// envInUsage finds the variable a flag's usage names: "(env NAME".
-var envInUsage = regexp.MustCompile(`\(env ([A-Z][A-Z0-9_]*)`)
-
-// parseFlags applies the environment to the flags whose usage names a
-// variable, then parses args over it (environment first, flags override),
-// turning either's errors into usage errors that name the variable or flag.
+// parseFlags applies the environment to the declared flags, then parses
+// args over it (environment first, flags override) and runs the flags'
+// checks, turning any error into a usage error that names the flag and
+// its variable.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	if err := applyEnv(fs, stderr); err != nil {
-		return err
-	}
-	return parseArgsOnly(fs, args)
+	fs.SetOutput(stderr)
+	return declare(fs).parse(args)
 }
 
-// applyEnv sets the flags whose usage names a variable from the
-// environment; it runs once, before any argument is parsed.
+// applyEnv sets the declared flags from the environment; it runs once,
+// before any argument is parsed (for commands that parse in pieces).
 func applyEnv(fs *flag.FlagSet, stderr io.Writer) error {
 	fs.SetOutput(stderr)
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		m := envInUsage.FindStringSubmatch(f.Usage)
-		if m == nil || envErr != nil {
-			return
-		}
-		if v := os.Getenv(m[1]); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = usageError("%s=%q: %v", m[1], v, err)
-			}
-		}
-	})
-	return envErr
+	return declare(fs).applyEnv()
 }
 
 // parseArgsOnly parses args over what the environment set.
@@ -178,5 +136,5 @@ func parseArgsOnly(fs *flag.FlagSet, args []string) error {
 		}
 		return usageError("%v", err)
 	}
-	return nil
+	return declare(fs).check()
 }

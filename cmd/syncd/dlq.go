@@ -67,11 +67,11 @@ type dlqFlags struct {
 func (d *dlqFlags) register(fs *flag.FlagSet, filters bool) {
 	d.common.register(fs)
 	if filters {
-		fs.StringVar(&d.source, "source", "", "only this source: workos or stripe")
-		fs.StringVar(&d.typ, "type", "", "only this event type, e.g. user.created")
-		fs.StringVar(&d.since, "since", "", "dead-lettered at or after: RFC 3339, a date, or a duration ago (24h, 7d)")
-		fs.StringVar(&d.until, "until", "", "dead-lettered at or before: RFC 3339, a date, or a duration ago")
-		fs.StringVar(&d.errSub, "error", "", "error message contains this, ignoring case")
+		declare(fs).String(&d.source, "source", "", "", "only this source: workos or stripe")
+		declare(fs).String(&d.typ, "type", "", "", "only this event type, e.g. user.created")
+		declare(fs).String(&d.since, "since", "", "", "dead-lettered at or after: RFC 3339, a date, or a duration ago (24h, 7d)")
+		declare(fs).String(&d.until, "until", "", "", "dead-lettered at or before: RFC 3339, a date, or a duration ago")
+		declare(fs).String(&d.errSub, "error", "", "", "error message contains this, ignoring case")
 	}
 }
 
@@ -161,7 +161,7 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var asJSON bool
 	fs := flag.NewFlagSet("dlq list", flag.ContinueOnError)
 	d.register(fs, true)
-	fs.BoolVar(&asJSON, "json", false, "print JSON (an array of objects) instead of a table")
+	declare(fs).Bool(&asJSON, "json", "", false, "print JSON (an array of objects) instead of a table")
 	pos, err := parseArgs(fs, args, stderr)
 	if err != nil {
 		return err
@@ -286,8 +286,8 @@ type selectFlags struct {
 
 func (s *selectFlags) register(fs *flag.FlagSet) {
 	s.dlqFlags.register(fs, true)
-	fs.BoolVar(&s.all, "all", false, "every dead letter the filters select")
-	fs.BoolVar(&s.dryRun, "dry-run", false, "show what would be done, change nothing")
+	declare(fs).Bool(&s.all, "all", "", false, "every dead letter the filters select")
+	declare(fs).Bool(&s.dryRun, "dry-run", "", false, "show what would be done, change nothing")
 }
 
 // check validates the selection without a connection, so bad input fails
@@ -377,7 +377,7 @@ func runDLQPurge(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var yes bool
 	fs := flag.NewFlagSet("dlq purge", flag.ContinueOnError)
 	s.register(fs)
-	fs.BoolVar(&yes, "yes", false, "confirm: the selected dead letters are removed for good")
+	declare(fs).Bool(&yes, "yes", "", false, "confirm: the selected dead letters are removed for good")
 	store, letters, closeConn, err := s.prepare(ctx, fs, args, "purge", stderr)
 	if err != nil {
 		return err

@@ -16,8 +16,8 @@ func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	var base string
 	var timeout time.Duration
-	fs.StringVar(&base, "url", localURL(env("HTTP_ADDR", ":8080")), "base URL of the running syncd (default from HTTP_ADDR)")
-	fs.DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
+	declare(fs).String(&base, "url", "", localURL(env("HTTP_ADDR", ":8080")), "base URL of the running syncd (default from HTTP_ADDR)")
+	declare(fs).Duration(&timeout, "timeout", "", 3*time.Second, "give up after this long")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}

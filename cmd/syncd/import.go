@@ -67,17 +67,17 @@ type importFlags struct {
 }
 
 func (f *importFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.format, "format", "", "csv (Clerk dashboard export) or json (Backend API users); default detected")
-	fs.BoolVar(&f.dryRun, "dry-run", false, "validate the file and print what would be done; writes nothing")
-	fs.BoolVar(&f.mapOnly, "map-only", false, "fill legacy_user_map from what already exists in WorkOS, writing nothing there")
-	fs.StringVar(&f.legacyURL, "legacy-database-url", "", "the Clerk-era app's Postgres, for each user's Stripe links (env LEGACY_DATABASE_URL)")
-	fs.StringVar(&f.legacyTable, "legacy-users-table", legacy.LegacyUsersTableDefault, "the legacy users table (clerk_user_id, stripe_customer_id, stripe_connect_account_id) (env SYNCD_IMPORT_LEGACY_TABLE)")
-	fs.IntVar(&f.concurrency, "concurrency", legacy.ConcurrencyDefault, fmt.Sprintf("users imported at once, 1..%d (env SYNCD_IMPORT_CONCURRENCY)", legacy.ConcurrencyMax))
-	fs.StringVar(&f.orgName, "org-name", provision.OrgNameDefault, "personal organization name, as provisioning names it (env SYNCD_PROVISION_ORG_NAME)")
-	fs.StringVar(&f.ownerRole, "owner-role", provision.OwnerRoleDefault, "role slug of the owner membership (env SYNCD_PROVISION_OWNER_ROLE)")
-	fs.StringVar(&f.expertType, "expert-org-type", legacy.ExpertOrgTypeDefault, "organization type of a user with a legacy Stripe Connect account")
-	fs.StringVar(&f.personalType, "personal-org-type", legacy.PersonalOrgTypeDefault, "organization type of every other user")
-	fs.BoolVar(&f.noProgress, "no-progress", false, "no progress bar on a terminal, no progress lines elsewhere")
+	declare(fs).String(&f.format, "format", "", "", "csv (Clerk dashboard export) or json (Backend API users); default detected")
+	declare(fs).Bool(&f.dryRun, "dry-run", "", false, "validate the file and print what would be done; writes nothing")
+	declare(fs).Bool(&f.mapOnly, "map-only", "", false, "fill legacy_user_map from what already exists in WorkOS, writing nothing there")
+	declare(fs).String(&f.legacyURL, "legacy-database-url", "LEGACY_DATABASE_URL", "", "the Clerk-era app's Postgres, for each user's Stripe links")
+	declare(fs).String(&f.legacyTable, "legacy-users-table", "SYNCD_IMPORT_LEGACY_TABLE", legacy.LegacyUsersTableDefault, "the legacy users table (clerk_user_id, stripe_customer_id, stripe_connect_account_id)")
+	declare(fs).Int(&f.concurrency, "concurrency", "SYNCD_IMPORT_CONCURRENCY", legacy.ConcurrencyDefault, fmt.Sprintf("users imported at once, 1..%d", legacy.ConcurrencyMax))
+	declare(fs).String(&f.orgName, "org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "personal organization name, as provisioning names it", provisionCheck(func(c *provision.Config, v string) { c.OrgName = v }))
+	declare(fs).String(&f.ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
+	declare(fs).String(&f.expertType, "expert-org-type", "", legacy.ExpertOrgTypeDefault, "organization type of a user with a legacy Stripe Connect account")
+	declare(fs).String(&f.personalType, "personal-org-type", "", legacy.PersonalOrgTypeDefault, "organization type of every other user")
+	declare(fs).Bool(&f.noProgress, "no-progress", "", false, "no progress bar on a terminal, no progress lines elsewhere")
 }
 
 func runImportClerk(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -316,8 +316,8 @@ func runImportMap(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var asJSON, asCSV bool
 	fs := flag.NewFlagSet("import map", flag.ContinueOnError)
 	c.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print a JSON array")
-	fs.BoolVar(&asCSV, "csv", false, "print CSV with a header")
+	declare(fs).Bool(&asJSON, "json", "", false, "print a JSON array")
+	declare(fs).Bool(&asCSV, "csv", "", false, "print CSV with a header")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -345,7 +345,7 @@ func runImportVerify(ctx context.Context, args []string, stdout, stderr io.Write
 	var ownerRole string
 	fs := flag.NewFlagSet("import verify", flag.ContinueOnError)
 	c.register(fs)
-	fs.StringVar(&ownerRole, "owner-role", provision.OwnerRoleDefault, "role slug of the owner membership (env SYNCD_PROVISION_OWNER_ROLE)")
+	declare(fs).String(&ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}

@@ -122,7 +122,7 @@ func TestImportCommands(t *testing.T) {
 		t.Fatalf("verify before the webhooks: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	h.StartConsumer()
-	if _, err := fake.DeliverWebhooks(ctx, h.Server.URL+"/webhooks/workos", syncdtest.WorkOSSecret); err != nil {
+	if _, err := fake.DeliverWebhooks(ctx, h.URL+"/webhooks/workos", syncdtest.WorkOSSecret); err != nil {
 		t.Fatal(err)
 	}
 	h.WaitSettled()

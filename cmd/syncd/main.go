@@ -12,8 +12,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/syncd/syncd/redact"
+	"github.com/syncd/syncd/telemetry"
 )
 
 // errUsage marks bad input to a command: exit code 2.
@@ -53,33 +57,97 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		printUsage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	var ran *command // the subcommand that ran, if any
+	root := rootCommand(ctx, stdout, stderr, &ran)
+	root.SetArgs(args)
+	err := root.Execute()
+	name := ""
+	if ran != nil {
+		name = " " + ran.name
+	}
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case ran == nil:
+		// cobra's own: an unknown command or root flag.
+		fmt.Fprintf(stderr, "syncd: %s\n\n", errorText(err))
+		printUsage(stderr)
+		return 2
+	case errors.Is(err, errUsage), errors.Is(err, telemetry.ErrConfig):
+		fmt.Fprintf(stderr, "syncd%s: %s\n", name, errorText(err))
+		return 2
+	default:
+		fmt.Fprintf(stderr, "syncd%s: %s\n", name, errorText(err))
+		return 1
 	}
-	for _, c := range commands() {
-		if c.name == args[0] {
-			err := c.run(ctx, args[1:], stdout, stderr)
-			switch {
-			case err == nil:
-				return 0
-			case errors.Is(err, flag.ErrHelp):
-				return 0
-			case errors.Is(err, errUsage):
-				fmt.Fprintf(stderr, "syncd %s: %s\n", c.name, errorText(err))
-				return 2
-			default:
-				fmt.Fprintf(stderr, "syncd %s: %s\n", c.name, errorText(err))
-				return 1
-			}
+}
+
+// rootCommand is the command tree on cobra: help (`syncd help serve`),
+// --version, shell completion (`syncd completion bash|zsh|fish|
+// powershell`). Each subcommand parses its own flags from their
+// declarations (flags.go), so cobra hands it the arguments as they are.
+func rootCommand(ctx context.Context, stdout, stderr io.Writer, ran **command) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "syncd",
+		Short:         "keep Postgres in step with WorkOS and Stripe webhooks",
+		Version:       buildVersion(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		CompletionOptions: cobra.CompletionOptions{
+			HiddenDefaultCmd: false,
+		},
+	}
+	root.SetVersionTemplate(versionLine() + "\n")
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetHelpFunc(func(c *cobra.Command, args []string) {
+		if c == root {
+			printUsage(stdout)
+			return
 		}
+		c.Run(c, []string{"-h"})
+	})
+	for _, c := range commands() {
+		c := c
+		sub := &cobra.Command{
+			Use:                c.name,
+			Short:              c.summary,
+			DisableFlagParsing: true,
+			SilenceErrors:      true,
+			SilenceUsage:       true,
+			RunE: func(_ *cobra.Command, args []string) error {
+				*ran = &c
+				// Traces are exported when the OTEL_EXPORTER_OTLP_*
+				// variables say where; otherwise the tracer provider stays
+				// the no-op one.
+				shutdown, err := telemetry.Setup(ctx, buildVersion())
+				if err != nil {
+					return err
+				}
+				defer func() {
+					sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+					defer cancel()
+					_ = shutdown(sctx) // flush what is buffered; an unreachable collector loses it
+				}()
+				return c.run(ctx, args, stdout, stderr)
+			},
+		}
+		// `syncd help serve` is `syncd serve -h`: the flags, with their
+		// variables and defaults.
+		sub.Run = func(_ *cobra.Command, _ []string) { _ = c.run(ctx, []string{"-h"}, stdout, stderr) }
+		root.AddCommand(sub)
 	}
-	fmt.Fprintf(stderr, "syncd: unknown command %q\n\n", args[0])
-	printUsage(stderr)
-	return 2
+	root.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "print the version (as --version)",
+		Args:  cobra.NoArgs,
+		Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, versionLine()) },
+	})
+	return root
 }
 
 // errorText is how a command's error is printed: connection strings
@@ -94,5 +162,7 @@ func printUsage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun 'syncd <command> -h' for a command's flags. Flags default to the environment (see README).")
+	fmt.Fprintln(w, "  completion  print a shell completion script: bash, zsh, fish or powershell")
+	fmt.Fprintln(w, "  version     print the version (as --version)")
+	fmt.Fprintln(w, "\nRun 'syncd help <command>' or 'syncd <command> -h' for a command's flags. Flags default to the environment (see README).")
 }

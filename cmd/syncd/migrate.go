@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -12,8 +13,10 @@ import (
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c common
+	var asJSON bool
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	c.register(fs)
+	declare(fs).Bool(&asJSON, "json", "", false, "status: print JSON (an array of objects) instead of a table")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: syncd migrate up|status [flags]")
 		fs.PrintDefaults()
@@ -21,6 +24,11 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(args) == 0 {
 		fs.Usage()
 		return usageError("want a subcommand: up or status")
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return flag.ErrHelp
 	}
 	sub := args[0]
 	if err := parseFlags(fs, args[1:], stderr); err != nil {
@@ -50,6 +58,21 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	st, err := migrations.List(ctx, pool)
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		type row struct {
+			Version   int64  `json:"version"`
+			Name      string `json:"name"`
+			Applied   bool   `json:"applied"`
+			AppliedAt string `json:"applied_at,omitempty"`
+		}
+		rows := make([]row, 0, len(st))
+		for _, s := range st {
+			rows = append(rows, row{s.Version, s.Name, s.Applied, s.AppliedAt})
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VERSION\tNAME\tSTATE\tAPPLIED AT")

@@ -1,17 +1,10 @@
 package main
 
 import (
-	"context"
 	"flag"
-	"fmt"
-	"log/slog"
-	"sync"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncd/syncd/provision"
+	"github.com/syncd/syncd/service"
 	"github.com/syncd/syncd/workosapi"
 )
 
@@ -31,11 +24,11 @@ type provisioning struct {
 }
 
 func (p *provisioning) register(fs *flag.FlagSet) {
-	fs.StringVar(&p.mode, "provision", string(provision.Guests), "off, guests or all: provision WorkOS accounts for paid bookings' guests (all: also a personal organization for every new user); needs WORKOS_API_KEY (env SYNCD_PROVISION)")
-	fs.StringVar(&p.orgName, "provision-org-name", provision.OrgNameDefault, "name of a provisioned personal organization; {first_name}, {last_name}, {name}, {email} (env SYNCD_PROVISION_ORG_NAME)")
-	fs.StringVar(&p.orgType, "provision-org-type", provision.OrgTypeDefault, "metadata type of a provisioned personal organization (env SYNCD_PROVISION_ORG_TYPE)")
-	fs.StringVar(&p.ownerRole, "provision-owner-role", provision.OwnerRoleDefault, "role slug of the owner membership; must exist in the WorkOS environment (env SYNCD_PROVISION_OWNER_ROLE)")
-	fs.IntVar(&p.workers, "provision-workers", provision.WorkersDefault, "provisioning tasks run at once (env SYNCD_PROVISION_WORKERS)")
+	declare(fs).String(&p.mode, "provision", "SYNCD_PROVISION", string(provision.Guests), "off, guests or all: provision WorkOS accounts for paid bookings' guests (all: also a personal organization for every new user); needs WORKOS_API_KEY", func(v string) error { _, err := provision.ParseMode(v); return err })
+	declare(fs).String(&p.orgName, "provision-org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "name of a provisioned personal organization; {first_name}, {last_name}, {name}, {email}", provisionCheck(func(c *provision.Config, v string) { c.OrgName = v }))
+	declare(fs).String(&p.orgType, "provision-org-type", "SYNCD_PROVISION_ORG_TYPE", provision.OrgTypeDefault, "metadata type of a provisioned personal organization")
+	declare(fs).String(&p.ownerRole, "provision-owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership; must exist in the WorkOS environment", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
+	declare(fs).Int(&p.workers, "provision-workers", "SYNCD_PROVISION_WORKERS", provision.WorkersDefault, "provisioning tasks run at once", positive, provisionCheck(func(c *provision.Config, v int) { c.Workers = v }))
 }
 
 // setup validates the flags; consumeOn says whether this process runs
@@ -61,27 +54,20 @@ func (p *provisioning) setup(consumeOn bool) error {
 	return nil
 }
 
-// start runs the provisioner in the background until ctx is done.
-func (p *provisioning) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error, pool *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer) error {
+// config is the service's provisioning, nil when off.
+func (p *provisioning) config() *service.Provisioning {
 	if !p.on {
 		return nil
 	}
-	p.api.Registerer = reg
-	api, err := workosapi.New(p.api)
-	if err != nil {
-		return usageError("%v", err)
+	return &service.Provisioning{Config: p.cfg, API: p.api}
+}
+
+// provisionCheck is provision.Config.Check on one field's value: the
+// package's rule, named by the flag.
+func provisionCheck[T any](set func(*provision.Config, T)) func(T) error {
+	return func(v T) error {
+		var c provision.Config
+		set(&c, v)
+		return c.Check()
 	}
-	p.cfg.Logger, p.cfg.Registerer = log, reg
-	prov, err := provision.New(p.cfg, pool, js, api)
-	if err != nil {
-		return usageError("%v", err)
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := prov.Run(ctx); err != nil {
-			errc <- fmt.Errorf("provisioning: %w", err)
-		}
-	}()
-	return nil
 }

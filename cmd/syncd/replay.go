@@ -24,14 +24,14 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	c.register(fs)
 	aud.registerMode(fs)
-	fs.StringVar(&since, "since", "", "start of the window: when syncd stored the event (RFC 3339, a date, or a duration ago: 36h, 7d)")
+	declare(fs).String(&since, "since", "", "", "start of the window: when syncd stored the event (RFC 3339, a date, or a duration ago: 36h, 7d)")
 	fs.Uint64Var(&fromSeq, "from-seq", 0, "start of the window: a WEBHOOKS stream sequence")
-	fs.StringVar(&until, "until", "", "end of the window (same forms as --since); default the stream's end when the replay starts")
+	declare(fs).String(&until, "until", "", "", "end of the window (same forms as --since); default the stream's end when the replay starts")
 	fs.Uint64Var(&toSeq, "to-seq", 0, "end of the window: a WEBHOOKS stream sequence, inclusive")
-	fs.StringVar(&source, "source", "", "only this source: workos or stripe")
-	fs.StringVar(&typ, "type", "", "only event types matching this NATS subject pattern (customer.subscription.*, dsync.>)")
-	fs.IntVar(&batch, "batch-size", 256, "events applied per transaction, at most")
-	fs.BoolVar(&noProgress, "no-progress", false, "no progress bar, even on a terminal")
+	declare(fs).String(&source, "source", "", "", "only this source: workos or stripe")
+	declare(fs).String(&typ, "type", "", "", "only event types matching this NATS subject pattern (customer.subscription.*, dsync.>)")
+	declare(fs).Int(&batch, "batch-size", "", 256, "events applied per transaction, at most")
+	declare(fs).Bool(&noProgress, "no-progress", "", false, "no progress bar, even on a terminal")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: syncd replay --since T | --from-seq N [--until T | --to-seq N] [--source S] [--type PATTERN]\n\n"+
 			"Re-delivers a window of the WEBHOOKS stream through the consumers' handlers. Events already\n"+

@@ -1,16 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
-	"log/slog"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncd/syncd/retention"
 )
@@ -23,7 +16,7 @@ type retentionFlags struct {
 }
 
 func (r *retentionFlags) register(fs *flag.FlagSet) {
-	fs.DurationVar(&r.ledger, "ledger-retention", 0, "keep ledger rows (webhook_events) this long; default the longest of the providers' retries, --replay-window and Stripe's 30-day backfill, plus 5 days (840h with the defaults); never below --replay-window (env SYNCD_LEDGER_RETENTION)")
+	declare(fs).Duration(&r.ledger, "ledger-retention", "SYNCD_LEDGER_RETENTION", 0, "keep ledger rows (webhook_events) this long; default the longest of the providers' retries, --replay-window and Stripe's 30-day backfill, plus 5 days (840h with the defaults); never below --replay-window")
 }
 
 // setup validates the flags against the replay window they must cover.
@@ -35,23 +28,5 @@ func (r *retentionFlags) setup(replayWindow time.Duration) error {
 	if err := r.cfg.Check(); err != nil {
 		return usageError("--ledger-retention: %s", strings.TrimPrefix(err.Error(), retention.ErrConfig.Error()+": "))
 	}
-	return nil
-}
-
-// start runs the pruner in the background until ctx is done.
-func (r *retentionFlags) start(ctx context.Context, wg *sync.WaitGroup, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer) error {
-	cfg := r.cfg
-	cfg.Logger, cfg.Registerer = log, reg
-	p, err := retention.New(cfg, pool)
-	if err != nil {
-		return usageError("%v", err)
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := p.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Warn("retention stopped", "err", err)
-		}
-	}()
 	return nil
 }

@@ -4,27 +4,15 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"runtime/debug"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/ingest"
-	"github.com/syncd/syncd/migrations"
-	"github.com/syncd/syncd/redact"
+	"github.com/syncd/syncd/service"
 	"github.com/syncd/syncd/stream"
 )
 
@@ -54,32 +42,32 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var rec reconcile
 	var prov provisioning
 	var ret retentionFlags
-	var aud auditFlags
 	var adm adminFlags
+	var aud auditFlags
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	aud.register(fs)
 	f.register(fs)
 	rec.register(fs)
 	prov.register(fs)
 	ret.register(fs)
+	aud.register(fs)
 	adm.register(fs)
-	fs.StringVar(&f.httpAddr, "http-addr", env("HTTP_ADDR", ":8080"), "listen address (env HTTP_ADDR)")
-	fs.StringVar(&f.role, "role", env("SYNCD_ROLE", "all"), "all, ingest or consume: which parts run in this process (env SYNCD_ROLE)")
-	fs.BoolVar(&f.noMigrate, "no-migrate", false, "do not apply migrations at start")
-	fs.StringVar(&f.workosSecrets, "workos-secret", env("WORKOS_WEBHOOK_SECRET", ""), "WorkOS signing secret(s), comma-separated (env WORKOS_WEBHOOK_SECRET)")
-	fs.StringVar(&f.stripeSecrets, "stripe-secret", env("STRIPE_WEBHOOK_SECRET", ""), "Stripe platform signing secret(s), comma-separated (env STRIPE_WEBHOOK_SECRET)")
-	fs.StringVar(&f.connectSecrets, "stripe-connect-secret", env("STRIPE_CONNECT_WEBHOOK_SECRET", ""), "Stripe Connect signing secret(s), comma-separated (env STRIPE_CONNECT_WEBHOOK_SECRET)")
-	fs.DurationVar(&f.workosTolerance, "workos-tolerance", 180*time.Second, "accepted WorkOS timestamp skew, either direction (env WORKOS_SIGNATURE_TOLERANCE)")
-	fs.DurationVar(&f.stripeTolerance, "stripe-tolerance", 300*time.Second, "accepted Stripe timestamp skew, either direction (env STRIPE_SIGNATURE_TOLERANCE)")
-	fs.Int64Var(&f.maxBody, "max-body", maxBodyDefault, "largest accepted webhook body in bytes; with its headers it must fit the NATS server's max_payload (env SYNCD_MAX_BODY)")
-	fs.Int64Var(&f.ingestMemory, "ingest-memory", 0, "bytes of webhook bodies held in memory at once, across requests; past it requests wait briefly, then get 503 (default 32 MiB, or 4 × --max-body if more) (env SYNCD_INGEST_MEMORY)")
-	fs.DurationVar(&f.publishTimeout, "publish-timeout", 5*time.Second, "wait for JetStream's PubAck before answering 503 (env SYNCD_PUBLISH_TIMEOUT)")
-	fs.DurationVar(&f.replayWindow, "replay-window", 30*24*time.Hour, "how long WEBHOOKS keeps events, the stream's MaxAge (env SYNCD_REPLAY_WINDOW)")
-	fs.IntVar(&f.replicas, "stream-replicas", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL (env SYNCD_STREAM_REPLICAS)")
-	fs.IntVar(&f.batchSize, "batch-size", consumers.BatchSizeDefault, "events applied per transaction, at most (env SYNCD_BATCH_SIZE)")
-	fs.IntVar(&f.applyWorkers, "apply-workers", consumers.ApplyWorkersDefault, "transactions applying a batch at once, each on its own connection, events routed by entity (env SYNCD_APPLY_WORKERS)")
-	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "permanent failures before an event is dead-lettered (env SYNCD_MAX_ATTEMPTS)")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "hard stop after this long; the consumer gets four fifths of it to finish its batch and hand back the rest")
+	declare(fs).String(&f.httpAddr, "http-addr", "HTTP_ADDR", service.HTTPAddrDefault, "listen address of the webhooks, health and metrics")
+	declare(fs).String(&f.role, "role", "SYNCD_ROLE", string(service.RoleDefault), "all, ingest or consume: which parts run in this process", oneOf(string(service.RoleAll), string(service.RoleIngest), string(service.RoleConsume)))
+	declare(fs).Bool(&f.noMigrate, "no-migrate", "SYNCD_NO_MIGRATE", false, "do not apply migrations at start")
+	declare(fs).String(&f.workosSecrets, "workos-secret", "WORKOS_WEBHOOK_SECRET", "", "WorkOS signing secret(s), comma-separated")
+	declare(fs).String(&f.stripeSecrets, "stripe-secret", "STRIPE_WEBHOOK_SECRET", "", "Stripe platform signing secret(s), comma-separated")
+	declare(fs).String(&f.connectSecrets, "stripe-connect-secret", "STRIPE_CONNECT_WEBHOOK_SECRET", "", "Stripe Connect signing secret(s), comma-separated")
+	declare(fs).Duration(&f.workosTolerance, "workos-tolerance", "WORKOS_SIGNATURE_TOLERANCE", ingest.WorkOSToleranceDefault, "accepted WorkOS timestamp skew, either direction", positive)
+	declare(fs).Duration(&f.stripeTolerance, "stripe-tolerance", "STRIPE_SIGNATURE_TOLERANCE", ingest.StripeToleranceDefault, "accepted Stripe timestamp skew, either direction", positive)
+	declare(fs).Int64(&f.maxBody, "max-body", "SYNCD_MAX_BODY", ingest.MaxBodyDefault, "largest accepted webhook body in bytes; with its headers it must fit the NATS server's max_payload", positive, ingestCheck(func(c *ingest.Config, v int64) { c.MaxBody = v }))
+	declare(fs).Int64(&f.ingestMemory, "ingest-memory", "SYNCD_INGEST_MEMORY", 0, "bytes of webhook bodies held in memory at once, across requests; past it requests wait briefly, then get 503 (default 32 MiB, or 4 × --max-body if more)", notNegative)
+	declare(fs).Duration(&f.publishTimeout, "publish-timeout", "SYNCD_PUBLISH_TIMEOUT", ingest.PublishTimeoutDefault, "wait for JetStream's PubAck before answering 503", positive)
+	declare(fs).Duration(&f.replayWindow, "replay-window", "SYNCD_REPLAY_WINDOW", stream.MaxAgeDefault, "how long WEBHOOKS keeps events, the stream's MaxAge", atLeast(service.ReplayWindowMin))
+	declare(fs).Int(&f.replicas, "stream-replicas", "SYNCD_STREAM_REPLICAS", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL", between(1, service.StreamReplicasMax))
+	declare(fs).Int(&f.batchSize, "batch-size", "SYNCD_BATCH_SIZE", consumers.BatchSizeDefault, "events applied per transaction, at most", positive, consumersCheck(func(c *consumers.Config, v int) { c.BatchSize = v }))
+	declare(fs).Int(&f.applyWorkers, "apply-workers", "SYNCD_APPLY_WORKERS", consumers.ApplyWorkersDefault, "transactions applying a batch at once, each on its own connection, events routed by entity", positive, consumersCheck(func(c *consumers.Config, v int) { c.ApplyWorkers = v }))
+	declare(fs).Int(&f.maxAttempts, "max-attempts", "SYNCD_MAX_ATTEMPTS", consumers.MaxAttemptsDefault, "permanent failures before an event is dead-lettered", positive, consumersCheck(func(c *consumers.Config, v int) { c.MaxAttempts = v }))
+	declare(fs).Duration(&f.shutdownTimeout, "shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT", service.ShutdownTimeoutDefault, "hard stop after this long; the consumer gets four fifths of it to finish its batch and hand back the rest", positive)
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -114,308 +102,113 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	aud.retentionConfig(&ret.cfg)
-	// Refuse bad configuration before opening anything.
-	icfg := ingest.Config{
-		WorkOSSecrets:        f.workosSecrets,
-		StripeSecrets:        f.stripeSecrets,
-		StripeConnectSecrets: f.connectSecrets,
-		WorkOSTolerance:      f.workosTolerance,
-		StripeTolerance:      f.stripeTolerance,
-		MaxBody:              f.maxBody,
-		MemoryBudget:         f.ingestMemory,
-		PublishTimeout:       f.publishTimeout,
-	}
-	if ingestOn {
-		if err := icfg.Check(); err != nil {
-			return usageError("%v", err)
-		}
+	if consumeOn && f.databaseURL == "" {
+		return usageError("DATABASE_URL is not set (or pass --database-url)")
 	}
 	if f.shutdownTimeout <= 0 {
 		return usageError("--shutdown-timeout %s: want a positive duration", f.shutdownTimeout)
 	}
-	// The consumer's stop (finish the batch in flight, hand back the rest
-	// and wait for the server to have it) must end inside the shutdown
-	// timeout, before the embedded server stops with the process; the
-	// rest of the timeout is for draining the NATS connection.
-	ccfg := consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5, ApplyWorkers: f.applyWorkers, AuditOff: aud.off}
-	if consumeOn {
-		if err := ccfg.Check(); err != nil {
-			return usageError("%v", err)
-		}
+	jsSync, err := stream.ParseSyncMode(f.jsSync)
+	if err != nil {
+		return usageError("--jetstream-sync: %v", err)
+	}
+	// Unset, the default is lowered to what the NATS server takes; set, it
+	// must fit.
+	maxBody := int64(0)
+	if maxBodySet {
+		maxBody = f.maxBody
 	}
 	log, err := f.logger(stderr)
 	if err != nil {
 		return err
 	}
+	cfg := service.Config{
+		Role:        service.Role(f.role),
+		DatabaseURL: f.databaseURL,
+		NoMigrate:   f.noMigrate,
+		NATS:        stream.ConnConfig{URL: f.natsURL, DataDir: f.dataDir, Sync: jsSync},
+		Stream:      stream.Config{MaxAge: f.replayWindow, Replicas: f.replicas},
+		HTTPAddr:    f.httpAddr,
+		PprofAddr:   env("SYNCD_PPROF_ADDR", ""),
+		Ingest: ingest.Config{
+			WorkOSSecrets:        f.workosSecrets,
+			StripeSecrets:        f.stripeSecrets,
+			StripeConnectSecrets: f.connectSecrets,
+			WorkOSTolerance:      f.workosTolerance,
+			StripeTolerance:      f.stripeTolerance,
+			MaxBody:              maxBody,
+			MemoryBudget:         f.ingestMemory,
+			PublishTimeout:       f.publishTimeout,
+		},
+		// The consumer's stop (finish the batch in flight, hand back the
+		// rest and wait for the server to have it) must end inside the
+		// shutdown timeout, before the embedded server stops; the rest of
+		// the timeout is for draining the NATS connection.
+		Consumers: consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5, ApplyWorkers: f.applyWorkers, AuditOff: aud.off},
+		Provision: prov.config(),
+		Reconcile: rec.config(),
+		Logger:    log,
+	}
+	if adm.addr != "" {
+		a := adm.config(f.httpAddr, log, nil)
+		cfg.Admin = &a
+	}
+	if consumeOn {
+		// Retention runs where the consumers do: one role owns the ledger.
+		cfg.Retention = &ret.cfg
+	}
+	// Refuse bad configuration before opening anything.
+	if err := cfg.Check(); err != nil {
+		return usageError("%v", err)
+	}
 
 	tuneGC()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	var hooks []func(context.Context) error // readiness checks
-	var pool *pgxpool.Pool
-	if consumeOn || f.databaseURL != "" {
-		if pool, err = f.pool(ctx); err != nil {
-			return err
-		}
-		defer pool.Close()
-		hooks = append(hooks, func(ctx context.Context) error { return pool.Ping(ctx) })
-		if !f.noMigrate {
-			applied, err := migrations.Up(ctx, pool)
-			if err != nil {
-				return err
-			}
-			for _, m := range applied {
-				log.Info("migration applied", "version", m.Version, "name", m.Name)
-			}
-		}
-		if consumeOn {
-			// Before anything is applied: a role that row-level security
-			// filters would miss rows its upserts must see.
-			if err := consumers.CheckWriter(ctx, pool); err != nil {
-				return err
-			}
-		}
-	}
-
-	conn, err := f.jetstream(ctx, log, true)
+	svc, err := service.New(ctx, cfg)
 	if err != nil {
+		if errors.Is(err, service.ErrMaxBody) {
+			return usageError("--max-body: %s", strings.TrimPrefix(err.Error(), service.ErrConfig.Error()+": "+service.ErrMaxBody.Error()+": "))
+		}
+		if errors.Is(err, service.ErrConfig) {
+			return usageError("%v", err)
+		}
 		return err
 	}
-	defer conn.Close()
-	ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = stream.Ensure(ectx, conn.JS, stream.Config{MaxAge: f.replayWindow, Replicas: f.replicas}, stream.ConsumerConfig{})
-	cancel()
-	if err != nil {
-		return err
-	}
-	hooks = append(hooks, conn.Ready)
-	if ingestOn {
-		// A body the server cannot take with its headers, or whose
-		// dead-letter copy it cannot take, would be a 503 forever.
-		if err := conn.CheckMaxBody(icfg.MaxBody); err != nil {
-			if maxBodySet {
-				return usageError("--max-body: %v", err)
-			}
-			icfg.MaxBody = conn.NC.MaxPayload() - stream.HeaderRoom
-			if err := icfg.Check(); err != nil {
-				return fmt.Errorf("NATS max_payload %d leaves no usable body size: %w", conn.NC.MaxPayload(), err)
-			}
-			log.Warn("max body lowered to fit the NATS server's max_payload", "max_body", icfg.MaxBody, "max_payload", conn.NC.MaxPayload())
-		}
-	}
-	if !conn.Embedded() {
-		log.Info("external NATS: acknowledged events are on disk only if the server runs with sync_interval: always (or the stream is replicated)", "url", redact.URL(f.natsURL))
-	}
-
-	var draining atomic.Bool
-	ready := readiness{log: log}
-	mux := http.NewServeMux()
-	// The public listener says only whether the process serves: the
-	// reasons (a driver's error names the user, database, host and port)
-	// go to the log and to `syncd status`.
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeProbe(w, true)
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	if err := svc.Start(ctx); err != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdownTimeout)
 		defer cancel()
-		if draining.Load() {
-			writeProbe(w, false)
-			return
-		}
-		var err error
-		for _, check := range hooks {
-			if err = check(rctx); err != nil {
-				break
-			}
-		}
-		ready.note(err)
-		writeProbe(w, err == nil)
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	if ingestOn {
-		icfg.Logger, icfg.Registerer = log, reg
-		h, err := ingest.New(icfg, conn.JS)
-		if err != nil {
-			return usageError("%v", err)
-		}
-		h.Register(mux)
-	}
-
-	if addr := env("SYNCD_PPROF_ADDR", ""); addr != "" {
-		// Profiling stays off the public listener.
-		go servePprof(addr, log)
-	}
-
-	ln, err := net.Listen("tcp", f.httpAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", f.httpAddr, err)
-	}
-	srv := &http.Server{Handler: mux, MaxHeaderBytes: maxHeaderBytes, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-
-	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
-	if consumeOn {
-		ccfg.Logger, ccfg.Registerer = log, reg
-		c, err := consumers.New(ccfg, pool, conn.JS)
-		if err != nil {
-			return usageError("%v", err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := c.Run(runCtx); err != nil {
-				errc <- fmt.Errorf("consumer: %w", err)
-			}
-		}()
-		// Retention runs where the consumers do: one role owns the ledger.
-		if err := ret.start(runCtx, &wg, pool, log, reg); err != nil {
-			return err
-		}
-	}
-	rec.start(runCtx, &wg, pool, conn.JS, log)
-	if err := prov.start(runCtx, &wg, errc, pool, conn.JS, log, reg); err != nil {
+		_ = svc.Stop(sctx)
 		return err
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		monitor(runCtx, conn, reg, log)
-	}()
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http: %w", err)
-		}
-	}()
-	log.Info("syncd serving", "addr", ln.Addr().String(), "role", f.role, "embedded_nats", conn.Embedded())
-	stopAdmin, err := adm.start(f.httpAddr, pool, conn, reg, log)
-	if err != nil {
-		return err
-	}
-	defer stopAdmin()
-
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
+	case runErr = <-svc.Failed():
 	}
-	// Soft stop: fail readiness, finish the webhooks in flight (they wait
-	// for their PubAck), stop fetching and settle the batch in flight; hard
-	// stop after the timeout.
-	log.Info("syncd stopping")
-	draining.Store(true)
+	// Soft stop first, hard stop after the timeout.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdownTimeout)
 	defer cancel()
-	stopRun()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("http shutdown", "err", err)
+	if err := svc.Stop(sctx); err != nil && runErr == nil {
+		log.Warn("stop", "err", err)
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-sctx.Done():
-		log.Warn("hard stop: consumer did not finish in time")
-	}
-	// Deferred from here: the NATS connection drains (acks and hand-backs
-	// already confirmed by the server reach it anyway) and then the
-	// embedded server, if any, stops.
-	log.Info("syncd stopped")
 	return runErr
 }
 
-// maxBodyDefault is --max-body's default; on a NATS server whose
-// max_payload cannot take it, serve lowers it (an explicit value is an
-// error instead).
-const maxBodyDefault = 1 << 20
-
-// maxHeaderBytes bounds a request's headers: providers send a few hundred
-// bytes, and net/http's default (1 MiB) is memory an unauthenticated
-// client could hold per connection.
-const maxHeaderBytes = 64 << 10
-
-// writeProbe answers a health or readiness probe with one word.
-func writeProbe(w http.ResponseWriter, ok bool) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	if !ok {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("not ready\n"))
-		return
-	}
-	_, _ = w.Write([]byte("ready\n"))
-}
-
-// readiness logs why the process is not ready when that changes, not on
-// every probe: a public endpoint must not be able to flood the log.
-type readiness struct {
-	log    *slog.Logger
-	mu     sync.Mutex
-	reason string
-	at     time.Time
-}
-
-func (r *readiness) note(err error) {
-	reason := ""
-	if err != nil {
-		reason = err.Error()
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if reason == r.reason && (reason == "" || time.Since(r.at) < time.Minute) {
-		return
-	}
-	switch {
-	case reason == "":
-		r.log.Info("ready again")
-	default:
-		r.log.Warn("not ready", "reason", reason)
-	}
-	r.reason, r.at = reason, time.Now()
-}
-
-// monitor publishes stream gauges: consumer lag and dead-letter depth.
-func monitor(ctx context.Context, conn *stream.Conn, reg prometheus.Registerer, log *slog.Logger) {
-	pending := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_consumer_pending", Help: "Events stored but not yet delivered to the apply consumer."})
-	ackPending := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_consumer_ack_pending", Help: "Events delivered and not yet settled."})
-	dlDepth := prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncd_dead_letter_depth", Help: "Messages in DEADLETTER."})
-	reg.MustRegister(pending, ackPending, dlDepth)
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	for {
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if c, err := conn.JS.Consumer(qctx, stream.Webhooks, stream.Consumer); err == nil {
-			if info, err := c.Info(qctx); err == nil {
-				pending.Set(float64(info.NumPending))
-				ackPending.Set(float64(info.NumAckPending))
-			}
-		} else if ctx.Err() == nil {
-			log.Debug("monitor: consumer info", "err", err)
-		}
-		if s, err := conn.JS.Stream(qctx, stream.DeadLetter); err == nil {
-			dlDepth.Set(float64(s.CachedInfo().State.Msgs))
-		}
-		cancel()
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+// ingestCheck is ingest.Config.Check on one field's value (the secrets
+// are checked on their own): the package's rule, named by the flag.
+func ingestCheck[T any](set func(*ingest.Config, T)) func(T) error {
+	return func(v T) error {
+		c := ingest.Config{WorkOSSecrets: "x"}
+		set(&c, v)
+		return c.Check()
 	}
 }
 
-// servePprof exposes net/http/pprof on its own address (SYNCD_PPROF_ADDR),
-// for profiling under load; off unless set.
-func servePprof(addr string, log *slog.Logger) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	if err := http.ListenAndServe(addr, mux); err != nil {
-		log.Warn("pprof listener", "addr", addr, "err", err)
+// consumersCheck is consumers.Config.Check on one field's value.
+func consumersCheck[T any](set func(*consumers.Config, T)) func(T) error {
+	return func(v T) error {
+		var c consumers.Config
+		set(&c, v)
+		return c.Check()
 	}
 }
 

@@ -36,8 +36,8 @@ type signFlags struct {
 }
 
 func (s *signFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&s.secret, "secret", "", "signing secret (default: the first of the provider's *_WEBHOOK_SECRET)")
-	fs.BoolVar(&s.freshID, "fresh-id", false, "give the event a new random id, so each send is a distinct event")
+	declare(fs).String(&s.secret, "secret", "", "", "signing secret (default: the first of the provider's *_WEBHOOK_SECRET)")
+	declare(fs).Bool(&s.freshID, "fresh-id", "", false, "give the event a new random id, so each send is a distinct event")
 }
 
 // load reads the file and signs it for the named provider.
@@ -110,7 +110,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var base string
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
 	s.register(fs)
-	fs.StringVar(&base, "url", localURL(env("HTTP_ADDR", ":8080")), "base URL of the running syncd (default from HTTP_ADDR)")
+	declare(fs).String(&base, "url", "", localURL(env("HTTP_ADDR", ":8080")), "base URL of the running syncd (default from HTTP_ADDR)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: syncd send [flags] PROVIDER FILE\n\nSigns FILE with the provider's secret and POSTs it to the provider's route.")
 		fs.PrintDefaults()

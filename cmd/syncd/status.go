@@ -27,8 +27,8 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var outcomesWindow time.Duration
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	c.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	fs.DurationVar(&outcomesWindow, "outcomes-window", status.DefaultOutcomesWindow, "count the outcomes of the events applied this long ago until now")
+	declare(fs).Bool(&asJSON, "json", "", false, "print JSON")
+	declare(fs).Duration(&outcomesWindow, "outcomes-window", "", status.DefaultOutcomesWindow, "count the outcomes of the events applied this long ago until now")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
