@@ -3,7 +3,8 @@
 // ingest under the same load generator; apply throughput from a pre-filled
 // stream against a batched-SQL limit and a one-transaction-per-event loop;
 // the replay skip path; apply into a database whose ledger already holds
-// millions of rows, and with retention pruning beside it; ingest and apply
+// millions of rows, and with retention pruning beside it; apply with the
+// audit trail on and off; ingest and apply
 // together at a steady rate; and syncd's peak memory. It prints a table and
 // writes bench/RESULTS.md.
 package main
@@ -47,7 +48,7 @@ func main() {
 	flag.IntVar(&o.entities, "entities", 7000, "entities in the apply mix (about 2.6 events each)")
 	flag.StringVar(&o.out, "out", "bench/RESULTS.md", "where to write the results")
 	flag.StringVar(&o.profiles, "profiles", "bench/profiles", "where to write pprof profiles (git-ignored)")
-	flag.StringVar(&o.only, "only", "", "run one part: http, apply, hotkey, ledger or e2e (default all); e2e runs at 100 × -concurrency req/s")
+	flag.StringVar(&o.only, "only", "", "run one part: http, apply, hotkey, ledger, audit or e2e (default all); e2e runs at 100 × -concurrency req/s")
 	flag.IntVar(&o.workers, "apply-workers", 0, "the consumer's apply workers (default syncd's)")
 	flag.IntVar(&o.hotCustomers, "hot-customers", 20000, "customers in the hot-key workload")
 	flag.IntVar(&o.hotEvents, "hot-events", 130000, "customer.updated events in the hot-key workload")
@@ -127,6 +128,16 @@ func run(o options) error {
 			return err
 		}
 		for _, r := range ledgerRows(lr) {
+			add(r.name, r.value, r.target, r.verdict)
+		}
+		return nil
+	}
+	if o.only == "audit" {
+		a, err := benchAudit(ctx, o, fx)
+		if err != nil {
+			return err
+		}
+		for _, r := range auditRows(a) {
 			add(r.name, r.value, r.target, r.verdict)
 		}
 		return nil
@@ -266,6 +277,15 @@ func run(o options) error {
 		return err
 	}
 	for _, r := range ledgerRows(lr) {
+		add(r.name, r.value, r.target, r.verdict)
+	}
+
+	// 9. The audit trail's cost to apply.
+	au, err := benchAudit(ctx, o, fx)
+	if err != nil {
+		return err
+	}
+	for _, r := range auditRows(au) {
 		add(r.name, r.value, r.target, r.verdict)
 	}
 

@@ -50,6 +50,8 @@ type eventFound struct {
 	// StreamNote says why the stream message is not shown.
 	StreamNote string       `json:"stream_note,omitempty"`
 	Rows       []touchedRow `json:"rows"`
+	// Audit is what the event changed, from audit_logs (audit.go).
+	Audit []auditEntry `json:"audit"`
 }
 
 type eventData struct {
@@ -101,6 +103,10 @@ func (c *Console) lookupEvent(ctx context.Context, source, id string) (eventData
 		}
 		if f.Stream != nil {
 			f.Rows = c.touchedRows(ctx, src, row.EventType, []byte(f.Stream.rawPayload))
+		}
+		if f.Audit, err = c.auditOf(ctx, src, id); err != nil {
+			d.Error = fmt.Sprintf("read audit_logs: %v", err)
+			return d, http.StatusServiceUnavailable
 		}
 		d.Found = append(d.Found, f)
 	}

@@ -23,7 +23,10 @@ type ApplierConfig struct {
 	// serialization failure is retried at once before its failure is
 	// returned as transient.
 	ConflictRetries int
-	Logger          *slog.Logger
+	// AuditOff leaves the audit trail (audit_logs) unwritten
+	// (SYNCD_AUDIT=off); it is on by default.
+	AuditOff bool
+	Logger   *slog.Logger
 }
 
 func (c ApplierConfig) withDefaults() ApplierConfig {
@@ -285,6 +288,11 @@ type batchRun struct {
 	res   []Result
 	links *linkSet
 	stale map[string][]string
+	// The audit context (audit.go): the batch's events, the set-based
+	// events of the stage being built.
+	todo, stageSets []int
+	// linksReady: the links' audit context is queued already.
+	linksReady bool
 }
 
 // applyBatched applies the events in one transaction, stage by stage.
@@ -296,7 +304,7 @@ func (a *Applier) applyBatched(ctx context.Context, evs []Event, todo []int, res
 		return false, fmt.Errorf("begin batch: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	b := &batchRun{a: a, tx: tx, evs: evs, res: res, links: newLinkSet(), stale: map[string][]string{}}
+	b := &batchRun{a: a, tx: tx, evs: evs, res: res, links: newLinkSet(), stale: map[string][]string{}, todo: todo}
 	st := newStage()
 	for _, i := range todo {
 		r := a.routes.route(evs[i])
@@ -310,8 +318,14 @@ func (a *Applier) applyBatched(ctx context.Context, evs []Event, todo []int, res
 			return true, nil
 		}
 	}
+	if failed := b.auditLinksQueued(ctx, st); failed {
+		return true, nil
+	}
 	if failed, err := b.exec(ctx, st); failed || err != nil {
 		return failed, err
+	}
+	if err := b.auditLinks(ctx); err != nil {
+		return permanentOr(err)
 	}
 	// A permanent failure here belongs to no event in particular: isolate,
 	// where each event runs its own links and the culprit is found.
@@ -354,8 +368,12 @@ func (b *batchRun) add(ctx context.Context, st *stage, i int, r *Route) (failed 
 		if err := protect(func() error { return r.set.add(&st.sets, i, ev) }); err != nil {
 			return true
 		}
+		b.stageSets = append(b.stageSets, i)
 	case r.kind() == kindPipe:
 		st.pipe.start(i)
+		if err := b.a.auditFor(ctx, &st.pipe, &ev); err != nil {
+			return true
+		}
 		var out Outcome
 		err := protect(func() (err error) {
 			out, err = r.Handle(ctx, Tx{Q: b.a.q, DB: &st.pipe, Links: b.links, Log: b.a.cfg.Logger}, ev)
@@ -376,6 +394,9 @@ func (b *batchRun) add(ctx context.Context, st *stage, i int, r *Route) (failed 
 // ledger rows in one round trip, then the events that read.
 func (b *batchRun) exec(ctx context.Context, st *stage) (failed bool, err error) {
 	if !st.sets.empty() {
+		if err := b.auditStage(ctx); err != nil {
+			return permanentOr(err)
+		}
 		err := protect(func() error {
 			return st.sets.apply(ctx, b.a.q, b.tx, b.links, func(i int, out Outcome) {
 				b.res[i].Outcome = out
@@ -484,6 +505,9 @@ func (a *Applier) applyOne(ctx context.Context, db queries.DBTX, links *linkSet,
 	}
 	out = Ignored
 	if r := a.routes.route(ev); r != nil {
+		if err := a.auditFor(ctx, db, &ev); err != nil {
+			return "", err
+		}
 		if out, err = r.Handle(ctx, Tx{Q: a.q, DB: db, Links: links, Log: a.cfg.Logger}, ev); err != nil {
 			return "", err
 		}

@@ -57,8 +57,10 @@ type Config struct {
 	ApplyWorkers int
 	// StopTimeout bounds how long a stop waits for the batch in flight.
 	StopTimeout time.Duration
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// AuditOff: see ApplierConfig.
+	AuditOff   bool
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 	// TracerProvider traces each batch and event; default the global one
 	// (no-op unless OTLP export is configured).
 	TracerProvider trace.TracerProvider
@@ -141,7 +143,7 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (*Consumer, err
 	if err != nil {
 		return nil, err
 	}
-	applier, err := NewApplier(ApplierConfig{Logger: cfg.Logger}, pool)
+	applier, err := NewApplier(ApplierConfig{Logger: cfg.Logger, AuditOff: cfg.AuditOff}, pool)
 	if err != nil {
 		return nil, err
 	}
@@ -657,6 +659,7 @@ func DecodeMsg(m jetstream.Msg) (Event, error) {
 	if md, err := m.Metadata(); err == nil {
 		ev.Seq = md.Sequence.Stream
 		ev.ReceivedAt = md.Timestamp
+		ev.Delivery = md.NumDelivered
 	}
 	if t, err := time.Parse(time.RFC3339Nano, h.Get(stream.HeaderReceivedAt)); err == nil {
 		ev.ReceivedAt = t

@@ -33,6 +33,11 @@ type Event struct {
 	ReceivedAt time.Time
 	// Endpoint is "connect" for Stripe Connect events.
 	Endpoint string
+	// Delivery is JetStream's delivery attempt of the message (0 outside
+	// the stream); Replay marks events syncd replay re-delivers. Both go
+	// into the audit trail's metadata.
+	Delivery uint64
+	Replay   bool
 }
 
 // Tx is what a handler gets: the queries bound to the batch transaction.

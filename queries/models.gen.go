@@ -11,6 +11,23 @@ import (
 	"github.com/google/uuid"
 )
 
+type AuditLog struct {
+	ID           int64
+	OccurredAt   time.Time
+	Actor        string
+	Source       *string
+	EventID      *string
+	EventType    *string
+	Action       string
+	ResourceType string
+	ResourceID   string
+	WorkosOrgID  *string
+	OrgID        *uuid.UUID
+	OldValues    json.RawMessage
+	NewValues    json.RawMessage
+	Metadata     json.RawMessage
+}
+
 type BackfillCursor struct {
 	Provider    string
 	WindowKey   string

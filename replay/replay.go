@@ -47,6 +47,8 @@ type Config struct {
 	// transiently (Postgres unreachable): replay waits it out like the
 	// apply consumer does, until ctx is done.
 	RetryMax time.Duration
+	// AuditOff leaves the audit trail unwritten (SYNCD_AUDIT=off).
+	AuditOff bool
 	Logger   *slog.Logger
 	// Progress, if set, is called after every batch.
 	Progress func(Progress)
@@ -170,6 +172,11 @@ func run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 	if err := cfg.validate(); err != nil {
 		return sum, err
 	}
+	// Replay writes as the consumer does: refuse a role that row-level
+	// security would filter before re-applying anything.
+	if err := consumers.CheckWriter(ctx, pool); err != nil {
+		return sum, err
+	}
 	start := time.Now()
 	filter, _ := FilterSubject(cfg.Source, cfg.Type)
 	sum.Filter = filter
@@ -193,7 +200,7 @@ func run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 	}
 
 	// The applier alone: replay settles nothing in JetStream.
-	applier, err := consumers.NewApplier(consumers.ApplierConfig{Logger: cfg.Logger}, pool)
+	applier, err := consumers.NewApplier(consumers.ApplierConfig{AuditOff: cfg.AuditOff, Logger: cfg.Logger}, pool)
 	if err != nil {
 		return sum, err
 	}
@@ -306,6 +313,7 @@ func (r *runner) apply(ctx context.Context, batch []jetstream.Msg) error {
 	evs := make([]consumers.Event, 0, len(batch))
 	for _, m := range batch {
 		ev, err := consumers.DecodeMsg(m)
+		ev.Replay = true
 		r.count(ev)
 		if err != nil {
 			r.fail(ev, err)

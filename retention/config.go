@@ -43,6 +43,9 @@ const (
 	// clock skew, apply lag, a backfill started at the edge of its window.
 	Margin = 5 * 24 * time.Hour
 
+	// DefaultAuditRetention is how long an audit_logs row is kept.
+	DefaultAuditRetention = 365 * 24 * time.Hour
+
 	DefaultBatchSize = 1000
 	DefaultPause     = 100 * time.Millisecond
 	DefaultDuty      = 0.02
@@ -63,6 +66,9 @@ type Config struct {
 	ReplayWindow time.Duration
 	// DeadLetterMaxAge is DEADLETTER's MaxAge.
 	DeadLetterMaxAge time.Duration
+	// AuditRetention is how long an audit_logs row is kept after its
+	// change (SYNCD_AUDIT_RETENTION). Default DefaultAuditRetention.
+	AuditRetention time.Duration
 	// BatchSize is the most rows one delete removes.
 	BatchSize int
 	// Pause is the least wait after each batch.
@@ -100,6 +106,9 @@ func (c Config) withDefaults() Config {
 	if c.Retention == 0 {
 		c.Retention = DefaultRetention(c.ReplayWindow)
 	}
+	if c.AuditRetention == 0 {
+		c.AuditRetention = DefaultAuditRetention
+	}
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
 	}
@@ -131,6 +140,8 @@ func (c Config) validate() error {
 	case c.Retention < c.ReplayWindow:
 		return fmt.Errorf("%w: ledger retention %s is shorter than the replay window %s: a replay would re-apply events the stream still holds whose ledger rows were pruned, instead of skipping them; want at least %s (default %s)",
 			ErrConfig, c.Retention, c.ReplayWindow, c.ReplayWindow, DefaultRetention(c.ReplayWindow))
+	case c.AuditRetention < time.Hour:
+		return fmt.Errorf("%w: audit retention %s: want at least 1h", ErrConfig, c.AuditRetention)
 	case c.DeadLetterMaxAge < 0:
 		return fmt.Errorf("%w: dead-letter max age %s: want a positive duration", ErrConfig, c.DeadLetterMaxAge)
 	case c.BatchSize < 1 || c.BatchSize > MaxBatchSize:

@@ -21,10 +21,11 @@ const (
 	TableStripeSubscription = "stripe_subscriptions"
 	TableGroupMembers       = "directory_group_members"
 	TableBackfillCursors    = "backfill_cursors"
+	TableAuditLogs          = "audit_logs"
 )
 
 // Tables lists every table Prune works on, in the order it does.
-var Tables = []string{TableLedger, TableStripeCustomers, TableStripeSubscription, TableGroupMembers, TableBackfillCursors}
+var Tables = []string{TableLedger, TableStripeCustomers, TableStripeSubscription, TableGroupMembers, TableAuditLogs, TableBackfillCursors}
 
 // Pruner deletes what retention allows, a batch at a time.
 type Pruner struct {
@@ -78,7 +79,7 @@ func (p *Pruner) Config() Config { return p.cfg }
 // pass (Postgres away, a statement timeout) is logged and left to the next
 // one: nothing is lost by pruning later.
 func (p *Pruner) Run(ctx context.Context) error {
-	p.log.Info("retention scheduled", "ledger", p.cfg.Retention, "tombstones", p.cfg.TombstoneRetention(),
+	p.log.Info("retention scheduled", "ledger", p.cfg.Retention, "tombstones", p.cfg.TombstoneRetention(), "audit", p.cfg.AuditRetention,
 		"every", p.cfg.Interval, "batch", p.cfg.BatchSize, "pause", p.cfg.Pause, "duty", p.cfg.Duty)
 	for {
 		res, err := p.Prune(ctx)
@@ -135,6 +136,10 @@ func (p *Pruner) Prune(ctx context.Context) (Result, error) {
 		}},
 		{TableGroupMembers, func(ctx context.Context) (int64, error) {
 			return p.q.DirectoryGroupMemberPruneDeleted(ctx, p.pool, queries.DirectoryGroupMemberPruneDeletedParams{Before: &tombBefore, MaxRows: int32(p.cfg.BatchSize)})
+		}},
+		// Audit rows go by age alone: nothing depends on them.
+		{TableAuditLogs, func(ctx context.Context) (int64, error) {
+			return p.q.AuditLogPrune(ctx, p.pool, queries.AuditLogPruneParams{Before: now.Add(-p.cfg.AuditRetention), MaxRows: int32(p.cfg.BatchSize)})
 		}},
 	} {
 		if err := p.batches(ctx, res, t.table, t.prune); err != nil {

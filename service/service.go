@@ -111,6 +111,13 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 				s.log.Info("migration applied", "version", m.Version, "name", m.Name)
 			}
 		}
+		if cfg.Role.Consumes() {
+			// Before anything is applied: a role that row-level security
+			// filters would miss rows its upserts must see.
+			if err := consumers.CheckWriter(ctx, s.pool); err != nil {
+				return nil, err
+			}
+		}
 	}
 	ncfg := cfg.NATS
 	ncfg.Serve = true

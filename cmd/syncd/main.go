@@ -43,6 +43,7 @@ func commands() []command {
 		{"sign", "print a signature header for a file, for curl", runSign},
 		{"send", "sign a file and POST it to a running syncd", runSend},
 		{"dlq", "inspect and drain dead letters: list, show, retry, purge", runDLQ},
+		{"audit", "list the changes syncd applied (audit_logs) by resource, organization, event or time", runAudit},
 		{"import", "move users from Clerk to WorkOS: import clerk FILE, import map, import verify", runImport},
 		{"healthcheck", "exit 0 when the running syncd answers /readyz with 200 (for HEALTHCHECK)", runHealthcheck},
 	}

@@ -20,8 +20,10 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var fromSeq, toSeq uint64
 	var batch int
 	var noProgress bool
+	var aud auditFlags
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	c.register(fs)
+	aud.registerMode(fs)
 	declare(fs).String(&since, "since", "", "", "start of the window: when syncd stored the event (RFC 3339, a date, or a duration ago: 36h, 7d)")
 	fs.Uint64Var(&fromSeq, "from-seq", 0, "start of the window: a WEBHOOKS stream sequence")
 	declare(fs).String(&until, "until", "", "", "end of the window (same forms as --since); default the stream's end when the replay starts")
@@ -50,7 +52,10 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	now := time.Now()
-	cfg := replay.Config{FromSeq: fromSeq, ToSeq: toSeq, Source: source, Type: typ, BatchSize: batch}
+	if err := aud.setup(); err != nil {
+		return err
+	}
+	cfg := replay.Config{FromSeq: fromSeq, ToSeq: toSeq, Source: source, Type: typ, BatchSize: batch, AuditOff: aud.off}
 	switch {
 	case set["since"] && set["from-seq"]:
 		return usageError("--since and --from-seq both start the window: give one")

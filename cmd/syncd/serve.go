@@ -43,11 +43,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var prov provisioning
 	var ret retentionFlags
 	var adm adminFlags
+	var aud auditFlags
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	f.register(fs)
 	rec.register(fs)
 	prov.register(fs)
 	ret.register(fs)
+	aud.register(fs)
 	adm.register(fs)
 	declare(fs).String(&f.httpAddr, "http-addr", "HTTP_ADDR", service.HTTPAddrDefault, "listen address of the webhooks, health and metrics")
 	declare(fs).String(&f.role, "role", "SYNCD_ROLE", string(service.RoleDefault), "all, ingest or consume: which parts run in this process", oneOf(string(service.RoleAll), string(service.RoleIngest), string(service.RoleConsume)))
@@ -96,6 +98,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := ret.setup(f.replayWindow); err != nil {
 		return err
 	}
+	if err := aud.setup(); err != nil {
+		return err
+	}
+	aud.retentionConfig(&ret.cfg)
 	if consumeOn && f.databaseURL == "" {
 		return usageError("DATABASE_URL is not set (or pass --database-url)")
 	}
@@ -138,7 +144,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// rest and wait for the server to have it) must end inside the
 		// shutdown timeout, before the embedded server stops; the rest of
 		// the timeout is for draining the NATS connection.
-		Consumers: consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5, ApplyWorkers: f.applyWorkers},
+		Consumers: consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5, ApplyWorkers: f.applyWorkers, AuditOff: aud.off},
 		Provision: prov.config(),
 		Reconcile: rec.config(),
 		Logger:    log,
