@@ -61,12 +61,27 @@ func createDB(ctx context.Context, adminURL, name string) (*pgxpool.Pool, func()
 }
 
 // prefill stores the events in WEBHOOKS. Duplicates get their own message
-// ids, as a provider retry past the duplicate window would.
+// ids, as a provider retry past the duplicate window would. At most a
+// thousand publishes are in flight: with fsync before every ack the
+// stream falls behind an unbounded burst.
 func prefill(ctx context.Context, js jetstream.JetStream, evs []event) error {
-	futs := make([]jetstream.PubAckFuture, 0, len(evs))
 	decoded, err := decodeAll(evs)
 	if err != nil {
 		return err
+	}
+	var futs []jetstream.PubAckFuture
+	wait := func() error {
+		for _, f := range futs {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		futs = futs[:0]
+		return nil
 	}
 	for i, ev := range decoded {
 		m, err := stream.EventMsg(ev.Source, ev.Envelope, ev.Body, time.Now(), "")
@@ -78,18 +93,13 @@ func prefill(ctx context.Context, js jetstream.JetStream, evs []event) error {
 		if err != nil {
 			return err
 		}
-		futs = append(futs, f)
-	}
-	for _, f := range futs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
+		if futs = append(futs, f); len(futs) == 1000 {
+			if err := wait(); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	return wait()
 }
 
 // drain runs the durable consumer until every stored event is settled.

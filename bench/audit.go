@@ -39,7 +39,7 @@ func benchAudit(ctx context.Context, o options, fx fixtures) (auditResult, error
 	if err := stream.Ensure(ctx, conn.JS, stream.Config{}, stream.ConsumerConfig{}); err != nil {
 		return r, err
 	}
-	if err := prefillPaced(ctx, conn.JS, evs); err != nil {
+	if err := prefill(ctx, conn.JS, evs); err != nil {
 		return r, err
 	}
 	for round := range 2 {
@@ -71,46 +71,6 @@ func benchAudit(ctx context.Context, o options, fx fixtures) (auditResult, error
 		}
 	}
 	return r, nil
-}
-
-// prefillPaced is prefill with at most a thousand publishes in flight: on
-// a busy machine the stream's fsyncs fall behind an unbounded burst.
-func prefillPaced(ctx context.Context, js jetstream.JetStream, evs []event) error {
-	decoded, err := decodeAll(evs)
-	if err != nil {
-		return err
-	}
-	var futs []jetstream.PubAckFuture
-	wait := func() error {
-		for _, f := range futs {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				return err
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		futs = futs[:0]
-		return nil
-	}
-	for i, ev := range decoded {
-		m, err := stream.EventMsg(ev.Source, ev.Envelope, ev.Body, time.Now(), "")
-		if err != nil {
-			return err
-		}
-		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s:%s:%d", ev.Source, ev.Envelope.ID, i))
-		f, err := js.PublishMsgAsync(m)
-		if err != nil {
-			return err
-		}
-		if futs = append(futs, f); len(futs) == 1000 {
-			if err := wait(); err != nil {
-				return err
-			}
-		}
-	}
-	return wait()
 }
 
 // drainAudit is drainWith with the audit trail on or off.
