@@ -223,11 +223,17 @@ func (c *Consumer) fatal(err error) bool {
 		c.js.Conn().IsClosed()
 }
 
+// pullHeartbeat is the idle heartbeat asked of the server for each pull.
+const pullHeartbeat = jetstream.PullHeartbeat(5 * time.Second)
+
 // consume pulls and applies batches until ctx is done or a batch fails
 // transiently, which it returns, or JetStream fails it (err). Either way it
 // stops fetching and hands back what it had buffered before returning.
 func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transient, err error) {
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * c.cfg.BatchSize))
+	// A pull the server dropped (its durable deleted and made again, a
+	// leader change) is noticed by missed heartbeats: at 5 s, within ~10 s
+	// rather than the library's 30 s heartbeat.
+	it, err := cons.Messages(jetstream.PullMaxMessages(2*c.cfg.BatchSize), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		return nil, fmt.Errorf("pull from consumer %s: %w", c.cfg.Durable, err)
 	}
@@ -255,11 +261,18 @@ func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transi
 				return
 			}
 			if err != nil {
-				// Missed heartbeats and reconnects are reported and
-				// recovered from by the iterator; terminal errors (the
-				// durable deleted) close it and end the loop above.
+				// Reconnects are reported and recovered from by the
+				// iterator; terminal errors (the durable deleted) close
+				// it and end the loop above. Missed heartbeats mean the
+				// server lost our pull (the durable may have been made
+				// again under the same name): stop, so Run opens the
+				// durable afresh instead of waiting on a pull nobody
+				// serves.
 				lastErr = err
 				c.log.Warn("pull from JetStream", "err", err)
+				if errors.Is(err, jetstream.ErrNoHeartbeat) {
+					it.Stop()
+				}
 				continue
 			}
 			leases.add(m)
