@@ -26,6 +26,10 @@ type applyResult struct {
 	limitHow                  string
 }
 
+// keepDBs leaves the measurements' databases behind (-keep-dbs) to look at
+// their plans and statistics afterwards.
+var keepDBs bool
+
 // createDB makes a migrated database for one measurement.
 func createDB(ctx context.Context, adminURL, name string) (*pgxpool.Pool, func(), error) {
 	admin, err := pgx.Connect(ctx, adminURL)
@@ -52,6 +56,9 @@ func createDB(ctx context.Context, adminURL, name string) (*pgxpool.Pool, func()
 	}
 	drop := func() {
 		pool.Close()
+		if keepDBs {
+			return
+		}
 		if c, err := pgx.Connect(context.Background(), adminURL); err == nil {
 			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 			c.Close(context.Background())

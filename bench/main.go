@@ -53,6 +53,7 @@ func main() {
 	flag.IntVar(&o.hotCustomers, "hot-customers", 20000, "customers in the hot-key workload")
 	flag.IntVar(&o.hotEvents, "hot-events", 130000, "customer.updated events in the hot-key workload")
 	flag.Int64Var(&o.ledgerRows, "ledger-rows", 10_000_000, "rows in the ledger for the apply-with-history measurement")
+	flag.BoolVar(&keepDBs, "keep-dbs", false, "leave each measurement's database behind (to read its plans and pg_stat_statements)")
 	long := flag.Bool("long", false, "long mode: a ledger of 100 million rows (a fill of about half an hour)")
 	flag.Parse()
 	if *long {

@@ -34,7 +34,11 @@ WHERE workos_org_id = @workos_org_id
 -- name: OrganizationEnsureStub :exec
 -- A child event (membership) arrived before the organization's own: a stub
 -- holds its place until organization.created fills it.
-INSERT INTO organizations (workos_org_id, is_stub) VALUES (@workos_org_id, true)
+-- The NOT EXISTS reads the committed row without waiting: a bare ON
+-- CONFLICT waits for any other worker's open transaction that updated it.
+INSERT INTO organizations (workos_org_id, is_stub)
+SELECT @workos_org_id, true
+WHERE NOT EXISTS (SELECT 1 FROM organizations WHERE workos_org_id = @workos_org_id)
 ON CONFLICT (workos_org_id) DO NOTHING;
 
 -- name: OrganizationGetByWorkOSID :one
@@ -48,7 +52,7 @@ CROSS JOIN LATERAL (
     SELECT workos_org_id, workos_updated_at
     FROM organizations
     WHERE workos_org_id = k.id
-    FOR UPDATE
+    FOR NO KEY UPDATE
 ) r;
 
 -- name: OrganizationUpsertMany :many

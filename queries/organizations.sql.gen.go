@@ -14,12 +14,16 @@ import (
 )
 
 const organizationEnsureStub = `-- name: OrganizationEnsureStub :exec
-INSERT INTO organizations (workos_org_id, is_stub) VALUES ($1, true)
+INSERT INTO organizations (workos_org_id, is_stub)
+SELECT $1, true
+WHERE NOT EXISTS (SELECT 1 FROM organizations WHERE workos_org_id = $1)
 ON CONFLICT (workos_org_id) DO NOTHING
 `
 
 // A child event (membership) arrived before the organization's own: a stub
 // holds its place until organization.created fills it.
+// The NOT EXISTS reads the committed row without waiting: a bare ON
+// CONFLICT waits for any other worker's open transaction that updated it.
 func (q *Queries) OrganizationEnsureStub(ctx context.Context, db DBTX, workosOrgID string) error {
 	_, err := db.Exec(ctx, organizationEnsureStub, workosOrgID)
 	return err
@@ -66,7 +70,7 @@ CROSS JOIN LATERAL (
     SELECT workos_org_id, workos_updated_at
     FROM organizations
     WHERE workos_org_id = k.id
-    FOR UPDATE
+    FOR NO KEY UPDATE
 ) r
 `
 

@@ -139,7 +139,7 @@ CROSS JOIN LATERAL (
     SELECT stripe_account_id, data_stripe_created, data_event_rank, data_event_id
     FROM stripe_connect_accounts
     WHERE stripe_account_id = k.id
-    FOR UPDATE
+    FOR NO KEY UPDATE
 ) r;
 
 -- name: StripeConnectAccountUpsertMany :many

@@ -164,7 +164,7 @@ CROSS JOIN LATERAL (
            (deleted_at IS NOT NULL)::boolean AS deleted
     FROM stripe_customers
     WHERE stripe_customer_id = k.id
-    FOR UPDATE
+    FOR NO KEY UPDATE
 ) r
 `
 

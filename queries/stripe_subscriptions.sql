@@ -107,7 +107,7 @@ CROSS JOIN LATERAL (
            (deleted_at IS NOT NULL)::boolean AS deleted
     FROM stripe_subscriptions
     WHERE stripe_subscription_id = k.id
-    FOR UPDATE
+    FOR NO KEY UPDATE
 ) r;
 
 -- name: StripeSubscriptionUpsertMany :many

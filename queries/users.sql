@@ -40,7 +40,11 @@ WHERE workos_user_id = @workos_user_id
 
 -- name: UserEnsureStub :exec
 -- A child event (membership, booking) arrived before the user's own event.
-INSERT INTO users (workos_user_id, is_stub) VALUES (@workos_user_id, true)
+-- The NOT EXISTS reads the committed row without waiting: a bare ON
+-- CONFLICT waits for any other worker's open transaction that updated it.
+INSERT INTO users (workos_user_id, is_stub)
+SELECT @workos_user_id, true
+WHERE NOT EXISTS (SELECT 1 FROM users WHERE workos_user_id = @workos_user_id)
 ON CONFLICT (workos_user_id) DO NOTHING;
 
 -- name: UserGetByWorkOSID :one
@@ -49,14 +53,15 @@ SELECT * FROM users WHERE workos_user_id = @workos_user_id;
 -- name: UserLockMany :many
 -- The set-based apply (consumers/batch.go) reads the version of each of a
 -- batch's users, locked, in key order so that concurrent batches lock in
--- one order and cannot deadlock.
+-- one order and cannot deadlock. FOR NO KEY UPDATE (the key never changes)
+-- lets other workers' foreign-key checks (KEY SHARE) through.
 SELECT r.*
 FROM unnest(@workos_user_ids::text[]) AS k(id)
 CROSS JOIN LATERAL (
     SELECT workos_user_id, workos_updated_at
     FROM users
     WHERE workos_user_id = k.id
-    FOR UPDATE
+    FOR NO KEY UPDATE
 ) r;
 
 -- name: UserUpsertMany :many

@@ -14,11 +14,15 @@ import (
 )
 
 const userEnsureStub = `-- name: UserEnsureStub :exec
-INSERT INTO users (workos_user_id, is_stub) VALUES ($1, true)
+INSERT INTO users (workos_user_id, is_stub)
+SELECT $1, true
+WHERE NOT EXISTS (SELECT 1 FROM users WHERE workos_user_id = $1)
 ON CONFLICT (workos_user_id) DO NOTHING
 `
 
 // A child event (membership, booking) arrived before the user's own event.
+// The NOT EXISTS reads the committed row without waiting: a bare ON
+// CONFLICT waits for any other worker's open transaction that updated it.
 func (q *Queries) UserEnsureStub(ctx context.Context, db DBTX, workosUserID string) error {
 	_, err := db.Exec(ctx, userEnsureStub, workosUserID)
 	return err
@@ -103,7 +107,7 @@ CROSS JOIN LATERAL (
     SELECT workos_user_id, workos_updated_at
     FROM users
     WHERE workos_user_id = k.id
-    FOR UPDATE
+    FOR NO KEY UPDATE
 ) r
 `
 
@@ -114,7 +118,8 @@ type UserLockManyRow struct {
 
 // The set-based apply (consumers/batch.go) reads the version of each of a
 // batch's users, locked, in key order so that concurrent batches lock in
-// one order and cannot deadlock.
+// one order and cannot deadlock. FOR NO KEY UPDATE (the key never changes)
+// lets other workers' foreign-key checks (KEY SHARE) through.
 func (q *Queries) UserLockMany(ctx context.Context, db DBTX, workosUserIds []string) ([]UserLockManyRow, error) {
 	rows, err := db.Query(ctx, userLockMany, workosUserIds)
 	if err != nil {
