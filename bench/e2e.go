@@ -16,6 +16,13 @@ type e2eResult struct {
 	lag          time.Duration
 	pendingAtEnd uint64
 	peakRSS      int64
+	cpu          cpuSplit
+}
+
+// cpuNote says where the cores went during the load.
+func (r e2eResult) cpuNote() string {
+	c := r.cpu
+	return fmt.Sprintf("CPU during the load, of 2 cores: syncd %.2f, Postgres %.2f, load generator %.2f", c.cores(c.syncd), c.cores(c.postgres), c.cores(c.generator))
 }
 
 // benchEndToEnd runs `syncd serve` (ingest and consumers in one process) at
@@ -36,7 +43,12 @@ func benchEndToEnd(ctx context.Context, o options, bin, tmp string, src source, 
 		return r, err
 	}
 	defer p.stop()
+	before := sampleCPU(p.cmd.Process.Pid)
+	prof := p.cpuProfile("e2e-cpu", o.loadFor)
 	r.load = openLoop(ctx, p.base, src, rate, o.loadFor)
+	r.cpu = sampleCPU(p.cmd.Process.Pid).since(before)
+	<-prof
+	p.heapProfile("e2e-heap")
 	conn, err := stream.Open(ctx, stream.ConnConfig{DataDir: p.dataDir()})
 	if err != nil {
 		return r, err

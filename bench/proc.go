@@ -102,12 +102,14 @@ func (p *process) dataDir() string {
 	return ""
 }
 
-// profile takes a CPU profile of the process while load runs against it.
-func (p *process) profile(name string, d time.Duration, src source, conc int) {
-	if p.pprof == "" {
-		return
-	}
+// cpuProfile fetches a CPU profile of the process for d, in the
+// background, into bench/profiles/name.pprof; the channel closes when done.
+func (p *process) cpuProfile(name string, d time.Duration) <-chan struct{} {
 	done := make(chan struct{})
+	if p.pprof == "" {
+		close(done)
+		return done
+	}
 	go func() {
 		defer close(done)
 		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.pprof, max(1, int(d.Seconds()))))
@@ -122,6 +124,31 @@ func (p *process) profile(name string, d time.Duration, src source, conc int) {
 		defer f.Close()
 		_, _ = io.Copy(f, resp.Body)
 	}()
+	return done
+}
+
+// heapProfile saves the process's heap profile to bench/profiles/name.pprof.
+func (p *process) heapProfile(name string) {
+	if p.pprof == "" {
+		return
+	}
+	resp, err := http.Get(p.pprof + "/debug/pprof/heap")
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	if f, err := os.Create(filepath.Join("bench", "profiles", name+".pprof")); err == nil {
+		_, _ = io.Copy(f, resp.Body)
+		f.Close()
+	}
+}
+
+// profile takes a CPU profile of the process while load runs against it.
+func (p *process) profile(name string, d time.Duration, src source, conc int) {
+	if p.pprof == "" {
+		return
+	}
+	done := p.cpuProfile(name, d)
 	closedLoop(p.base, src, conc, d)
 	<-done
 }
