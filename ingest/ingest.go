@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,6 +32,9 @@ const (
 	WorkOSToleranceDefault = 180 * time.Second
 	StripeToleranceDefault = 300 * time.Second
 	PublishTimeoutDefault  = 5 * time.Second
+	// MaxInFlightDefault is well under the client's 4,096 outstanding
+	// async publishes, past which a publish stalls and then fails.
+	MaxInFlightDefault = 1024
 )
 
 // Config configures the webhook endpoints.
@@ -51,6 +55,13 @@ type Config struct {
 	// PublishTimeout bounds the wait for JetStream's PubAck; past it the
 	// provider gets a 503 and retries.
 	PublishTimeout time.Duration
+	// MaxInFlight caps the verified webhooks waiting for their PubAck at
+	// once; one more is answered 503 with Retry-After at once. When
+	// JetStream falls behind, requests would otherwise pile up (each a
+	// connection, a goroutine and its buffers) until the process spends
+	// its time collecting garbage; a fast refusal keeps memory bounded and
+	// the connections few.
+	MaxInFlight int
 	// RetryAfter is the Retry-After sent with a 503.
 	RetryAfter time.Duration
 	Logger     *slog.Logger
@@ -84,6 +95,9 @@ func (c Config) withDefaults() Config {
 	if c.RetryAfter == 0 {
 		c.RetryAfter = 5 * time.Second
 	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = MaxInFlightDefault
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -114,6 +128,9 @@ func (c Config) validate() error {
 	}
 	if c.PublishTimeout <= 0 {
 		return fmt.Errorf("ingest: PublishTimeout %s must be positive", c.PublishTimeout)
+	}
+	if c.MaxInFlight < 1 {
+		return fmt.Errorf("ingest: MaxInFlight (--ingest-max-in-flight, SYNCD_INGEST_MAX_IN_FLIGHT) %d must be at least 1", c.MaxInFlight)
 	}
 	if c.RetryAfter < time.Second {
 		return fmt.Errorf("ingest: RetryAfter %s is below 1s", c.RetryAfter)
@@ -146,6 +163,8 @@ type Handler struct {
 	metrics *metrics
 	tracer  trace.Tracer
 	bodies  *bodies
+	// inFlight counts the webhooks waiting for their PubAck.
+	inFlight atomic.Int64
 }
 
 // New builds the webhook handler.
@@ -161,6 +180,9 @@ func New(cfg Config, js Publisher) (*Handler, error) {
 	}
 	return &Handler{cfg: cfg, js: js, log: cfg.Logger, metrics: m, bodies: b, tracer: telemetry.Tracer(cfg.TracerProvider)}, nil
 }
+
+// InFlight is the number of webhooks waiting for their PubAck now.
+func (h *Handler) InFlight() int64 { return h.inFlight.Load() }
 
 // MemoryInUse is the bytes of request bodies held now, against the budget.
 func (h *Handler) MemoryInUse() int64 { return h.bodies.inUse.Load() }
@@ -258,7 +280,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 		return writeError(w, http.StatusBadRequest, "invalid_event", err.Error())
 	}
 	eventAttrs(r.Context(), env)
+	if n := h.inFlight.Add(1); n > int64(h.cfg.MaxInFlight) {
+		h.inFlight.Add(-1)
+		h.metrics.shed.WithLabelValues(p.source()).Inc()
+		h.log.DebugContext(r.Context(), "webhook refused: too many waiting for JetStream", "source", p.source(), "event_id", env.ID, "in_flight", n-1)
+		w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Seconds())))
+		return writeError(w, http.StatusServiceUnavailable, "busy", "too many webhooks waiting to be stored; retry later")
+	}
 	ack, err := h.publish(r.Context(), msg)
+	h.inFlight.Add(-1)
 	if err != nil {
 		reuse = false
 		h.log.WarnContext(r.Context(), "webhook not stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "err", err)

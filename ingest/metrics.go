@@ -8,6 +8,7 @@ type metrics struct {
 	duplicates      *prometheus.CounterVec
 	publishFailures *prometheus.CounterVec
 	memoryRefused   prometheus.Counter
+	shed            *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, b *bodies) (*metrics, error) {
@@ -34,11 +35,15 @@ func newMetrics(reg prometheus.Registerer, b *bodies) (*metrics, error) {
 			Help: "Webhooks answered 503 because the ingest memory budget had no room.",
 		}),
 	}
+	m.shed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "syncd_webhook_shed_total",
+		Help: "Verified webhooks answered 503 at once because the ingest in-flight limit was reached (JetStream behind).",
+	}, []string{"source"})
 	inUse := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "syncd_ingest_memory_bytes",
 		Help: "Bytes of webhook bodies held in memory now, against the ingest memory budget.",
 	}, func() float64 { return float64(b.inUse.Load()) })
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.duplicates, m.publishFailures, m.memoryRefused, inUse} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.duplicates, m.publishFailures, m.memoryRefused, m.shed, inUse} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
