@@ -21,7 +21,6 @@ import (
 type auditFlags struct {
 	mode string
 	keep time.Duration
-	off  bool
 }
 
 func (a *auditFlags) registerMode(c *cobra.Command) {
@@ -49,10 +48,10 @@ func auditOff(v string) (bool, error) {
 	return false, fmt.Errorf("%q: want on or off", v)
 }
 
-// setup reads the checked flags.
-func (a *auditFlags) setup() error {
-	a.off, _ = auditOff(a.mode) // checked when parsed
-	return nil
+// disabled says whether --audit is off.
+func (a *auditFlags) disabled() bool {
+	off, _ := auditOff(a.mode) // checked when parsed
+	return off
 }
 
 // auditListMax bounds one listing.

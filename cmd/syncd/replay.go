@@ -73,10 +73,7 @@ func (f *replayFlags) run(ctx context.Context, set func(string) bool, stdout, st
 		}
 	}
 	now := time.Now()
-	if err := f.aud.setup(); err != nil {
-		return err
-	}
-	cfg := replay.Config{FromSeq: f.fromSeq, ToSeq: f.toSeq, Source: f.source, Type: f.typ, BatchSize: f.batch, AuditOff: f.aud.off}
+	cfg := replay.Config{FromSeq: f.fromSeq, ToSeq: f.toSeq, Source: f.source, Type: f.typ, BatchSize: f.batch, AuditOff: f.aud.disabled()}
 	switch {
 	case set("since") && set("from-seq"):
 		return usageError("--since and --from-seq both start the window: give one")

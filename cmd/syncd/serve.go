@@ -100,9 +100,6 @@ func (f *serveFlags) run(ctx context.Context, maxBodySet bool, stderr io.Writer)
 	if err := ret.setup(f.replayWindow); err != nil {
 		return err
 	}
-	if err := aud.setup(); err != nil {
-		return err
-	}
 	aud.retentionConfig(&ret.cfg)
 	if consumeOn && f.databaseURL == "" {
 		return usageError("DATABASE_URL is not set (or pass --database-url)")
@@ -143,7 +140,7 @@ func (f *serveFlags) run(ctx context.Context, maxBodySet bool, stderr io.Writer)
 		// rest and wait for the server to have it) must end inside the
 		// shutdown timeout, before the embedded server stops; the rest of
 		// the timeout is for draining the NATS connection.
-		Consumers: consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5, ApplyWorkers: f.applyWorkers, AuditOff: aud.off},
+		Consumers: consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5, ApplyWorkers: f.applyWorkers, AuditOff: aud.disabled()},
 		Provision: prov.config(),
 		Reconcile: rec.config(),
 		Logger:    log,
