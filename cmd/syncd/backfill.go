@@ -41,7 +41,7 @@ type backfillFlags struct {
 	common
 	since, until, types string
 	pageSize            int
-	noProgress          bool
+	noProgress, asJSON  bool
 	// cn is stripe's only.
 	cn connectFlags
 }
@@ -56,6 +56,7 @@ func backfillProviderCommand(provider, use, short string) *cobra.Command {
 	d.String(&f.types, "types", "", "", "comma-separated event types; default the types syncd applies", eventTypes)
 	d.Int(&f.pageSize, "page-size", "", backfill.PageSizeMax, fmt.Sprintf("events per API page, 1 to %d", backfill.PageSizeMax), between(1, backfill.PageSizeMax))
 	d.Bool(&f.noProgress, "no-progress", "", false, "no progress line, even on a terminal")
+	d.Bool(&f.asJSON, "json", "", false, "print the outcome as JSON (with --connect, each account's too)")
 	if provider == stream.SourceStripe {
 		f.cn.register(c)
 	}
@@ -108,7 +109,7 @@ func (f *backfillFlags) run(ctx context.Context, provider string, stdout, stderr
 	}
 	defer closeAll()
 	if f.cn.on() {
-		return runBackfillConnect(ctx, f.cn, log, pool, conn.JS, src.(*backfill.Stripe), w, f.types, f.noProgress, stdout, stderr)
+		return f.runConnect(ctx, log, pool, conn.JS, src.(*backfill.Stripe), w, stdout, stderr)
 	}
 
 	line := newProgressLine(stderr, f.noProgress)
@@ -131,16 +132,13 @@ func (f *backfillFlags) run(ctx context.Context, provider string, stdout, stderr
 	case errors.Is(err, backfill.ErrBusy):
 		return err
 	}
-	state := ""
-	if res.Resumed {
-		state = " (resumed)"
+	if f.asJSON {
+		if jerr := writeJSON(stdout, resultJSONOf(res)); jerr != nil {
+			return jerr
+		}
+	} else {
+		printResult(stdout, res)
 	}
-	fmt.Fprintf(stdout, "backfill %s %s..%s%s: %d pages, %d events listed, %d published, %d already in the stream",
-		printable(res.Provider), res.Since.Format(time.RFC3339), res.Until.Format(time.RFC3339), state, res.Pages, res.Listed, res.Published, res.Duplicates)
-	if res.Invalid > 0 {
-		fmt.Fprintf(stdout, ", %d not events or refused (left out; see the log)", res.Invalid)
-	}
-	fmt.Fprintf(stdout, " in %s\n", res.Elapsed.Round(time.Millisecond))
 	if err != nil {
 		// Relative times name a new window each run: spell out the one
 		// whose cursor was kept.
@@ -154,6 +152,19 @@ func (f *backfillFlags) run(ctx context.Context, provider string, stdout, stderr
 		return fmt.Errorf("%w\nthe cursor is stored; resume with: %s", err, resume)
 	}
 	return nil
+}
+
+func printResult(stdout io.Writer, res backfill.Result) {
+	state := ""
+	if res.Resumed {
+		state = " (resumed)"
+	}
+	fmt.Fprintf(stdout, "backfill %s %s..%s%s: %d pages, %d events listed, %d published, %d already in the stream",
+		printable(res.Provider), res.Since.Format(time.RFC3339), res.Until.Format(time.RFC3339), state, res.Pages, res.Listed, res.Published, res.Duplicates)
+	if res.Invalid > 0 {
+		fmt.Fprintf(stdout, ", %d not events or refused (left out; see the log)", res.Invalid)
+	}
+	fmt.Fprintf(stdout, " in %s\n", res.Elapsed.Round(time.Millisecond))
 }
 
 // connectFlags select the Connect backfill.
@@ -177,11 +188,12 @@ func (f *connectFlags) register(c *cobra.Command) {
 
 func (f *connectFlags) on() bool { return f.connect || f.account != "" }
 
-// runBackfillConnect is `backfill stripe --connect`: a line per account
-// as it finishes, then the totals.
-func runBackfillConnect(ctx context.Context, cn connectFlags, log *slog.Logger, pool *pgxpool.Pool, js jetstream.JetStream,
-	src *backfill.Stripe, w backfill.Window, types string, noProgress bool, stdout, stderr io.Writer) error {
-	line := newProgressLine(stderr, noProgress)
+// runConnect is `backfill stripe --connect`: a line per account as it
+// finishes, then the totals (with --json, all of it at the end).
+func (f *backfillFlags) runConnect(ctx context.Context, log *slog.Logger, pool *pgxpool.Pool, js jetstream.JetStream,
+	src *backfill.Stripe, w backfill.Window, stdout, stderr io.Writer) error {
+	cn, types := f.cn, f.types
+	line := newProgressLine(stderr, f.noProgress)
 	accounts := 0
 	res, err := backfill.RunConnect(ctx, backfill.ConnectConfig{
 		Account:     cn.account,
@@ -195,7 +207,9 @@ func runBackfillConnect(ctx context.Context, cn connectFlags, log *slog.Logger, 
 		OnAccount: func(ar backfill.AccountResult) {
 			accounts++
 			line.done()
-			fmt.Fprintln(stdout, accountLine(ar))
+			if !f.asJSON {
+				fmt.Fprintln(stdout, accountLine(ar))
+			}
 		},
 	}, pool, js, src, w)
 	line.done()
@@ -205,28 +219,13 @@ func runBackfillConnect(ctx context.Context, cn connectFlags, log *slog.Logger, 
 	case errors.Is(err, backfill.ErrBusy):
 		return err
 	}
-	state := ""
-	if res.Resumed {
-		state = " (resumed)"
-	}
-	fmt.Fprintf(stdout, "backfill stripe --connect %s..%s%s: ", res.Since.Format(time.RFC3339), res.Until.Format(time.RFC3339), state)
-	if cn.account == "" {
-		fmt.Fprintf(stdout, "%d accounts (%d listed by Stripe, %d known only to syncd): %d done", res.FromStripe+res.OnlySyncd, res.FromStripe, res.OnlySyncd, res.Done)
-		for _, n := range []struct {
-			n    int
-			what string
-		}{{res.AlreadyDone, "done before the interruption"}, {res.Failed, "failed"}, {res.Inaccessible, "not accessible"}, {res.NotStarted, "not started"}} {
-			if n.n > 0 {
-				fmt.Fprintf(stdout, ", %d %s", n.n, n.what)
-			}
+	if f.asJSON {
+		if jerr := writeJSON(stdout, connectJSONOf(res)); jerr != nil {
+			return jerr
 		}
-		fmt.Fprint(stdout, "; ")
+	} else {
+		printConnectResult(stdout, res, cn.account != "")
 	}
-	fmt.Fprintf(stdout, "%d pages, %d events listed, %d published, %d already in the stream", res.Pages, res.Listed, res.Published, res.Duplicates)
-	if res.Invalid > 0 {
-		fmt.Fprintf(stdout, ", %d not events (left out)", res.Invalid)
-	}
-	fmt.Fprintf(stdout, " in %s\n", res.Elapsed.Round(time.Millisecond))
 	if err != nil {
 		if errors.Is(err, backfill.ErrAccount) {
 			return usageError("%v", err)
@@ -244,6 +243,89 @@ func runBackfillConnect(ctx context.Context, cn connectFlags, log *slog.Logger, 
 		return fmt.Errorf("%w\nthe cursors are stored per account; resume with: %s", err, resume)
 	}
 	return nil
+}
+
+func printConnectResult(stdout io.Writer, res backfill.ConnectResult, oneAccount bool) {
+	state := ""
+	if res.Resumed {
+		state = " (resumed)"
+	}
+	fmt.Fprintf(stdout, "backfill stripe --connect %s..%s%s: ", res.Since.Format(time.RFC3339), res.Until.Format(time.RFC3339), state)
+	if !oneAccount {
+		fmt.Fprintf(stdout, "%d accounts (%d listed by Stripe, %d known only to syncd): %d done", res.FromStripe+res.OnlySyncd, res.FromStripe, res.OnlySyncd, res.Done)
+		for _, n := range []struct {
+			n    int
+			what string
+		}{{res.AlreadyDone, "done before the interruption"}, {res.Failed, "failed"}, {res.Inaccessible, "not accessible"}, {res.NotStarted, "not started"}} {
+			if n.n > 0 {
+				fmt.Fprintf(stdout, ", %d %s", n.n, n.what)
+			}
+		}
+		fmt.Fprint(stdout, "; ")
+	}
+	fmt.Fprintf(stdout, "%d pages, %d events listed, %d published, %d already in the stream", res.Pages, res.Listed, res.Published, res.Duplicates)
+	if res.Invalid > 0 {
+		fmt.Fprintf(stdout, ", %d not events (left out)", res.Invalid)
+	}
+	fmt.Fprintf(stdout, " in %s\n", res.Elapsed.Round(time.Millisecond))
+}
+
+// resultJSON is the --json form of a backfill.
+type resultJSON struct {
+	Provider       string    `json:"provider,omitempty"`
+	Since          time.Time `json:"since"`
+	Until          time.Time `json:"until"`
+	Resumed        bool      `json:"resumed"`
+	Pages          int       `json:"pages"`
+	Listed         int       `json:"listed"`
+	Published      int       `json:"published"`
+	Duplicates     int       `json:"duplicates"`
+	Invalid        int       `json:"invalid"`
+	ElapsedSeconds float64   `json:"elapsed_seconds"`
+}
+
+func resultJSONOf(r backfill.Result) resultJSON {
+	return resultJSON{Provider: r.Provider, Since: r.Since, Until: r.Until, Resumed: r.Resumed, Pages: r.Pages, Listed: r.Listed,
+		Published: r.Published, Duplicates: r.Duplicates, Invalid: r.Invalid, ElapsedSeconds: r.Elapsed.Seconds()}
+}
+
+// connectJSON is the --json form of a Connect backfill.
+type connectJSON struct {
+	resultJSON
+	FromStripe   int           `json:"from_stripe"`
+	OnlySyncd    int           `json:"only_syncd"`
+	Done         int           `json:"done"`
+	AlreadyDone  int           `json:"already_done"`
+	Failed       int           `json:"failed"`
+	Inaccessible int           `json:"inaccessible"`
+	NotStarted   int           `json:"not_started"`
+	Accounts     []accountJSON `json:"accounts"`
+}
+
+type accountJSON struct {
+	Account string `json:"account"`
+	Origin  string `json:"origin"`
+	resultJSON
+	AlreadyDone  bool   `json:"already_done"`
+	Inaccessible bool   `json:"inaccessible"`
+	Error        string `json:"error,omitempty"`
+}
+
+func connectJSONOf(r backfill.ConnectResult) connectJSON {
+	j := connectJSON{
+		resultJSON: resultJSON{Since: r.Since, Until: r.Until, Resumed: r.Resumed, Pages: r.Pages, Listed: r.Listed, Published: r.Published,
+			Duplicates: r.Duplicates, Invalid: r.Invalid, ElapsedSeconds: r.Elapsed.Seconds()},
+		FromStripe: r.FromStripe, OnlySyncd: r.OnlySyncd, Done: r.Done, AlreadyDone: r.AlreadyDone, Failed: r.Failed,
+		Inaccessible: r.Inaccessible, NotStarted: r.NotStarted, Accounts: []accountJSON{},
+	}
+	for _, a := range r.Accounts {
+		aj := accountJSON{Account: a.Account, Origin: string(a.Origin), resultJSON: resultJSONOf(a.Result), AlreadyDone: a.AlreadyDone, Inaccessible: a.Inaccessible}
+		if a.Err != nil {
+			aj.Error = a.Err.Error()
+		}
+		j.Accounts = append(j.Accounts, aj)
+	}
+	return j
 }
 
 // accountLine is one account's outcome.

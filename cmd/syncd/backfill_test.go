@@ -180,9 +180,10 @@ func TestBackfillThenReplayCommands(t *testing.T) {
 	if n := users(t, db); n != 12 {
 		t.Errorf("%d users after replay, want 12", n)
 	}
-	code, out, errOut = syncd(t, args...)
-	if code != 0 || !strings.Contains(out, "0 published, 12 already in the stream") {
-		t.Fatalf("second backfill: exit %d\n%s%s", code, out, errOut)
+	code, out, errOut = syncd(t, append(args, "--json")...)
+	var res resultJSON
+	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || res.Provider != "workos" || res.Listed != 12 || res.Published != 0 || res.Duplicates != 12 || res.Pages != 3 {
+		t.Fatalf("second backfill --json: exit %d %v\n%s%s", code, err, out, errOut)
 	}
 	code, out, errOut = syncd(t, append([]string{"replay", "--since", "1h", "--type", "user.*"}, conn...)...)
 	if code != 0 || !strings.Contains(out, "skipped  12") {
@@ -294,6 +295,12 @@ func TestBackfillConnectCommand(t *testing.T) {
 	code, out, errOut = syncd(t, append([]string{"backfill", "stripe", "--account", "acct_B", "--since", since, "--types", "account.updated"}, conn...)...)
 	if code != 0 || !strings.Contains(out, "  acct_B (flag): 1 pages, 3 events listed, 0 published, 3 already in the stream") {
 		t.Fatalf("--account: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = syncd(t, append([]string{"backfill", "stripe", "--account", "acct_A", "--since", since, "--types", "account.updated", "--json"}, conn...)...)
+	var res connectJSON
+	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || res.Done != 1 || res.Listed != 3 || res.Duplicates != 3 ||
+		len(res.Accounts) != 1 || res.Accounts[0].Account != "acct_A" || res.Accounts[0].Origin != "flag" || res.Accounts[0].Listed != 3 {
+		t.Fatalf("--account --json: exit %d %v\n%s%s", code, err, out, errOut)
 	}
 }
 

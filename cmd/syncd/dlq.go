@@ -157,9 +157,7 @@ func (d *dlqFlags) list(ctx context.Context, asJSON bool, stdout, stderr io.Writ
 		if letters == nil {
 			letters = []deadletter.Letter{}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(letters); err != nil {
+		if err := writeJSON(stdout, letters); err != nil {
 			return err
 		}
 	} else if len(letters) > 0 {
@@ -423,9 +421,7 @@ func summarizeJSON(w io.Writer, letters []deadletter.Letter, sum deadletter.Summ
 	for _, err := range sum.Failed {
 		j.Failed = append(j.Failed, err.Error())
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(j); err != nil {
+	if err := writeJSON(w, j); err != nil {
 		return err
 	}
 	return summarize(io.Discard, sum, verb, "", keptNote)

@@ -289,9 +289,10 @@ func TestArgumentsAsOperatorsWriteThem(t *testing.T) {
 	}
 }
 
-// Every command that prints a table or a list has --json.
+// Every command that prints a table, a list or a summary of counts has
+// --json.
 func TestTableCommandsHaveJSON(t *testing.T) {
-	for _, path := range []string{"status", "migrate status", "dlq list", "dlq retry", "dlq purge", "audit", "replay", "import map", "import verify"} {
+	for _, path := range []string{"status", "migrate status", "dlq list", "dlq retry", "dlq purge", "audit", "replay", "backfill workos", "backfill stripe", "import map", "import verify"} {
 		c, _, err := rootCommand().Find(strings.Fields(path))
 		if err != nil || c.CommandPath() != "syncd "+path {
 			t.Fatalf("%s: %v", path, err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -399,9 +398,7 @@ func runImportVerify(ctx context.Context, c *common, ownerRole string, asJSON bo
 		for _, p := range v.Problems {
 			j.Problems = append(j.Problems, problemJSON{ClerkUserID: p.ClerkUserID, WorkOSUserID: p.WorkOSUserID, WorkOSOrgID: p.WorkOSOrgID, Missing: p.Missing})
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(j); err != nil {
+		if err := writeJSON(stdout, j); err != nil {
 			return err
 		}
 	} else {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -181,9 +180,7 @@ func writeReplayJSON(w io.Writer, s replay.Summary) error {
 	for _, f := range s.Failures {
 		j.Failures = append(j.Failures, replayFailure{Seq: f.Seq, Source: f.Source, Type: f.Type, EventID: f.EventID, Error: fmt.Sprint(f.Err)})
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(j)
+	return writeJSON(w, j)
 }
 
 // parseWhen reads a time flag (events.ParseWhen); empty is the zero time.
