@@ -32,6 +32,10 @@ import (
 	"github.com/syncd/syncd/telemetry"
 )
 
+// PageSizeMax is the most events an Events API page holds (both
+// providers' limit), and the page size by default.
+const PageSizeMax = 100
+
 var (
 	// ErrBusy means another backfill of the same provider and window holds
 	// its lock (another replica reconciling, or an operator's run).

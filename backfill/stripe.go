@@ -30,7 +30,7 @@ type StripeConfig struct {
 	APIKey string
 	// BaseURL defaults to https://api.stripe.com.
 	BaseURL string
-	// PageSize is the listing's limit, at most 100 (the default).
+	// PageSize is the listing's limit, at most PageSizeMax (the default).
 	PageSize   int
 	HTTPClient *http.Client
 	// MaxNetworkRetries overrides stripe-go's default (2) when set.
@@ -66,10 +66,10 @@ func NewStripe(cfg StripeConfig) (*Stripe, error) {
 		return nil, fmt.Errorf("backfill: Stripe API URL %q is not an http(s) URL", cfg.BaseURL)
 	}
 	if cfg.PageSize == 0 {
-		cfg.PageSize = 100
+		cfg.PageSize = PageSizeMax
 	}
-	if cfg.PageSize < 1 || cfg.PageSize > 100 {
-		return nil, fmt.Errorf("backfill: Stripe page size %d outside 1..100", cfg.PageSize)
+	if cfg.PageSize < 1 || cfg.PageSize > PageSizeMax {
+		return nil, fmt.Errorf("backfill: Stripe page size %d outside 1..%d", cfg.PageSize, PageSizeMax)
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 80 * time.Second}

@@ -22,7 +22,7 @@ type WorkOSConfig struct {
 	APIKey string
 	// BaseURL defaults to https://api.workos.com.
 	BaseURL string
-	// PageSize is the listing's limit, at most 100 (the default).
+	// PageSize is the listing's limit, at most PageSizeMax (the default).
 	PageSize   int
 	HTTPClient *http.Client
 }
@@ -44,10 +44,10 @@ func NewWorkOS(cfg WorkOSConfig) (*WorkOS, error) {
 		return nil, fmt.Errorf("backfill: WorkOS API URL %q is not an http(s) URL", cfg.BaseURL)
 	}
 	if cfg.PageSize == 0 {
-		cfg.PageSize = 100
+		cfg.PageSize = PageSizeMax
 	}
-	if cfg.PageSize < 1 || cfg.PageSize > 100 {
-		return nil, fmt.Errorf("backfill: WorkOS page size %d outside 1..100", cfg.PageSize)
+	if cfg.PageSize < 1 || cfg.PageSize > PageSizeMax {
+		return nil, fmt.Errorf("backfill: WorkOS page size %d outside 1..%d", cfg.PageSize, PageSizeMax)
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}

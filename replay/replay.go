@@ -41,7 +41,8 @@ type Config struct {
 	// Type is a NATS subject pattern over the event type
 	// (customer.subscription.*, dsync.>); empty is all.
 	Type string
-	// BatchSize caps the events applied in one transaction.
+	// BatchSize caps the events applied in one transaction
+	// (BatchSizeDefault when 0, at most BatchSizeMax).
 	BatchSize int
 	// RetryMax caps the backoff between attempts of a batch that failed
 	// transiently (Postgres unreachable): replay waits it out like the
@@ -54,9 +55,17 @@ type Config struct {
 	Progress func(Progress)
 }
 
+const (
+	// BatchSizeDefault is how many events one transaction applies.
+	BatchSizeDefault = 256
+	// BatchSizeMax bounds a batch: a transaction of more holds its locks
+	// too long.
+	BatchSizeMax = 10000
+)
+
 func (c Config) withDefaults() Config {
 	if c.BatchSize == 0 {
-		c.BatchSize = 256
+		c.BatchSize = BatchSizeDefault
 	}
 	if c.RetryMax == 0 {
 		c.RetryMax = 10 * time.Second
@@ -81,8 +90,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("replay: end time %s is not after start time %s", c.Until.Format(time.RFC3339), c.Since.Format(time.RFC3339))
 	case c.ToSeq != 0 && c.FromSeq != 0 && c.ToSeq < c.FromSeq:
 		return fmt.Errorf("replay: end sequence %d is before start sequence %d", c.ToSeq, c.FromSeq)
-	case c.BatchSize < 1 || c.BatchSize > 10000:
-		return fmt.Errorf("replay: batch size %d outside 1..10000", c.BatchSize)
+	case c.BatchSize < 1 || c.BatchSize > BatchSizeMax:
+		return fmt.Errorf("replay: batch size %d outside 1..%d", c.BatchSize, BatchSizeMax)
 	}
 	_, err := FilterSubject(c.Source, c.Type)
 	return err

@@ -224,9 +224,9 @@ func (s *Service) fitMaxBody(icfg ingest.Config) (int64, error) {
 // OpenPool opens and pings Postgres; a malformed URL is ErrConfig. No
 // message names the password.
 func OpenPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(encodeUserinfo(dsn))
+	cfg, err := parseDatabaseURL(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%w: database URL: %s", ErrConfig, redact.Error(err, dsn))
+		return nil, err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -239,6 +239,21 @@ func OpenPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("reach Postgres at %s: %w", redact.URL(cfg.ConnConfig.Host), err)
 	}
 	return pool, nil
+}
+
+// CheckDatabaseURL reports a connection string OpenPool could not parse
+// (ErrConfig), without its password, before anything is dialled.
+func CheckDatabaseURL(dsn string) error {
+	_, err := parseDatabaseURL(dsn)
+	return err
+}
+
+func parseDatabaseURL(dsn string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(encodeUserinfo(dsn))
+	if err != nil {
+		return nil, fmt.Errorf("%w: database URL: %s", ErrConfig, redact.Error(err, dsn))
+	}
+	return cfg, nil
 }
 
 // encodeUserinfo percent-encodes the user and password of a URL: Go reads

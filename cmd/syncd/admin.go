@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"flag"
 	"log/slog"
 	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
 
 	"github.com/syncd/syncd/backfill"
 	"github.com/syncd/syncd/console"
@@ -21,9 +21,10 @@ type adminFlags struct {
 	addr, tokenFile string
 }
 
-func (a *adminFlags) register(fs *flag.FlagSet) {
-	declare(fs).String(&a.addr, "admin-addr", "ADMIN_ADDR", "", "serve the admin console and /admin/api/ on this address, never the webhook port; empty is off; token in env ADMIN_TOKEN or --admin-token-file")
-	declare(fs).String(&a.tokenFile, "admin-token-file", "ADMIN_TOKEN_FILE", "", "file holding the admin token")
+func (a *adminFlags) register(c *cobra.Command) {
+	d := declare(c)
+	d.String(&a.addr, "admin-addr", "ADMIN_ADDR", "", "serve the admin console and /admin/api/ on this address, never the webhook port; empty is off; token in env ADMIN_TOKEN or --admin-token-file", listenAddr(true))
+	d.String(&a.tokenFile, "admin-token-file", "ADMIN_TOKEN_FILE", "", "file holding the admin token")
 }
 
 // config is the console's configuration; the token itself comes only

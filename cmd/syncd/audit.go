@@ -3,15 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/syncd/syncd/queries"
 	"github.com/syncd/syncd/retention"
@@ -20,116 +19,98 @@ import (
 // auditFlags: whether the applier writes the audit trail, and how long
 // serve's retention keeps it.
 type auditFlags struct {
-	mode      string
-	retention string
-	off       bool
-	keep      time.Duration
+	mode string
+	keep time.Duration
 }
 
-func (a *auditFlags) registerMode(fs *flag.FlagSet) {
-	declare(fs).String(&a.mode, "audit", "SYNCD_AUDIT", "on", "on or off: write audit_logs, one row per change applied")
+func (a *auditFlags) registerMode(c *cobra.Command) {
+	d := declare(c)
+	d.String(&a.mode, "audit", "SYNCD_AUDIT", "on", "on or off: write audit_logs, one row per change applied", func(v string) error {
+		_, err := auditOff(v)
+		return err
+	})
+	d.complete("audit", "on", "off")
 }
 
-func (a *auditFlags) register(fs *flag.FlagSet) {
-	a.registerMode(fs)
-	declare(fs).String(&a.retention, "audit-retention", "SYNCD_AUDIT_RETENTION", "365d", "keep audit_logs rows this long: days (365d) or a duration (8760h)")
+func (a *auditFlags) register(c *cobra.Command) {
+	a.registerMode(c)
+	declare(c).Days(&a.keep, "audit-retention", "SYNCD_AUDIT_RETENTION", retention.DefaultAuditRetention, "keep audit_logs rows this long: days (365d) or a duration (8760h)", atLeast(time.Hour))
 }
 
-var daysDuration = regexp.MustCompile(`^(\d+)d(.*)$`)
-
-// setup checks the flags; retention is "" when only the mode is registered.
-func (a *auditFlags) setup() error {
-	switch strings.ToLower(strings.TrimSpace(a.mode)) {
+// auditOff reads --audit.
+func auditOff(v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
 	case "on", "true", "1":
+		return false, nil
 	case "off", "false", "0":
-		a.off = true
-	default:
-		return usageError("--audit %q: want on or off", a.mode)
+		return true, nil
 	}
-	if a.retention == "" {
-		return nil
-	}
-	v := strings.TrimSpace(a.retention)
-	var d time.Duration
-	if m := daysDuration.FindStringSubmatch(v); m != nil {
-		days, err := strconv.Atoi(m[1])
-		if err != nil || days > 36500 {
-			return usageError("--audit-retention %q: want days (365d) or a duration (8760h)", a.retention)
-		}
-		d = time.Duration(days) * 24 * time.Hour
-		if m[2] != "" {
-			extra, err := time.ParseDuration(m[2])
-			if err != nil {
-				return usageError("--audit-retention %q: want days (365d) or a duration (8760h)", a.retention)
-			}
-			d += extra
-		}
-	} else {
-		var err error
-		if d, err = time.ParseDuration(v); err != nil {
-			return usageError("--audit-retention %q: want days (365d) or a duration (8760h)", a.retention)
-		}
-	}
-	if d < time.Hour {
-		return usageError("--audit-retention %q: want at least 1h", a.retention)
-	}
-	a.keep = d
-	return nil
+	return false, fmt.Errorf("%q: want on or off", v)
+}
+
+// disabled says whether --audit is off.
+func (a *auditFlags) disabled() bool {
+	off, _ := auditOff(a.mode) // checked when parsed
+	return off
 }
 
 // auditListMax bounds one listing.
 const auditListMax = 10000
 
-func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c common
-	var resource, org, event, since, until string
-	var limit int
-	var asJSON bool
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	c.register(fs)
-	declare(fs).String(&resource, "resource", "", "", "only this resource: TYPE (users, organizations, user_org_memberships, meetings, payment_transfers) or TYPE:ID (users:user_01H…)")
-	declare(fs).String(&org, "org", "", "", "only changes of this organization (WorkOS organization id)")
-	declare(fs).String(&event, "event", "", "", "only changes made by this event id")
-	declare(fs).String(&since, "since", "", "", "changes at or after: RFC 3339 time, a date, or a duration ago (36h, 7d)")
-	declare(fs).String(&until, "until", "", "", "changes before (same forms as --since)")
-	declare(fs).Int(&limit, "limit", "", 100, fmt.Sprintf("newest rows shown, at most (1 to %d)", auditListMax))
-	declare(fs).Bool(&asJSON, "json", "", false, "one JSON object per line instead of a table")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: syncd audit [--resource TYPE[:ID]] [--org ORG] [--event ID] [--since T] [--until T] [--json]\n\n"+
-			"Lists the changes syncd applied (audit_logs), newest first.\n\nflags:")
-		fs.PrintDefaults()
+func auditCommand() *cobra.Command {
+	var f auditListFlags
+	c := &cobra.Command{
+		Use:   "audit [--resource TYPE[:ID]] [--org ORG] [--event ID] [--since T] [--until T] [--json]",
+		Short: "list the changes syncd applied (audit_logs) by resource, organization, event or time",
+		Long:  "Lists the changes syncd applied (audit_logs), newest first.",
+		Args:  noArgs,
 	}
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError("unexpected argument %q", fs.Arg(0))
-	}
-	if limit < 1 || limit > auditListMax {
-		return usageError("--limit %d: want 1 to %d", limit, auditListMax)
-	}
-	p := queries.AuditLogListParams{MaxRows: int32(limit)}
-	if resource != "" {
-		typ, id, hasID := strings.Cut(resource, ":")
-		if typ == "" || (hasID && id == "") {
-			return usageError("--resource %q: want TYPE or TYPE:ID", resource)
+	f.common.register(c)
+	d := declare(c)
+	d.String(&f.resource, "resource", "", "", "only this resource: TYPE (users, organizations, user_org_memberships, meetings, payment_transfers) or TYPE:ID (users:user_01H…)", func(v string) error {
+		if typ, id, hasID := strings.Cut(v, ":"); v != "" && (typ == "" || (hasID && id == "")) {
+			return fmt.Errorf("%q: want TYPE or TYPE:ID", v)
 		}
+		return nil
+	})
+	d.String(&f.org, "org", "", "", "only changes of this organization (WorkOS organization id)")
+	d.String(&f.event, "event", "", "", "only changes made by this event id")
+	d.String(&f.since, "since", "", "", "changes at or after: RFC 3339 time, a date, or a duration ago (36h, 7d)", when)
+	d.String(&f.until, "until", "", "", "changes before (same forms as --since)", when)
+	d.Int(&f.limit, "limit", "", 100, fmt.Sprintf("newest rows shown, at most (1 to %d)", auditListMax), between(1, auditListMax))
+	d.Bool(&f.asJSON, "json", "", false, "one JSON object per line instead of a table")
+	c.RunE = action(func(c *cobra.Command, _ []string) error { return f.run(c.Context(), c.OutOrStdout()) })
+	return c
+}
+
+// auditListFlags select the rows `syncd audit` lists.
+type auditListFlags struct {
+	common
+	resource, org, event, since, until string
+	limit                              int
+	asJSON                             bool
+}
+
+func (f *auditListFlags) run(ctx context.Context, stdout io.Writer) error {
+	p := queries.AuditLogListParams{MaxRows: int32(f.limit)}
+	if f.resource != "" {
+		typ, id, hasID := strings.Cut(f.resource, ":")
 		p.ResourceType = &typ
 		if hasID {
 			p.ResourceID = &id
 		}
 	}
-	if org != "" {
-		p.WorkosOrgID = &org
+	if f.org != "" {
+		p.WorkosOrgID = &f.org
 	}
-	if event != "" {
-		p.EventID = &event
+	if f.event != "" {
+		p.EventID = &f.event
 	}
 	now := time.Now()
 	for _, w := range []struct {
 		name, value string
 		to          **time.Time
-	}{{"since", since, &p.Since}, {"until", until, &p.Until}} {
+	}{{"since", f.since, &p.Since}, {"until", f.until, &p.Until}} {
 		t, err := parseWhen(w.name, w.value, now)
 		if err != nil {
 			return err
@@ -139,9 +120,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if p.Since != nil && p.Until != nil && !p.Since.Before(*p.Until) {
-		return usageError("--since %s is not before --until %s", since, until)
+		return usageError("--since %s is not before --until %s", f.since, f.until)
 	}
-	pool, err := c.pool(ctx)
+	pool, err := f.pool(ctx)
 	if err != nil {
 		return err
 	}
@@ -150,7 +131,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("list audit rows: %w", err)
 	}
-	if asJSON {
+	if f.asJSON {
 		return writeAuditJSON(stdout, rows)
 	}
 	writeAuditTable(stdout, rows)
@@ -232,7 +213,7 @@ func deref(s *string) string {
 	return *s
 }
 
-// auditRetentionConfig carries the flags into serve's retention.
+// retentionConfig carries the flags into serve's retention.
 func (a *auditFlags) retentionConfig(cfg *retention.Config) {
 	cfg.AuditRetention = a.keep
 }

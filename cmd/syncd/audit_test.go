@@ -24,14 +24,14 @@ func TestAuditBadInputExitsTwo(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, []string{"serve", "--audit", "maybe"}, `--audit "maybe": want on or off`},
-		{map[string]string{"SYNCD_AUDIT": "sometimes"}, []string{"serve"}, `--audit "sometimes"`},
-		{map[string]string{"SYNCD_AUDIT_RETENTION": "10m"}, []string{"serve"}, `--audit-retention "10m": want at least 1h`},
+		{nil, []string{"serve", "--audit", "maybe"}, `--audit: "maybe": want on or off (env SYNCD_AUDIT)`},
+		{map[string]string{"SYNCD_AUDIT": "sometimes"}, []string{"serve"}, `--audit: "sometimes"`},
+		{map[string]string{"SYNCD_AUDIT_RETENTION": "10m"}, []string{"serve"}, `--audit-retention: 10m0s: want at least 1h0m0s (env SYNCD_AUDIT_RETENTION)`},
 		{nil, []string{"serve", "--audit-retention", "a year"}, `want days (365d) or a duration`},
-		{nil, []string{"replay", "--since", "1h", "--audit", "no"}, `--audit "no"`},
-		{nil, []string{"audit", "--limit", "0"}, "--limit 0: want 1 to 10000"},
-		{nil, []string{"audit", "--resource", ":user_1"}, `--resource ":user_1": want TYPE or TYPE:ID`},
-		{nil, []string{"audit", "--since", "yesterday"}, `--since "yesterday"`},
+		{nil, []string{"replay", "--since", "1h", "--audit", "no"}, `--audit: "no"`},
+		{nil, []string{"audit", "--limit", "0"}, "--limit: 0: want 1 to 10000"},
+		{nil, []string{"audit", "--resource", ":user_1"}, `--resource: ":user_1": want TYPE or TYPE:ID`},
+		{nil, []string{"audit", "--since", "yesterday"}, `--since: "yesterday"`},
 		{nil, []string{"audit", "--since", "1h", "--until", "2h"}, "is not before --until"},
 		{nil, []string{"audit", "extra"}, `unexpected argument "extra"`},
 		{nil, []string{"audit"}, "DATABASE_URL is not set"},

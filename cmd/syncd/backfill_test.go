@@ -46,11 +46,11 @@ func TestBackfillBadInput(t *testing.T) {
 		{[]string{"backfill"}, nil, "name the provider"},
 		{[]string{"backfill", "github", "--since", "1h"}, nil, `unknown provider "github"`},
 		{[]string{"backfill", "workos"}, nil, "--since is required"},
-		{[]string{"backfill", "workos", "--since", "yesterday"}, nil, `--since "yesterday"`},
+		{[]string{"backfill", "workos", "--since", "yesterday"}, nil, `--since: "yesterday"`},
 		{[]string{"backfill", "workos", "--since", "-5h"}, nil, "must be positive"},
 		{[]string{"backfill", "workos", "--since", "2h", "--until", "3h"}, nil, "is not after --since"},
 		{[]string{"backfill", "workos", "--since", "2999-01-01"}, nil, "in the future"},
-		{[]string{"backfill", "workos", "--since", "1h", "--page-size", "500"}, nil, "--page-size 500"},
+		{[]string{"backfill", "workos", "--since", "1h", "--page-size", "500"}, nil, "--page-size: 500: want 1 to 100"},
 		{[]string{"backfill", "workos", "--since", "1h", "extra"}, nil, `unexpected argument "extra"`},
 		{[]string{"backfill", "workos", "--since", "1h"}, map[string]string{"WORKOS_API_KEY": ""}, "WORKOS_API_KEY is not set"},
 		{[]string{"backfill", "stripe", "--since", "1h"}, map[string]string{"STRIPE_API_KEY": ""}, "STRIPE_API_KEY is not set"},
@@ -58,9 +58,9 @@ func TestBackfillBadInput(t *testing.T) {
 		{[]string{"backfill", "stripe", "--since", old}, nil, "30 days"},
 		{[]string{"backfill", "stripe", "--since", "40d"}, nil, "--since 40d"},
 		{[]string{"backfill", "workos", "--since", "1h"}, nil, "DATABASE_URL is not set"},
-		{[]string{"backfill", "workos", "--connect", "--since", "1h"}, nil, "for stripe only"},
-		{[]string{"backfill", "stripe", "--account", "cus_123", "--since", "1h"}, nil, `--account "cus_123"`},
-		{[]string{"backfill", "stripe", "--connect", "--concurrency", "0", "--since", "1h"}, nil, "--concurrency 0"},
+		{[]string{"backfill", "workos", "--connect", "--since", "1h"}, nil, "unknown flag: --connect"},
+		{[]string{"backfill", "stripe", "--account", "cus_123", "--since", "1h"}, nil, `--account: not a Stripe connected account id: "cus_123"`},
+		{[]string{"backfill", "stripe", "--connect", "--concurrency", "0", "--since", "1h"}, nil, "--concurrency: 0: want 1 to 16"},
 		{[]string{"backfill", "stripe", "--connect", "--since", "40d"}, nil, "--since 40d"},
 	} {
 		for k, v := range c.env {
@@ -87,7 +87,7 @@ func TestServeReconcileBadInput(t *testing.T) {
 		{[]string{"serve", "--reconcile-every", "1h", "--database-url", "postgres://x/y"}, nil, "--reconcile-every needs WORKOS_API_KEY or STRIPE_API_KEY"},
 		{[]string{"serve", "--reconcile-every", "10s", "--database-url", "postgres://x/y"}, map[string]string{"WORKOS_API_KEY": "k"}, "want at least 1m"},
 		{[]string{"serve", "--role", "ingest", "--reconcile-every", "1h"}, map[string]string{"WORKOS_API_KEY": "k"}, "needs DATABASE_URL"},
-		{[]string{"serve", "--reconcile-every", "1h", "--reconcile-window", "31d", "--database-url", "postgres://x/y"}, map[string]string{"STRIPE_API_KEY": "k"}, "invalid value"},
+		{[]string{"serve", "--reconcile-every", "1h", "--reconcile-window", "31d", "--database-url", "postgres://x/y"}, map[string]string{"STRIPE_API_KEY": "k"}, `--reconcile-window: "31d": want a duration`},
 		{[]string{"serve", "--reconcile-every", "1h", "--reconcile-window", "800h", "--database-url", "postgres://x/y"}, map[string]string{"STRIPE_API_KEY": "k"}, "30 days"},
 		{[]string{"serve", "--reconcile-every", "2h", "--reconcile-window", "1h", "--database-url", "postgres://x/y"}, map[string]string{"STRIPE_API_KEY": "k"}, "shorter than"},
 		{[]string{"serve", "--reconcile-connect", "--database-url", "postgres://x/y"}, map[string]string{"STRIPE_API_KEY": "k"}, "--reconcile-connect needs --reconcile-every"},
@@ -180,13 +180,20 @@ func TestBackfillThenReplayCommands(t *testing.T) {
 	if n := users(t, db); n != 12 {
 		t.Errorf("%d users after replay, want 12", n)
 	}
-	code, out, errOut = syncd(t, args...)
-	if code != 0 || !strings.Contains(out, "0 published, 12 already in the stream") {
-		t.Fatalf("second backfill: exit %d\n%s%s", code, out, errOut)
+	code, out, errOut = syncd(t, append(args, "--json")...)
+	var res resultJSON
+	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || res.Provider != "workos" || res.Listed != 12 || res.Published != 0 || res.Duplicates != 12 || res.Pages != 3 {
+		t.Fatalf("second backfill --json: exit %d %v\n%s%s", code, err, out, errOut)
 	}
 	code, out, errOut = syncd(t, append([]string{"replay", "--since", "1h", "--type", "user.*"}, conn...)...)
 	if code != 0 || !strings.Contains(out, "skipped  12") {
 		t.Fatalf("second replay: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = syncd(t, append([]string{"replay", "--from-seq", "3", "--to-seq", "7", "--json"}, conn...)...)
+	var sum replayJSON
+	if err := json.Unmarshal([]byte(out), &sum); code != 0 || err != nil || sum.Events != 5 || sum.Skipped != 5 || sum.FirstSeq != 3 || sum.LastSeq != 7 ||
+		sum.Filter != "webhooks.*.>" || sum.Failures == nil {
+		t.Fatalf("replay --json: exit %d %v\n%s%s", code, err, out, errOut)
 	}
 
 	// An interrupted backfill says how to resume.
@@ -288,6 +295,12 @@ func TestBackfillConnectCommand(t *testing.T) {
 	code, out, errOut = syncd(t, append([]string{"backfill", "stripe", "--account", "acct_B", "--since", since, "--types", "account.updated"}, conn...)...)
 	if code != 0 || !strings.Contains(out, "  acct_B (flag): 1 pages, 3 events listed, 0 published, 3 already in the stream") {
 		t.Fatalf("--account: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = syncd(t, append([]string{"backfill", "stripe", "--account", "acct_A", "--since", since, "--types", "account.updated", "--json"}, conn...)...)
+	var res connectJSON
+	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || res.Done != 1 || res.Listed != 3 || res.Duplicates != 3 ||
+		len(res.Accounts) != 1 || res.Accounts[0].Account != "acct_A" || res.Accounts[0].Origin != "flag" || res.Accounts[0].Listed != 3 {
+		t.Fatalf("--account --json: exit %d %v\n%s%s", code, err, out, errOut)
 	}
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
 
 	"github.com/syncd/syncd/redact"
 	"github.com/syncd/syncd/service"
@@ -37,19 +37,21 @@ type common struct {
 	jsSync      string
 }
 
-func (c *common) register(fs *flag.FlagSet) {
-	declare(fs).String(&c.databaseURL, "database-url", "DATABASE_URL", "", "Postgres connection string")
-	declare(fs).String(&c.natsURL, "nats-url", "NATS_URL", "", "external NATS server; empty runs or reaches the embedded one")
-	declare(fs).String(&c.dataDir, "data-dir", "SYNCD_DATA_DIR", stream.DataDirDefault, "local state of the embedded JetStream server")
-	declare(fs).String(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error", oneOf("debug", "info", "warn", "error"))
-	declare(fs).String(&c.logFormat, "log-format", "LOG_FORMAT", "text", "text or json", oneOf("text", "json"))
-	declare(fs).String(&c.jsSync, "jetstream-sync", "SYNCD_JETSTREAM_SYNC", string(stream.SyncAlways), "when the embedded JetStream fsyncs: always (before every acknowledgement) or interval (in the background; an OS crash loses recent events)", func(v string) error { _, err := stream.ParseSyncMode(v); return err })
+func (c *common) register(cmd *cobra.Command) {
+	d := declare(cmd)
+	d.String(&c.databaseURL, "database-url", "DATABASE_URL", "", "Postgres connection string", databaseURL)
+	d.String(&c.natsURL, "nats-url", "NATS_URL", "", "external NATS server; empty runs or reaches the embedded one", natsServers)
+	d.String(&c.dataDir, "data-dir", "SYNCD_DATA_DIR", stream.DataDirDefault, "local state of the embedded JetStream server")
+	d.Enum(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error", "debug", "info", "warn", "error")
+	d.Enum(&c.logFormat, "log-format", "LOG_FORMAT", "text", "text or json", "text", "json")
+	d.String(&c.jsSync, "jetstream-sync", "SYNCD_JETSTREAM_SYNC", string(stream.SyncAlways), "when the embedded JetStream fsyncs: always (before every acknowledgement) or interval (in the background; an OS crash loses recent events)", func(v string) error { _, err := stream.ParseSyncMode(v); return err })
+	d.complete("jetstream-sync", string(stream.SyncAlways), string(stream.SyncInterval))
 }
 
 func (c *common) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
-		return nil, usageError("--log-level %q: want debug, info, warn or error", c.logLevel)
+		return nil, badFlag("log-level", ": %q: want debug, info, warn or error", c.logLevel)
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
@@ -59,7 +61,7 @@ func (c *common) logger(w io.Writer) (*slog.Logger, error) {
 	case "json":
 		h = slog.NewJSONHandler(w, opts)
 	default:
-		return nil, usageError("--log-format %q: want text or json", c.logFormat)
+		return nil, badFlag("log-format", ": %q: want text or json", c.logFormat)
 	}
 	// Whoever logs (a driver, a library), no connection string's
 	// credentials reach the log.
@@ -75,7 +77,7 @@ func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	}
 	pool, err := service.OpenPool(ctx, c.databaseURL)
 	if errors.Is(err, service.ErrConfig) {
-		return nil, usageError("--database-url: %s", strings.TrimPrefix(err.Error(), service.ErrConfig.Error()+": database URL: "))
+		return nil, badFlag("database-url", ": %s", strings.TrimPrefix(err.Error(), service.ErrConfig.Error()+": database URL: "))
 	}
 	return pool, err
 }
@@ -83,7 +85,7 @@ func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 func (c *common) jetstream(ctx context.Context, log *slog.Logger, serve bool) (*stream.Conn, error) {
 	sync, err := stream.ParseSyncMode(c.jsSync)
 	if err != nil {
-		return nil, usageError("--jetstream-sync: %v", err)
+		return nil, badFlag("jetstream-sync", ": %v", err)
 	}
 	conn, err := stream.Open(ctx, stream.ConnConfig{URL: c.natsURL, DataDir: c.dataDir, Serve: serve, Sync: sync, Logger: log})
 	if err != nil {
@@ -110,31 +112,4 @@ func (c *common) connect(ctx context.Context, stderr io.Writer) (log *slog.Logge
 		return nil, nil, nil, nil, err
 	}
 	return log, pool, conn, func() { conn.Close(); pool.Close() }, nil
-}
-
-// parseFlags applies the environment to the declared flags, then parses
-// args over it (environment first, flags override) and runs the flags'
-// checks, turning any error into a usage error that names the flag and
-// its variable.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(stderr)
-	return declare(fs).parse(args)
-}
-
-// applyEnv sets the declared flags from the environment; it runs once,
-// before any argument is parsed (for commands that parse in pieces).
-func applyEnv(fs *flag.FlagSet, stderr io.Writer) error {
-	fs.SetOutput(stderr)
-	return declare(fs).applyEnv()
-}
-
-// parseArgsOnly parses args over what the environment set.
-func parseArgsOnly(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError("%v", err)
-	}
-	return declare(fs).check()
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -16,45 +15,26 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
+
 	"github.com/syncd/syncd/deadletter"
+	"github.com/syncd/syncd/stream"
 )
 
-const dlqUsage = `usage: syncd dlq <subcommand> [flags]
-
-subcommands:
-  list                     table of dead letters (--json for JSON)
-  show SEQ                 one dead letter: headers and pretty-printed payload
-  retry SEQ…|--all         republish to the original subject, then remove (--dry-run)
-  purge SEQ…|--all --yes   remove for good
-
-filters (list, and retry/purge with --all):
-  --source workos|stripe   --type user.created   --error SUBSTRING
-  --since/--until          RFC 3339 (2026-01-15T12:00:00Z), a date, or a duration ago (90m, 24h, 7d)
-
-Run 'syncd dlq <subcommand> -h' for all flags.`
-
-func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, dlqUsage)
-		return usageError("want a subcommand: list, show, retry or purge")
+func dlqCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "dlq list|show|retry|purge",
+		Short: "inspect and drain dead letters: list, show, retry, purge",
+		Long: "Inspect and drain DEADLETTER, where the consumer sets aside the events it could not apply.\n\n" +
+			"filters (list, and retry/purge with --all):\n" +
+			"  --source workos|stripe   --type user.created   --error SUBSTRING\n" +
+			"  --since/--until          RFC 3339 (2026-01-15T12:00:00Z), a date, or a duration ago (90m, 24h, 7d)",
 	}
-	switch args[0] {
-	case "list":
-		return runDLQList(ctx, args[1:], stdout, stderr)
-	case "show":
-		return runDLQShow(ctx, args[1:], stdout, stderr)
-	case "retry":
-		return runDLQRetry(ctx, args[1:], stdout, stderr)
-	case "purge":
-		return runDLQPurge(ctx, args[1:], stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintln(stderr, dlqUsage)
-		return flag.ErrHelp
-	}
-	if strings.HasPrefix(args[0], "-") {
-		return usageError("want a subcommand first: syncd dlq list|show|retry|purge [flags], not %q", args[0])
-	}
-	return usageError("unknown subcommand %q: want list, show, retry or purge", args[0])
+	return group(c, "want a subcommand: list, show, retry or purge",
+		func(arg string) error {
+			return usageError("unknown subcommand %q: want list, show, retry or purge", arg)
+		},
+		dlqListCommand(), dlqShowCommand(), dlqRetryCommand(), dlqPurgeCommand())
 }
 
 // dlqFlags are the flags the dlq subcommands share.
@@ -64,15 +44,18 @@ type dlqFlags struct {
 	since, until        string
 }
 
-func (d *dlqFlags) register(fs *flag.FlagSet, filters bool) {
-	d.common.register(fs)
-	if filters {
-		declare(fs).String(&d.source, "source", "", "", "only this source: workos or stripe")
-		declare(fs).String(&d.typ, "type", "", "", "only this event type, e.g. user.created")
-		declare(fs).String(&d.since, "since", "", "", "dead-lettered at or after: RFC 3339, a date, or a duration ago (24h, 7d)")
-		declare(fs).String(&d.until, "until", "", "", "dead-lettered at or before: RFC 3339, a date, or a duration ago")
-		declare(fs).String(&d.errSub, "error", "", "", "error message contains this, ignoring case")
+func (d *dlqFlags) register(c *cobra.Command, filters bool) {
+	d.common.register(c)
+	if !filters {
+		return
 	}
+	dc := declare(c)
+	dc.String(&d.source, "source", "", "", "only this source: workos or stripe", func(v string) error { return deadletter.Filter{Source: v}.Validate() })
+	dc.complete("source", stream.SourceWorkOS, stream.SourceStripe)
+	dc.String(&d.typ, "type", "", "", "only this event type, e.g. user.created", func(v string) error { return deadletter.Filter{Type: v}.Validate() })
+	dc.String(&d.since, "since", "", "", "dead-lettered at or after: RFC 3339, a date, or a duration ago (24h, 7d)", when)
+	dc.String(&d.until, "until", "", "", "dead-lettered at or before: RFC 3339, a date, or a duration ago", when)
+	dc.String(&d.errSub, "error", "", "", "error message contains this, ignoring case")
 }
 
 // filter turns the filter flags into a deadletter.Filter.
@@ -135,40 +118,28 @@ func parseSeqs(args []string) ([]uint64, error) {
 	return seqs, nil
 }
 
-// parseArgs parses flags that may come before or after the positional
-// arguments (`retry 12 13 --dry-run`), which flag.Parse alone stops at.
-func parseArgs(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
-	var pos []string
-	// The environment first, once: applied again between positionals it
-	// would undo the flags given before them.
-	if err := applyEnv(fs, stderr); err != nil {
-		return nil, err
-	}
-	for {
-		if err := parseArgsOnly(fs, args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos, args = append(pos, args[0]), args[1:]
-	}
-}
-
-func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func dlqListCommand() *cobra.Command {
 	var d dlqFlags
 	var asJSON bool
-	fs := flag.NewFlagSet("dlq list", flag.ContinueOnError)
-	d.register(fs, true)
-	declare(fs).Bool(&asJSON, "json", "", false, "print JSON (an array of objects) instead of a table")
-	pos, err := parseArgs(fs, args, stderr)
-	if err != nil {
-		return err
+	c := &cobra.Command{
+		Use:   "list [filters] [--json]",
+		Short: "table of dead letters (--json for JSON)",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError("unexpected argument %q (list takes filters; to see one dead letter use: syncd dlq show SEQ)", args[0])
+			}
+			return nil
+		},
 	}
-	if len(pos) > 0 {
-		return usageError("unexpected argument %q (list takes filters; to see one dead letter use: syncd dlq show SEQ)", pos[0])
-	}
+	d.register(c, true)
+	declare(c).Bool(&asJSON, "json", "", false, "print JSON (an array of objects) instead of a table")
+	c.RunE = action(func(c *cobra.Command, _ []string) error {
+		return d.list(c.Context(), asJSON, c.OutOrStdout(), c.ErrOrStderr())
+	})
+	return c
+}
+
+func (d *dlqFlags) list(ctx context.Context, asJSON bool, stdout, stderr io.Writer) error {
 	f, err := d.filter(time.Now())
 	if err != nil {
 		return err
@@ -186,9 +157,7 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if letters == nil {
 			letters = []deadletter.Letter{}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(letters); err != nil {
+		if err := writeJSON(stdout, letters); err != nil {
 			return err
 		}
 	} else if len(letters) > 0 {
@@ -226,21 +195,28 @@ func cell(s string, n int) string {
 	return s
 }
 
-func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func dlqShowCommand() *cobra.Command {
 	var d dlqFlags
-	fs := flag.NewFlagSet("dlq show", flag.ContinueOnError)
-	d.register(fs, false)
-	pos, err := parseArgs(fs, args, stderr)
-	if err != nil {
-		return err
+	c := &cobra.Command{
+		Use:   "show SEQ",
+		Short: "one dead letter: headers and pretty-printed payload",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError("want exactly one sequence: syncd dlq show SEQ")
+			}
+			_, err := parseSeqs(args)
+			return err
+		},
 	}
-	if len(pos) != 1 {
-		return usageError("want exactly one sequence: syncd dlq show SEQ")
-	}
-	seqs, err := parseSeqs(pos)
-	if err != nil {
-		return err
-	}
+	d.register(c, false)
+	c.RunE = action(func(c *cobra.Command, args []string) error {
+		return d.show(c.Context(), args, c.OutOrStdout(), c.ErrOrStderr())
+	})
+	return c
+}
+
+func (d *dlqFlags) show(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	seqs, _ := parseSeqs(args) // checked with the arguments
 	store, closeConn, err := d.open(ctx, stderr)
 	if err != nil {
 		return err
@@ -281,13 +257,15 @@ func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // selectFlags add the selection of retry and purge: sequences or --all.
 type selectFlags struct {
 	dlqFlags
-	all, dryRun bool
+	all, dryRun, asJSON bool
 }
 
-func (s *selectFlags) register(fs *flag.FlagSet) {
-	s.dlqFlags.register(fs, true)
-	declare(fs).Bool(&s.all, "all", "", false, "every dead letter the filters select")
-	declare(fs).Bool(&s.dryRun, "dry-run", "", false, "show what would be done, change nothing")
+func (s *selectFlags) register(c *cobra.Command) {
+	s.dlqFlags.register(c, true)
+	d := declare(c)
+	d.Bool(&s.all, "all", "", false, "every dead letter the filters select")
+	d.Bool(&s.dryRun, "dry-run", "", false, "show what would be done, change nothing")
+	d.Bool(&s.asJSON, "json", "", false, "print the dead letters selected and the outcome as JSON")
 }
 
 // check validates the selection without a connection, so bad input fails
@@ -331,13 +309,9 @@ func (s *selectFlags) selection(ctx context.Context, store *deadletter.Store, cm
 	return letters, err
 }
 
-// prepare parses and checks a retry or purge command, then opens
-// DEADLETTER and selects the letters it names; closeConn releases it.
-func (s *selectFlags) prepare(ctx context.Context, fs *flag.FlagSet, args []string, op string, stderr io.Writer) (*deadletter.Store, []deadletter.Letter, func(), error) {
-	pos, err := parseArgs(fs, args, stderr)
-	if err != nil {
-		return nil, nil, nil, err
-	}
+// prepare checks a retry or purge command, then opens DEADLETTER and
+// selects the letters it names; closeConn releases it.
+func (s *selectFlags) prepare(ctx context.Context, pos []string, op string, stderr io.Writer) (*deadletter.Store, []deadletter.Letter, func(), error) {
 	if _, err := s.check(op, pos); err != nil {
 		return nil, nil, nil, err
 	}
@@ -353,40 +327,69 @@ func (s *selectFlags) prepare(ctx context.Context, fs *flag.FlagSet, args []stri
 	return store, letters, closeConn, nil
 }
 
-func runDLQRetry(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func dlqRetryCommand() *cobra.Command {
 	var s selectFlags
-	fs := flag.NewFlagSet("dlq retry", flag.ContinueOnError)
-	s.register(fs)
-	store, letters, closeConn, err := s.prepare(ctx, fs, args, "retry", stderr)
+	c := &cobra.Command{
+		Use:   "retry SEQ…|--all [filters] [--dry-run]",
+		Short: "republish to the original subject, then remove",
+		Args:  cobra.ArbitraryArgs, // sequences, checked with the selection
+	}
+	s.register(c)
+	c.RunE = action(func(c *cobra.Command, args []string) error {
+		return s.retry(c.Context(), args, c.OutOrStdout(), c.ErrOrStderr())
+	})
+	return c
+}
+
+func (s *selectFlags) retry(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	store, letters, closeConn, err := s.prepare(ctx, args, "retry", stderr)
 	if err != nil {
 		return err
 	}
 	defer closeConn()
-	if s.dryRun {
+	if s.dryRun && !s.asJSON {
 		fmt.Fprintf(stdout, "dry run: would retry %d dead letter(s) into WEBHOOKS:\n", len(letters))
 		writeTable(stdout, letters)
 	}
 	bar := newProgressLine(stderr, s.dryRun)
 	sum := store.RetryAll(ctx, letters, deadletter.Options{DryRun: s.dryRun, Progress: bar.count("retrying")})
 	bar.done()
+	if s.asJSON {
+		return summarizeJSON(stdout, letters, sum, "retried", "still in DEADLETTER")
+	}
 	return summarize(stdout, sum, "retried", "republished to their original subjects; the consumer applies them", "still in DEADLETTER")
 }
 
-func runDLQPurge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func dlqPurgeCommand() *cobra.Command {
 	var s selectFlags
 	var yes bool
-	fs := flag.NewFlagSet("dlq purge", flag.ContinueOnError)
-	s.register(fs)
-	declare(fs).Bool(&yes, "yes", "", false, "confirm: the selected dead letters are removed for good")
-	store, letters, closeConn, err := s.prepare(ctx, fs, args, "purge", stderr)
+	c := &cobra.Command{
+		Use:   "purge SEQ…|--all [filters] --yes",
+		Short: "remove for good",
+		Args:  cobra.ArbitraryArgs, // sequences, checked with the selection
+	}
+	s.register(c)
+	declare(c).Bool(&yes, "yes", "", false, "confirm: the selected dead letters are removed for good")
+	c.RunE = action(func(c *cobra.Command, args []string) error {
+		return s.purge(c.Context(), args, yes, c.OutOrStdout(), c.ErrOrStderr())
+	})
+	return c
+}
+
+func (s *selectFlags) purge(ctx context.Context, args []string, yes bool, stdout, stderr io.Writer) error {
+	store, letters, closeConn, err := s.prepare(ctx, args, "purge", stderr)
 	if err != nil {
 		return err
 	}
 	defer closeConn()
 	if s.dryRun {
+		sum := store.PurgeAll(ctx, letters, deadletter.Options{DryRun: true})
+		if s.asJSON {
+			return summarizeJSON(stdout, letters, sum, "purged", "")
+		}
 		fmt.Fprintf(stdout, "dry run: would purge %d dead letter(s):\n", len(letters))
 		writeTable(stdout, letters)
-		return summarize(stdout, store.PurgeAll(ctx, letters, deadletter.Options{DryRun: true}), "purged", "", "")
+		return summarize(stdout, sum, "purged", "", "")
 	}
 	if !yes {
 		writeTable(stderr, letters)
@@ -395,7 +398,33 @@ func runDLQPurge(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	bar := newProgressLine(stderr, false)
 	sum := store.PurgeAll(ctx, letters, deadletter.Options{Progress: bar.count("purging")})
 	bar.done()
+	if s.asJSON {
+		return summarizeJSON(stdout, letters, sum, "purged", "still in DEADLETTER")
+	}
 	return summarize(stdout, sum, "purged", "", "still in DEADLETTER")
+}
+
+// outcomeJSON is the --json form of a retry or purge.
+type outcomeJSON struct {
+	DryRun    bool                `json:"dry_run"`
+	Letters   []deadletter.Letter `json:"letters"`
+	Total     int                 `json:"total"`
+	Succeeded int                 `json:"succeeded"`
+	Failed    []string            `json:"failed"`
+	Stopped   bool                `json:"stopped"`
+}
+
+// summarizeJSON prints the outcome as JSON; failures are the command's
+// error, as with summarize.
+func summarizeJSON(w io.Writer, letters []deadletter.Letter, sum deadletter.Summary, verb, keptNote string) error {
+	j := outcomeJSON{DryRun: sum.DryRun, Letters: letters, Total: sum.Total, Succeeded: sum.Succeeded, Failed: []string{}, Stopped: sum.Stopped}
+	for _, err := range sum.Failed {
+		j.Failed = append(j.Failed, err.Error())
+	}
+	if err := writeJSON(w, j); err != nil {
+		return err
+	}
+	return summarize(io.Discard, sum, verb, "", keptNote)
 }
 
 // summarize prints the outcome of a retry or purge and turns failures

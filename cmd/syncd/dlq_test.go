@@ -28,15 +28,15 @@ func TestDLQBadArgs(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"dlq", "--nats-url", "x", "list"}, "want a subcommand first"},
+		{[]string{"dlq", "--since", "yesterday", "list"}, `--since: "yesterday"`},
 		{[]string{"dlq", "frob"}, `unknown subcommand "frob"`},
-		{[]string{"dlq", "list", "--since", "yesterday"}, `--since "yesterday"`},
-		{[]string{"dlq", "list", "--until", "2026-13-45"}, `--until "2026-13-45"`},
+		{[]string{"dlq", "list", "--since", "yesterday"}, `--since: "yesterday"`},
+		{[]string{"dlq", "list", "--until", "2026-13-45"}, `--until: "2026-13-45"`},
 		{[]string{"dlq", "list", "--since", "-5h"}, "must be positive"},
 		{[]string{"dlq", "list", "--since", "1h", "--until", "2h"}, "is before since"},
 		{[]string{"dlq", "list", "--source", "work*"}, "no spaces or wildcards"},
 		{[]string{"dlq", "list", "12"}, `unexpected argument "12"`},
-		{[]string{"dlq", "list", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"dlq", "list", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"dlq", "show"}, "want exactly one sequence"},
 		{[]string{"dlq", "show", "1", "2"}, "want exactly one sequence"},
 		{[]string{"dlq", "show", "abc"}, `sequence "abc": want a positive number`},
@@ -44,10 +44,10 @@ func TestDLQBadArgs(t *testing.T) {
 		{[]string{"dlq", "retry"}, "name the dead letters"},
 		{[]string{"dlq", "retry", "1", "--all"}, "not both"},
 		{[]string{"dlq", "retry", "1", "--source", "workos"}, `filters narrow --all; with sequences drop --source "workos"`},
-		{[]string{"dlq", "retry", "--all", "--since", "soon"}, `--since "soon"`},
+		{[]string{"dlq", "retry", "--all", "--since", "soon"}, `--since: "soon"`},
 		{[]string{"dlq", "retry", "1", "x"}, `sequence "x"`},
 		{[]string{"dlq", "purge"}, "name the dead letters"},
-		{[]string{"dlq", "purge", "--all", "--until", "nope"}, `--until "nope"`},
+		{[]string{"dlq", "purge", "--all", "--until", "nope"}, `--until: "nope"`},
 	} {
 		code, _, stderr := runCmd(t, append(tc.args, nowhere...)...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
@@ -173,6 +173,12 @@ func TestDLQCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "would purge 2") {
 		t.Errorf("purge --dry-run: exit %d\n%s", code, out)
 	}
+	code, out, _ = cmd("retry", "--all", "--dry-run", "--json")
+	var outcome outcomeJSON
+	if err := json.Unmarshal([]byte(out), &outcome); code != 0 || err != nil || !outcome.DryRun || outcome.Total != 2 || outcome.Succeeded != 2 ||
+		len(outcome.Letters) != 2 || outcome.Letters[1].EventID != "event_b" || outcome.Failed == nil {
+		t.Errorf("retry --dry-run --json: exit %d %v\n%s", code, err, out)
+	}
 	if d, w := depth(), webhooksMsgs(); d != 2 || w != 0 {
 		t.Fatalf("dry run changed something: depth %d, WEBHOOKS %d", d, w)
 	}
@@ -187,9 +193,10 @@ func TestDLQCommands(t *testing.T) {
 	}
 	_ = a
 
-	code, out, _ = cmd("purge", "--all", "--yes", "--source", "workos")
-	if code != 0 || !strings.Contains(out, "purged 1 of 1") || depth() != 0 {
-		t.Errorf("purge: exit %d depth %d\n%s", code, depth(), out)
+	code, out, _ = cmd("purge", "--all", "--yes", "--source", "workos", "--json")
+	outcome = outcomeJSON{}
+	if err := json.Unmarshal([]byte(out), &outcome); code != 0 || err != nil || outcome.DryRun || outcome.Succeeded != 1 || outcome.Letters[0].Seq != b || depth() != 0 {
+		t.Errorf("purge --json: exit %d depth %d %v\n%s", code, depth(), err, out)
 	}
 	if code, out, _ := cmd("list", "--json"); code != 0 || strings.TrimSpace(out) != "[]" {
 		t.Errorf("list --json of nothing: exit %d %q", code, out)

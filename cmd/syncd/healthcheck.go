@@ -1,32 +1,39 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/syncd/syncd/service"
 )
 
-// runHealthcheck asks a running syncd whether it is ready: exit 0 when
-// /readyz answers 200, 1 otherwise. It exists for the container's
-// HEALTHCHECK, since the distroless image has no shell or curl.
-func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+func healthcheckCommand() *cobra.Command {
 	var base string
 	var timeout time.Duration
-	declare(fs).String(&base, "url", "", localURL(env("HTTP_ADDR", ":8080")), "base URL of the running syncd (default from HTTP_ADDR)")
-	declare(fs).Duration(&timeout, "timeout", "", 3*time.Second, "give up after this long")
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
+	c := &cobra.Command{
+		Use:   "healthcheck",
+		Short: "exit 0 when the running syncd answers /readyz with 200 (for HEALTHCHECK)",
+		Args:  noArgs,
 	}
-	if fs.NArg() > 0 {
-		return usageError("unexpected argument %q", fs.Arg(0))
-	}
-	if timeout <= 0 {
-		return usageError("--timeout %s: want a positive duration", timeout)
-	}
+	d := declare(c)
+	d.String(&base, "url", "", "", "base URL of the running syncd (default from HTTP_ADDR)", optional(httpURL))
+	d.Duration(&timeout, "timeout", "", 3*time.Second, "give up after this long", positive)
+	c.RunE = action(func(c *cobra.Command, _ []string) error {
+		return healthcheck(c.Context(), cmp.Or(base, localURL(env("HTTP_ADDR", service.HTTPAddrDefault))), timeout, c.OutOrStdout())
+	})
+	return c
+}
+
+// healthcheck asks a running syncd whether it is ready: exit 0 when
+// /readyz answers 200, 1 otherwise. It exists for the container's
+// HEALTHCHECK, since the distroless image has no shell or curl.
+func healthcheck(ctx context.Context, base string, timeout time.Duration, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,37 +10,31 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/spf13/cobra"
+
 	"github.com/syncd/syncd/legacy"
 	"github.com/syncd/syncd/provision"
 	"github.com/syncd/syncd/redact"
 	"github.com/syncd/syncd/workosapi"
 )
 
-// runImport is `syncd import clerk|map|verify`: the one-off move of the
-// app's users from Clerk to WorkOS, and the map the app's data migration
-// re-keys its rows by.
-func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintln(stderr, importUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return flag.ErrHelp
-		}
-		return usageError("name the step: clerk, map or verify")
+// importCommand is `syncd import clerk|map|verify`: the one-off move of
+// the app's users from Clerk to WorkOS, and the map the app's data
+// migration re-keys its rows by.
+func importCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "import clerk|map|verify",
+		Short: "move users from Clerk to WorkOS: import clerk FILE, import map, import verify",
+		Long:  importUsage,
 	}
-	switch args[0] {
-	case "clerk":
-		return runImportClerk(ctx, args[1:], stdout, stderr)
-	case "map":
-		return runImportMap(ctx, args[1:], stdout, stderr)
-	case "verify":
-		return runImportVerify(ctx, args[1:], stdout, stderr)
-	}
-	return usageError("unknown import step %q: want clerk, map or verify", args[0])
+	return group(c, "name the step: clerk, map or verify",
+		func(arg string) error { return usageError("unknown import step %q: want clerk, map or verify", arg) },
+		importClerkCommand(), importMapCommand(), importVerifyCommand())
 }
 
-const importUsage = `usage: syncd import clerk FILE [--format csv|json] [--dry-run] [--map-only] [--legacy-database-url URL] [--concurrency N]
-       syncd import map --json|--csv
-       syncd import verify
+const importUsage = `syncd import clerk FILE [--format csv|json] [--dry-run] [--map-only] [--legacy-database-url URL] [--concurrency N]
+syncd import map --json|--csv
+syncd import verify [--json]
 
 clerk   creates (or adopts) a WorkOS user, personal organization and owner membership for
         every Clerk user of the export and records them in legacy_user_map; run it again to
@@ -66,57 +59,76 @@ type importFlags struct {
 	maxInFlight  int
 }
 
-func (f *importFlags) register(fs *flag.FlagSet) {
-	declare(fs).String(&f.format, "format", "", "", "csv (Clerk dashboard export) or json (Backend API users); default detected")
-	declare(fs).Bool(&f.dryRun, "dry-run", "", false, "validate the file and print what would be done; writes nothing")
-	declare(fs).Bool(&f.mapOnly, "map-only", "", false, "fill legacy_user_map from what already exists in WorkOS, writing nothing there")
-	declare(fs).String(&f.legacyURL, "legacy-database-url", "LEGACY_DATABASE_URL", "", "the Clerk-era app's Postgres, for each user's Stripe links")
-	declare(fs).String(&f.legacyTable, "legacy-users-table", "SYNCD_IMPORT_LEGACY_TABLE", legacy.LegacyUsersTableDefault, "the legacy users table (clerk_user_id, stripe_customer_id, stripe_connect_account_id)")
-	declare(fs).Int(&f.concurrency, "concurrency", "SYNCD_IMPORT_CONCURRENCY", legacy.ConcurrencyDefault, fmt.Sprintf("users imported at once, 1..%d", legacy.ConcurrencyMax))
-	declare(fs).String(&f.orgName, "org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "personal organization name, as provisioning names it", provisionCheck(func(c *provision.Config, v string) { c.OrgName = v }))
-	declare(fs).String(&f.ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
-	declare(fs).String(&f.expertType, "expert-org-type", "", legacy.ExpertOrgTypeDefault, "organization type of a user with a legacy Stripe Connect account")
-	declare(fs).String(&f.personalType, "personal-org-type", "", legacy.PersonalOrgTypeDefault, "organization type of every other user")
-	declare(fs).Bool(&f.noProgress, "no-progress", "", false, "no progress bar on a terminal, no progress lines elsewhere")
+func (f *importFlags) register(c *cobra.Command) {
+	d := declare(c)
+	d.String(&f.format, "format", "", "", "csv (Clerk dashboard export) or json (Backend API users); default detected", func(v string) error { _, err := legacy.ParseFormat(v); return err })
+	d.complete("format", string(legacy.FormatCSV), string(legacy.FormatJSON))
+	d.Bool(&f.dryRun, "dry-run", "", false, "validate the file and print what would be done; writes nothing")
+	d.Bool(&f.mapOnly, "map-only", "", false, "fill legacy_user_map from what already exists in WorkOS, writing nothing there")
+	d.String(&f.legacyURL, "legacy-database-url", "LEGACY_DATABASE_URL", "", "the Clerk-era app's Postgres, for each user's Stripe links", databaseURL)
+	d.String(&f.legacyTable, "legacy-users-table", "SYNCD_IMPORT_LEGACY_TABLE", legacy.LegacyUsersTableDefault, "the legacy users table (clerk_user_id, stripe_customer_id, stripe_connect_account_id)", tableName)
+	d.Int(&f.concurrency, "concurrency", "SYNCD_IMPORT_CONCURRENCY", legacy.ConcurrencyDefault, fmt.Sprintf("users imported at once, 1 to %d", legacy.ConcurrencyMax), positive, legacyCheck(func(c *legacy.Config, v int) { c.Concurrency = v }))
+	d.String(&f.orgName, "org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "personal organization name, as provisioning names it", provisionCheck(func(c *provision.Config, v string) { c.OrgName = v }))
+	d.String(&f.ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
+	d.String(&f.expertType, "expert-org-type", "", legacy.ExpertOrgTypeDefault, "organization type of a user with a legacy Stripe Connect account", legacyCheck(func(c *legacy.Config, v string) { c.ExpertOrgType = v }))
+	d.String(&f.personalType, "personal-org-type", "", legacy.PersonalOrgTypeDefault, "organization type of every other user", legacyCheck(func(c *legacy.Config, v string) { c.PersonalOrgType = v }))
+	d.Bool(&f.noProgress, "no-progress", "", false, "no progress bar on a terminal, no progress lines elsewhere")
 }
 
-func runImportClerk(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// legacyCheck is legacy.Config.Check on one field's value: the package's
+// rule, named by the flag.
+func legacyCheck[T any](set func(*legacy.Config, T)) func(T) error {
+	return func(v T) error {
+		var c legacy.Config
+		set(&c, v)
+		if err := c.Check(); err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), "legacy: "))
+		}
+		return nil
+	}
+}
+
+// tableName is a table, optionally schema-qualified, as
+// legacy.OpenLegacyDB takes it.
+func tableName(v string) error {
+	parts := strings.Split(v, ".")
+	if len(parts) > 2 || strings.TrimSpace(parts[0]) == "" || strings.TrimSpace(parts[len(parts)-1]) == "" {
+		return fmt.Errorf("%q: want table or schema.table", v)
+	}
+	return nil
+}
+
+func importClerkCommand() *cobra.Command {
 	var c common
 	var f importFlags
-	fs := flag.NewFlagSet("import clerk", flag.ContinueOnError)
-	c.register(fs)
-	f.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, importUsage+"\n\nenvironment: WORKOS_API_KEY, WORKOS_API_URL, DATABASE_URL\n\nflags:")
-		fs.PrintDefaults()
+	cmd := &cobra.Command{
+		Use:   "clerk FILE",
+		Short: "create (or adopt) the WorkOS users of a Clerk export, recorded in legacy_user_map",
+		Long:  importUsage + "\n\nenvironment: WORKOS_API_KEY, WORKOS_API_URL, DATABASE_URL",
+		Args: func(_ *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0:
+				return usageError("name the export: syncd import clerk FILE")
+			case len(args) > 1:
+				return usageError("unexpected argument %q", args[1])
+			}
+			return nil
+		},
 	}
-	// The file comes first (`import clerk users.csv --dry-run`); flags
-	// before it are accepted too.
-	file := ""
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		file, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
-	}
-	rest := fs.Args()
-	if file == "" && len(rest) > 0 {
-		file, rest = rest[0], rest[1:]
-	}
-	switch {
-	case len(rest) > 0:
-		return usageError("unexpected argument %q", rest[0])
-	case file == "":
-		return usageError("name the export: syncd import clerk FILE")
-	case f.dryRun && f.mapOnly:
+	c.register(cmd)
+	f.register(cmd)
+	cmd.RunE = action(func(cmd *cobra.Command, args []string) error {
+		return runImportClerk(cmd.Context(), &c, &f, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
+	})
+	return cmd
+}
+
+// runImportClerk is `syncd import clerk FILE`.
+func runImportClerk(ctx context.Context, c *common, f *importFlags, file string, stdout, stderr io.Writer) error {
+	if f.dryRun && f.mapOnly {
 		return usageError("--dry-run and --map-only: choose one")
-	case f.concurrency < 1 || f.concurrency > legacy.ConcurrencyMax:
-		return usageError("--concurrency %d: want 1..%d", f.concurrency, legacy.ConcurrencyMax)
 	}
-	format, err := legacy.ParseFormat(f.format)
-	if err != nil {
-		return usageError("--format: %v", err)
-	}
+	format, _ := legacy.ParseFormat(f.format) // checked when parsed
 	cfg := legacy.Config{
 		OrgName: f.orgName, OwnerRole: f.ownerRole, ExpertOrgType: f.expertType, PersonalOrgType: f.personalType,
 		Concurrency: f.concurrency, MapOnly: f.mapOnly,
@@ -199,7 +211,7 @@ func runImportClerk(ctx context.Context, args []string, stdout, stderr io.Writer
 	s, err := im.Run(ctx, export)
 	line.done()
 	printSummary(stdout, s, f.mapOnly)
-	resume := "syncd import clerk " + strings.Join(append([]string{file}, args...), " ")
+	resume := "syncd import clerk " + file + " with the same flags"
 	switch {
 	case errors.Is(err, legacy.ErrBusy):
 		return err
@@ -311,47 +323,67 @@ func leftOut(m map[string]int) string {
 	return ""
 }
 
-func runImportMap(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func importMapCommand() *cobra.Command {
 	var c common
 	var asJSON, asCSV bool
-	fs := flag.NewFlagSet("import map", flag.ContinueOnError)
-	c.register(fs)
-	declare(fs).Bool(&asJSON, "json", "", false, "print a JSON array")
-	declare(fs).Bool(&asCSV, "csv", "", false, "print CSV with a header")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	cmd := &cobra.Command{Use: "map --json|--csv", Short: "print legacy_user_map for the app's data migration", Args: noArgs}
+	c.register(cmd)
+	d := declare(cmd)
+	d.Bool(&asJSON, "json", "", false, "print a JSON array")
+	d.Bool(&asCSV, "csv", "", false, "print CSV with a header")
+	cmd.RunE = action(func(cmd *cobra.Command, _ []string) error {
+		if asJSON == asCSV {
+			return usageError("choose one of --json and --csv")
+		}
+		format := legacy.FormatJSON
+		if asCSV {
+			format = legacy.FormatCSV
+		}
+		ctx := cmd.Context()
+		pool, err := c.pool(ctx)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		_, err = legacy.WriteMap(ctx, pool, cmd.OutOrStdout(), format)
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError("unexpected argument %q", fs.Arg(0))
-	}
-	if asJSON == asCSV {
-		return usageError("choose one of --json and --csv")
-	}
-	format := legacy.FormatJSON
-	if asCSV {
-		format = legacy.FormatCSV
-	}
-	pool, err := c.pool(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	_, err = legacy.WriteMap(ctx, pool, stdout, format)
-	return err
+	})
+	return cmd
 }
 
-func runImportVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func importVerifyCommand() *cobra.Command {
 	var c common
 	var ownerRole string
-	fs := flag.NewFlagSet("import verify", flag.ContinueOnError)
-	c.register(fs)
-	declare(fs).String(&ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "verify [--json]",
+		Short: "check every mapped user reached Postgres with its personal organization and owner membership",
+		Args:  noArgs,
 	}
-	if fs.NArg() > 0 {
-		return usageError("unexpected argument %q", fs.Arg(0))
-	}
+	c.register(cmd)
+	d := declare(cmd)
+	d.String(&ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
+	d.Bool(&asJSON, "json", "", false, "print JSON: the rows checked and those that do not resolve")
+	cmd.RunE = action(func(cmd *cobra.Command, _ []string) error {
+		return runImportVerify(cmd.Context(), &c, ownerRole, asJSON, cmd.OutOrStdout())
+	})
+	return cmd
+}
+
+// verifyJSON is the --json form of import verify.
+type verifyJSON struct {
+	Rows     int           `json:"rows"`
+	Problems []problemJSON `json:"problems"`
+}
+
+type problemJSON struct {
+	ClerkUserID  string   `json:"clerk_user_id"`
+	WorkOSUserID string   `json:"workos_user_id"`
+	WorkOSOrgID  string   `json:"workos_org_id"`
+	Missing      []string `json:"missing"`
+}
+
+func runImportVerify(ctx context.Context, c *common, ownerRole string, asJSON bool, stdout io.Writer) error {
 	pool, err := c.pool(ctx)
 	if err != nil {
 		return err
@@ -361,8 +393,18 @@ func runImportVerify(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	for _, p := range v.Problems {
-		fmt.Fprintln(stdout, p.String())
+	if asJSON {
+		j := verifyJSON{Rows: v.Rows, Problems: []problemJSON{}}
+		for _, p := range v.Problems {
+			j.Problems = append(j.Problems, problemJSON{ClerkUserID: p.ClerkUserID, WorkOSUserID: p.WorkOSUserID, WorkOSOrgID: p.WorkOSOrgID, Missing: p.Missing})
+		}
+		if err := writeJSON(stdout, j); err != nil {
+			return err
+		}
+	} else {
+		for _, p := range v.Problems {
+			fmt.Fprintln(stdout, p.String())
+		}
 	}
 	if len(v.Problems) > 0 {
 		return fmt.Errorf("%d of %d mapped users do not resolve in Postgres (listed above); if the import finished, wait for the webhooks or run syncd backfill workos", len(v.Problems), v.Rows)
@@ -370,6 +412,8 @@ func runImportVerify(ctx context.Context, args []string, stdout, stderr io.Write
 	if v.Rows == 0 {
 		return errors.New("legacy_user_map is empty: nothing imported yet")
 	}
-	fmt.Fprintf(stdout, "all %d mapped users resolve: user, personal organization and %s membership in Postgres\n", v.Rows, ownerRole)
+	if !asJSON {
+		fmt.Fprintf(stdout, "all %d mapped users resolve: user, personal organization and %s membership in Postgres\n", v.Rows, ownerRole)
+	}
 	return nil
 }

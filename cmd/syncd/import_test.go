@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,7 +48,7 @@ func TestImportBadInputExitsTwo(t *testing.T) {
 		{[]string{"import", "clerk"}, "name the export"},
 		{[]string{"import", "clerk", good, "--dry-run", "--map-only"}, "choose one"},
 		{[]string{"import", "clerk", good, "--format", "xml"}, `format "xml"`},
-		{[]string{"import", "clerk", good, "--concurrency", "0"}, "--concurrency 0"},
+		{[]string{"import", "clerk", good, "--concurrency", "0"}, "--concurrency: 0: want a positive value (env SYNCD_IMPORT_CONCURRENCY)"},
 		{[]string{"import", "clerk", good, "--org-name", "{nick}"}, "unknown placeholder {nick}"},
 		{[]string{"import", "clerk", filepath.Join(t.TempDir(), "gone.csv")}, "no such file"},
 		{[]string{"import", "clerk", notClerk}, "no id column"},
@@ -121,6 +122,14 @@ func TestImportCommands(t *testing.T) {
 	if code != 1 || strings.Count(stdout, "not in users") != 8 || !strings.Contains(stderr, "8 of 8 mapped users do not resolve") {
 		t.Fatalf("verify before the webhooks: exit %d\n%s\n%s", code, stdout, stderr)
 	}
+	code, stdout, stderr = runCmd(t, "import", "verify", "--json")
+	var v verifyJSON
+	err = json.Unmarshal([]byte(stdout), &v)
+	if code != 1 || err != nil || v.Rows != 8 || len(v.Problems) != 8 || !slices.ContainsFunc(v.Problems, func(p problemJSON) bool {
+		return p.ClerkUserID == "user_cli001" && strings.HasPrefix(p.WorkOSUserID, "user_") && strings.Contains(strings.Join(p.Missing, ", "), p.WorkOSUserID+" not in users")
+	}) {
+		t.Fatalf("verify --json before the webhooks: exit %d %v\n%s\n%s", code, err, stdout, stderr)
+	}
 	h.StartConsumer()
 	if _, err := fake.DeliverWebhooks(ctx, h.URL+"/webhooks/workos", syncdtest.WorkOSSecret); err != nil {
 		t.Fatal(err)
@@ -129,6 +138,10 @@ func TestImportCommands(t *testing.T) {
 	code, stdout, stderr = runCmd(t, "import", "verify")
 	if code != 0 || !strings.Contains(stdout, "all 8 mapped users resolve") {
 		t.Fatalf("verify after the webhooks: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = runCmd(t, "import", "verify", "--json")
+	if err := json.Unmarshal([]byte(stdout), &v); code != 0 || err != nil || v.Rows != 8 || len(v.Problems) != 0 {
+		t.Fatalf("verify --json after the webhooks: exit %d %v\n%s\n%s", code, err, stdout, stderr)
 	}
 	code, stdout, _ = runCmd(t, "import", "map", "--json")
 	if err := json.Unmarshal([]byte(stdout), &entries); code != 0 || err != nil || entries[1]["org_id"] == "" {

@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,26 +27,12 @@ func usageError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
 }
 
-type command struct {
-	name, summary string
-	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
-}
+// failure is a command that ran and failed: exit code 1. Any other error
+// comes from reading the command line (exit 2).
+type failure struct{ err error }
 
-func commands() []command {
-	return []command{
-		{"serve", "receive webhooks and apply them to Postgres", runServe},
-		{"migrate", "apply (up) or show (status) database migrations", runMigrate},
-		{"replay", "re-deliver a window of the stream through the consumers", runReplay},
-		{"backfill", "publish a window of a provider's Events API (workos, stripe) into the stream", runBackfill},
-		{"status", "show stream and consumer lag, dead letters, last event applied", runStatus},
-		{"sign", "print a signature header for a file, for curl", runSign},
-		{"send", "sign a file and POST it to a running syncd", runSend},
-		{"dlq", "inspect and drain dead letters: list, show, retry, purge", runDLQ},
-		{"audit", "list the changes syncd applied (audit_logs) by resource, organization, event or time", runAudit},
-		{"import", "move users from Clerk to WorkOS: import clerk FILE, import map, import verify", runImport},
-		{"healthcheck", "exit 0 when the running syncd answers /readyz with 200 (for HEALTHCHECK)", runHealthcheck},
-	}
-}
+func (f *failure) Error() string { return f.err.Error() }
+func (f *failure) Unwrap() error { return f.err }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -57,97 +42,124 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := rootCommand()
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	if len(args) == 0 {
-		printUsage(stderr)
+		// What cobra adds when it runs, so the usage lists it.
+		root.InitDefaultHelpCmd()
+		root.InitDefaultCompletionCmd()
+		root.InitDefaultHelpFlag()
+		root.InitDefaultVersionFlag()
+		fmt.Fprint(stderr, root.UsageString())
 		return 2
 	}
-	var ran *command // the subcommand that ran, if any
-	root := rootCommand(ctx, stdout, stderr, &ran)
-	root.SetArgs(args)
-	err := root.Execute()
-	name := ""
-	if ran != nil {
-		name = " " + ran.name
-	}
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
+	root.SetArgs(normalizeArgs(root, args))
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
 		return 0
-	case ran == nil:
-		// cobra's own: an unknown command or root flag.
-		fmt.Fprintf(stderr, "syncd: %s\n\n", errorText(err))
-		printUsage(stderr)
-		return 2
+	}
+	name := "syncd"
+	if cmd != nil {
+		name = cmd.CommandPath()
+	}
+	fmt.Fprintf(stderr, "%s: %s\n", name, errorText(err))
+	var failed *failure
+	switch {
 	case errors.Is(err, errUsage), errors.Is(err, telemetry.ErrConfig):
-		fmt.Fprintf(stderr, "syncd%s: %s\n", name, errorText(err))
 		return 2
-	default:
-		fmt.Fprintf(stderr, "syncd%s: %s\n", name, errorText(err))
+	case errors.As(err, &failed):
 		return 1
 	}
+	// cobra's own: an unknown command, arguments a built-in refuses.
+	fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", name)
+	return 2
 }
 
-// rootCommand is the command tree on cobra: help (`syncd help serve`),
-// --version, shell completion (`syncd completion bash|zsh|fish|
-// powershell`). Each subcommand parses its own flags from their
-// declarations (flags.go), so cobra hands it the arguments as they are.
-func rootCommand(ctx context.Context, stdout, stderr io.Writer, ran **command) *cobra.Command {
+// rootCommand is the command tree. cobra parses every command's flags
+// (interspersed with the arguments) and gives `syncd help COMMAND`,
+// --version and shell completion (`syncd completion bash|zsh|fish|
+// powershell`, flag values included); the flags' environment variables
+// and checks are applied by settle before any command runs.
+func rootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "syncd",
-		Short:         "keep Postgres in step with WorkOS and Stripe webhooks",
+		Use:   "syncd",
+		Short: "keep Postgres in step with WorkOS and Stripe webhooks",
+		Long: "syncd receives WorkOS and Stripe webhooks, stores them in JetStream and applies them to Postgres,\n" +
+			"idempotently; the other commands operate it. Flags default to their environment variables (see README).",
 		Version:       buildVersion(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		CompletionOptions: cobra.CompletionOptions{
-			HiddenDefaultCmd: false,
+		PersistentPreRunE: func(c *cobra.Command, _ []string) error {
+			return settle(c.Flags())
 		},
 	}
 	root.SetVersionTemplate(versionLine() + "\n")
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	root.SetHelpFunc(func(c *cobra.Command, args []string) {
-		if c == root {
-			printUsage(stdout)
-			return
-		}
-		c.Run(c, []string{"-h"})
-	})
-	for _, c := range commands() {
-		c := c
-		sub := &cobra.Command{
-			Use:                c.name,
-			Short:              c.summary,
-			DisableFlagParsing: true,
-			SilenceErrors:      true,
-			SilenceUsage:       true,
-			RunE: func(_ *cobra.Command, args []string) error {
-				*ran = &c
-				// Traces are exported when the OTEL_EXPORTER_OTLP_*
-				// variables say where; otherwise the tracer provider stays
-				// the no-op one.
-				shutdown, err := telemetry.Setup(ctx, buildVersion())
-				if err != nil {
-					return err
-				}
-				defer func() {
-					sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-					defer cancel()
-					_ = shutdown(sctx) // flush what is buffered; an unreachable collector loses it
-				}()
-				return c.run(ctx, args, stdout, stderr)
-			},
-		}
-		// `syncd help serve` is `syncd serve -h`: the flags, with their
-		// variables and defaults.
-		sub.Run = func(_ *cobra.Command, _ []string) { _ = c.run(ctx, []string{"-h"}, stdout, stderr) }
-		root.AddCommand(sub)
-	}
-	root.AddCommand(&cobra.Command{
-		Use:   "version",
-		Short: "print the version (as --version)",
-		Args:  cobra.NoArgs,
-		Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, versionLine()) },
-	})
+	root.SetFlagErrorFunc(flagError)
+	root.AddCommand(
+		serveCommand(), migrateCommand(), replayCommand(), backfillCommand(), statusCommand(),
+		signCommand(), sendCommand(), dlqCommand(), auditCommand(), importCommand(), healthcheckCommand(),
+		&cobra.Command{
+			Use:   "version",
+			Short: "print the version (as --version)",
+			Args:  noArgs,
+			Run:   func(c *cobra.Command, _ []string) { fmt.Fprintln(c.OutOrStdout(), versionLine()) },
+		},
+	)
 	return root
+}
+
+// action is a command's work as cobra runs it: traces are exported when
+// the OTEL_EXPORTER_OTLP_* variables say where (otherwise the tracer
+// provider stays the no-op one), and an error that is not a usage error
+// is the command's failure.
+func action(work func(c *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		ctx := c.Context()
+		shutdown, err := telemetry.Setup(ctx, buildVersion())
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = shutdown(sctx) // flush what is buffered; an unreachable collector loses it
+		}()
+		err = work(c, args)
+		nameVariable(c.Flags(), err)
+		if err != nil && !errors.Is(err, errUsage) && !errors.Is(err, telemetry.ErrConfig) {
+			return &failure{err}
+		}
+		return err
+	}
+}
+
+// group is a command of subcommands (dlq, import, migrate, backfill).
+// Flags before the subcommand are left to it (`dlq --json list`); without
+// one, or with one it does not know, it is a usage error saying which.
+func group(c *cobra.Command, want string, unknown func(arg string) error, subs ...*cobra.Command) *cobra.Command {
+	c.Args = cobra.ArbitraryArgs
+	c.FParseErrWhitelist.UnknownFlags = true
+	c.RunE = func(c *cobra.Command, args []string) error {
+		switch {
+		case len(args) == 0:
+			fmt.Fprint(c.ErrOrStderr(), c.UsageString())
+			return usageError("%s", want)
+		case args[0] == "help":
+			return c.Help()
+		}
+		return unknown(args[0])
+	}
+	c.AddCommand(subs...)
+	return c
+}
+
+// noArgs refuses positional arguments.
+func noArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError("unexpected argument %q", args[0])
+	}
+	return nil
 }
 
 // errorText is how a command's error is printed: connection strings
@@ -155,14 +167,4 @@ func rootCommand(ctx context.Context, stdout, stderr io.Writer, ran **command) *
 // data the message may quote escaped for the terminal.
 func errorText(err error) string {
 	return printableLines(redact.Error(err, os.Getenv("DATABASE_URL"), os.Getenv("NATS_URL")))
-}
-
-func printUsage(w io.Writer) {
-	fmt.Fprintln(w, "usage: syncd <command> [flags]\n\ncommands:")
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintln(w, "  completion  print a shell completion script: bash, zsh, fish or powershell")
-	fmt.Fprintln(w, "  version     print the version (as --version)")
-	fmt.Fprintln(w, "\nRun 'syncd help <command>' or 'syncd <command> -h' for a command's flags. Flags default to the environment (see README).")
 }

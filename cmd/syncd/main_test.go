@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -35,7 +36,7 @@ func TestBadInputExitsTwoWithAMessage(t *testing.T) {
 		{[]string{"migrate", "sideways"}, `unknown subcommand "sideways"`},
 		{[]string{"migrate", "up"}, "DATABASE_URL is not set"},
 		{[]string{"serve", "--role", "both"}, `--role: "both": want all, ingest, consume (env SYNCD_ROLE)`},
-		{[]string{"serve", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"serve", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"serve", "--log-level", "loud", "--workos-secret", "s", "--database-url", "postgres://x@127.0.0.1:1/x"}, `--log-level: "loud"`},
 		{[]string{"serve", "--database-url", "postgres://x@127.0.0.1:1/x"}, "no webhook secret configured"},
 		{[]string{"serve", "--replay-window", "5m"}, "--replay-window: 5m0s: want at least 1h0m0s (env SYNCD_REPLAY_WINDOW)"},
@@ -144,6 +145,24 @@ func TestServeEndToEnd(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "stream WEBHOOKS") || !strings.Contains(out, "1 messages") || !strings.Contains(out, "last workos event") ||
 		!strings.Contains(out, "ledger webhook_events") || !strings.Contains(out, "1 rows") || !strings.Contains(out, "applied 1, ignored 0, stale 0 (applied since") {
 		t.Errorf("status: exit %d\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = runCmd(t, "status", "--json")
+	var st struct {
+		Ready  bool `json:"ready"`
+		Stream struct {
+			Messages uint64 `json:"messages"`
+		} `json:"stream"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || !st.Ready || st.Stream.Messages != 1 {
+		t.Errorf("status --json: exit %d %v\n%s%s", code, err, out, stderr)
+	}
+	code, out, stderr = runCmd(t, "migrate", "status", "--json")
+	var migs []struct {
+		Version int64 `json:"version"`
+		Applied bool  `json:"applied"`
+	}
+	if err := json.Unmarshal([]byte(out), &migs); code != 0 || err != nil || len(migs) < 10 || !migs[0].Applied || migs[0].Version != 1 {
+		t.Errorf("migrate status --json: exit %d %v\n%s%s", code, err, out, stderr)
 	}
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {

@@ -2,59 +2,58 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/syncd/syncd/migrations"
 )
 
-func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c common
+func migrateCommand() *cobra.Command {
+	c := &cobra.Command{Use: "migrate up|status", Short: "apply (up) or show (status) database migrations"}
+	var up, st common
+	upCmd := &cobra.Command{Use: "up", Short: "apply the pending migrations", Args: noArgs}
+	up.register(upCmd)
+	upCmd.RunE = action(func(c *cobra.Command, _ []string) error { return migrateUp(c.Context(), &up, c.OutOrStdout()) })
 	var asJSON bool
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	c.register(fs)
-	declare(fs).Bool(&asJSON, "json", "", false, "status: print JSON (an array of objects) instead of a table")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: syncd migrate up|status [flags]")
-		fs.PrintDefaults()
-	}
-	if len(args) == 0 {
-		fs.Usage()
-		return usageError("want a subcommand: up or status")
-	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
-		fs.SetOutput(stderr)
-		fs.Usage()
-		return flag.ErrHelp
-	}
-	sub := args[0]
-	if err := parseFlags(fs, args[1:], stderr); err != nil {
-		return err
-	}
-	if sub != "up" && sub != "status" {
-		return usageError("unknown subcommand %q: want up or status", sub)
-	}
+	stCmd := &cobra.Command{Use: "status", Short: "list the migrations, applied and pending", Args: noArgs}
+	st.register(stCmd)
+	declare(stCmd).Bool(&asJSON, "json", "", false, "print JSON (an array of objects) instead of a table")
+	stCmd.RunE = action(func(c *cobra.Command, _ []string) error {
+		return migrateStatus(c.Context(), &st, asJSON, c.OutOrStdout())
+	})
+	return group(c, "want a subcommand: up or status",
+		func(arg string) error { return usageError("unknown subcommand %q: want up or status", arg) },
+		upCmd, stCmd)
+}
+
+func migrateUp(ctx context.Context, c *common, stdout io.Writer) error {
 	pool, err := c.pool(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if sub == "up" {
-		applied, err := migrations.Up(ctx, pool)
-		if err != nil {
-			return err
-		}
-		for _, m := range applied {
-			fmt.Fprintf(stdout, "applied %05d %s\n", m.Version, m.Name)
-		}
-		if len(applied) == 0 {
-			fmt.Fprintln(stdout, "database is up to date")
-		}
-		return nil
+	applied, err := migrations.Up(ctx, pool)
+	if err != nil {
+		return err
 	}
+	for _, m := range applied {
+		fmt.Fprintf(stdout, "applied %05d %s\n", m.Version, m.Name)
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "database is up to date")
+	}
+	return nil
+}
+
+func migrateStatus(ctx context.Context, c *common, asJSON bool, stdout io.Writer) error {
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
 	st, err := migrations.List(ctx, pool)
 	if err != nil {
 		return err
@@ -70,9 +69,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		for _, s := range st {
 			rows = append(rows, row{s.Version, s.Name, s.Applied, s.AppliedAt})
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		return writeJSON(stdout, rows)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VERSION\tNAME\tSTATE\tAPPLIED AT")

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"flag"
+	"github.com/spf13/cobra"
 
 	"github.com/syncd/syncd/provision"
 	"github.com/syncd/syncd/service"
@@ -23,12 +23,13 @@ type provisioning struct {
 	api       workosapi.Config
 }
 
-func (p *provisioning) register(fs *flag.FlagSet) {
-	declare(fs).String(&p.mode, "provision", "SYNCD_PROVISION", string(provision.Guests), "off, guests or all: provision WorkOS accounts for paid bookings' guests (all: also a personal organization for every new user); needs WORKOS_API_KEY", func(v string) error { _, err := provision.ParseMode(v); return err })
-	declare(fs).String(&p.orgName, "provision-org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "name of a provisioned personal organization; {first_name}, {last_name}, {name}, {email}", provisionCheck(func(c *provision.Config, v string) { c.OrgName = v }))
-	declare(fs).String(&p.orgType, "provision-org-type", "SYNCD_PROVISION_ORG_TYPE", provision.OrgTypeDefault, "metadata type of a provisioned personal organization")
-	declare(fs).String(&p.ownerRole, "provision-owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership; must exist in the WorkOS environment", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
-	declare(fs).Int(&p.workers, "provision-workers", "SYNCD_PROVISION_WORKERS", provision.WorkersDefault, "provisioning tasks run at once", positive, provisionCheck(func(c *provision.Config, v int) { c.Workers = v }))
+func (p *provisioning) register(c *cobra.Command) {
+	d := declare(c)
+	d.String(&p.mode, "provision", "SYNCD_PROVISION", string(provision.Guests), "off, guests or all: provision WorkOS accounts for paid bookings' guests (all: also a personal organization for every new user); needs WORKOS_API_KEY", func(v string) error { _, err := provision.ParseMode(v); return err })
+	d.String(&p.orgName, "provision-org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "name of a provisioned personal organization; {first_name}, {last_name}, {name}, {email}", provisionCheck(func(c *provision.Config, v string) { c.OrgName = v }))
+	d.String(&p.orgType, "provision-org-type", "SYNCD_PROVISION_ORG_TYPE", provision.OrgTypeDefault, "metadata type of a provisioned personal organization")
+	d.String(&p.ownerRole, "provision-owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership; must exist in the WorkOS environment", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
+	d.Int(&p.workers, "provision-workers", "SYNCD_PROVISION_WORKERS", provision.WorkersDefault, "provisioning tasks run at once", positive, provisionCheck(func(c *provision.Config, v int) { c.Workers = v }))
 }
 
 // setup validates the flags; consumeOn says whether this process runs
@@ -36,7 +37,7 @@ func (p *provisioning) register(fs *flag.FlagSet) {
 func (p *provisioning) setup(consumeOn bool) error {
 	mode, err := provision.ParseMode(p.mode)
 	if err != nil {
-		return usageError("--provision: %v", err)
+		return badFlag("provision", ": %v", err)
 	}
 	key := env("WORKOS_API_KEY", "")
 	if mode == provision.Off || key == "" || !consumeOn {

@@ -3,99 +3,111 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/replay"
 	"github.com/syncd/syncd/stream"
 )
 
-func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c common
-	var since, until, source, typ string
-	var fromSeq, toSeq uint64
-	var batch int
-	var noProgress bool
-	var aud auditFlags
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	c.register(fs)
-	aud.registerMode(fs)
-	declare(fs).String(&since, "since", "", "", "start of the window: when syncd stored the event (RFC 3339, a date, or a duration ago: 36h, 7d)")
-	fs.Uint64Var(&fromSeq, "from-seq", 0, "start of the window: a WEBHOOKS stream sequence")
-	declare(fs).String(&until, "until", "", "", "end of the window (same forms as --since); default the stream's end when the replay starts")
-	fs.Uint64Var(&toSeq, "to-seq", 0, "end of the window: a WEBHOOKS stream sequence, inclusive")
-	declare(fs).String(&source, "source", "", "", "only this source: workos or stripe")
-	declare(fs).String(&typ, "type", "", "", "only event types matching this NATS subject pattern (customer.subscription.*, dsync.>)")
-	declare(fs).Int(&batch, "batch-size", "", 256, "events applied per transaction, at most")
-	declare(fs).Bool(&noProgress, "no-progress", "", false, "no progress bar, even on a terminal")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: syncd replay --since T | --from-seq N [--until T | --to-seq N] [--source S] [--type PATTERN]\n\n"+
-			"Re-delivers a window of the WEBHOOKS stream through the consumers' handlers. Events already\n"+
-			"in the ledger are skipped; events missing from the database (after a restore) are applied.\n\nflags:")
-		fs.PrintDefaults()
+func replayCommand() *cobra.Command {
+	var f replayFlags
+	c := &cobra.Command{
+		Use:   "replay --since T | --from-seq N [--until T | --to-seq N] [--source S] [--type PATTERN]",
+		Short: "re-deliver a window of the stream through the consumers",
+		Long: "Re-delivers a window of the WEBHOOKS stream through the consumers' handlers. Events already\n" +
+			"in the ledger are skipped; events missing from the database (after a restore) are applied.",
+		Args: noArgs,
 	}
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
+	f.common.register(c)
+	f.aud.registerMode(c)
+	d := declare(c)
+	d.String(&f.since, "since", "", "", "start of the window: when syncd stored the event (RFC 3339, a date, or a duration ago: 36h, 7d)", when)
+	d.Uint64(&f.fromSeq, "from-seq", "", 0, "start of the window: a WEBHOOKS stream sequence")
+	d.String(&f.until, "until", "", "", "end of the window (same forms as --since); default the stream's end when the replay starts", when)
+	d.Uint64(&f.toSeq, "to-seq", "", 0, "end of the window: a WEBHOOKS stream sequence, inclusive")
+	d.String(&f.source, "source", "", "", "only this source: workos or stripe", func(v string) error { return replayCheck(func(c *replay.Config) { c.Source = v }) })
+	d.complete("source", stream.SourceWorkOS, stream.SourceStripe)
+	d.String(&f.typ, "type", "", "", "only event types matching this NATS subject pattern (customer.subscription.*, dsync.>)", func(v string) error { return replayCheck(func(c *replay.Config) { c.Type = v }) })
+	d.Int(&f.batch, "batch-size", "", replay.BatchSizeDefault, fmt.Sprintf("events applied per transaction, at most (1 to %d)", replay.BatchSizeMax), positive, func(v int) error { return replayCheck(func(c *replay.Config) { c.BatchSize = v }) })
+	d.Bool(&f.noProgress, "no-progress", "", false, "no progress bar, even on a terminal")
+	d.Bool(&f.asJSON, "json", "", false, "print the summary as JSON")
+	c.RunE = action(func(c *cobra.Command, _ []string) error {
+		return f.run(c.Context(), c.Flags().Changed, c.OutOrStdout(), c.ErrOrStderr())
+	})
+	return c
+}
+
+// replayCheck is replay.Config.Check on one field's value: the package's
+// rule, named by the flag.
+func replayCheck(set func(*replay.Config)) error {
+	c := replay.Config{FromSeq: 1}
+	set(&c)
+	if err := c.Check(); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "replay: "))
 	}
-	if fs.NArg() > 0 {
-		return usageError("unexpected argument %q", fs.Arg(0))
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for name, v := range map[string]string{"since": since, "until": until} {
-		if set[name] && strings.TrimSpace(v) == "" {
+	return nil
+}
+
+// replayFlags are the window and filters of a replay.
+type replayFlags struct {
+	common
+	aud                       auditFlags
+	since, until, source, typ string
+	fromSeq, toSeq            uint64
+	batch                     int
+	noProgress, asJSON        bool
+}
+
+// run is `syncd replay`; set says which flags were given.
+func (f *replayFlags) run(ctx context.Context, set func(string) bool, stdout, stderr io.Writer) error {
+	for name, v := range map[string]string{"since": f.since, "until": f.until} {
+		if set(name) && strings.TrimSpace(v) == "" {
 			return usageError("--%s is empty: want an RFC 3339 time, a date or a duration ago", name)
 		}
 	}
 	now := time.Now()
-	if err := aud.setup(); err != nil {
-		return err
-	}
-	cfg := replay.Config{FromSeq: fromSeq, ToSeq: toSeq, Source: source, Type: typ, BatchSize: batch, AuditOff: aud.off}
+	cfg := replay.Config{FromSeq: f.fromSeq, ToSeq: f.toSeq, Source: f.source, Type: f.typ, BatchSize: f.batch, AuditOff: f.aud.disabled()}
 	switch {
-	case set["since"] && set["from-seq"]:
+	case set("since") && set("from-seq"):
 		return usageError("--since and --from-seq both start the window: give one")
-	case !set["since"] && !set["from-seq"]:
+	case !set("since") && !set("from-seq"):
 		return usageError("give the start of the window: --since T or --from-seq N")
-	case set["until"] && set["to-seq"]:
+	case set("until") && set("to-seq"):
 		return usageError("--until and --to-seq both end the window: give one")
-	case set["from-seq"] && fromSeq == 0:
+	case set("from-seq") && f.fromSeq == 0:
 		return usageError("--from-seq 0: stream sequences start at 1")
-	case set["to-seq"] && toSeq == 0:
+	case set("to-seq") && f.toSeq == 0:
 		return usageError("--to-seq 0: stream sequences start at 1")
-	case set["to-seq"] && set["from-seq"] && toSeq < fromSeq:
-		return usageError("--to-seq %d is before --from-seq %d", toSeq, fromSeq)
-	case batch < 1 || batch > 10000:
-		return usageError("--batch-size %d: want 1..10000", batch)
+	case set("to-seq") && set("from-seq") && f.toSeq < f.fromSeq:
+		return usageError("--to-seq %d is before --from-seq %d", f.toSeq, f.fromSeq)
 	}
 	var err error
-	if cfg.Since, err = parseWhen("since", since, now); err != nil {
+	if cfg.Since, err = parseWhen("since", f.since, now); err != nil {
 		return err
 	}
-	if cfg.Until, err = parseWhen("until", until, now); err != nil {
+	if cfg.Until, err = parseWhen("until", f.until, now); err != nil {
 		return err
 	}
 	if !cfg.Since.IsZero() && !cfg.Until.IsZero() && !cfg.Until.After(cfg.Since) {
 		return usageError("--until %s is not after --since %s", cfg.Until.Format(time.RFC3339), cfg.Since.Format(time.RFC3339))
 	}
-	if source != "" && source != stream.SourceWorkOS && source != stream.SourceStripe {
-		return usageError("--source %q: want %s or %s", source, stream.SourceWorkOS, stream.SourceStripe)
+	if err := cfg.Check(); err != nil {
+		return usageError("%v", err)
 	}
-	if _, err := replay.FilterSubject(source, typ); err != nil {
-		return usageError("--type: %s", strings.TrimPrefix(err.Error(), "replay: "))
-	}
-	log, pool, conn, closeAll, err := c.connect(ctx, stderr)
+	log, pool, conn, closeAll, err := f.connect(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
 	cfg.Logger = log
 
-	bar := newProgressLine(stderr, noProgress)
+	bar := newProgressLine(stderr, f.noProgress)
 	cfg.Progress = func(p replay.Progress) {
 		bar.set(func() string {
 			return fmt.Sprintf("%s %d/%d events  seq %d  %.0f/s", barOf(p.Done, p.Total, 30), p.Done, p.Total, p.Seq, float64(p.Done)/max(p.Elapsed.Seconds(), 1e-3))
@@ -106,7 +118,13 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if errors.Is(err, replay.ErrEmpty) {
 		return usageError("no events in the window (filter %s, up to sequence %d): check --since/--from-seq and the filters", printable(sum.Filter), sum.EndSeq)
 	}
-	printReplaySummary(stdout, sum)
+	if f.asJSON {
+		if err := writeReplayJSON(stdout, sum); err != nil {
+			return err
+		}
+	} else {
+		printReplaySummary(stdout, sum)
+	}
 	if err != nil {
 		return fmt.Errorf("replay stopped after %d events (the ledger makes running it again safe): %w", sum.Events, err)
 	}
@@ -131,6 +149,38 @@ func printReplaySummary(w io.Writer, s replay.Summary) {
 	if s.Failed > len(s.Failures) {
 		fmt.Fprintf(w, "  … and %d more failures (see the log)\n", s.Failed-len(s.Failures))
 	}
+}
+
+// replayJSON is the --json form of a replay's summary.
+type replayJSON struct {
+	Filter         string          `json:"filter"`
+	FirstSeq       uint64          `json:"first_seq"`
+	LastSeq        uint64          `json:"last_seq"`
+	Events         int             `json:"events"`
+	Applied        int             `json:"applied"`
+	Skipped        int             `json:"skipped"`
+	Ignored        int             `json:"ignored"`
+	Stale          int             `json:"stale"`
+	Failed         int             `json:"failed"`
+	Failures       []replayFailure `json:"failures"`
+	ElapsedSeconds float64         `json:"elapsed_seconds"`
+}
+
+type replayFailure struct {
+	Seq     uint64 `json:"seq"`
+	Source  string `json:"source"`
+	Type    string `json:"type"`
+	EventID string `json:"event_id"`
+	Error   string `json:"error"`
+}
+
+func writeReplayJSON(w io.Writer, s replay.Summary) error {
+	j := replayJSON{Filter: s.Filter, FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, Events: s.Events, Applied: s.Applied, Skipped: s.Skipped,
+		Ignored: s.Ignored, Stale: s.Stale, Failed: s.Failed, Failures: []replayFailure{}, ElapsedSeconds: s.Elapsed.Seconds()}
+	for _, f := range s.Failures {
+		j.Failures = append(j.Failures, replayFailure{Seq: f.Seq, Source: f.Source, Type: f.Type, EventID: f.EventID, Error: fmt.Sprint(f.Err)})
+	}
+	return writeJSON(w, j)
 }
 
 // parseWhen reads a time flag (events.ParseWhen); empty is the zero time.

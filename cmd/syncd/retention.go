@@ -1,9 +1,10 @@
 package main
 
 import (
-	"flag"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/syncd/syncd/retention"
 )
@@ -15,18 +16,15 @@ type retentionFlags struct {
 	cfg    retention.Config
 }
 
-func (r *retentionFlags) register(fs *flag.FlagSet) {
-	declare(fs).Duration(&r.ledger, "ledger-retention", "SYNCD_LEDGER_RETENTION", 0, "keep ledger rows (webhook_events) this long; default the longest of the providers' retries, --replay-window and Stripe's 30-day backfill, plus 5 days (840h with the defaults); never below --replay-window")
+func (r *retentionFlags) register(c *cobra.Command) {
+	declare(c).Duration(&r.ledger, "ledger-retention", "SYNCD_LEDGER_RETENTION", 0, "keep ledger rows (webhook_events) this long; default the longest of the providers' retries, --replay-window and Stripe's 30-day backfill, plus 5 days (840h with the defaults); never below --replay-window", notNegative)
 }
 
 // setup validates the flags against the replay window they must cover.
 func (r *retentionFlags) setup(replayWindow time.Duration) error {
 	r.cfg = retention.Config{Retention: r.ledger, ReplayWindow: replayWindow}
-	if r.ledger < 0 {
-		return usageError("--ledger-retention %s: want a positive duration (or leave unset for the default)", r.ledger)
-	}
 	if err := r.cfg.Check(); err != nil {
-		return usageError("--ledger-retention: %s", strings.TrimPrefix(err.Error(), retention.ErrConfig.Error()+": "))
+		return badFlag("ledger-retention", ": %s", strings.TrimPrefix(err.Error(), retention.ErrConfig.Error()+": "))
 	}
 	return nil
 }

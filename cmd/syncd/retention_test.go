@@ -16,7 +16,7 @@ func TestServeRefusesLedgerRetentionBelowReplayWindow(t *testing.T) {
 	}{
 		{"", []string{"serve", "--ledger-retention", "100h"}, []string{"--ledger-retention", "100h0m0s is shorter than the replay window 720h0m0s", "re-apply"}},
 		{"", []string{"serve", "--replay-window", "1000h", "--ledger-retention", "840h"}, []string{"shorter than the replay window 1000h0m0s"}},
-		{"", []string{"serve", "--ledger-retention", "-1h"}, []string{"--ledger-retention -1h0m0s: want a positive duration"}},
+		{"", []string{"serve", "--ledger-retention", "-1h"}, []string{"--ledger-retention: -1h0m0s: want zero or a positive value (env SYNCD_LEDGER_RETENTION)"}},
 		{"35 days", []string{"serve"}, []string{`SYNCD_LEDGER_RETENTION="35 days"`}},
 	} {
 		t.Setenv("SYNCD_LEDGER_RETENTION", c.env)

@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"io"
 	"os"
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/ingest"
@@ -35,60 +36,61 @@ type serveFlags struct {
 	applyWorkers    int
 	maxAttempts     int
 	shutdownTimeout time.Duration
+	// The parts serve runs beside ingest and the consumers.
+	rec  reconcile
+	prov provisioning
+	ret  retentionFlags
+	adm  adminFlags
+	aud  auditFlags
 }
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func serveCommand() *cobra.Command {
 	var f serveFlags
-	var rec reconcile
-	var prov provisioning
-	var ret retentionFlags
-	var adm adminFlags
-	var aud auditFlags
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	f.register(fs)
-	rec.register(fs)
-	prov.register(fs)
-	ret.register(fs)
-	aud.register(fs)
-	adm.register(fs)
-	declare(fs).String(&f.httpAddr, "http-addr", "HTTP_ADDR", service.HTTPAddrDefault, "listen address of the webhooks, health and metrics")
-	declare(fs).String(&f.role, "role", "SYNCD_ROLE", string(service.RoleDefault), "all, ingest or consume: which parts run in this process", oneOf(string(service.RoleAll), string(service.RoleIngest), string(service.RoleConsume)))
-	declare(fs).Bool(&f.noMigrate, "no-migrate", "SYNCD_NO_MIGRATE", false, "do not apply migrations at start")
-	declare(fs).String(&f.workosSecrets, "workos-secret", "WORKOS_WEBHOOK_SECRET", "", "WorkOS signing secret(s), comma-separated")
-	declare(fs).String(&f.stripeSecrets, "stripe-secret", "STRIPE_WEBHOOK_SECRET", "", "Stripe platform signing secret(s), comma-separated")
-	declare(fs).String(&f.connectSecrets, "stripe-connect-secret", "STRIPE_CONNECT_WEBHOOK_SECRET", "", "Stripe Connect signing secret(s), comma-separated")
-	declare(fs).Duration(&f.workosTolerance, "workos-tolerance", "WORKOS_SIGNATURE_TOLERANCE", ingest.WorkOSToleranceDefault, "accepted WorkOS timestamp skew, either direction", positive)
-	declare(fs).Duration(&f.stripeTolerance, "stripe-tolerance", "STRIPE_SIGNATURE_TOLERANCE", ingest.StripeToleranceDefault, "accepted Stripe timestamp skew, either direction", positive)
-	declare(fs).Int64(&f.maxBody, "max-body", "SYNCD_MAX_BODY", ingest.MaxBodyDefault, "largest accepted webhook body in bytes; with its headers it must fit the NATS server's max_payload", positive, ingestCheck(func(c *ingest.Config, v int64) { c.MaxBody = v }))
-	declare(fs).Int64(&f.ingestMemory, "ingest-memory", "SYNCD_INGEST_MEMORY", 0, "bytes of webhook bodies held in memory at once, across requests; past it requests wait briefly, then get 503 (default 32 MiB, or 4 × --max-body if more)", notNegative)
-	declare(fs).Duration(&f.publishTimeout, "publish-timeout", "SYNCD_PUBLISH_TIMEOUT", ingest.PublishTimeoutDefault, "wait for JetStream's PubAck before answering 503", positive)
-	declare(fs).Duration(&f.replayWindow, "replay-window", "SYNCD_REPLAY_WINDOW", stream.MaxAgeDefault, "how long WEBHOOKS keeps events, the stream's MaxAge", atLeast(service.ReplayWindowMin))
-	declare(fs).Int(&f.replicas, "stream-replicas", "SYNCD_STREAM_REPLICAS", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL", between(1, service.StreamReplicasMax))
-	declare(fs).Int(&f.batchSize, "batch-size", "SYNCD_BATCH_SIZE", consumers.BatchSizeDefault, "events applied per transaction, at most", positive, consumersCheck(func(c *consumers.Config, v int) { c.BatchSize = v }))
-	declare(fs).Int(&f.applyWorkers, "apply-workers", "SYNCD_APPLY_WORKERS", consumers.ApplyWorkersDefault, "transactions applying a batch at once, each on its own connection, events routed by entity", positive, consumersCheck(func(c *consumers.Config, v int) { c.ApplyWorkers = v }))
-	declare(fs).Int(&f.maxAttempts, "max-attempts", "SYNCD_MAX_ATTEMPTS", consumers.MaxAttemptsDefault, "permanent failures before an event is dead-lettered", positive, consumersCheck(func(c *consumers.Config, v int) { c.MaxAttempts = v }))
-	declare(fs).Duration(&f.shutdownTimeout, "shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT", service.ShutdownTimeoutDefault, "hard stop after this long; the consumer gets four fifths of it to finish its batch and hand back the rest", positive)
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "receive webhooks and apply them to Postgres",
+		Args:  noArgs,
 	}
-	if fs.NArg() > 0 {
-		return usageError("unexpected argument %q", fs.Arg(0))
-	}
-	maxBodySet := false
-	fs.Visit(func(fl *flag.Flag) { maxBodySet = maxBodySet || fl.Name == "max-body" })
-	ingestOn, consumeOn := f.role == "all" || f.role == "ingest", f.role == "all" || f.role == "consume"
-	if !ingestOn && !consumeOn {
-		return usageError("--role %q: want all, ingest or consume", f.role)
-	}
-	if _, err := stream.ParseSyncMode(f.jsSync); err != nil {
-		return usageError("--jetstream-sync: %v", err)
-	}
-	if f.replicas < 1 || f.replicas > 5 {
-		return usageError("--stream-replicas %d: want 1 to 5", f.replicas)
-	}
-	if f.replayWindow < time.Hour {
-		return usageError("--replay-window %s: want at least 1h", f.replayWindow)
-	}
+	f.register(c)
+	c.RunE = action(func(c *cobra.Command, _ []string) error {
+		return f.run(c.Context(), c.Flags().Changed("max-body"), c.ErrOrStderr())
+	})
+	return c
+}
+
+func (f *serveFlags) register(c *cobra.Command) {
+	f.common.register(c)
+	f.rec.register(c)
+	f.prov.register(c)
+	f.ret.register(c)
+	f.aud.register(c)
+	f.adm.register(c)
+	d := declare(c)
+	d.String(&f.httpAddr, "http-addr", "HTTP_ADDR", service.HTTPAddrDefault, "listen address of the webhooks, health and metrics", listenAddr(false))
+	d.Enum(&f.role, "role", "SYNCD_ROLE", string(service.RoleDefault), "all, ingest or consume: which parts run in this process", string(service.RoleAll), string(service.RoleIngest), string(service.RoleConsume))
+	d.Bool(&f.noMigrate, "no-migrate", "SYNCD_NO_MIGRATE", false, "do not apply migrations at start")
+	d.String(&f.workosSecrets, "workos-secret", "WORKOS_WEBHOOK_SECRET", "", "WorkOS signing secret(s), comma-separated")
+	d.String(&f.stripeSecrets, "stripe-secret", "STRIPE_WEBHOOK_SECRET", "", "Stripe platform signing secret(s), comma-separated")
+	d.String(&f.connectSecrets, "stripe-connect-secret", "STRIPE_CONNECT_WEBHOOK_SECRET", "", "Stripe Connect signing secret(s), comma-separated")
+	d.Duration(&f.workosTolerance, "workos-tolerance", "WORKOS_SIGNATURE_TOLERANCE", ingest.WorkOSToleranceDefault, "accepted WorkOS timestamp skew, either direction", positive)
+	d.Duration(&f.stripeTolerance, "stripe-tolerance", "STRIPE_SIGNATURE_TOLERANCE", ingest.StripeToleranceDefault, "accepted Stripe timestamp skew, either direction", positive)
+	d.Int64(&f.maxBody, "max-body", "SYNCD_MAX_BODY", ingest.MaxBodyDefault, "largest accepted webhook body in bytes; with its headers it must fit the NATS server's max_payload", positive, ingestCheck(func(c *ingest.Config, v int64) { c.MaxBody = v }))
+	d.Int64(&f.ingestMemory, "ingest-memory", "SYNCD_INGEST_MEMORY", 0, "bytes of webhook bodies held in memory at once, across requests; past it requests wait briefly, then get 503 (default 32 MiB, or 4 × --max-body if more)", notNegative)
+	d.Duration(&f.publishTimeout, "publish-timeout", "SYNCD_PUBLISH_TIMEOUT", ingest.PublishTimeoutDefault, "wait for JetStream's PubAck before answering 503", positive)
+	d.Duration(&f.replayWindow, "replay-window", "SYNCD_REPLAY_WINDOW", stream.MaxAgeDefault, "how long WEBHOOKS keeps events, the stream's MaxAge", atLeast(service.ReplayWindowMin))
+	d.Int(&f.replicas, "stream-replicas", "SYNCD_STREAM_REPLICAS", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL", between(1, service.StreamReplicasMax))
+	d.Int(&f.batchSize, "batch-size", "SYNCD_BATCH_SIZE", consumers.BatchSizeDefault, "events applied per transaction, at most", positive, consumersCheck(func(c *consumers.Config, v int) { c.BatchSize = v }))
+	d.Int(&f.applyWorkers, "apply-workers", "SYNCD_APPLY_WORKERS", consumers.ApplyWorkersDefault, "transactions applying a batch at once, each on its own connection, events routed by entity", positive, consumersCheck(func(c *consumers.Config, v int) { c.ApplyWorkers = v }))
+	d.Int(&f.maxAttempts, "max-attempts", "SYNCD_MAX_ATTEMPTS", consumers.MaxAttemptsDefault, "permanent failures before an event is dead-lettered", positive, consumersCheck(func(c *consumers.Config, v int) { c.MaxAttempts = v }))
+	d.Duration(&f.shutdownTimeout, "shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT", service.ShutdownTimeoutDefault, "hard stop after this long; the consumer gets four fifths of it to finish its batch and hand back the rest", positive)
+}
+
+// run is `syncd serve`; maxBodySet says --max-body (or its variable) was
+// given, so it must fit the server rather than be lowered to.
+func (f *serveFlags) run(ctx context.Context, maxBodySet bool, stderr io.Writer) error {
+	rec, prov, ret, aud, adm := &f.rec, &f.prov, &f.ret, &f.aud, &f.adm
+	role := service.Role(f.role)
+	consumeOn := role.Consumes()
 	if err := rec.setup(consumeOn || f.databaseURL != ""); err != nil {
 		return err
 	}
@@ -98,19 +100,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := ret.setup(f.replayWindow); err != nil {
 		return err
 	}
-	if err := aud.setup(); err != nil {
-		return err
-	}
 	aud.retentionConfig(&ret.cfg)
 	if consumeOn && f.databaseURL == "" {
 		return usageError("DATABASE_URL is not set (or pass --database-url)")
 	}
-	if f.shutdownTimeout <= 0 {
-		return usageError("--shutdown-timeout %s: want a positive duration", f.shutdownTimeout)
-	}
 	jsSync, err := stream.ParseSyncMode(f.jsSync)
 	if err != nil {
-		return usageError("--jetstream-sync: %v", err)
+		return badFlag("jetstream-sync", ": %v", err)
 	}
 	// Unset, the default is lowered to what the NATS server takes; set, it
 	// must fit.
@@ -123,7 +119,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	cfg := service.Config{
-		Role:        service.Role(f.role),
+		Role:        role,
 		DatabaseURL: f.databaseURL,
 		NoMigrate:   f.noMigrate,
 		NATS:        stream.ConnConfig{URL: f.natsURL, DataDir: f.dataDir, Sync: jsSync},
@@ -144,7 +140,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// rest and wait for the server to have it) must end inside the
 		// shutdown timeout, before the embedded server stops; the rest of
 		// the timeout is for draining the NATS connection.
-		Consumers: consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5, ApplyWorkers: f.applyWorkers, AuditOff: aud.off},
+		Consumers: consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5, ApplyWorkers: f.applyWorkers, AuditOff: aud.disabled()},
 		Provision: prov.config(),
 		Reconcile: rec.config(),
 		Logger:    log,
@@ -166,7 +162,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	svc, err := service.New(ctx, cfg)
 	if err != nil {
 		if errors.Is(err, service.ErrMaxBody) {
-			return usageError("--max-body: %s", strings.TrimPrefix(err.Error(), service.ErrConfig.Error()+": "+service.ErrMaxBody.Error()+": "))
+			return badFlag("max-body", ": %s", strings.TrimPrefix(err.Error(), service.ErrConfig.Error()+": "+service.ErrMaxBody.Error()+": "))
 		}
 		if errors.Is(err, service.ErrConfig) {
 			return usageError("%v", err)

@@ -2,20 +2,25 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/syncd/syncd/ingest"
+	"github.com/syncd/syncd/service"
 )
 
 // signTarget is one webhook endpoint's header, secret variable and route.
@@ -35,27 +40,42 @@ type signFlags struct {
 	freshID bool
 }
 
-func (s *signFlags) register(fs *flag.FlagSet) {
-	declare(fs).String(&s.secret, "secret", "", "", "signing secret (default: the first of the provider's *_WEBHOOK_SECRET)")
-	declare(fs).Bool(&s.freshID, "fresh-id", "", false, "give the event a new random id, so each send is a distinct event")
+func (s *signFlags) register(c *cobra.Command) {
+	d := declare(c)
+	d.String(&s.secret, "secret", "", "", "signing secret (default: the first of the provider's *_WEBHOOK_SECRET)")
+	d.Bool(&s.freshID, "fresh-id", "", false, "give the event a new random id, so each send is a distinct event")
+}
+
+// providerAndFile are sign's and send's arguments: PROVIDER FILE, the
+// provider completed by the shell.
+func providerAndFile(c *cobra.Command) {
+	c.Args = func(_ *cobra.Command, args []string) error {
+		if len(args) != 2 {
+			return usageError("want PROVIDER FILE (provider: workos, stripe or stripe-connect)")
+		}
+		if _, ok := signTargets[args[0]]; !ok {
+			return usageError("unknown provider %q: want workos, stripe or stripe-connect", args[0])
+		}
+		return nil
+	}
+	c.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) == 0 {
+			return slices.Sorted(maps.Keys(signTargets)), cobra.ShellCompDirectiveNoFileComp
+		}
+		return nil, cobra.ShellCompDirectiveDefault
+	}
 }
 
 // load reads the file and signs it for the named provider.
-func (s *signFlags) load(fs *flag.FlagSet) (signTarget, []byte, string, error) {
-	if fs.NArg() != 2 {
-		return signTarget{}, nil, "", usageError("want PROVIDER FILE (provider: workos, stripe or stripe-connect)")
-	}
-	t, ok := signTargets[fs.Arg(0)]
-	if !ok {
-		return t, nil, "", usageError("unknown provider %q: want workos, stripe or stripe-connect", fs.Arg(0))
-	}
-	body, err := os.ReadFile(fs.Arg(1))
+func (s *signFlags) load(provider, file string) (signTarget, []byte, string, error) {
+	t := signTargets[provider] // checked by providerAndFile
+	body, err := os.ReadFile(file)
 	if err != nil {
-		return t, nil, "", usageError("read %s: %v", fs.Arg(1), err)
+		return t, nil, "", usageError("read %s: %v", file, err)
 	}
 	if s.freshID {
-		if body, err = withFreshID(body, fs.Arg(0)); err != nil {
-			return t, nil, "", usageError("%s: %v", fs.Arg(1), err)
+		if body, err = withFreshID(body, provider); err != nil {
+			return t, nil, "", usageError("%s: %v", file, err)
 		}
 	}
 	secret := s.secret
@@ -83,42 +103,49 @@ func withFreshID(body []byte, provider string) ([]byte, error) {
 	return json.Marshal(ev)
 }
 
-func runSign(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func signCommand() *cobra.Command {
 	var s signFlags
-	fs := flag.NewFlagSet("sign", flag.ContinueOnError)
-	s.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: syncd sign [flags] PROVIDER FILE\n\nPrints the signature header value for FILE, e.g.\n  curl -H \"WorkOS-Signature: $(syncd sign workos ev.json)\" --data-binary @ev.json localhost:8080/webhooks/workos")
-		fs.PrintDefaults()
+	c := &cobra.Command{
+		Use:   "sign [flags] PROVIDER FILE",
+		Short: "print a signature header for a file, for curl",
+		Long: "Prints the signature header value for FILE, e.g.\n" +
+			`  curl -H "WorkOS-Signature: $(syncd sign workos ev.json)" --data-binary @ev.json localhost:8080/webhooks/workos`,
 	}
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
-	}
-	if s.freshID {
-		return usageError("--fresh-id changes the body, so it only works with send")
-	}
-	_, _, sig, err := s.load(fs)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, sig)
-	return nil
+	providerAndFile(c)
+	s.register(c)
+	c.RunE = action(func(c *cobra.Command, args []string) error {
+		if s.freshID {
+			return usageError("--fresh-id changes the body, so it only works with send")
+		}
+		_, _, sig, err := s.load(args[0], args[1])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.OutOrStdout(), sig)
+		return nil
+	})
+	return c
 }
 
-func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func sendCommand() *cobra.Command {
 	var s signFlags
 	var base string
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
-	s.register(fs)
-	declare(fs).String(&base, "url", "", localURL(env("HTTP_ADDR", ":8080")), "base URL of the running syncd (default from HTTP_ADDR)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: syncd send [flags] PROVIDER FILE\n\nSigns FILE with the provider's secret and POSTs it to the provider's route.")
-		fs.PrintDefaults()
+	c := &cobra.Command{
+		Use:   "send [flags] PROVIDER FILE",
+		Short: "sign a file and POST it to a running syncd",
+		Long:  "Signs FILE with the provider's secret and POSTs it to the provider's route.",
 	}
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
-	}
-	t, body, sig, err := s.load(fs)
+	providerAndFile(c)
+	s.register(c)
+	declare(c).String(&base, "url", "", "", "base URL of the running syncd (default from HTTP_ADDR)", optional(httpURL))
+	c.RunE = action(func(c *cobra.Command, args []string) error {
+		return s.send(c.Context(), cmp.Or(base, localURL(env("HTTP_ADDR", service.HTTPAddrDefault))), args[0], args[1], c.OutOrStdout())
+	})
+	return c
+}
+
+func (s *signFlags) send(ctx context.Context, base, provider, file string, stdout io.Writer) error {
+	t, body, sig, err := s.load(provider, file)
 	if err != nil {
 		return err
 	}

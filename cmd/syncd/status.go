@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,30 +13,36 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
 
 	"github.com/syncd/syncd/redact"
 	"github.com/syncd/syncd/status"
 	"github.com/syncd/syncd/stream"
 )
 
-func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c common
-	var asJSON bool
-	var outcomesWindow time.Duration
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	c.register(fs)
-	declare(fs).Bool(&asJSON, "json", "", false, "print JSON")
-	declare(fs).Duration(&outcomesWindow, "outcomes-window", "", status.DefaultOutcomesWindow, "count the outcomes of the events applied this long ago until now")
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
+func statusCommand() *cobra.Command {
+	var f statusFlags
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "show stream and consumer lag, dead letters, last event applied",
+		Args:  noArgs,
 	}
-	if fs.NArg() > 0 {
-		return usageError("unexpected argument %q", fs.Arg(0))
-	}
-	if outcomesWindow <= 0 {
-		return usageError("--outcomes-window %s: want a positive duration", outcomesWindow)
-	}
-	conn, err := c.jetstream(ctx, slog.New(slog.DiscardHandler), false)
+	f.common.register(c)
+	d := declare(c)
+	d.Bool(&f.asJSON, "json", "", false, "print JSON")
+	d.Duration(&f.outcomesWindow, "outcomes-window", "", status.DefaultOutcomesWindow, "count the outcomes of the events applied this long ago until now", positive)
+	c.RunE = action(func(c *cobra.Command, _ []string) error { return f.run(c.Context(), c.OutOrStdout()) })
+	return c
+}
+
+type statusFlags struct {
+	common
+	asJSON         bool
+	outcomesWindow time.Duration
+}
+
+func (f *statusFlags) run(ctx context.Context, stdout io.Writer) error {
+	conn, err := f.jetstream(ctx, slog.New(slog.DiscardHandler), false)
 	if err != nil {
 		return err
 	}
@@ -51,26 +55,24 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		notReady = append(notReady, "nats: "+err.Error())
 	}
 	var pool *pgxpool.Pool
-	if c.databaseURL != "" {
-		if pool, err = c.pool(ctx); err != nil {
+	if f.databaseURL != "" {
+		if pool, err = f.pool(ctx); err != nil {
 			if errors.Is(err, errUsage) {
 				return err
 			}
-			notReady = append(notReady, "postgres: "+redact.Error(err, c.databaseURL))
+			notReady = append(notReady, "postgres: "+redact.Error(err, f.databaseURL))
 			pool = nil
 		} else {
 			defer pool.Close()
 		}
 	}
-	r, err := status.Gather(qctx, conn.JS, pool, outcomesWindow)
+	r, err := status.Gather(qctx, conn.JS, pool, f.outcomesWindow)
 	if err != nil {
 		return err
 	}
 	r.NotReady, r.Ready = notReady, len(notReady) == 0
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
+	if f.asJSON {
+		if err := writeJSON(stdout, r); err != nil {
 			return err
 		}
 		return notReadyErr(r)
@@ -82,7 +84,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(tw, "consumer %s\tlag %d undelivered, %d unacknowledged, %d redelivered, last delivered seq %d\n", r.Consumer.Name, r.Consumer.Pending, r.Consumer.AckPending, r.Consumer.Redelivered, r.Consumer.LastDeliveredSeq)
 	fmt.Fprintf(tw, "dead letters\t%d\n", r.DeadLetters)
-	if c.databaseURL == "" {
+	if f.databaseURL == "" {
 		fmt.Fprintf(tw, "ledger\t(set DATABASE_URL to show the last event applied per source)\n")
 	}
 	for _, s := range r.Sources {
