@@ -19,23 +19,24 @@ import (
 
 type serveFlags struct {
 	common
-	httpAddr        string
-	role            string
-	noMigrate       bool
-	workosSecrets   string
-	stripeSecrets   string
-	connectSecrets  string
-	workosTolerance time.Duration
-	stripeTolerance time.Duration
-	maxBody         int64
-	ingestMemory    int64
-	publishTimeout  time.Duration
-	replayWindow    time.Duration
-	replicas        int
-	batchSize       int
-	applyWorkers    int
-	maxAttempts     int
-	shutdownTimeout time.Duration
+	httpAddr          string
+	role              string
+	noMigrate         bool
+	workosSecrets     string
+	stripeSecrets     string
+	connectSecrets    string
+	workosTolerance   time.Duration
+	stripeTolerance   time.Duration
+	maxBody           int64
+	ingestMaxInFlight int
+	ingestMemory      int64
+	publishTimeout    time.Duration
+	replayWindow      time.Duration
+	replicas          int
+	batchSize         int
+	applyWorkers      int
+	maxAttempts       int
+	shutdownTimeout   time.Duration
 	// The parts serve runs beside ingest and the consumers.
 	rec  reconcile
 	prov provisioning
@@ -76,6 +77,7 @@ func (f *serveFlags) register(c *cobra.Command) {
 	d.Duration(&f.stripeTolerance, "stripe-tolerance", "STRIPE_SIGNATURE_TOLERANCE", ingest.StripeToleranceDefault, "accepted Stripe timestamp skew, either direction", positive)
 	d.Int64(&f.maxBody, "max-body", "SYNCD_MAX_BODY", ingest.MaxBodyDefault, "largest accepted webhook body in bytes; with its headers it must fit the NATS server's max_payload", positive, ingestCheck(func(c *ingest.Config, v int64) { c.MaxBody = v }))
 	d.Int64(&f.ingestMemory, "ingest-memory", "SYNCD_INGEST_MEMORY", 0, "bytes of webhook bodies held in memory at once, across requests; past it requests wait briefly, then get 503 (default 32 MiB, or 4 × --max-body if more)", notNegative)
+	d.Int(&f.ingestMaxInFlight, "ingest-max-in-flight", "SYNCD_INGEST_MAX_IN_FLIGHT", ingest.MaxInFlightDefault, "verified webhooks waiting for JetStream at once; the next gets 503 with Retry-After at once", positive)
 	d.Duration(&f.publishTimeout, "publish-timeout", "SYNCD_PUBLISH_TIMEOUT", ingest.PublishTimeoutDefault, "wait for JetStream's PubAck before answering 503", positive)
 	d.Duration(&f.replayWindow, "replay-window", "SYNCD_REPLAY_WINDOW", stream.MaxAgeDefault, "how long WEBHOOKS keeps events, the stream's MaxAge", atLeast(service.ReplayWindowMin))
 	d.Int(&f.replicas, "stream-replicas", "SYNCD_STREAM_REPLICAS", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL", between(1, service.StreamReplicasMax))
@@ -134,6 +136,7 @@ func (f *serveFlags) run(ctx context.Context, maxBodySet bool, stderr io.Writer)
 			StripeTolerance:      f.stripeTolerance,
 			MaxBody:              maxBody,
 			MemoryBudget:         f.ingestMemory,
+			MaxInFlight:          f.ingestMaxInFlight,
 			PublishTimeout:       f.publishTimeout,
 		},
 		// The consumer's stop (finish the batch in flight, hand back the
