@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/syncd/syncd/backoff"
 	"github.com/syncd/syncd/stream"
 	"github.com/syncd/syncd/telemetry"
 )
@@ -210,7 +211,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(jitter(wait)):
+		case <-time.After(backoff.Jitter(wait)):
 		}
 		wait = min(2*wait, max(c.cfg.ProbeMax, c.cfg.RetryMin))
 	}

@@ -72,7 +72,7 @@ func (c *Consumer) process(ctx context.Context, msgs []jetstream.Msg) (settled j
 			c.log.WarnContext(ctx, "batch failed, will retry", "events", len(idx), "class", Classify(err), "err", err)
 			for _, i := range idx {
 				tr.retry(kept[i], err)
-				_ = kept[i].NakWithDelay(c.backoff(deliveries(kept[i])))
+				_ = kept[i].NakWithDelay(c.backoff(stream.Deliveries(kept[i])))
 				c.metrics.retries.WithLabelValues(c.sourceLabel(evs[i].Source), string(Transient)).Inc()
 			}
 			transient = err

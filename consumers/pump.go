@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/syncd/syncd/backoff"
 	"github.com/syncd/syncd/stream"
 )
 
@@ -141,7 +142,7 @@ func (c *Consumer) pause(ctx context.Context, cause error) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(jitter(wait)):
+		case <-time.After(backoff.Jitter(wait)):
 		}
 		wait = min(2*wait, c.cfg.ProbeMax)
 	}

@@ -5,10 +5,12 @@ package consumers
 
 import (
 	"context"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/syncd/syncd/backoff"
+	"github.com/syncd/syncd/stream"
 )
 
 // settleApplied acks an event whose batch committed.
@@ -57,7 +59,7 @@ func (c *Consumer) settleFailure(ctx context.Context, m jetstream.Msg, ev Event,
 	}); perr != nil {
 		c.log.Error("dead letter after a panic", "seq", ev.Seq, "stored", stored, "err", perr)
 		if !stored {
-			_ = m.NakWithDelay(c.backoff(deliveries(m)))
+			_ = m.NakWithDelay(c.backoff(stream.Deliveries(m)))
 		}
 		return false
 	}
@@ -80,7 +82,7 @@ func (c *Consumer) settleFailureUnprotected(ctx context.Context, m jetstream.Msg
 	case class == Transient:
 		log.WarnContext(ctx, "event failed, will retry", "err", cause)
 		c.metrics.retries.WithLabelValues(source, string(class)).Inc()
-		_ = m.NakWithDelay(c.backoff(deliveries(m)))
+		_ = m.NakWithDelay(c.backoff(stream.Deliveries(m)))
 		return false
 	case class == Permanent && attempts < c.cfg.MaxAttempts:
 		log.WarnContext(ctx, "event failed, will retry", "err", cause)
@@ -94,7 +96,7 @@ func (c *Consumer) settleFailureUnprotected(ctx context.Context, m jetstream.Msg
 		// delivery tries the dead letter again instead of starting over.
 		log.Error("dead letter not stored, will retry", "err", err)
 		c.metrics.retries.WithLabelValues(source, string(Transient)).Inc()
-		_ = m.NakWithDelay(c.backoff(deliveries(m)))
+		_ = m.NakWithDelay(c.backoff(stream.Deliveries(m)))
 		return false
 	}
 	if err != nil {
@@ -114,16 +116,6 @@ func (c *Consumer) settleFailureUnprotected(ctx context.Context, m jetstream.Msg
 // then terminates the original (see DeadLetter).
 func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, ev Event, class Class, cause error, attempts int) (stored bool, err error) {
 	return DeadLetter(ctx, c.js, c.cfg.Durable, m, ev, class, cause, attempts)
-}
-
-// deliveries is how many times JetStream has delivered m, for the backoff
-// of transient failures.
-func deliveries(m jetstream.Msg) int {
-	md, err := m.Metadata()
-	if err != nil || md.NumDelivered < 1 {
-		return 1
-	}
-	return int(min(md.NumDelivered, 64))
 }
 
 // failureCounts counts permanent failures per stream sequence, in memory:
@@ -155,21 +147,7 @@ func (f failureCounts) add(seq uint64) int {
 
 func (f failureCounts) forget(seq uint64) { delete(f, seq) }
 
-// backoff is the redelivery delay after the n-th failure: exponential from
-// RetryMin, capped at RetryMax, with jitter so a burst does not return as
-// one.
+// backoff is the redelivery delay after the n-th failure.
 func (c *Consumer) backoff(n int) time.Duration {
-	d := c.cfg.RetryMin
-	for i := 1; i < n && d < c.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	return jitter(min(d, c.cfg.RetryMax))
-}
-
-// jitter spreads d over [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
+	return backoff.Delay(n, c.cfg.RetryMin, c.cfg.RetryMax)
 }

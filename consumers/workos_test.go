@@ -3,11 +3,12 @@ package consumers_test
 import (
 	"context"
 	"fmt"
-	"github.com/nats-io/nats.go/jetstream"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/syncd/syncd/queries"
 	"github.com/syncd/syncd/syncdtest"

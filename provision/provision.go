@@ -21,13 +21,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/syncd/syncd/backoff"
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/queries"
 	"github.com/syncd/syncd/stream"
@@ -202,11 +202,11 @@ func (p *Provisioner) handle(ctx context.Context, m jetstream.Msg) {
 		// A test's crash: the message is left to come back after AckWait.
 	case errors.Is(err, errBusy):
 		p.metrics.retries.WithLabelValues("busy").Inc()
-		_ = m.NakWithDelay(jitter(p.cfg.RetryMin))
+		_ = m.NakWithDelay(backoff.Jitter(p.cfg.RetryMin))
 	case classify(err) == transientClass:
-		log.Warn("provisioning failed, will retry", "err", err, "delivery", deliveries(m))
+		log.Warn("provisioning failed, will retry", "err", err, "delivery", stream.Deliveries(m))
 		p.metrics.retries.WithLabelValues("transient").Inc()
-		_ = m.NakWithDelay(p.backoff(deliveries(m)))
+		_ = m.NakWithDelay(p.backoff(stream.Deliveries(m)))
 	default:
 		p.deadLetter(ctx, m, ev, r.kind, err, log)
 	}
@@ -223,11 +223,11 @@ func (p *Provisioner) settled(m jetstream.Msg, ev consumers.Event, kind, outcome
 // deadLetter sets the event aside with the reason, the way the apply
 // consumer does (consumers.DeadLetter), named by this durable.
 func (p *Provisioner) deadLetter(ctx context.Context, m jetstream.Msg, ev consumers.Event, kind string, cause error, log *slog.Logger) {
-	stored, err := consumers.DeadLetter(ctx, p.js, p.cfg.Durable, m, ev, consumers.Permanent, cause, deliveries(m))
+	stored, err := consumers.DeadLetter(ctx, p.js, p.cfg.Durable, m, ev, consumers.Permanent, cause, stream.Deliveries(m))
 	if err != nil && !stored {
 		log.Error("dead letter not stored, will retry", "err", err, "cause", cause)
 		p.metrics.retries.WithLabelValues("transient").Inc()
-		_ = m.NakWithDelay(p.backoff(deliveries(m)))
+		_ = m.NakWithDelay(p.backoff(stream.Deliveries(m)))
 		return
 	}
 	log.Error("provisioning dead-lettered", "err", cause)
@@ -279,28 +279,7 @@ func (p *Provisioner) watchLag(ctx context.Context, cons jetstream.Consumer) {
 	}
 }
 
-func deliveries(m jetstream.Msg) int {
-	md, err := m.Metadata()
-	if err != nil || md.NumDelivered < 1 {
-		return 1
-	}
-	return int(min(md.NumDelivered, 64))
-}
-
-// backoff is the redelivery delay after the n-th delivery: exponential
-// from RetryMin, capped at RetryMax, with jitter.
+// backoff is the redelivery delay after the n-th delivery.
 func (p *Provisioner) backoff(n int) time.Duration {
-	d := p.cfg.RetryMin
-	for i := 1; i < n && d < p.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	return jitter(min(d, p.cfg.RetryMax))
-}
-
-// jitter spreads d over [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
+	return backoff.Delay(n, p.cfg.RetryMin, p.cfg.RetryMax)
 }

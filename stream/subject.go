@@ -4,6 +4,8 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Subjects are built from event data — a source and an event type — and
@@ -102,4 +104,14 @@ func bound(escaped string, max int, original string) string {
 	// dots leaves at least one whole token.
 	cut := strings.TrimRight(escaped[:max-len(sum)-2], ".")
 	return cut + "~" + sum
+}
+
+// Deliveries is how many times JetStream has delivered m (at least 1, at
+// most 64), for the backoff of a redelivery.
+func Deliveries(m jetstream.Msg) int {
+	md, err := m.Metadata()
+	if err != nil || md.NumDelivered < 1 {
+		return 1
+	}
+	return int(min(md.NumDelivered, 64))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/syncd/syncd/backoff"
 )
 
 // transport is the RoundTripper every SDK call goes through. The SDK
@@ -144,15 +145,7 @@ func isDialError(err error) bool {
 // backoff is the wait before attempt+1: exponential from retryMin, capped
 // at retryMax, with jitter.
 func (t *transport) backoff(attempt int) time.Duration {
-	d := t.retryMin
-	for i := 1; i < attempt && d < t.retryMax; i++ {
-		d *= 2
-	}
-	d = min(d, t.retryMax)
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
+	return backoff.Delay(attempt, t.retryMin, t.retryMax)
 }
 
 // retryAfter reads a Retry-After header: seconds, or an HTTP date.
