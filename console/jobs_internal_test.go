@@ -80,7 +80,7 @@ func TestPrintable(t *testing.T) {
 		"bidi\u202eevil":         `bidi\u202eevil`,
 		"bad utf8 \xff":          `bad utf8 \xff`,
 		"real \uFFFD stays":      "real \uFFFD stays",
-		"del \x7f and c1 \u0085": `del \x7f and c1 \x85`,
+		"del \x7f and c1 \u0085": `del \x7f and c1 \u0085`,
 	} {
 		if got := printable(in); got != want {
 			t.Errorf("printable(%q) = %q, want %q", in, got, want)

@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/syncd/syncd/stream"
 )
 
 // view is what every page template gets: the page's own data in D.
@@ -130,37 +130,10 @@ func writeJSONError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 // printable shows control characters (an ESC in an event id, a NUL in a
-// header) as \xNN instead of passing them to the page; html/template then
-// escapes the markup. Newlines and tabs stay: payloads are multi-line.
-func printable(s string) string {
-	if utf8.ValidString(s) && !strings.ContainsFunc(s, needsQuote) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case needsQuote(r) && r < 0x100:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		case needsQuote(r):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-		i += size
-	}
-	return b.String()
-}
-
-func needsQuote(r rune) bool {
-	if r == '\n' || r == '\t' {
-		return false
-	}
-	// Bidirectional overrides can make an id read as another.
-	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)
-}
+// header) as escapes instead of passing them to the page (stream's one
+// escape); html/template then escapes the markup. Newlines and tabs stay:
+// payloads are multi-line.
+func printable(s string) string { return stream.EscapeLines(s) }
 
 func ago(t time.Time, now time.Time) string {
 	if t.IsZero() {

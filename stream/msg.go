@@ -110,14 +110,26 @@ func HeaderValue(s string, max int) string {
 	return s[:n] + "…"
 }
 
-// Escape makes event data printable on one line, as a header value or on
-// an operator's terminal: CR, LF, tab, every other control character (C0,
-// DEL, C1 — ESC and CSI included) and bytes that are not UTF-8 are written
-// as escapes (\n, \x1b, \u009b, \xff). Clean text is returned as is.
-func Escape(s string) string {
+// Escape makes event data printable on one line, as a header value, on an
+// operator's terminal or in the console: CR, LF, tab, every other control
+// character (C0, DEL, C1 — ESC and CSI included), the bidirectional
+// controls (which can make an id read as another) and bytes that are not
+// UTF-8 are written as escapes (\n, \x1b, \u009b, \u202e, \xff). Clean
+// text is returned as is. It is the one escape for human-readable output.
+func Escape(s string) string { return escape(s, false) }
+
+// EscapeLines is Escape for text of several lines (an error, an indented
+// payload): line breaks and tabs stay.
+func EscapeLines(s string) string { return escape(s, true) }
+
+func unprintable(r rune) bool {
+	return r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r)
+}
+
+func escape(s string, lines bool) string {
 	clean := true
 	for _, r := range s {
-		if r == utf8.RuneError || unicode.IsControl(r) {
+		if unprintable(r) && !(lines && (r == '\n' || r == '\t')) {
 			clean = false
 			break
 		}
@@ -132,6 +144,8 @@ func Escape(s string) string {
 		switch {
 		case r == utf8.RuneError && n <= 1:
 			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case lines && (r == '\n' || r == '\t'):
+			b.WriteRune(r)
 		case r == '\n':
 			b.WriteString(`\n`)
 		case r == '\r':
@@ -140,6 +154,8 @@ func Escape(s string) string {
 			b.WriteString(`\t`)
 		case unicode.IsControl(r):
 			b.WriteString(strings.Trim(strconv.QuoteRune(r), "'"))
+		case unicode.Is(unicode.Bidi_Control, r):
+			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
 			b.WriteString(s[i : i+n])
 		}

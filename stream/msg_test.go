@@ -217,3 +217,20 @@ func TestCheckMaxBodyAgainstExternalServer(t *testing.T) {
 		t.Errorf("body with room for headers: %v", err)
 	}
 }
+
+func TestEscapeLinesKeepsLineBreaksAndTabsOnly(t *testing.T) {
+	for in, want := range map[string]string{
+		"line\nnext\ttab":   "line\nnext\ttab",
+		"a\x1b[31mb\r\n":    "a\\x1b[31mb\\r\n",
+		"bidi\u202eevil\n":  "bidi\\u202eevil\n",
+		"bad\xff\nutf8":     "bad\\xff\nutf8",
+		"real \uFFFD stays": "real \uFFFD stays",
+	} {
+		if got := stream.EscapeLines(in); got != want {
+			t.Errorf("EscapeLines(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := stream.Escape("bidi\u202e\n"); got != `bidi\u202e\n` {
+		t.Errorf("Escape = %q", got)
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"io"
-	"strings"
 
 	"github.com/syncd/syncd/stream"
 )
@@ -17,22 +16,9 @@ import (
 // printable escapes control characters and invalid UTF-8 (stream.Escape).
 func printable(s string) string { return stream.Escape(s) }
 
-// printableLines escapes each line of s, keeping its line breaks and
-// tabs (an error of several lines, an indented payload).
-func printableLines(s string) string {
-	if !strings.ContainsAny(s, "\n\t") {
-		return printable(s)
-	}
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		cells := strings.Split(l, "\t")
-		for j, c := range cells {
-			cells[j] = printable(c)
-		}
-		lines[i] = strings.Join(cells, "\t")
-	}
-	return strings.Join(lines, "\n")
-}
+// printableLines escapes s keeping its line breaks and tabs (an error of
+// several lines, an indented payload).
+func printableLines(s string) string { return stream.EscapeLines(s) }
 
 // writeJSON is the --json output: v exact, indented for the reader.
 func writeJSON(w io.Writer, v any) error {
