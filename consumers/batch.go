@@ -288,114 +288,106 @@ func verify(table Table, want map[string]bool, got []string) error {
 	return nil
 }
 
-func (s *sets) applyCustomers(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
-	if len(s.customers.rows) == 0 {
+// applyMirror folds and writes one Stripe mirror's rows of a batch: lock
+// reads the stored versions, at gives an event's version and whether it
+// deletes, final builds the row a key's events end in.
+func applyMirror[R interface{ link(*linkSet) }, P any](
+	ctx context.Context, table Table, k *keyed[R], links *linkSet, set setOutcome, tombstones bool,
+	lock func(keys []string) (map[string]*stripeStored, error),
+	at func(R) (stripeVersion, bool),
+	final func([]keyedRow[R], fold) P,
+	write func(json.RawMessage) ([]string, error),
+) error {
+	if len(k.rows) == 0 {
 		return nil
 	}
-	keys := s.customers.keys()
-	locked, err := q.StripeCustomerLockMany(ctx, db, keys)
+	keys := k.keys()
+	stored, err := lock(keys)
 	if err != nil {
-		return fmt.Errorf("lock customers: %w", err)
+		return fmt.Errorf("lock %s: %w", table, err)
 	}
-	stored := make(map[string]*stripeStored, len(locked))
-	for _, r := range locked {
-		stored[r.StripeCustomerID] = &stripeStored{v: stripeVersion{r.StripeCreated.UTC(), r.StripeEventRank, r.StripeEventID}, deleted: r.Deleted}
-	}
-	out := make([]queries.StripeCustomerUpsertParams, 0, len(keys))
+	out := make([]P, 0, len(keys))
 	want := map[string]bool{}
 	for _, key := range keys {
-		rows := s.customers.rows[key]
-		f := foldStripe(stored[key], len(rows), func(j int) (stripeVersion, bool) {
-			return rows[j].r.v, rows[j].r.p.DeletedAt != nil
-		}, true)
-		p := rows[f.newest].r.p
-		p.DeletedAt = nil
-		if f.firstDelete >= 0 {
-			p.DeletedAt = rows[f.firstDelete].r.p.DeletedAt
-		}
-		p.ObjectCreated = lastWritten(rows, f, func(r customerRow) *time.Time { return r.p.ObjectCreated })
-		out = append(out, p)
+		rows := k.rows[key]
+		f := foldStripe(stored[key], len(rows), func(j int) (stripeVersion, bool) { return at(rows[j].r) }, tombstones)
+		out = append(out, final(rows, f))
 		if f.written {
 			want[key] = true
 		}
 		record(rows, f, links, set)
 	}
-	return writeMany(ctx, TableStripeCustomers, out, want, func(b json.RawMessage) ([]string, error) {
-		return q.StripeCustomerUpsertMany(ctx, db, b)
-	})
+	return writeMany(ctx, table, out, want, write)
+}
+
+func (s *sets) applyCustomers(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
+	return applyMirror(ctx, TableStripeCustomers, &s.customers, links, set, true,
+		func(keys []string) (map[string]*stripeStored, error) {
+			locked, err := q.StripeCustomerLockMany(ctx, db, keys)
+			stored := make(map[string]*stripeStored, len(locked))
+			for _, r := range locked {
+				stored[r.StripeCustomerID] = &stripeStored{v: stripeVersion{r.StripeCreated.UTC(), r.StripeEventRank, r.StripeEventID}, deleted: r.Deleted}
+			}
+			return stored, err
+		},
+		func(r customerRow) (stripeVersion, bool) { return r.v, r.p.DeletedAt != nil },
+		func(rows []keyedRow[customerRow], f fold) queries.StripeCustomerUpsertParams {
+			p := rows[f.newest].r.p
+			p.DeletedAt = nil
+			if f.firstDelete >= 0 {
+				p.DeletedAt = rows[f.firstDelete].r.p.DeletedAt
+			}
+			p.ObjectCreated = lastWritten(rows, f, func(r customerRow) *time.Time { return r.p.ObjectCreated })
+			return p
+		},
+		func(b json.RawMessage) ([]string, error) { return q.StripeCustomerUpsertMany(ctx, db, b) })
 }
 
 func (s *sets) applySubscriptions(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
-	if len(s.subscriptions.rows) == 0 {
-		return nil
-	}
-	keys := s.subscriptions.keys()
-	locked, err := q.StripeSubscriptionLockMany(ctx, db, keys)
-	if err != nil {
-		return fmt.Errorf("lock subscriptions: %w", err)
-	}
-	stored := make(map[string]*stripeStored, len(locked))
-	for _, r := range locked {
-		stored[r.StripeSubscriptionID] = &stripeStored{v: stripeVersion{r.StripeCreated.UTC(), r.StripeEventRank, r.StripeEventID}, deleted: r.Deleted}
-	}
-	out := make([]queries.StripeSubscriptionUpsertParams, 0, len(keys))
-	want := map[string]bool{}
-	for _, key := range keys {
-		rows := s.subscriptions.rows[key]
-		f := foldStripe(stored[key], len(rows), func(j int) (stripeVersion, bool) {
-			return rows[j].r.v, rows[j].r.p.DeletedAt != nil
-		}, true)
-		p := rows[f.newest].r.p
-		p.DeletedAt = nil
-		if f.firstDelete >= 0 {
-			p.DeletedAt = rows[f.firstDelete].r.p.DeletedAt
-		}
-		p.ObjectCreated = lastWritten(rows, f, func(r subscriptionRow) *time.Time { return r.p.ObjectCreated })
-		out = append(out, p)
-		if f.written {
-			want[key] = true
-		}
-		record(rows, f, links, set)
-	}
-	return writeMany(ctx, TableStripeSubscriptions, out, want, func(b json.RawMessage) ([]string, error) {
-		return q.StripeSubscriptionUpsertMany(ctx, db, b)
-	})
+	return applyMirror(ctx, TableStripeSubscriptions, &s.subscriptions, links, set, true,
+		func(keys []string) (map[string]*stripeStored, error) {
+			locked, err := q.StripeSubscriptionLockMany(ctx, db, keys)
+			stored := make(map[string]*stripeStored, len(locked))
+			for _, r := range locked {
+				stored[r.StripeSubscriptionID] = &stripeStored{v: stripeVersion{r.StripeCreated.UTC(), r.StripeEventRank, r.StripeEventID}, deleted: r.Deleted}
+			}
+			return stored, err
+		},
+		func(r subscriptionRow) (stripeVersion, bool) { return r.v, r.p.DeletedAt != nil },
+		func(rows []keyedRow[subscriptionRow], f fold) queries.StripeSubscriptionUpsertParams {
+			p := rows[f.newest].r.p
+			p.DeletedAt = nil
+			if f.firstDelete >= 0 {
+				p.DeletedAt = rows[f.firstDelete].r.p.DeletedAt
+			}
+			p.ObjectCreated = lastWritten(rows, f, func(r subscriptionRow) *time.Time { return r.p.ObjectCreated })
+			return p
+		},
+		func(b json.RawMessage) ([]string, error) { return q.StripeSubscriptionUpsertMany(ctx, db, b) })
 }
 
 func (s *sets) applyAccounts(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
-	if len(s.accounts.rows) == 0 {
-		return nil
-	}
-	keys := s.accounts.keys()
-	locked, err := q.StripeConnectAccountLockMany(ctx, db, keys)
-	if err != nil {
-		return fmt.Errorf("lock Connect accounts: %w", err)
-	}
-	stored := make(map[string]*stripeStored, len(locked))
-	for _, r := range locked {
-		// account.updated is decided by the version of the account's data,
-		// not by a deauthorization's (which carries none); a row with no
-		// data yet takes any.
-		if r.DataStripeCreated != nil && r.DataEventRank != nil && r.DataEventID != nil {
-			stored[r.StripeAccountID] = &stripeStored{v: stripeVersion{r.DataStripeCreated.UTC(), *r.DataEventRank, *r.DataEventID}}
-		}
-	}
-	out := make([]queries.StripeConnectAccountUpsertParams, 0, len(keys))
-	want := map[string]bool{}
-	for _, key := range keys {
-		rows := s.accounts.rows[key]
-		f := foldStripe(stored[key], len(rows), func(j int) (stripeVersion, bool) { return rows[j].r.v, false }, false)
-		p := rows[f.newest].r.p
-		p.ObjectCreated = lastWritten(rows, f, func(r accountRow) *time.Time { return r.p.ObjectCreated })
-		out = append(out, p)
-		if f.written {
-			want[key] = true
-		}
-		record(rows, f, links, set)
-	}
-	return writeMany(ctx, TableStripeConnectAccounts, out, want, func(b json.RawMessage) ([]string, error) {
-		return q.StripeConnectAccountUpsertMany(ctx, db, b)
-	})
+	return applyMirror(ctx, TableStripeConnectAccounts, &s.accounts, links, set, false,
+		func(keys []string) (map[string]*stripeStored, error) {
+			locked, err := q.StripeConnectAccountLockMany(ctx, db, keys)
+			stored := make(map[string]*stripeStored, len(locked))
+			for _, r := range locked {
+				// account.updated is decided by the version of the
+				// account's data, not by a deauthorization's (which
+				// carries none); a row with no data yet takes any.
+				if r.DataStripeCreated != nil && r.DataEventRank != nil && r.DataEventID != nil {
+					stored[r.StripeAccountID] = &stripeStored{v: stripeVersion{r.DataStripeCreated.UTC(), *r.DataEventRank, *r.DataEventID}}
+				}
+			}
+			return stored, err
+		},
+		func(r accountRow) (stripeVersion, bool) { return r.v, false },
+		func(rows []keyedRow[accountRow], f fold) queries.StripeConnectAccountUpsertParams {
+			p := rows[f.newest].r.p
+			p.ObjectCreated = lastWritten(rows, f, func(r accountRow) *time.Time { return r.p.ObjectCreated })
+			return p
+		},
+		func(b json.RawMessage) ([]string, error) { return q.StripeConnectAccountUpsertMany(ctx, db, b) })
 }
 
 func (s *sets) applyUsers(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {

@@ -3,7 +3,6 @@ package consumers
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/syncd/syncd/queries"
@@ -138,36 +137,4 @@ func (s *sets) applyMarket(ctx context.Context, q *queries.Queries, db queries.D
 			return p
 		},
 		func(b json.RawMessage) ([]string, error) { return q.StripeTransferUpsertMany(ctx, db, b) })
-}
-
-// applyMirror folds and writes one Stripe mirror's rows of a batch: lock
-// reads the stored versions, at gives an event's version and whether it
-// deletes, final builds the row a key's events end in.
-func applyMirror[R interface{ link(*linkSet) }, P any](
-	ctx context.Context, table Table, k *keyed[R], links *linkSet, set setOutcome, tombstones bool,
-	lock func(keys []string) (map[string]*stripeStored, error),
-	at func(R) (stripeVersion, bool),
-	final func([]keyedRow[R], fold) P,
-	write func(json.RawMessage) ([]string, error),
-) error {
-	if len(k.rows) == 0 {
-		return nil
-	}
-	keys := k.keys()
-	stored, err := lock(keys)
-	if err != nil {
-		return fmt.Errorf("lock %s: %w", table, err)
-	}
-	out := make([]P, 0, len(keys))
-	want := map[string]bool{}
-	for _, key := range keys {
-		rows := k.rows[key]
-		f := foldStripe(stored[key], len(rows), func(j int) (stripeVersion, bool) { return at(rows[j].r) }, tombstones)
-		out = append(out, final(rows, f))
-		if f.written {
-			want[key] = true
-		}
-		record(rows, f, links, set)
-	}
-	return writeMany(ctx, table, out, want, write)
 }
