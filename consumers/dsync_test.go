@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/syncd/syncd/queries"
 	"github.com/syncd/syncd/stream"
 	"github.com/syncd/syncd/syncdtest"
@@ -71,45 +73,45 @@ func dsyncMemberData(dir string, user, group map[string]any) map[string]any {
 	return map[string]any{"directory_id": dir, "user": u, "group": group}
 }
 
-func outcome(t *testing.T, h *syncdtest.Harness, eventID string) string {
+func outcome(t *testing.T, pool *pgxpool.Pool, eventID string) string {
 	t.Helper()
-	row, err := queries.New().EventLedgerGet(context.Background(), h.Pool, queries.EventLedgerGetParams{Source: "workos", EventID: eventID})
+	row, err := queries.New().EventLedgerGet(context.Background(), pool, queries.EventLedgerGetParams{Source: "workos", EventID: eventID})
 	if err != nil {
 		t.Fatalf("ledger row of %s: %v", eventID, err)
 	}
 	return row.Outcome
 }
 
-func directoryUser(t *testing.T, h *syncdtest.Harness, id string) queries.DirectoryUser {
+func directoryUser(t *testing.T, pool *pgxpool.Pool, id string) queries.DirectoryUser {
 	t.Helper()
-	u, err := queries.New().DirectoryUserGetByWorkOSID(context.Background(), h.Pool, id)
+	u, err := queries.New().DirectoryUserGetByWorkOSID(context.Background(), pool, id)
 	if err != nil {
 		t.Fatalf("directory user %s: %v", id, err)
 	}
 	return u
 }
 
-func directoryGroup(t *testing.T, h *syncdtest.Harness, id string) queries.DirectoryGroup {
+func directoryGroup(t *testing.T, pool *pgxpool.Pool, id string) queries.DirectoryGroup {
 	t.Helper()
-	g, err := queries.New().DirectoryGroupGetByWorkOSID(context.Background(), h.Pool, id)
+	g, err := queries.New().DirectoryGroupGetByWorkOSID(context.Background(), pool, id)
 	if err != nil {
 		t.Fatalf("directory group %s: %v", id, err)
 	}
 	return g
 }
 
-func directory(t *testing.T, h *syncdtest.Harness, id string) queries.Directory {
+func directory(t *testing.T, pool *pgxpool.Pool, id string) queries.Directory {
 	t.Helper()
-	d, err := queries.New().DirectoryGetByWorkOSID(context.Background(), h.Pool, id)
+	d, err := queries.New().DirectoryGetByWorkOSID(context.Background(), pool, id)
 	if err != nil {
 		t.Fatalf("directory %s: %v", id, err)
 	}
 	return d
 }
 
-func groupMember(t *testing.T, h *syncdtest.Harness, group, user string) queries.DirectoryGroupMember {
+func groupMember(t *testing.T, pool *pgxpool.Pool, group, user string) queries.DirectoryGroupMember {
 	t.Helper()
-	m, err := queries.New().DirectoryGroupMemberGet(context.Background(), h.Pool, queries.DirectoryGroupMemberGetParams{
+	m, err := queries.New().DirectoryGroupMemberGet(context.Background(), pool, queries.DirectoryGroupMemberGetParams{
 		WorkosDirectoryGroupID: group, WorkosDirectoryUserID: user,
 	})
 	if err != nil {
@@ -158,14 +160,14 @@ func TestDsyncEventsApplyOverHTTP(t *testing.T) {
 		t.Helper()
 		h.PostWorkOS(body)
 		h.WaitSettled()
-		if got := outcome(t, h, id); got != "applied" {
+		if got := outcome(t, h.Pool, id); got != "applied" {
 			t.Fatalf("%s: outcome %s, want applied", id, got)
 		}
 	}
 
 	// The user arrives before its directory: the directory is a stub.
 	step("event_user_created", syncdtest.WithID(syncdtest.Fixture(t, "workos/dsync.user.created.json"), "event_user_created"))
-	u := directoryUser(t, h, user)
+	u := directoryUser(t, h.Pool, user)
 	if str(u.Email) != "marcelina.davis@example.com" || str(u.FirstName) != "Marcelina" || str(u.LastName) != "Davis" ||
 		str(u.Username) != "mdavis" || str(u.JobTitle) != "Software Engineer" || str(u.State) != "active" ||
 		str(u.IdpID) != "2836" || str(u.Role) != "admin" || !slices.Equal(u.Roles, []string{"admin"}) ||
@@ -178,12 +180,12 @@ func TestDsyncEventsApplyOverHTTP(t *testing.T) {
 		!jsonEqual(t, u.RawAttributes, `{"key":{}}`) {
 		t.Errorf("directory user JSON: emails %s custom %s raw %s", u.Emails, u.CustomAttributes, u.RawAttributes)
 	}
-	if d := directory(t, h, dir); !d.IsStub || str(d.WorkosOrgID) != org || d.Name != nil {
+	if d := directory(t, h.Pool, dir); !d.IsStub || str(d.WorkosOrgID) != org || d.Name != nil {
 		t.Errorf("directory stub: %+v", d)
 	}
 
 	step("event_activated", dsyncEvent("event_activated", "dsync.activated", 1, dsyncDirectoryData(dir, org, "active", 1)))
-	d := directory(t, h, dir)
+	d := directory(t, h.Pool, dir)
 	if d.IsStub || str(d.Name) != "Foo Corp's Directory" || str(d.Type) != "okta scim v2.0" || str(d.State) != "active" ||
 		!slices.Equal(d.Domains, []string{"foo-corp.com"}) || str(d.ExternalKey) != "UWuccu6o1E0GqkYs" ||
 		!sameTime(d.WorkosUpdatedAt, sec(1)) || d.DeletedAt != nil {
@@ -193,7 +195,7 @@ func TestDsyncEventsApplyOverHTTP(t *testing.T) {
 	upd := dsyncUserData(user, dir, org, "Marcy", "inactive", 2)
 	delete(upd, "raw_attributes") // optional in WorkOS payloads
 	step("event_user_updated", dsyncEvent("event_user_updated", "dsync.user.updated", 2, upd))
-	u = directoryUser(t, h, user)
+	u = directoryUser(t, h.Pool, user)
 	if str(u.FirstName) != "Marcy" || str(u.State) != "inactive" || str(u.Role) != "member" || u.RawAttributes != nil ||
 		!sameTime(u.WorkosUpdatedAt, sec(2)) {
 		t.Errorf("directory user after dsync.user.updated: %+v", u)
@@ -201,7 +203,7 @@ func TestDsyncEventsApplyOverHTTP(t *testing.T) {
 
 	step("event_group_created", dsyncEvent("event_group_created", "dsync.group.created", 3, dsyncGroupData(grp, dir, org, "Developers", 3)))
 	step("event_group_updated", dsyncEvent("event_group_updated", "dsync.group.updated", 4, dsyncGroupData(grp, dir, org, "Engineers", 4)))
-	g := directoryGroup(t, h, grp)
+	g := directoryGroup(t, h.Pool, grp)
 	if str(g.Name) != "Engineers" || str(g.IdpID) != "idp-"+grp || g.WorkosDirectoryID != dir || str(g.WorkosOrgID) != org ||
 		g.IsStub || !sameTime(g.WorkosUpdatedAt, sec(4)) || !jsonEqual(t, g.RawAttributes, `{"name":"Engineers"}`) {
 		t.Errorf("directory group after dsync.group.updated: %+v", g)
@@ -209,42 +211,42 @@ func TestDsyncEventsApplyOverHTTP(t *testing.T) {
 
 	member := dsyncMemberData(dir, upd, dsyncGroupData(grp, dir, org, "Engineers", 4))
 	step("event_user_added", dsyncEvent("event_user_added", "dsync.group.user_added", 5, member))
-	if m := groupMember(t, h, grp, user); m.DeletedAt != nil || m.RemovedAt != nil || !m.WorkosEventAt.Equal(sec(5)) || m.WorkosDirectoryID != dir {
+	if m := groupMember(t, h.Pool, grp, user); m.DeletedAt != nil || m.RemovedAt != nil || !m.WorkosEventAt.Equal(sec(5)) || m.WorkosDirectoryID != dir {
 		t.Errorf("member after user_added: %+v", m)
 	}
 	// The snapshots in the membership event never overwrite real rows.
-	if u := directoryUser(t, h, user); str(u.WorkosOrgID) != org || u.IsStub {
+	if u := directoryUser(t, h.Pool, user); str(u.WorkosOrgID) != org || u.IsStub {
 		t.Errorf("user_added touched the user's own row: %+v", u)
 	}
 	step("event_user_removed", dsyncEvent("event_user_removed", "dsync.group.user_removed", 6, member))
-	if m := groupMember(t, h, grp, user); !sameTime(m.DeletedAt, sec(6)) || !sameTime(m.RemovedAt, sec(6)) {
+	if m := groupMember(t, h.Pool, grp, user); !sameTime(m.DeletedAt, sec(6)) || !sameTime(m.RemovedAt, sec(6)) {
 		t.Errorf("member after user_removed: %+v", m)
 	}
 	step("event_user_readded", dsyncEvent("event_user_readded", "dsync.group.user_added", 7, member))
-	if m := groupMember(t, h, grp, user); m.DeletedAt != nil || !m.WorkosEventAt.Equal(sec(7)) {
+	if m := groupMember(t, h.Pool, grp, user); m.DeletedAt != nil || !m.WorkosEventAt.Equal(sec(7)) {
 		t.Errorf("member after a second user_added: %+v", m)
 	}
 
 	step("event_group_deleted", dsyncEvent("event_group_deleted", "dsync.group.deleted", 8, dsyncGroupData(grp, dir, org, "Engineers", 8)))
-	if g := directoryGroup(t, h, grp); !sameTime(g.DeletedAt, sec(8)) {
+	if g := directoryGroup(t, h.Pool, grp); !sameTime(g.DeletedAt, sec(8)) {
 		t.Errorf("group after dsync.group.deleted: %+v", g)
 	}
-	if m := groupMember(t, h, grp, user); !sameTime(m.DeletedAt, sec(8)) || m.RemovedAt != nil {
+	if m := groupMember(t, h.Pool, grp, user); !sameTime(m.DeletedAt, sec(8)) || m.RemovedAt != nil {
 		t.Errorf("member of a deleted group: %+v", m)
 	}
 
 	step("event_user_deleted", dsyncEvent("event_user_deleted", "dsync.user.deleted", 9, dsyncUserData(user, dir, org, "Marcy", "inactive", 9)))
-	if u := directoryUser(t, h, user); !sameTime(u.DeletedAt, sec(9)) || !sameTime(u.WorkosUpdatedAt, sec(9)) {
+	if u := directoryUser(t, h.Pool, user); !sameTime(u.DeletedAt, sec(9)) || !sameTime(u.WorkosUpdatedAt, sec(9)) {
 		t.Errorf("user after dsync.user.deleted: %+v", u)
 	}
-	if d := directory(t, h, dir); d.DeletedAt != nil {
+	if d := directory(t, h.Pool, dir); d.DeletedAt != nil {
 		t.Errorf("a user's delete took its directory: %+v", d)
 	}
 	// A late update, even one newer than the delete, does not bring the
 	// user back.
 	h.PostWorkOS(dsyncEvent("event_user_late", "dsync.user.updated", 20, dsyncUserData(user, dir, org, "Lazarus", "active", 20)))
 	h.WaitSettled()
-	if u := directoryUser(t, h, user); !sameTime(u.DeletedAt, sec(9)) {
+	if u := directoryUser(t, h.Pool, user); !sameTime(u.DeletedAt, sec(9)) {
 		t.Errorf("late dsync.user.updated resurrected the user: %+v", u)
 	}
 }
@@ -252,8 +254,8 @@ func TestDsyncEventsApplyOverHTTP(t *testing.T) {
 // TestDsyncCreatedAtWithSpace: WorkOS samples write times as
 // `2023-04-28 20:05:31.093`; they parse like RFC 3339 (as UTC).
 func TestDsyncCreatedAtWithSpace(t *testing.T) {
-	h := syncdtest.NewHarness(t)
-	h.StartConsumer()
+	t.Parallel()
+	d := newDirect(t)
 	data := dsyncUserData("directory_user_space", "directory_space", "org_space", "Ann", "active", 0)
 	data["created_at"] = "2023-04-28 20:05:31.093"
 	data["updated_at"] = "2023-04-28 20:05:31.093"
@@ -261,13 +263,12 @@ func TestDsyncCreatedAtWithSpace(t *testing.T) {
 		"object": "event", "id": "event_space", "event": "dsync.user.created", "data": data,
 		"created_at": "2023-04-28 20:05:31.093",
 	})
-	h.PostWorkOS(body)
-	h.WaitSettled()
+	d.workos(body)
 	want := time.Date(2023, 4, 28, 20, 5, 31, 93e6, time.UTC)
-	if u := directoryUser(t, h, "directory_user_space"); !sameTime(u.WorkosCreatedAt, want) || !sameTime(u.WorkosUpdatedAt, want) {
+	if u := directoryUser(t, d.Pool, "directory_user_space"); !sameTime(u.WorkosCreatedAt, want) || !sameTime(u.WorkosUpdatedAt, want) {
 		t.Errorf("created_at %v updated_at %v, want %v", u.WorkosCreatedAt, u.WorkosUpdatedAt, want)
 	}
-	row, err := queries.New().EventLedgerGet(context.Background(), h.Pool, queries.EventLedgerGetParams{Source: "workos", EventID: "event_space"})
+	row, err := queries.New().EventLedgerGet(context.Background(), d.Pool, queries.EventLedgerGetParams{Source: "workos", EventID: "event_space"})
 	if err != nil || row.ProviderAt == nil || !row.ProviderAt.Equal(want) {
 		t.Errorf("ledger provider_at %v (%v), want %v", row.ProviderAt, err, want)
 	}
@@ -277,90 +278,92 @@ func TestDsyncCreatedAtWithSpace(t *testing.T) {
 // directory goes; its users, groups and memberships go too, and no late
 // event brings any of them back.
 func TestDsyncDeletedCascades(t *testing.T) {
-	h := syncdtest.NewHarness(t)
-	h.StartConsumer()
-	const dir, org, other = "directory_gone", "org_gone", "directory_kept"
-	u1, u2 := dsyncUserData("directory_user_a", dir, org, "Ann", "active", 1), dsyncUserData("directory_user_b", dir, org, "Bob", "active", 1)
-	g := dsyncGroupData("directory_group_g", dir, org, "Admins", 1)
-	kept := dsyncUserData("directory_user_k", other, org, "Kim", "active", 1)
-	for i, ev := range []struct {
-		typ  string
-		data map[string]any
-	}{
-		{"dsync.activated", dsyncDirectoryData(dir, org, "active", 1)},
-		{"dsync.user.created", u1},
-		{"dsync.user.created", u2},
-		{"dsync.group.created", g},
-		{"dsync.group.user_added", dsyncMemberData(dir, u1, g)},
-		{"dsync.user.created", kept},
-	} {
-		h.PostWorkOS(dsyncEvent(fmt.Sprintf("event_setup_%d", i), ev.typ, 2, ev.data))
-	}
-	h.PostWorkOS(dsyncEvent("event_dir_deleted", "dsync.deleted", 10, dsyncDirectoryData(dir, org, "deleting", 10)))
-	h.WaitSettled()
+	t.Parallel()
+	bothWays(t, func(t *testing.T, d *direct) {
+		const dir, org, other = "directory_gone", "org_gone", "directory_kept"
+		u1, u2 := dsyncUserData("directory_user_a", dir, org, "Ann", "active", 1), dsyncUserData("directory_user_b", dir, org, "Bob", "active", 1)
+		g := dsyncGroupData("directory_group_g", dir, org, "Admins", 1)
+		kept := dsyncUserData("directory_user_k", other, org, "Kim", "active", 1)
+		var bodies [][]byte
+		for i, ev := range []struct {
+			typ  string
+			data map[string]any
+		}{
+			{"dsync.activated", dsyncDirectoryData(dir, org, "active", 1)},
+			{"dsync.user.created", u1},
+			{"dsync.user.created", u2},
+			{"dsync.group.created", g},
+			{"dsync.group.user_added", dsyncMemberData(dir, u1, g)},
+			{"dsync.user.created", kept},
+		} {
+			bodies = append(bodies, dsyncEvent(fmt.Sprintf("event_setup_%d", i), ev.typ, 2, ev.data))
+		}
+		d.workos(append(bodies, dsyncEvent("event_dir_deleted", "dsync.deleted", 10, dsyncDirectoryData(dir, org, "deleting", 10)))...)
 
-	deleted := sec(10)
-	check := func(when string) {
-		t.Helper()
-		if d := directory(t, h, dir); !sameTime(d.DeletedAt, deleted) || str(d.State) != "deleting" {
-			t.Errorf("%s: directory %+v", when, d)
-		}
-		for _, id := range []string{"directory_user_a", "directory_user_late"} {
-			if u := directoryUser(t, h, id); !sameTime(u.DeletedAt, deleted) {
-				t.Errorf("%s: user %s not deleted with its directory: %+v", when, id, u)
+		deleted := sec(10)
+		check := func(when string) {
+			t.Helper()
+			if dr := directory(t, d.Pool, dir); !sameTime(dr.DeletedAt, deleted) || str(dr.State) != "deleting" {
+				t.Errorf("%s: directory %+v", when, dr)
+			}
+			for _, id := range []string{"directory_user_a", "directory_user_late"} {
+				if u := directoryUser(t, d.Pool, id); !sameTime(u.DeletedAt, deleted) {
+					t.Errorf("%s: user %s not deleted with its directory: %+v", when, id, u)
+				}
+			}
+			for _, id := range []string{"directory_group_g", "directory_group_late"} {
+				if g := directoryGroup(t, d.Pool, id); !sameTime(g.DeletedAt, deleted) {
+					t.Errorf("%s: group %s not deleted with its directory: %+v", when, id, g)
+				}
+			}
+			if u := directoryUser(t, d.Pool, "directory_user_b"); u.DeletedAt == nil || u.DeletedAt.After(deleted) {
+				t.Errorf("%s: user directory_user_b not deleted with its directory: %+v", when, u)
+			}
+			for _, u := range []string{"directory_user_a", "directory_user_b"} {
+				if m := groupMember(t, d.Pool, "directory_group_g", u); m.DeletedAt == nil || m.DeletedAt.After(deleted) {
+					t.Errorf("%s: membership of %s not deleted with its directory: %+v", when, u, m)
+				}
+			}
+			if u := directoryUser(t, d.Pool, "directory_user_k"); u.DeletedAt != nil {
+				t.Errorf("%s: user of another directory deleted: %+v", when, u)
 			}
 		}
-		for _, id := range []string{"directory_group_g", "directory_group_late"} {
-			if g := directoryGroup(t, h, id); !sameTime(g.DeletedAt, deleted) {
-				t.Errorf("%s: group %s not deleted with its directory: %+v", when, id, g)
-			}
-		}
-		if u := directoryUser(t, h, "directory_user_b"); u.DeletedAt == nil || u.DeletedAt.After(deleted) {
-			t.Errorf("%s: user directory_user_b not deleted with its directory: %+v", when, u)
-		}
-		for _, u := range []string{"directory_user_a", "directory_user_b"} {
-			if m := groupMember(t, h, "directory_group_g", u); m.DeletedAt == nil || m.DeletedAt.After(deleted) {
-				t.Errorf("%s: membership of %s not deleted with its directory: %+v", when, u, m)
-			}
-		}
-		if u := directoryUser(t, h, "directory_user_k"); u.DeletedAt != nil {
-			t.Errorf("%s: user of another directory deleted: %+v", when, u)
-		}
-	}
 
-	// Late events, some newer than the delete's object versions: updates,
-	// a re-activation, a user and a group never seen before, a membership.
-	late := dsyncUserData("directory_user_late", dir, org, "Lou", "active", 20)
-	lateGroup := dsyncGroupData("directory_group_late", dir, org, "Late", 20)
-	for i, ev := range []struct {
-		typ  string
-		data map[string]any
-	}{
-		{"dsync.user.updated", dsyncUserData("directory_user_a", dir, org, "Annie", "active", 20)},
-		{"dsync.group.updated", dsyncGroupData("directory_group_g", dir, org, "Admins 2", 20)},
-		{"dsync.activated", dsyncDirectoryData(dir, org, "active", 5)},
-		{"dsync.user.created", late},
-		{"dsync.group.created", lateGroup},
-		{"dsync.group.user_added", dsyncMemberData(dir, u2, g)},
-	} {
-		h.PostWorkOS(dsyncEvent(fmt.Sprintf("event_late_%d", i), ev.typ, 30, ev.data))
-	}
-	// A user deleted on its own before the directory went, whose delete
-	// arrives last, keeps the earlier time.
-	h.PostWorkOS(dsyncEvent("event_late_user_deleted", "dsync.user.deleted", 7, dsyncUserData("directory_user_b", dir, org, "Bob", "inactive", 7)))
-	h.WaitSettled()
-	check("after late events")
-	if u := directoryUser(t, h, "directory_user_b"); !sameTime(u.DeletedAt, sec(7)) || str(u.State) != "inactive" {
-		t.Errorf("earlier own delete arriving after the directory's: %+v", u)
-	}
-	// Newer data still lands under the tombstone: the final state does not
-	// depend on whether the update came before or after the delete.
-	if u := directoryUser(t, h, "directory_user_a"); str(u.FirstName) != "Annie" {
-		t.Errorf("late newer update not kept under the tombstone: %+v", u)
-	}
-	if got := outcome(t, h, "event_late_2"); got != "stale" {
-		t.Errorf("older dsync.activated after dsync.deleted: outcome %s, want stale", got)
-	}
+		// Late events, some newer than the delete's object versions:
+		// updates, a re-activation, a user and a group never seen before,
+		// a membership.
+		late := dsyncUserData("directory_user_late", dir, org, "Lou", "active", 20)
+		lateGroup := dsyncGroupData("directory_group_late", dir, org, "Late", 20)
+		bodies = nil
+		for i, ev := range []struct {
+			typ  string
+			data map[string]any
+		}{
+			{"dsync.user.updated", dsyncUserData("directory_user_a", dir, org, "Annie", "active", 20)},
+			{"dsync.group.updated", dsyncGroupData("directory_group_g", dir, org, "Admins 2", 20)},
+			{"dsync.activated", dsyncDirectoryData(dir, org, "active", 5)},
+			{"dsync.user.created", late},
+			{"dsync.group.created", lateGroup},
+			{"dsync.group.user_added", dsyncMemberData(dir, u2, g)},
+		} {
+			bodies = append(bodies, dsyncEvent(fmt.Sprintf("event_late_%d", i), ev.typ, 30, ev.data))
+		}
+		// A user deleted on its own before the directory went, whose
+		// delete arrives last, keeps the earlier time.
+		d.workos(append(bodies, dsyncEvent("event_late_user_deleted", "dsync.user.deleted", 7, dsyncUserData("directory_user_b", dir, org, "Bob", "inactive", 7)))...)
+		check("after late events")
+		if u := directoryUser(t, d.Pool, "directory_user_b"); !sameTime(u.DeletedAt, sec(7)) || str(u.State) != "inactive" {
+			t.Errorf("earlier own delete arriving after the directory's: %+v", u)
+		}
+		// Newer data still lands under the tombstone: the final state does
+		// not depend on whether the update came before or after the delete.
+		if u := directoryUser(t, d.Pool, "directory_user_a"); str(u.FirstName) != "Annie" {
+			t.Errorf("late newer update not kept under the tombstone: %+v", u)
+		}
+		if got := outcome(t, d.Pool, "event_late_2"); got != "stale" {
+			t.Errorf("older dsync.activated after dsync.deleted: outcome %s, want stale", got)
+		}
+	})
 }
 
 // TestDsyncMembersBeforeParents: a membership that arrives before its user,
@@ -368,55 +371,55 @@ func TestDsyncDeletedCascades(t *testing.T) {
 // a removal is not undone by an add that happened earlier but arrives
 // later.
 func TestDsyncMembersBeforeParents(t *testing.T) {
-	h := syncdtest.NewHarness(t)
-	h.StartConsumer()
-	const dir, org, user, grp = "directory_s", "org_s", "directory_user_s", "directory_group_s"
-	u := dsyncUserData(user, dir, org, "Sam", "active", 1)
-	g := dsyncGroupData(grp, dir, org, "Support", 1)
-	h.PostWorkOS(dsyncEvent("event_removed", "dsync.group.user_removed", 20, dsyncMemberData(dir, u, g)))
-	h.PostWorkOS(dsyncEvent("event_added", "dsync.group.user_added", 10, dsyncMemberData(dir, u, g)))
-	h.WaitSettled()
-	if got := outcome(t, h, "event_added"); got != "stale" {
-		t.Errorf("add older than the stored removal: outcome %s, want stale", got)
-	}
-	if m := groupMember(t, h, grp, user); !sameTime(m.DeletedAt, sec(20)) || !m.WorkosEventAt.Equal(sec(20)) {
-		t.Errorf("late older add undid the removal: %+v", m)
-	}
-	su := directoryUser(t, h, user)
-	if !su.IsStub || str(su.FirstName) != "Sam" || str(su.WorkosOrgID) != org || su.WorkosDirectoryID != dir {
-		t.Errorf("user stub: %+v", su)
-	}
-	if sg := directoryGroup(t, h, grp); !sg.IsStub || str(sg.Name) != "Support" {
-		t.Errorf("group stub: %+v", sg)
-	}
-	if d := directory(t, h, dir); !d.IsStub || str(d.WorkosOrgID) != org {
-		t.Errorf("directory stub: %+v", d)
-	}
+	t.Parallel()
+	bothWays(t, func(t *testing.T, d *direct) {
+		const dir, org, user, grp = "directory_s", "org_s", "directory_user_s", "directory_group_s"
+		u := dsyncUserData(user, dir, org, "Sam", "active", 1)
+		g := dsyncGroupData(grp, dir, org, "Support", 1)
+		d.workos(
+			dsyncEvent("event_removed", "dsync.group.user_removed", 20, dsyncMemberData(dir, u, g)),
+			dsyncEvent("event_added", "dsync.group.user_added", 10, dsyncMemberData(dir, u, g)))
+		if got := outcome(t, d.Pool, "event_added"); got != "stale" {
+			t.Errorf("add older than the stored removal: outcome %s, want stale", got)
+		}
+		if m := groupMember(t, d.Pool, grp, user); !sameTime(m.DeletedAt, sec(20)) || !m.WorkosEventAt.Equal(sec(20)) {
+			t.Errorf("late older add undid the removal: %+v", m)
+		}
+		su := directoryUser(t, d.Pool, user)
+		if !su.IsStub || str(su.FirstName) != "Sam" || str(su.WorkosOrgID) != org || su.WorkosDirectoryID != dir {
+			t.Errorf("user stub: %+v", su)
+		}
+		if sg := directoryGroup(t, d.Pool, grp); !sg.IsStub || str(sg.Name) != "Support" {
+			t.Errorf("group stub: %+v", sg)
+		}
+		if dr := directory(t, d.Pool, dir); !dr.IsStub || str(dr.WorkosOrgID) != org {
+			t.Errorf("directory stub: %+v", dr)
+		}
 
-	// The own events fill the stubs, even at an older version than the
-	// snapshot the stub holds.
-	h.PostWorkOS(dsyncEvent("event_user", "dsync.user.created", 1, dsyncUserData(user, dir, org, "Samuel", "active", 0)))
-	h.PostWorkOS(dsyncEvent("event_group", "dsync.group.created", 1, g))
-	h.PostWorkOS(dsyncEvent("event_dir", "dsync.activated", 1, dsyncDirectoryData(dir, org, "active", 1)))
-	h.WaitSettled()
-	if su := directoryUser(t, h, user); su.IsStub || str(su.FirstName) != "Samuel" || !sameTime(su.WorkosUpdatedAt, t0) {
-		t.Errorf("user not filled by its own event: %+v", su)
-	}
-	if sg := directoryGroup(t, h, grp); sg.IsStub {
-		t.Errorf("group not filled by its own event: %+v", sg)
-	}
-	if d := directory(t, h, dir); d.IsStub || str(d.Name) == "<nil>" {
-		t.Errorf("directory not filled by its own event: %+v", d)
-	}
-	// A later membership snapshot does not touch a filled user.
-	h.PostWorkOS(dsyncEvent("event_added_again", "dsync.group.user_added", 30, dsyncMemberData(dir, dsyncUserData(user, dir, org, "Snap", "active", 5), g)))
-	h.WaitSettled()
-	if su := directoryUser(t, h, user); str(su.FirstName) != "Samuel" {
-		t.Errorf("membership snapshot overwrote the user: %+v", su)
-	}
-	if m := groupMember(t, h, grp, user); m.DeletedAt != nil {
-		t.Errorf("newer add did not restore the membership: %+v", m)
-	}
+		// The own events fill the stubs, even at an older version than the
+		// snapshot the stub holds.
+		d.workos(
+			dsyncEvent("event_user", "dsync.user.created", 1, dsyncUserData(user, dir, org, "Samuel", "active", 0)),
+			dsyncEvent("event_group", "dsync.group.created", 1, g),
+			dsyncEvent("event_dir", "dsync.activated", 1, dsyncDirectoryData(dir, org, "active", 1)))
+		if su := directoryUser(t, d.Pool, user); su.IsStub || str(su.FirstName) != "Samuel" || !sameTime(su.WorkosUpdatedAt, t0) {
+			t.Errorf("user not filled by its own event: %+v", su)
+		}
+		if sg := directoryGroup(t, d.Pool, grp); sg.IsStub {
+			t.Errorf("group not filled by its own event: %+v", sg)
+		}
+		if dr := directory(t, d.Pool, dir); dr.IsStub || str(dr.Name) == "<nil>" {
+			t.Errorf("directory not filled by its own event: %+v", dr)
+		}
+		// A later membership snapshot does not touch a filled user.
+		d.workos(dsyncEvent("event_added_again", "dsync.group.user_added", 30, dsyncMemberData(dir, dsyncUserData(user, dir, org, "Snap", "active", 5), g)))
+		if su := directoryUser(t, d.Pool, user); str(su.FirstName) != "Samuel" {
+			t.Errorf("membership snapshot overwrote the user: %+v", su)
+		}
+		if m := groupMember(t, d.Pool, grp, user); m.DeletedAt != nil {
+			t.Errorf("newer add did not restore the membership: %+v", m)
+		}
+	})
 }
 
 type dsyncStep struct {
@@ -428,22 +431,22 @@ type dsyncStep struct {
 // dsyncState is every dsync row of directory dir, without the bookkeeping
 // columns (row uuid, created_at, updated_at), with ns replaced so that
 // scenarios under different ids compare.
-func dsyncState(t *testing.T, h *syncdtest.Harness, dir, ns string) string {
+func dsyncState(t *testing.T, pool *pgxpool.Pool, dir, ns string) string {
 	t.Helper()
 	ctx, q := context.Background(), queries.New()
-	d, err := q.DirectoryGetByWorkOSID(ctx, h.Pool, dir)
+	d, err := q.DirectoryGetByWorkOSID(ctx, pool, dir)
 	if err != nil {
 		t.Fatalf("directory %s: %v", dir, err)
 	}
-	users, err := q.DirectoryUserListByDirectory(ctx, h.Pool, dir)
+	users, err := q.DirectoryUserListByDirectory(ctx, pool, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	groups, err := q.DirectoryGroupListByDirectory(ctx, h.Pool, dir)
+	groups, err := q.DirectoryGroupListByDirectory(ctx, pool, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	members, err := q.DirectoryGroupMemberListByDirectory(ctx, h.Pool, dir)
+	members, err := q.DirectoryGroupMemberListByDirectory(ctx, pool, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,13 +467,15 @@ func dsyncState(t *testing.T, h *syncdtest.Harness, dir, ns string) string {
 	return strings.ReplaceAll(string(b), ns, "NS")
 }
 
-// runPermutations posts the scenario built by steps(ns) in every order,
-// each order under its own ids and with some events sent twice (the copy
+// runPermutations applies the scenario built by steps(ns) in every order,
+// each order under its own ids, with some events sent twice (the copy
 // under a new event id, so that the handlers themselves must be
-// idempotent, not just the ledger), and checks that every order ends in
-// the state of the in-order run. check vets the in-order state itself.
+// idempotent, not just the ledger) and cut into batches of random sizes,
+// and checks that every order ends in the state of the in-order run, one
+// batch per event. check vets the in-order state itself.
 func runPermutations(t *testing.T, steps func(ns string) []dsyncStep, check func(state string)) {
-	h := syncdtest.NewHarness(t)
+	t.Helper()
+	d := newDirect(t)
 	n := len(steps("x"))
 	rng := rand.New(rand.NewPCG(4, 2))
 	var orders [][]int
@@ -490,28 +495,34 @@ func runPermutations(t *testing.T, steps func(ns string) []dsyncStep, check func
 		all[i] = i
 	}
 	permute(nil, all)
-	post := func(ns string, order []int, dup bool) {
+	for _, i := range all {
+		ev := steps("ref")[i]
+		d.workos(dsyncEvent(fmt.Sprintf("event_ref_%d", i), ev.typ, ev.sec, ev.data))
+	}
+	for p, order := range orders {
+		ns := fmt.Sprintf("p%03d", p)
 		evs := steps(ns)
+		var bodies [][]byte
 		for k, i := range order {
-			h.PostWorkOS(dsyncEvent(fmt.Sprintf("event_%s_%d", ns, i), evs[i].typ, evs[i].sec, evs[i].data))
-			if dup && rng.IntN(2) == 0 {
+			bodies = append(bodies, dsyncEvent(fmt.Sprintf("event_%s_%d", ns, i), evs[i].typ, evs[i].sec, evs[i].data))
+			if rng.IntN(2) == 0 {
 				// The copy goes somewhere later in the stream, or right away.
 				j := order[rng.IntN(k+1)]
-				h.PostWorkOS(dsyncEvent(fmt.Sprintf("event_%s_%d_dup%d", ns, j, k), evs[j].typ, evs[j].sec, evs[j].data))
+				bodies = append(bodies, dsyncEvent(fmt.Sprintf("event_%s_%d_dup%d", ns, j, k), evs[j].typ, evs[j].sec, evs[j].data))
 			}
 		}
+		// A consumer takes what has arrived in batches of any size.
+		for len(bodies) > 0 {
+			cut := 1 + rng.IntN(len(bodies))
+			d.workos(bodies[:cut]...)
+			bodies = bodies[cut:]
+		}
 	}
-	post("ref", all, false)
-	for p, order := range orders {
-		post(fmt.Sprintf("p%03d", p), order, true)
-	}
-	h.StartConsumer()
-	h.WaitSettled()
-	want := dsyncState(t, h, "directory_ref", "ref")
+	want := dsyncState(t, d.Pool, "directory_ref", "ref")
 	check(want)
 	for p, order := range orders {
 		ns := fmt.Sprintf("p%03d", p)
-		if got := dsyncState(t, h, "directory_"+ns, ns); got != want {
+		if got := dsyncState(t, d.Pool, "directory_"+ns, ns); got != want {
 			t.Errorf("order %v converged to\n%s\nwant\n%s", order, got, want)
 			return
 		}
@@ -519,6 +530,7 @@ func runPermutations(t *testing.T, steps func(ns string) []dsyncStep, check func
 }
 
 func TestDsyncPermutationsConverge(t *testing.T) {
+	t.Parallel()
 	steps := func(ns string) []dsyncStep {
 		dir, org, user, grp := "directory_"+ns, "org_"+ns, "directory_user_"+ns, "directory_group_"+ns
 		u1 := dsyncUserData(user, dir, org, "Ann", "active", 1)
@@ -545,6 +557,7 @@ func TestDsyncPermutationsConverge(t *testing.T) {
 }
 
 func TestDsyncPermutationsWithDirectoryDeleteConverge(t *testing.T) {
+	t.Parallel()
 	steps := func(ns string) []dsyncStep {
 		dir, org, user, grp := "directory_"+ns, "org_"+ns, "directory_user_"+ns, "directory_group_"+ns
 		u1 := dsyncUserData(user, dir, org, "Ann", "active", 1)
@@ -567,20 +580,22 @@ func TestDsyncPermutationsWithDirectoryDeleteConverge(t *testing.T) {
 // TestDsyncMemberAddAndRemoveAtTheSameTime: events carry milliseconds, so
 // an add and a remove can tie; the removal wins in either order.
 func TestDsyncMemberAddAndRemoveAtTheSameTime(t *testing.T) {
-	h := syncdtest.NewHarness(t)
-	h.StartConsumer()
-	for _, order := range [][]string{{"dsync.group.user_added", "dsync.group.user_removed"}, {"dsync.group.user_removed", "dsync.group.user_added"}} {
-		ns := strings.TrimPrefix(order[0], "dsync.group.")
-		dir, user, grp := "directory_"+ns, "directory_user_"+ns, "directory_group_"+ns
-		data := dsyncMemberData(dir, dsyncUserData(user, dir, "org_t", "Tia", "active", 1), dsyncGroupData(grp, dir, "org_t", "Ties", 1))
-		for i, typ := range order {
-			h.PostWorkOS(dsyncEvent(fmt.Sprintf("event_%s_%d", ns, i), typ, 5, data))
+	t.Parallel()
+	bothWays(t, func(t *testing.T, d *direct) {
+		for _, order := range [][]string{{"dsync.group.user_added", "dsync.group.user_removed"}, {"dsync.group.user_removed", "dsync.group.user_added"}} {
+			ns := strings.TrimPrefix(order[0], "dsync.group.")
+			dir, user, grp := "directory_"+ns, "directory_user_"+ns, "directory_group_"+ns
+			data := dsyncMemberData(dir, dsyncUserData(user, dir, "org_t", "Tia", "active", 1), dsyncGroupData(grp, dir, "org_t", "Ties", 1))
+			var bodies [][]byte
+			for i, typ := range order {
+				bodies = append(bodies, dsyncEvent(fmt.Sprintf("event_%s_%d", ns, i), typ, 5, data))
+			}
+			d.workos(bodies...)
+			if m := groupMember(t, d.Pool, grp, user); !sameTime(m.DeletedAt, sec(5)) {
+				t.Errorf("%v at the same time: member %+v, want removed", order, m)
+			}
 		}
-		h.WaitSettled()
-		if m := groupMember(t, h, grp, user); !sameTime(m.DeletedAt, sec(5)) {
-			t.Errorf("%v at the same time: member %+v, want removed", order, m)
-		}
-	}
+	})
 }
 
 // TestDsyncMalformedEventsAreDeadLettered: a payload without the ids a row
@@ -599,7 +614,7 @@ func TestDsyncMalformedEventsAreDeadLettered(t *testing.T) {
 	h.PostWorkOS(dsyncEvent("event_badtime", "dsync.group.created", 1, badTime))
 	h.PostWorkOS(dsyncEvent("event_good", "dsync.user.created", 1, dsyncUserData("directory_user_good", "directory_m", "org_m", "Gus", "active", 1)))
 	h.WaitSettled()
-	directoryUser(t, h, "directory_user_good")
+	directoryUser(t, h.Pool, "directory_user_good")
 
 	ctx := context.Background()
 	dl, err := h.NATS.JS.Stream(ctx, stream.DeadLetter)

@@ -630,7 +630,7 @@ func TestMarketplaceFixturesApplyOverHTTP(t *testing.T) {
 	h.WaitSettled()
 	for _, n := range names {
 		for _, id := range []string{"evt_" + n, "evt_platform_" + n} {
-			if got := ledgerOutcome(t, h, id); got != "applied" && got != "stale" {
+			if got := ledgerOutcome(t, h.Pool, id); got != "applied" && got != "stale" {
 				t.Errorf("%s: outcome %s", id, got)
 			}
 		}
@@ -649,7 +649,7 @@ func TestMarketplaceFixturesApplyOverHTTP(t *testing.T) {
 	if err != nil || e.Object != "bank_account" || str(e.Last4) != "3000" || str(e.Status) != "verified" || !e.DefaultForCurrency || e.DeletedAt != nil {
 		t.Errorf("bank account: %+v (%v)", e, err)
 	}
-	u := user(t, h, "user_01EHWNCE74X7JSDV0X3SZ3KJNY")
+	u := user(t, h.Pool, "user_01EHWNCE74X7JSDV0X3SZ3KJNY")
 	if !u.ConnectPayoutDestination || str(u.StripeBankAccountLast4) != "3000" || str(u.StripeBankName) != "STRIPE TEST BANK" {
 		t.Errorf("user's payout destination: %v %s %s", u.ConnectPayoutDestination, str(u.StripeBankAccountLast4), str(u.StripeBankName))
 	}
@@ -665,7 +665,7 @@ func TestMarketplaceFixturesApplyOverHTTP(t *testing.T) {
 	// The external account's deletion, last: the user has no destination.
 	h.PostStripe(stripeFixtureEvent(t, "account.external_account.deleted", "evt_ext_deleted"), true)
 	h.WaitSettled()
-	if u := user(t, h, "user_01EHWNCE74X7JSDV0X3SZ3KJNY"); u.ConnectPayoutDestination {
+	if u := user(t, h.Pool, "user_01EHWNCE74X7JSDV0X3SZ3KJNY"); u.ConnectPayoutDestination {
 		t.Errorf("payout destination after the bank account's deletion")
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/queries"
 	"github.com/syncd/syncd/syncdtest"
 )
@@ -83,10 +85,10 @@ func TestFixturesApplyOverHTTP(t *testing.T) {
 
 // snapshot is the synced state of the scenario's rows, with the suffix that
 // keeps scenarios apart stripped, so runs in different orders compare.
-func snapshot(t *testing.T, h *syncdtest.Harness, suffix string) string {
+func snapshot(t *testing.T, pool *pgxpool.Pool, suffix string) string {
 	t.Helper()
 	var out string
-	err := h.Pool.QueryRow(context.Background(), `
+	err := pool.QueryRow(context.Background(), `
 		SELECT coalesce(json_agg(r ORDER BY r.k), '[]')::text FROM (
 			SELECT 'u:' || replace(workos_user_id, $1, '') AS k, replace(coalesce(email,''), $1, '') AS email, first_name, last_name,
 			       email_verified, metadata, workos_updated_at, deleted_at IS NOT NULL AS deleted, is_stub
@@ -128,8 +130,7 @@ func scenario(s string) []posted {
 }
 
 func TestReorderedAndDuplicatedEventsConverge(t *testing.T) {
-	h := syncdtest.NewHarness(t)
-	h.StartConsumer()
+	t.Parallel()
 	orders := map[string][]int{"inorder": {0, 1, 2, 3, 4, 5, 6, 7, 8}, "reverse": {8, 7, 6, 5, 4, 3, 2, 1, 0}}
 	// Children first, updates before creates, deletes before creates.
 	orders["childfirst"] = []int{5, 8, 4, 1, 3, 0, 2, 7, 6}
@@ -137,33 +138,34 @@ func TestReorderedAndDuplicatedEventsConverge(t *testing.T) {
 	for i := range 12 {
 		orders[fmt.Sprintf("shuffle%d", i)] = rng.Perm(9)
 	}
-	for name, order := range orders {
-		evs := scenario("_" + name)
-		for _, i := range order {
-			h.PostWorkOS(syncdtest.WorkOSEvent(evs[i].id, evs[i].typ, evs[i].data))
+	bothWays(t, func(t *testing.T, d *direct) {
+		for name, order := range orders {
+			evs := scenario("_" + name)
+			var bodies [][]byte
+			for _, i := range order {
+				bodies = append(bodies, syncdtest.WorkOSEvent(evs[i].id, evs[i].typ, evs[i].data))
+			}
+			d.workos(bodies...)
+			// Every event again, as providers retry: the ledger settles them.
+			expectOutcomes(t, d.workos(bodies...), consumers.Skipped)
 		}
-		// Every event again, as providers retry.
-		for _, i := range order {
-			h.PostWorkOS(syncdtest.WorkOSEvent(evs[i].id, evs[i].typ, evs[i].data))
+		want := snapshot(t, d.Pool, "_inorder")
+		if !strings.Contains(want, `"Team Renamed"`) || !strings.Contains(want, `"admin"`) {
+			t.Fatalf("in-order state is not the expected one: %s", want)
 		}
-	}
-	h.WaitSettled()
-	want := snapshot(t, h, "_inorder")
-	if !strings.Contains(want, `"Team Renamed"`) || !strings.Contains(want, `"admin"`) {
-		t.Fatalf("in-order state is not the expected one: %s", want)
-	}
-	for name := range orders {
-		if got := snapshot(t, h, "_"+name); got != want {
-			t.Errorf("order %s converged to\n%s\nwant\n%s", name, got, want)
+		for name := range orders {
+			if got := snapshot(t, d.Pool, "_"+name); got != want {
+				t.Errorf("order %s converged to\n%s\nwant\n%s", name, got, want)
+			}
 		}
-	}
-	var ledger int
-	if err := h.Pool.QueryRow(context.Background(), "SELECT count(*) FROM webhook_events").Scan(&ledger); err != nil {
-		t.Fatal(err)
-	}
-	if ledger != 9*len(orders) {
-		t.Errorf("ledger has %d rows, want %d (one per distinct event)", ledger, 9*len(orders))
-	}
+		var ledger int
+		if err := d.Pool.QueryRow(context.Background(), "SELECT count(*) FROM webhook_events").Scan(&ledger); err != nil {
+			t.Fatal(err)
+		}
+		if ledger != 9*len(orders) {
+			t.Errorf("ledger has %d rows, want %d (one per distinct event)", ledger, 9*len(orders))
+		}
+	})
 }
 
 // A delete is never undone. Late events are decided by version as for a
@@ -172,95 +174,86 @@ func TestReorderedAndDuplicatedEventsConverge(t *testing.T) {
 // update from before its user's delete, or an update claiming a time after
 // the delete) brings its data, and the row stays deleted.
 func TestDeleteIsNotUndoneByLateUpdates(t *testing.T) {
-	h := syncdtest.NewHarness(t)
-	h.StartConsumer()
-	h.PostWorkOS(syncdtest.WorkOSEvent("e1", "user.created", userData("user_d", "d@x.test", 1)))
-	h.PostWorkOS(syncdtest.WorkOSEvent("e2", "organization_membership.created", membershipData("om_d", "user_d", "org_d", "member", "active", 1)))
-	h.PostWorkOS(syncdtest.WorkOSEvent("e3", "user.deleted", userData("user_d", "d@x.test", 5)))
-	// Late: an update from before the delete, and one claiming a newer time.
-	h.PostWorkOS(syncdtest.WorkOSEvent("e4", "user.updated", userData("user_d", "late@x.test", 3)))
-	h.PostWorkOS(syncdtest.WorkOSEvent("e5", "user.updated", userData("user_d", "later@x.test", 9)))
-	h.PostWorkOS(syncdtest.WorkOSEvent("e6", "organization_membership.updated", membershipData("om_d", "user_d", "org_d", "admin", "active", 2)))
-	// A delete for a user never seen leaves a tombstone a late create honours.
-	h.PostWorkOS(syncdtest.WorkOSEvent("e7", "user.deleted", userData("user_gone", "g@x.test", 5)))
-	h.PostWorkOS(syncdtest.WorkOSEvent("e8", "user.created", userData("user_gone", "created@x.test", 1)))
-	h.WaitSettled()
-	q := queries.New()
-	ctx := context.Background()
-	u, _ := q.UserGetByWorkOSID(ctx, h.Pool, "user_d")
-	if u.DeletedAt == nil || *u.Email != "later@x.test" {
-		t.Errorf("deleted user: deleted_at=%v email=%v; want deleted, with the newest data", u.DeletedAt, *u.Email)
-	}
-	m, _ := q.MembershipGetByWorkOSID(ctx, h.Pool, "om_d")
-	if m.DeletedAt == nil || *m.Role != "admin" {
-		t.Errorf("membership of a deleted user: deleted_at=%v role=%v; want deleted, with the newest data", m.DeletedAt, *m.Role)
-	}
-	g, _ := q.UserGetByWorkOSID(ctx, h.Pool, "user_gone")
-	if g.DeletedAt == nil || *g.Email != "g@x.test" {
-		t.Errorf("user deleted before its create: deleted_at=%v email=%v; want deleted, with the delete's data", g.DeletedAt, *g.Email)
-	}
-	outcome := func(id string) string {
-		row, err := q.EventLedgerGet(ctx, h.Pool, queries.EventLedgerGetParams{Source: "workos", EventID: id})
-		if err != nil {
-			t.Fatal(err)
+	t.Parallel()
+	bothWays(t, func(t *testing.T, d *direct) {
+		d.workos(
+			syncdtest.WorkOSEvent("e1", "user.created", userData("user_d", "d@x.test", 1)),
+			syncdtest.WorkOSEvent("e2", "organization_membership.created", membershipData("om_d", "user_d", "org_d", "member", "active", 1)),
+			syncdtest.WorkOSEvent("e3", "user.deleted", userData("user_d", "d@x.test", 5)),
+			// Late: an update from before the delete, and one claiming a
+			// newer time.
+			syncdtest.WorkOSEvent("e4", "user.updated", userData("user_d", "late@x.test", 3)),
+			syncdtest.WorkOSEvent("e5", "user.updated", userData("user_d", "later@x.test", 9)),
+			syncdtest.WorkOSEvent("e6", "organization_membership.updated", membershipData("om_d", "user_d", "org_d", "admin", "active", 2)),
+			// A delete for a user never seen leaves a tombstone a late
+			// create honours.
+			syncdtest.WorkOSEvent("e7", "user.deleted", userData("user_gone", "g@x.test", 5)),
+			syncdtest.WorkOSEvent("e8", "user.created", userData("user_gone", "created@x.test", 1)))
+		q := queries.New()
+		ctx := context.Background()
+		u, err := q.UserGetByWorkOSID(ctx, d.Pool, "user_d")
+		if err != nil || u.DeletedAt == nil || str(u.Email) != "later@x.test" {
+			t.Errorf("deleted user: deleted_at=%v email=%v (%v); want deleted, with the newest data", u.DeletedAt, str(u.Email), err)
 		}
-		return row.Outcome
-	}
-	for id, want := range map[string]string{"e4": "stale", "e5": "applied", "e6": "applied", "e8": "stale"} {
-		if got := outcome(id); got != want {
-			t.Errorf("late event %s recorded as %q, want %q", id, got, want)
+		m, err := q.MembershipGetByWorkOSID(ctx, d.Pool, "om_d")
+		if err != nil || m.DeletedAt == nil || str(m.Role) != "admin" {
+			t.Errorf("membership of a deleted user: deleted_at=%v role=%v (%v); want deleted, with the newest data", m.DeletedAt, str(m.Role), err)
 		}
-	}
+		g, err := q.UserGetByWorkOSID(ctx, d.Pool, "user_gone")
+		if err != nil || g.DeletedAt == nil || str(g.Email) != "g@x.test" {
+			t.Errorf("user deleted before its create: deleted_at=%v email=%v (%v); want deleted, with the delete's data", g.DeletedAt, str(g.Email), err)
+		}
+		for id, want := range map[string]string{"e4": "stale", "e5": "applied", "e6": "applied", "e8": "stale"} {
+			if got := outcome(t, d.Pool, id); got != want {
+				t.Errorf("late event %s recorded as %q, want %q", id, got, want)
+			}
+		}
+	})
 }
 
 func TestAppOwnedOrganizationFieldsAreKept(t *testing.T) {
-	h := syncdtest.NewHarness(t)
-	h.StartConsumer()
-	h.PostWorkOS(syncdtest.WorkOSEvent("e1", "organization.created", orgData("org_p", "Personal", 1)))
-	h.WaitSettled()
+	t.Parallel()
+	d := newDirect(t)
+	d.workos(syncdtest.WorkOSEvent("e1", "organization.created", orgData("org_p", "Personal", 1)))
 	ctx := context.Background()
-	if _, err := h.Pool.Exec(ctx, "UPDATE organizations SET type = 'expert_individual', slug = 'jane' WHERE workos_org_id = 'org_p'"); err != nil {
+	if _, err := d.Pool.Exec(ctx, "UPDATE organizations SET type = 'expert_individual', slug = 'jane' WHERE workos_org_id = 'org_p'"); err != nil {
 		t.Fatal(err)
 	}
-	h.PostWorkOS(syncdtest.WorkOSEvent("e2", "organization.updated", orgData("org_p", "Personal 2", 2)))
-	h.WaitSettled()
-	o, _ := queries.New().OrganizationGetByWorkOSID(ctx, h.Pool, "org_p")
-	if *o.Type != "expert_individual" || *o.Slug != "jane" || *o.Name != "Personal 2" {
-		t.Errorf("type=%v slug=%v name=%v", *o.Type, *o.Slug, *o.Name)
+	d.workos(syncdtest.WorkOSEvent("e2", "organization.updated", orgData("org_p", "Personal 2", 2)))
+	o, err := queries.New().OrganizationGetByWorkOSID(ctx, d.Pool, "org_p")
+	if err != nil || str(o.Type) != "expert_individual" || str(o.Slug) != "jane" || str(o.Name) != "Personal 2" {
+		t.Errorf("type=%v slug=%v name=%v (%v)", str(o.Type), str(o.Slug), str(o.Name), err)
 	}
 }
 
 func TestMembershipSupersededInEitherOrder(t *testing.T) {
+	t.Parallel()
 	for _, order := range [][]int{{0, 1}, {1, 0}} {
 		t.Run(fmt.Sprint(order), func(t *testing.T) {
-			h := syncdtest.NewHarness(t)
-			h.StartConsumer()
-			evs := []posted{
-				{"e1", "organization_membership.created", membershipData("om_old", "user_s", "org_s", "member", "active", 1)},
-				{"e2", "organization_membership.created", membershipData("om_new", "user_s", "org_s", "admin", "active", 5)},
-			}
-			for _, i := range order {
-				h.PostWorkOS(syncdtest.WorkOSEvent(evs[i].id, evs[i].typ, evs[i].data))
-			}
-			h.WaitSettled()
-			q := queries.New()
-			old, _ := q.MembershipGetByWorkOSID(context.Background(), h.Pool, "om_old")
-			cur, _ := q.MembershipGetByWorkOSID(context.Background(), h.Pool, "om_new")
-			if old.DeletedAt == nil || cur.DeletedAt != nil {
-				t.Errorf("old deleted=%v new deleted=%v, want only the old one superseded", old.DeletedAt != nil, cur.DeletedAt != nil)
-			}
+			t.Parallel()
+			bothWays(t, func(t *testing.T, d *direct) {
+				evs := [][]byte{
+					syncdtest.WorkOSEvent("e1", "organization_membership.created", membershipData("om_old", "user_s", "org_s", "member", "active", 1)),
+					syncdtest.WorkOSEvent("e2", "organization_membership.created", membershipData("om_new", "user_s", "org_s", "admin", "active", 5)),
+				}
+				d.workos(evs[order[0]], evs[order[1]])
+				q := queries.New()
+				old, errOld := q.MembershipGetByWorkOSID(context.Background(), d.Pool, "om_old")
+				cur, errCur := q.MembershipGetByWorkOSID(context.Background(), d.Pool, "om_new")
+				if errOld != nil || errCur != nil || old.DeletedAt == nil || cur.DeletedAt != nil {
+					t.Errorf("old deleted=%v new deleted=%v (%v, %v), want only the old one superseded", old.DeletedAt != nil, cur.DeletedAt != nil, errOld, errCur)
+				}
+			})
 		})
 	}
 }
 
 func TestUnknownTypeIsIgnoredNotFailed(t *testing.T) {
-	h := syncdtest.NewHarness(t)
-	h.StartConsumer()
-	h.PostWorkOS(syncdtest.WorkOSEvent("e1", "authentication.email_verification_succeeded", map[string]any{"type": "x"}))
-	h.WaitSettled()
-	row, err := queries.New().EventLedgerGet(context.Background(), h.Pool, queries.EventLedgerGetParams{Source: "workos", EventID: "e1"})
-	if err != nil || row.Outcome != "ignored" {
-		t.Fatalf("ledger row %+v, %v; want outcome ignored", row, err)
+	t.Parallel()
+	d := newDirect(t)
+	expectOutcomes(t, d.workos(syncdtest.WorkOSEvent("e1", "authentication.email_verification_succeeded", map[string]any{"type": "x"})), consumers.Ignored)
+	if got := outcome(t, d.Pool, "e1"); got != "ignored" {
+		t.Fatalf("ledger outcome %s, want ignored", got)
 	}
 }
 
