@@ -1,0 +1,267 @@
+package consumers_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/syncd/syncd/consumers"
+	"github.com/syncd/syncd/syncdtest"
+)
+
+// The meetings' set-based apply held to the per-event path: same rows,
+// same outcomes, on random batches of booking events.
+
+// mtAt is the Stripe created time of the meeting tests' events.
+const mtAt = int64(1767100000)
+
+// mtBooking is one booking of a random batch: its Checkout Session and
+// PaymentIntent (none for a free booking), and what every event of it
+// agrees on (customer, amount, currency), so that merging its rows in
+// either order gives one row.
+type mtBooking struct {
+	session, pi, customer string
+	transfer              bool
+}
+
+func mtMeeting(guest, notes string) string {
+	b, _ := json.Marshal(map[string]any{
+		"id": "5b0a6c1e-3a4e-4d0a-9a53-2f3f0c6e2a11", "expert": "user_mt_expert", "guest": guest,
+		"guestName": "Guest " + notes, "start": "2026-12-01T10:00:00Z", "dur": 45, "notes": notes,
+		"timezone": "Europe/Lisbon", "locale": "pt",
+	})
+	return string(b)
+}
+
+// mtMetadata is a booking event's metadata: maybe the booking, maybe the
+// payment transfer.
+func mtMetadata(rng *rand.Rand, b mtBooking, guest string) map[string]any {
+	meta := map[string]any{}
+	if rng.IntN(4) > 0 {
+		meta["meeting"] = mtMeeting(guest, fmt.Sprint("n", rng.IntN(5)))
+	}
+	if b.transfer && rng.IntN(3) > 0 {
+		meta["payment"] = `{"amount":"1099","fee":"165","expert":"934"}`
+		meta["transfer"] = `{"status":"PENDING","account":"acct_mt_expert","country":"PT","scheduled":"2026-12-02T10:00:00Z"}`
+		if rng.IntN(3) == 0 {
+			meta["approval"] = "true"
+		}
+	}
+	return meta
+}
+
+// randomMeetingBatch is a burst of booking events over a few bookings: the
+// same PaymentIntent many times, ties in one second, payments, refunds and
+// disputes before the checkout, Sessions and PaymentIntents that each make
+// a row before an event links them (the rows then merge), free bookings
+// with no PaymentIntent, duplicates.
+func randomMeetingBatch(t *testing.T, rng *rand.Rand, ns string, batch, n int) []consumers.Event {
+	t.Helper()
+	bookings := []mtBooking{
+		{session: "cs_" + ns + "0", pi: "pi_" + ns + "0", customer: "cus_" + ns + "0", transfer: true},
+		{session: "cs_" + ns + "1", pi: "pi_" + ns + "1", customer: "cus_" + ns + "1"},
+		{session: "cs_" + ns + "2", pi: "pi_" + ns + "2", customer: "cus_" + ns + "2", transfer: true},
+		{session: "cs_" + ns + "free", customer: "cus_" + ns + "free", transfer: true},
+	}
+	guest := func() string { return fmt.Sprintf("g%d.%s@mt.test", rng.IntN(2), ns) }
+	id := 0
+	// Ids sort in no particular order, and are unique across batches.
+	next := func() string { id++; return fmt.Sprintf("evt_%s%03d_%d_%d", ns, rng.IntN(1000), batch, id) }
+	event := func(typ string, object map[string]any) consumers.Event {
+		b, err := json.Marshal(map[string]any{
+			"id": next(), "object": "event", "type": typ, "created": mtAt + int64(rng.IntN(3)),
+			"api_version": "2023-10-16", "data": map[string]any{"object": object},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return decoded(t, "stripe", b)
+	}
+	var evs []consumers.Event
+	for len(evs) < n {
+		b := bookings[rng.IntN(len(bookings))]
+		if b.pi == "" && rng.IntN(2) == 0 {
+			continue // the free booking has only its Session's events
+		}
+		switch k := rng.IntN(10); {
+		case k < 3 || b.pi == "":
+			typ := []string{"checkout.session.completed", "checkout.session.completed", "checkout.session.async_payment_succeeded",
+				"checkout.session.async_payment_failed", "checkout.session.expired"}[rng.IntN(5)]
+			o := map[string]any{
+				"id": b.session, "object": "checkout.session", "mode": "payment", "amount_total": 1099, "currency": "eur",
+				"customer": b.customer, "customer_details": map[string]any{"email": guest()},
+				"payment_status": []string{"paid", "unpaid", "no_payment_required"}[rng.IntN(3)],
+				"metadata":       mtMetadata(rng, b, guest()), "payment_intent": nil,
+			}
+			// A Session that does not name its PaymentIntent makes a row
+			// of its own, which merges with the PaymentIntent's later.
+			if b.pi != "" && rng.IntN(2) > 0 {
+				o["payment_intent"] = b.pi
+			}
+			evs = append(evs, event(typ, o))
+		case k < 6:
+			typ := []string{"payment_intent.processing", "payment_intent.succeeded", "payment_intent.succeeded",
+				"payment_intent.payment_failed", "payment_intent.canceled"}[rng.IntN(5)]
+			meta := mtMetadata(rng, b, guest())
+			if rng.IntN(3) == 0 {
+				meta["checkout_session_id"] = b.session
+			}
+			o := map[string]any{
+				"id": b.pi, "object": "payment_intent", "amount": 1099, "currency": "eur", "customer": b.customer,
+				"application_fee_amount": 165, "latest_charge": "ch_" + b.pi, "metadata": meta,
+			}
+			if rng.IntN(4) == 0 {
+				delete(o, "latest_charge")
+			}
+			evs = append(evs, event(typ, o))
+		case k < 8:
+			refunded := int64(100 * (1 + rng.IntN(11)))
+			evs = append(evs, event("charge.refunded", map[string]any{
+				"id": "ch_" + b.pi, "object": "charge", "amount": 1099, "payment_intent": b.pi,
+				"amount_refunded": refunded, "refunded": refunded >= 1099,
+			}))
+		case k < 9:
+			o := map[string]any{"id": "dp_" + next(), "object": "dispute", "charge": "ch_" + b.pi, "payment_intent": b.pi}
+			if rng.IntN(2) == 0 {
+				o["payment_intent"] = nil // found through the charge, if a PaymentIntent named it
+			}
+			evs = append(evs, event("charge.dispute.created", o))
+		default:
+			if len(evs) > 0 {
+				evs = append(evs, evs[rng.IntN(len(evs))]) // a duplicate past JetStream's window
+			}
+		}
+	}
+	return evs
+}
+
+// meetingDump is every row the meeting events write, without what differs
+// between databases by construction (row ids, times of writing).
+func meetingDump(t *testing.T, pool *pgxpool.Pool) string {
+	t.Helper()
+	var out strings.Builder
+	for _, q := range []string{
+		"SELECT jsonb_agg(to_jsonb(t) - 'id' - 'created_at' - 'updated_at' ORDER BY stripe_session_id NULLS LAST, stripe_payment_intent_id) FROM meetings t",
+		"SELECT jsonb_agg(to_jsonb(t) - 'created_at' - 'updated_at' ORDER BY stripe_payment_intent_id) FROM stripe_payment_intents t",
+		"SELECT jsonb_agg(to_jsonb(t) - 'created_at' ORDER BY stripe_session_id) FROM stripe_checkout_sessions t",
+		"SELECT jsonb_agg(to_jsonb(t) - 'id' - 'created_at' - 'updated_at' ORDER BY stripe_session_id NULLS LAST, stripe_payment_intent_id) FROM payment_transfers t",
+		"SELECT jsonb_agg(to_jsonb(t) - 'applied_at' ORDER BY source, event_id) FROM webhook_events t",
+	} {
+		var s *string
+		if err := pool.QueryRow(context.Background(), q).Scan(&s); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if s != nil {
+			out.WriteString(*s)
+		}
+		out.WriteString("\n")
+	}
+	return out.String()
+}
+
+// logBuffer collects what an applier logs, for tests that look for a
+// fallback.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// TestMeetingSetBasedEqualsEventByEvent: on random batches of booking
+// events the set-based path applies every batch whose events all apply
+// without falling back to the per-event path, and leaves the rows and
+// outcomes that applying the events one by one (the reference) does; a
+// batch with an event that fails is redone event by event, with the same
+// outcome.
+func TestMeetingSetBasedEqualsEventByEvent(t *testing.T) {
+	t.Parallel()
+	batched, single := syncdtest.DB(t), syncdtest.DB(t)
+	var logs logBuffer
+	a, err := consumers.NewApplier(consumers.ApplierConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, batched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := applier(t, single, nil)
+	ctx := context.Background()
+	isolated, outcomes := 0, map[consumers.Outcome]int{}
+	for seed := range uint64(40) {
+		rng := rand.New(rand.NewPCG(seed, 17))
+		ns := fmt.Sprintf("t%d_", seed)
+		for b := range 3 {
+			evs := randomMeetingBatch(t, rng, ns, b, 2+rng.IntN(40))
+			want, err := ref.ApplyEventByEvent(ctx, evs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []consumers.Result
+			if fails(want) {
+				// An event the per-event path fails too: the batch is
+				// redone event by event, the rest committed.
+				got, err = a.Apply(ctx, evs)
+				isolated++
+			} else {
+				var failed bool
+				got, failed, err = a.ApplyBatchedOnly(ctx, evs)
+				if failed {
+					t.Fatalf("seed %d batch %d: the set-based apply fell back to the per-event path\nlog: %s", seed, b, logs.String())
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range evs {
+				outcomes[got[i].Outcome]++
+				if got[i].Outcome != want[i].Outcome || (got[i].Err == nil) != (want[i].Err == nil) {
+					t.Fatalf("seed %d batch %d: %s %s: batched %q %v, event by event %q %v",
+						seed, b, evs[i].Envelope.Type, evs[i].Envelope.ID, got[i].Outcome, got[i].Err, want[i].Outcome, want[i].Err)
+				}
+			}
+			if g, w := meetingDump(t, batched), meetingDump(t, single); g != w {
+				t.Fatalf("seed %d batch %d: rows differ (batched, then event by event):\n%s", seed, b, firstDiff(g, w))
+			}
+		}
+	}
+	// The reference's audit trail records each merge as the delete of one
+	// of the two rows.
+	var merged int
+	if err := single.QueryRow(ctx, `SELECT count(*) FROM audit_logs WHERE resource_type = 'meetings' AND action = 'deleted'`).Scan(&merged); err != nil {
+		t.Fatal(err)
+	}
+	if merged == 0 {
+		t.Fatal("no booking's Session and PaymentIntent met in one meeting: the batches test no merge")
+	}
+	t.Logf("%d meeting rows merged; %d of 120 batches had an event that fails; outcomes %v", merged, isolated, outcomes)
+	for _, o := range []consumers.Outcome{consumers.Applied, consumers.Stale, consumers.Ignored, consumers.Skipped} {
+		if outcomes[o] == 0 {
+			t.Errorf("no event was %s: the batches do not test it", o)
+		}
+	}
+}
+
+func fails(res []consumers.Result) bool {
+	for _, r := range res {
+		if r.Err != nil {
+			return true
+		}
+	}
+	return false
+}
