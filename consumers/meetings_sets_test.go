@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -264,4 +265,247 @@ func fails(res []consumers.Result) bool {
 		}
 	}
 	return false
+}
+
+// mtEvent is a Stripe event of the meeting tests.
+func mtEvent(t *testing.T, id, typ string, created int64, object map[string]any) consumers.Event {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{
+		"id": id, "object": "event", "type": typ, "created": created, "api_version": "2023-10-16",
+		"data": map[string]any{"object": object},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decoded(t, "stripe", b)
+}
+
+// mtSession is a paid Checkout Session with its booking; pi "" names no
+// PaymentIntent.
+func mtSession(cs, pi string, meta map[string]any) map[string]any {
+	o := map[string]any{
+		"id": cs, "object": "checkout.session", "mode": "payment", "amount_total": 1099, "currency": "eur",
+		"customer": "cus_mt", "customer_details": map[string]any{"email": "guest@mt.test"},
+		"payment_status": "paid", "payment_intent": nil, "metadata": meta,
+	}
+	if pi != "" {
+		o["payment_intent"] = pi
+	}
+	return o
+}
+
+func mtIntent(pi string, meta map[string]any) map[string]any {
+	return map[string]any{
+		"id": pi, "object": "payment_intent", "amount": 1099, "currency": "eur", "customer": "cus_mt",
+		"application_fee_amount": 165, "latest_charge": "ch_" + pi, "metadata": meta,
+	}
+}
+
+func mtBookingMeta(notes string) map[string]any {
+	return map[string]any{"meeting": mtMeeting("guest@mt.test", notes)}
+}
+
+func mtTransferMeta(notes string) map[string]any {
+	m := mtBookingMeta(notes)
+	m["payment"] = `{"amount":"1099","fee":"165","expert":"934"}`
+	m["transfer"] = `{"status":"PENDING","account":"acct_mt_expert","country":"PT","scheduled":"2026-12-02T10:00:00Z"}`
+	return m
+}
+
+func mtMeetingStatus(t *testing.T, pool *pgxpool.Pool, pi string) (status string, refunded int64) {
+	t.Helper()
+	if err := pool.QueryRow(context.Background(), `SELECT payment_status, amount_refunded FROM meetings WHERE stripe_payment_intent_id = $1`, pi).Scan(&status, &refunded); err != nil {
+		t.Fatalf("meeting of %s: %v", pi, err)
+	}
+	return status, refunded
+}
+
+// TestMeetingBatchWithAFailingEventCommitsTheRest: an event that fails for
+// good — one the fold rejects (a PaymentIntent claiming another's
+// Session), one that does not decode (a booking that is not JSON) — is
+// rolled back alone; its batch-mates are applied and recorded.
+func TestMeetingBatchWithAFailingEventCommitsTheRest(t *testing.T) {
+	t.Parallel()
+	pool := syncdtest.DB(t)
+	a := applier(t, pool, nil)
+	ctx := context.Background()
+	claiming := mtIntent("pi_mt_c", mtBookingMeta("x"))
+	claiming["metadata"].(map[string]any)["checkout_session_id"] = "cs_mt_a"
+	notJSON := mtIntent("pi_mt_d", map[string]any{"meeting": "{not json"})
+	for _, c := range []struct {
+		name string
+		evs  []consumers.Event
+		bad  int
+	}{
+		{"rejected by the fold", []consumers.Event{
+			mtEvent(t, "evt_mt_a1", "checkout.session.completed", mtAt, mtSession("cs_mt_a", "pi_mt_a", mtTransferMeta("a"))),
+			mtEvent(t, "evt_mt_c1", "payment_intent.succeeded", mtAt+1, claiming),
+			mtEvent(t, "evt_mt_a2", "payment_intent.succeeded", mtAt+1, mtIntent("pi_mt_a", mtTransferMeta("a"))),
+			mtEvent(t, "evt_mt_a3", "charge.refunded", mtAt+2, map[string]any{
+				"id": "ch_pi_mt_a", "object": "charge", "payment_intent": "pi_mt_a", "amount_refunded": 1099, "refunded": true,
+			}),
+		}, 1},
+		{"undecodable", []consumers.Event{
+			mtEvent(t, "evt_mt_b1", "payment_intent.succeeded", mtAt, mtIntent("pi_mt_b", mtBookingMeta("b"))),
+			mtEvent(t, "evt_mt_d1", "payment_intent.succeeded", mtAt, notJSON),
+			mtEvent(t, "evt_mt_b2", "checkout.session.completed", mtAt, mtSession("cs_mt_b", "pi_mt_b", mtBookingMeta("b"))),
+		}, 1},
+	} {
+		res, err := a.Apply(ctx, c.evs)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		for i, r := range res {
+			if (r.Err != nil) != (i == c.bad) || (i != c.bad && r.Outcome != consumers.Applied) {
+				t.Fatalf("%s: %s %s: %q %v", c.name, c.evs[i].Envelope.Type, c.evs[i].Envelope.ID, r.Outcome, r.Err)
+			}
+			var n int
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM webhook_events WHERE event_id = $1`, c.evs[i].Envelope.ID).Scan(&n); err != nil || n != btoi(i != c.bad) {
+				t.Fatalf("%s: %d ledger rows of %s (%v)", c.name, n, c.evs[i].Envelope.ID, err)
+			}
+		}
+	}
+	if status, refunded := mtMeetingStatus(t, pool, "pi_mt_a"); status != "refunded" || refunded != 1099 {
+		t.Errorf("meeting of pi_mt_a: %s, %d refunded", status, refunded)
+	}
+	if status, _ := mtMeetingStatus(t, pool, "pi_mt_b"); status != "succeeded" {
+		t.Errorf("meeting of pi_mt_b: %s", status)
+	}
+	var left int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM stripe_payment_intents WHERE stripe_payment_intent_id IN ('pi_mt_c', 'pi_mt_d'))
+		+ (SELECT count(*) FROM meetings WHERE stripe_payment_intent_id IN ('pi_mt_c', 'pi_mt_d'))`).Scan(&left); err != nil || left != 0 {
+		t.Errorf("the failed events left %d rows (%v)", left, err)
+	}
+	if _, ok := paymentTransferByPI(t, pool, "pi_mt_a"); !ok {
+		t.Error("the booking's payment transfer is missing")
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestMeetingSetBasedAuditNamesTheEvents: the set-based writes of meetings
+// and payment transfers are attributed to the events that made them, as
+// one change per row: by PaymentIntent the last event of the batch that
+// changed the row; a row without a PaymentIntent (a free booking's) its
+// own event; a merge's delete and update the event that merged.
+func TestMeetingSetBasedAuditNamesTheEvents(t *testing.T) {
+	t.Parallel()
+	pool := syncdtest.DB(t)
+	a := applier(t, pool, nil)
+	ctx := context.Background()
+	free := mtSession("cs_mt_free", "", mtTransferMeta("free"))
+	free["payment_status"] = "no_payment_required"
+	batched := func(evs ...consumers.Event) {
+		t.Helper()
+		res, failed, err := a.ApplyBatchedOnly(ctx, evs)
+		if err != nil || failed {
+			t.Fatalf("batch fell back (%v): %v", failed, err)
+		}
+		for i, r := range res {
+			if r.Outcome != consumers.Applied {
+				t.Fatalf("%s: %q", evs[i].Envelope.ID, r.Outcome)
+			}
+		}
+	}
+	batched(
+		mtEvent(t, "evt_au_1", "checkout.session.completed", mtAt, mtSession("cs_mt_p", "pi_mt_p", mtTransferMeta("p"))),
+		mtEvent(t, "evt_au_2", "payment_intent.succeeded", mtAt+1, mtIntent("pi_mt_p", mtTransferMeta("p"))),
+		mtEvent(t, "evt_au_3", "checkout.session.completed", mtAt, free),
+		// A Session and a PaymentIntent that do not name each other yet.
+		mtEvent(t, "evt_au_4", "checkout.session.completed", mtAt, mtSession("cs_mt_m", "", mtBookingMeta("m"))),
+	)
+	// Later, the PaymentIntent's row, then the event that links the two.
+	batched(mtEvent(t, "evt_au_5", "payment_intent.processing", mtAt+1, mtIntent("pi_mt_m", mtBookingMeta("m2"))))
+	linking := mtIntent("pi_mt_m", mtBookingMeta("m3"))
+	linking["metadata"].(map[string]any)["checkout_session_id"] = "cs_mt_m"
+	batched(mtEvent(t, "evt_au_6", "payment_intent.succeeded", mtAt+2, linking))
+
+	type row struct{ event, action, resource, session, pi string }
+	rs, err := pool.Query(ctx, `SELECT COALESCE(event_id, ''), action, resource_type,
+		COALESCE(new_values->>'stripe_session_id', old_values->>'stripe_session_id', ''),
+		COALESCE(new_values->>'stripe_payment_intent_id', old_values->>'stripe_payment_intent_id', '')
+		FROM audit_logs WHERE resource_type IN ('meetings', 'payment_transfers') ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []row
+	for rs.Next() {
+		var r row
+		if err := rs.Scan(&r.event, &r.action, &r.resource, &r.session, &r.pi); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r)
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []row{
+		{"evt_au_2", "created", "meetings", "cs_mt_p", "pi_mt_p"},
+		{"evt_au_3", "created", "meetings", "cs_mt_free", ""},
+		{"evt_au_4", "created", "meetings", "cs_mt_m", ""},
+		{"evt_au_1", "created", "payment_transfers", "cs_mt_p", "pi_mt_p"},
+		{"evt_au_3", "created", "payment_transfers", "cs_mt_free", ""},
+		{"evt_au_5", "created", "meetings", "", "pi_mt_m"},
+		// The younger row (the PaymentIntent's) merges into the older.
+		{"evt_au_6", "deleted", "meetings", "", "pi_mt_m"},
+		{"evt_au_6", "updated", "meetings", "", "pi_mt_m"},
+	}
+	// Rows of one statement come in no particular order.
+	key := func(a, b row) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) }
+	slices.SortFunc(got, key)
+	slices.SortFunc(want, key)
+	if !slices.Equal(got, want) {
+		t.Fatalf("audit rows:\n got %v\nwant %v", got, want)
+	}
+}
+
+// TestMeetingWriteThatDisagreesFallsBack: when the rows written are not
+// the rows the fold changed (here a trigger of the app's that keeps a
+// meeting from being updated), the batch is redone event by event.
+func TestMeetingWriteThatDisagreesFallsBack(t *testing.T) {
+	t.Parallel()
+	pool := syncdtest.DB(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `
+		CREATE FUNCTION mt_freeze() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.notes = 'frozen' THEN RETURN NULL; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER mt_freeze BEFORE UPDATE ON meetings FOR EACH ROW EXECUTE FUNCTION mt_freeze();`); err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	a, err := consumers.NewApplier(consumers.ApplierConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyAll(t, a, mtEvent(t, "evt_fr_1", "checkout.session.completed", mtAt, mtSession("cs_mt_fr", "pi_mt_fr", mtBookingMeta("a"))))
+	if strings.Contains(logs.String(), "disagreed") {
+		t.Fatalf("a plain batch fell back: %s", logs.String())
+	}
+	evs := []consumers.Event{
+		mtEvent(t, "evt_fr_2", "payment_intent.succeeded", mtAt+1, mtIntent("pi_mt_fr", mtBookingMeta("frozen"))),
+		mtEvent(t, "evt_fr_3", "checkout.session.completed", mtAt, mtSession("cs_mt_other", "pi_mt_other", mtBookingMeta("b"))),
+	}
+	if _, failed, err := a.ApplyBatchedOnly(ctx, evs); err != nil || !failed {
+		t.Fatalf("set-based apply of a write the database refused: failed %v, %v", failed, err)
+	}
+	if !strings.Contains(logs.String(), "set-based apply disagreed with the database") {
+		t.Fatalf("no fallback logged: %s", logs.String())
+	}
+	for i, r := range applyAll(t, a, evs...) {
+		if r.Outcome != consumers.Applied {
+			t.Fatalf("%s: %q", evs[i].Envelope.ID, r.Outcome)
+		}
+	}
+	var notes string
+	if err := pool.QueryRow(ctx, `SELECT notes FROM meetings WHERE stripe_session_id = 'cs_mt_fr'`).Scan(&notes); err != nil || notes != "a" {
+		t.Fatalf("frozen meeting's notes %q (%v)", notes, err)
+	}
+	if status, _ := mtMeetingStatus(t, pool, "pi_mt_other"); status != "succeeded" {
+		t.Fatalf("batch-mate's meeting: %s", status)
+	}
 }
