@@ -47,9 +47,10 @@ type Route struct {
 	// commutes with the upserts of its table, so it does not order them.
 	Stubs []Table
 	// Reads: the handler uses what its queries return beyond an upsert's
-	// stale signal (a RETURNING value, a row it merges). It then runs
-	// directly against the transaction; otherwise its statements are
-	// queued and sent with the batch's in one round trip.
+	// stale signal (a RETURNING value, a row it merges). Unless the route
+	// applies set-based, it then runs directly against the transaction;
+	// otherwise its statements are queued and sent with the batch's in one
+	// round trip.
 	Reads bool
 	// FlushesLinks: the handler runs the links gathered so far (a delete
 	// whose tombstone the links must see after the events before it), so
