@@ -509,3 +509,94 @@ func TestMeetingWriteThatDisagreesFallsBack(t *testing.T) {
 		t.Fatalf("batch-mate's meeting: %s", status)
 	}
 }
+
+// TestConcurrentMeetingAppliersMissNoPaymentFact: two appliers (two
+// workers, or a replay beside the consumer) apply the events of the same
+// PaymentIntents at once: one the bookings, the other the refunds and
+// disputes, then each the whole stream again. They serialize
+// on the PaymentIntents' advisory locks and the rows' locks, may deadlock
+// (retried), and never fail an event; and no refund recorded by one is
+// missed by a meeting the other wrote: every meeting holds its
+// PaymentIntent's refund.
+func TestConcurrentMeetingAppliersMissNoPaymentFact(t *testing.T) {
+	t.Parallel()
+	pool := syncdtest.DB(t)
+	const bookings = 80
+	var parts [2][]consumers.Event
+	for k := range bookings {
+		cs, pi := fmt.Sprintf("cs_cc%d", k), fmt.Sprintf("pi_cc%d", k)
+		id := func(s string) string { return fmt.Sprintf("evt_cc_%d_%s", k, s) }
+		parts[0] = append(parts[0], mtEvent(t, id("cs"), "checkout.session.completed", mtAt, mtSession(cs, pi, mtTransferMeta("a"))))
+		parts[1] = append(parts[1],
+			mtEvent(t, id("re"), "charge.refunded", mtAt, map[string]any{
+				"id": "ch_" + pi, "object": "charge", "payment_intent": pi, "amount_refunded": 100 + k, "refunded": false,
+			}),
+			mtEvent(t, id("dp"), "charge.dispute.created", mtAt, map[string]any{
+				"id": "dp_" + id("dp"), "object": "dispute", "charge": "ch_" + pi, "payment_intent": pi,
+			}))
+	}
+	all := slices.Concat(parts[0], parts[1])
+	var wg sync.WaitGroup
+	for w := range 2 {
+		a := applier(t, pool, nil)
+		batches := rand.New(rand.NewPCG(uint64(w), 23))
+		mine := slices.Concat(parts[w], all)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for start := 0; start < len(mine); {
+				batch := mine[start:min(len(mine), start+1+batches.IntN(4))]
+				start += len(batch)
+				for {
+					res, err := a.Apply(context.Background(), batch)
+					if err != nil {
+						if consumers.Classify(err) != consumers.Transient {
+							t.Errorf("batch failed permanently: %v", err)
+							return
+						}
+						continue // redelivered; the ledger skips what committed
+					}
+					for i, r := range res {
+						if r.Err != nil {
+							t.Errorf("%s failed: %v", batch[i].Envelope.ID, r.Err)
+						}
+					}
+					break
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	ctx := context.Background()
+	var ledger int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM webhook_events").Scan(&ledger); err != nil || ledger != len(all) {
+		t.Fatalf("ledger holds %d events (%v), want %d", ledger, err, len(all))
+	}
+	rows, err := pool.Query(ctx, `SELECT p.stripe_payment_intent_id, p.amount_refunded, m.amount_refunded, m.payment_status
+		FROM stripe_payment_intents p LEFT JOIN meetings m USING (stripe_payment_intent_id)
+		WHERE m.amount_refunded IS DISTINCT FROM p.amount_refunded OR m.payment_status IS DISTINCT FROM 'disputed'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pi string
+		var paid int64
+		var refunded *int64
+		var status *string
+		if err := rows.Scan(&pi, &paid, &refunded, &status); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("%s: refunded %d, its meeting %v (%v), want the refund and disputed", pi, paid, deref(refunded), deref(status))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
