@@ -168,20 +168,20 @@ func meetingDump(t *testing.T, pool *pgxpool.Pool) string {
 	return out.String()
 }
 
-// logBuffer collects what an applier logs, for tests that look for a
+// mtLogs collects what an applier logs, for tests that look for a
 // fallback.
-type logBuffer struct {
+type mtLogs struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
+func (l *mtLogs) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.Write(p)
 }
 
-func (l *logBuffer) String() string {
+func (l *mtLogs) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
@@ -196,25 +196,26 @@ func (l *logBuffer) String() string {
 func TestMeetingSetBasedEqualsEventByEvent(t *testing.T) {
 	t.Parallel()
 	batched, single := syncdtest.DB(t), syncdtest.DB(t)
-	var logs logBuffer
+	var logs mtLogs
 	a, err := consumers.NewApplier(consumers.ApplierConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, batched)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ref := applier(t, single, nil)
 	ctx := context.Background()
-	isolated, outcomes := 0, map[consumers.Outcome]int{}
+	batches, isolated, outcomes := 0, 0, map[consumers.Outcome]int{}
 	for seed := range uint64(40) {
 		rng := rand.New(rand.NewPCG(seed, 17))
 		ns := fmt.Sprintf("t%d_", seed)
 		for b := range 3 {
 			evs := randomMeetingBatch(t, rng, ns, b, 2+rng.IntN(40))
+			batches++
 			want, err := ref.ApplyEventByEvent(ctx, evs)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var got []consumers.Result
-			if fails(want) {
+			if mtFails(want) {
 				// An event the per-event path fails too: the batch is
 				// redone event by event, the rest committed.
 				got, err = a.Apply(ctx, evs)
@@ -250,7 +251,7 @@ func TestMeetingSetBasedEqualsEventByEvent(t *testing.T) {
 	if merged == 0 {
 		t.Fatal("no booking's Session and PaymentIntent met in one meeting: the batches test no merge")
 	}
-	t.Logf("%d meeting rows merged; %d of 120 batches had an event that fails; outcomes %v", merged, isolated, outcomes)
+	t.Logf("%d meeting rows merged; %d of %d batches had an event that fails; outcomes %v", merged, isolated, batches, outcomes)
 	for _, o := range []consumers.Outcome{consumers.Applied, consumers.Stale, consumers.Ignored, consumers.Skipped} {
 		if outcomes[o] == 0 {
 			t.Errorf("no event was %s: the batches do not test it", o)
@@ -258,7 +259,7 @@ func TestMeetingSetBasedEqualsEventByEvent(t *testing.T) {
 	}
 }
 
-func fails(res []consumers.Result) bool {
+func mtFails(res []consumers.Result) bool {
 	for _, r := range res {
 		if r.Err != nil {
 			return true
@@ -360,7 +361,7 @@ func TestMeetingBatchWithAFailingEventCommitsTheRest(t *testing.T) {
 				t.Fatalf("%s: %s %s: %q %v", c.name, c.evs[i].Envelope.Type, c.evs[i].Envelope.ID, r.Outcome, r.Err)
 			}
 			var n int
-			if err := pool.QueryRow(ctx, `SELECT count(*) FROM webhook_events WHERE event_id = $1`, c.evs[i].Envelope.ID).Scan(&n); err != nil || n != btoi(i != c.bad) {
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM webhook_events WHERE event_id = $1`, c.evs[i].Envelope.ID).Scan(&n); err != nil || n != mtBtoi(i != c.bad) {
 				t.Fatalf("%s: %d ledger rows of %s (%v)", c.name, n, c.evs[i].Envelope.ID, err)
 			}
 		}
@@ -381,7 +382,7 @@ func TestMeetingBatchWithAFailingEventCommitsTheRest(t *testing.T) {
 	}
 }
 
-func btoi(b bool) int {
+func mtBtoi(b bool) int {
 	if b {
 		return 1
 	}
@@ -477,7 +478,7 @@ func TestMeetingWriteThatDisagreesFallsBack(t *testing.T) {
 		CREATE TRIGGER mt_freeze BEFORE UPDATE ON meetings FOR EACH ROW EXECUTE FUNCTION mt_freeze();`); err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
+	var logs mtLogs
 	a, err := consumers.NewApplier(consumers.ApplierConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, pool)
 	if err != nil {
 		t.Fatal(err)
@@ -587,14 +588,14 @@ func TestConcurrentMeetingAppliersMissNoPaymentFact(t *testing.T) {
 		if err := rows.Scan(&pi, &paid, &refunded, &status); err != nil {
 			t.Fatal(err)
 		}
-		t.Errorf("%s: refunded %d, its meeting %v (%v), want the refund and disputed", pi, paid, deref(refunded), deref(status))
+		t.Errorf("%s: refunded %d, its meeting %v (%v), want the refund and disputed", pi, paid, mtDeref(refunded), mtDeref(status))
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func deref[T any](p *T) any {
+func mtDeref[T any](p *T) any {
 	if p == nil {
 		return nil
 	}
