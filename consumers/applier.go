@@ -401,7 +401,7 @@ func (b *batchRun) exec(ctx context.Context, st *stage) (failed bool, err error)
 			return st.sets.apply(ctx, b.a.q, b.tx, b.links, func(i int, out Outcome) {
 				b.res[i].Outcome = out
 				st.pipe.claim(b.evs[i], out)
-			})
+			}, meetingConfig{log: b.a.cfg.Logger, audit: !b.a.cfg.AuditOff})
 		})
 		if err != nil {
 			if errors.Is(err, errSetMismatch) {

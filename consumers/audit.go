@@ -26,7 +26,9 @@ import (
 // (the triggers parse it on every statement it serves): before a stage's
 // set-based upserts, the WorkOS rows' key and version of the stage's events
 // (a set-based upsert writes the state of one event per row, whose version
-// the row then holds); before the batch's links, the entity keys of the
+// the row then holds); before the meetings' and payment transfers' writes,
+// their PaymentIntents, each with the last event that changed its row
+// (meetings_write.go); before the batch's links, the entity keys of the
 // batch's events, the last of each key in stream order. With the audit
 // off, neither is set and the triggers return at once.
 

@@ -105,23 +105,28 @@ type sets struct {
 	subscriptions keyed[subscriptionRow]
 	accounts      keyed[accountRow]
 	market        marketSets
+	meetings      meetingSets
 }
 
 func (s *sets) empty() bool {
-	return len(s.users.rows)+len(s.organizations.rows)+len(s.customers.rows)+len(s.subscriptions.rows)+len(s.accounts.rows) == 0 && s.market.empty()
+	return len(s.users.rows)+len(s.organizations.rows)+len(s.customers.rows)+len(s.subscriptions.rows)+len(s.accounts.rows) == 0 && s.market.empty() && len(s.meetings) == 0
 }
 
 // setOutcome receives an event's outcome from the fold.
 type setOutcome func(i int, out Outcome)
 
-// apply writes every table's rows, in one fixed table order.
-func (s *sets) apply(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
+// apply writes every table's rows, in one fixed table order; the
+// meetings last, as they set the audit context of their own writes.
+func (s *sets) apply(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome, mc meetingConfig) error {
 	for _, step := range []func(context.Context, *queries.Queries, queries.DBTX, *linkSet, setOutcome) error{
 		s.applyUsers, s.applyOrganizations, s.applyCustomers, s.applySubscriptions, s.applyAccounts, s.applyMarket,
 	} {
 		if err := step(ctx, q, db, links, set); err != nil {
 			return err
 		}
+	}
+	if err := s.meetings.apply(ctx, q, db, links, set, mc); err != nil {
+		return err
 	}
 	*s = sets{}
 	return nil

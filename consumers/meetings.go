@@ -197,9 +197,9 @@ type meetingFacts struct {
 // applyMeeting merges facts into the meeting row(s) of the session and
 // payment intent, creating the meeting when the event carries the booking.
 // Ignored: no meeting and no booking in the event.
-func applyMeeting(ctx context.Context, tx Tx, f meetingFacts) (Outcome, error) {
+func applyMeeting(ctx context.Context, mt meetingTx, f meetingFacts) (Outcome, error) {
 	if f.paymentIntentID != nil {
-		if err := tx.Q.MeetingLockPaymentIntent(ctx, tx.DB, *f.paymentIntentID); err != nil {
+		if err := mt.st.lockPaymentIntent(ctx, *f.paymentIntentID); err != nil {
 			return "", fmt.Errorf("lock payment intent %s: %w", *f.paymentIntentID, err)
 		}
 	}
@@ -207,10 +207,7 @@ func applyMeeting(ctx context.Context, tx Tx, f meetingFacts) (Outcome, error) {
 	// lookup and the insert; the insert then does nothing and the next
 	// lookup finds and locks its row.
 	for range 3 {
-		rows, err := tx.Q.MeetingGetForUpdate(ctx, tx.DB, queries.MeetingGetForUpdateParams{
-			StripeSessionID:       f.sessionID,
-			StripePaymentIntentID: f.paymentIntentID,
-		})
+		rows, err := mt.st.meetingsForUpdate(ctx, f.sessionID, f.paymentIntentID)
 		if err != nil {
 			return "", fmt.Errorf("lock meeting: %w", err)
 		}
@@ -220,7 +217,7 @@ func applyMeeting(ctx context.Context, tx Tx, f meetingFacts) (Outcome, error) {
 			}
 			// A Session without the booking: the meeting its
 			// PaymentIntent creates later takes its id.
-			if err := tx.Q.StripeCheckoutSessionNote(ctx, tx.DB, queries.StripeCheckoutSessionNoteParams{
+			if err := mt.st.noteCheckoutSession(ctx, queries.StripeCheckoutSessionNoteParams{
 				StripeSessionID: *f.sessionID, StripePaymentIntentID: *f.paymentIntentID,
 			}); err != nil {
 				return "", fmt.Errorf("note checkout session %s: %w", *f.sessionID, err)
@@ -243,8 +240,8 @@ func applyMeeting(ctx context.Context, tx Tx, f meetingFacts) (Outcome, error) {
 			return "", err
 		}
 		if m.StripePaymentIntentID != nil {
-			p, err := tx.Q.StripePaymentIntentGet(ctx, tx.DB, *m.StripePaymentIntentID)
-			switch err = queries.Check(err); {
+			p, err := mt.st.paymentIntent(ctx, *m.StripePaymentIntentID, false)
+			switch {
 			case err == nil:
 				foldPaymentIntent(&m, p)
 			case !errors.Is(err, queries.ErrNotFound):
@@ -252,8 +249,8 @@ func applyMeeting(ctx context.Context, tx Tx, f meetingFacts) (Outcome, error) {
 			}
 		}
 		if m.StripeSessionID == nil && m.StripePaymentIntentID != nil {
-			sid, err := tx.Q.StripeCheckoutSessionByPaymentIntent(ctx, tx.DB, *m.StripePaymentIntentID)
-			switch err = queries.Check(err); {
+			sid, err := mt.st.checkoutSessionOf(ctx, *m.StripePaymentIntentID)
+			switch {
 			case err == nil:
 				m.StripeSessionID = &sid
 			case !errors.Is(err, queries.ErrNotFound):
@@ -264,35 +261,35 @@ func applyMeeting(ctx context.Context, tx Tx, f meetingFacts) (Outcome, error) {
 			return "", fmt.Errorf("%w: meeting without a payment status", ErrInvariant)
 		}
 		if len(rows) == 0 {
-			id, err := tx.Q.MeetingInsert(ctx, tx.DB, meetingInsertParams(m))
-			if err = queries.Check(err); errors.Is(err, queries.ErrNotFound) {
+			id, err := mt.st.insertMeeting(ctx, meetingInsertParams(m))
+			if errors.Is(err, queries.ErrNotFound) {
 				continue
 			} else if err != nil {
 				return "", fmt.Errorf("insert meeting: %w", err)
 			}
-			linkGuest(tx, id)
+			linkGuest(mt.links, id)
 			return Applied, nil
 		}
 		if len(rows) > 1 {
 			// Deleted first: it holds the key the merged row takes over.
-			if err := tx.Q.MeetingDelete(ctx, tx.DB, rows[1].ID); err != nil {
+			if err := mt.st.deleteMeeting(ctx, rows[1].ID); err != nil {
 				return "", fmt.Errorf("merge meeting %s into %s: %w", rows[1].ID, m.ID, err)
 			}
 		}
 		if len(rows) == 1 && reflect.DeepEqual(m, before) {
 			return Stale, nil
 		}
-		if err := tx.Q.MeetingUpdate(ctx, tx.DB, meetingUpdateParams(m)); err != nil {
+		if err := mt.st.updateMeeting(ctx, meetingUpdateParams(m)); err != nil {
 			return "", fmt.Errorf("update meeting %s: %w", m.ID, err)
 		}
-		linkGuest(tx, m.ID)
+		linkGuest(mt.links, m.ID)
 		return Applied, nil
 	}
 	return "", fmt.Errorf("meeting of session %v / payment intent %v: insert kept conflicting", deref(f.sessionID), deref(f.paymentIntentID))
 }
 
-func linkGuest(tx Tx, id uuid.UUID) {
-	tx.Links.add(queries.MeetingLinkGuestsParams{
+func linkGuest(links *linkSet, id uuid.UUID) {
+	links.add(queries.MeetingLinkGuestsParams{
 		MeetingIds: []uuid.UUID{id}, Emails: []string{}, WorkosUserIds: []string{},
 	})
 }
@@ -402,17 +399,17 @@ type paymentIntentObject struct {
 
 // recordPayment merges facts into stripe_payment_intents and reports
 // whether the row changed.
-func recordPayment(ctx context.Context, tx Tx, f paymentFacts) (bool, error) {
-	if err := tx.Q.MeetingLockPaymentIntent(ctx, tx.DB, f.paymentIntentID); err != nil {
+func recordPayment(ctx context.Context, mt meetingTx, f paymentFacts) (bool, error) {
+	if err := mt.st.lockPaymentIntent(ctx, f.paymentIntentID); err != nil {
 		return false, fmt.Errorf("lock payment intent %s: %w", f.paymentIntentID, err)
 	}
 	for range 3 {
-		p, err := tx.Q.StripePaymentIntentGetForUpdate(ctx, tx.DB, f.paymentIntentID)
-		switch err = queries.Check(err); {
+		p, err := mt.st.paymentIntent(ctx, f.paymentIntentID, true)
+		switch {
 		case errors.Is(err, queries.ErrNotFound):
 			p = queries.StripePaymentIntent{StripePaymentIntentID: f.paymentIntentID}
 			mergePayment(&p, f)
-			_, err := tx.Q.StripePaymentIntentInsert(ctx, tx.DB, queries.StripePaymentIntentInsertParams{
+			err := mt.st.insertPaymentIntent(ctx, queries.StripePaymentIntentInsertParams{
 				StripePaymentIntentID: p.StripePaymentIntentID,
 				StripeChargeID:        p.StripeChargeID,
 				StripeCustomerID:      p.StripeCustomerID,
@@ -426,7 +423,7 @@ func recordPayment(ctx context.Context, tx Tx, f paymentFacts) (bool, error) {
 				StripeCreated:         p.StripeCreated,
 				StripeEventID:         p.StripeEventID,
 			})
-			if err = queries.Check(err); errors.Is(err, queries.ErrNotFound) {
+			if errors.Is(err, queries.ErrNotFound) {
 				continue // inserted by a concurrent transaction: lock it and merge
 			} else if err != nil {
 				return false, fmt.Errorf("insert payment intent %s: %w", f.paymentIntentID, err)
@@ -441,7 +438,7 @@ func recordPayment(ctx context.Context, tx Tx, f paymentFacts) (bool, error) {
 		if reflect.DeepEqual(p, before) {
 			return false, nil
 		}
-		return true, tx.Q.StripePaymentIntentUpdate(ctx, tx.DB, queries.StripePaymentIntentUpdateParams{
+		return true, mt.st.updatePaymentIntent(ctx, queries.StripePaymentIntentUpdateParams{
 			StripeChargeID:        p.StripeChargeID,
 			StripeCustomerID:      p.StripeCustomerID,
 			Amount:                p.Amount,
@@ -479,6 +476,83 @@ func mergePayment(p *queries.StripePaymentIntent, f paymentFacts) {
 	fill(&p.StripeChargeID, f.chargeID)
 }
 
+// meetingEvent is what one Checkout Session, PaymentIntent, refund or
+// dispute event says, decoded. The per-event handlers apply it at once;
+// the set-based path decodes a batch's events first, to read the rows
+// their keys name in one go, then applies each to those rows.
+type meetingEvent struct {
+	ignored bool
+	meeting meetingFacts
+	// payment is what the event says about its PaymentIntent
+	// (payment_intent.*, charge.refunded, charge.dispute.created).
+	payment *paymentFacts
+	// disputedCharge is the charge of a dispute that names no
+	// PaymentIntent: it is found from the charge when the event is applied.
+	disputedCharge string
+	// review: a refund or a dispute marks the payment transfer for review.
+	review bool
+	// booking is the payment transfer's side of a booking event.
+	booking *bookingFacts
+}
+
+// apply merges the event into its rows and gives its outcome.
+func (e meetingEvent) apply(ctx context.Context, mt meetingTx, ev Event) (Outcome, error) {
+	if e.ignored {
+		return Ignored, nil
+	}
+	if e.payment != nil && e.payment.paymentIntentID == "" {
+		id, err := mt.st.paymentIntentByCharge(ctx, e.disputedCharge)
+		if err != nil && !errors.Is(err, queries.ErrNotFound) {
+			return "", fmt.Errorf("payment intent of charge %s: %w", e.disputedCharge, err)
+		}
+		if id == "" {
+			return Ignored, nil // not a PaymentIntent's charge: no booking's
+		}
+		p := *e.payment
+		p.paymentIntentID = id
+		e.payment, e.meeting.paymentIntentID = &p, &id
+	}
+	changed := false
+	if e.payment != nil {
+		var err error
+		if changed, err = recordPayment(ctx, mt, *e.payment); err != nil {
+			return "", err
+		}
+	}
+	out, err := applyMeeting(ctx, mt, e.meeting)
+	if e.review {
+		mt.links.add(paymentTransferLink{paymentIntent: e.payment.paymentIntentID}) // marks it for review
+	}
+	if e.payment != nil {
+		out, err = paymentOutcome(changed, out, err)
+	}
+	if err != nil {
+		return "", err
+	}
+	if e.booking == nil {
+		return out, nil
+	}
+	return withPaymentTransfer(ctx, mt, ev, out, *e.booking)
+}
+
+// applyDecoded is a meeting route's handler on the per-event path.
+func applyDecoded(decode func(Event) (meetingEvent, error)) Handler {
+	return func(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+		e, err := decode(ev)
+		if err != nil {
+			return "", err
+		}
+		return e.apply(ctx, perEvent(tx), ev)
+	}
+}
+
+var (
+	applyCheckoutSession = applyDecoded(decodeCheckoutSession)
+	applyPaymentIntent   = applyDecoded(decodePaymentIntent)
+	applyChargeRefunded  = applyDecoded(decodeChargeRefunded)
+	applyDisputeCreated  = applyDecoded(decodeDisputeCreated)
+)
+
 type stripeCheckoutSession struct {
 	ID              string          `json:"id"`
 	PaymentIntent   stripeID        `json:"payment_intent"`
@@ -493,13 +567,13 @@ type stripeCheckoutSession struct {
 	} `json:"customer_details"`
 }
 
-func applyCheckoutSession(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+func decodeCheckoutSession(ev Event) (meetingEvent, error) {
 	var s stripeCheckoutSession
 	if err := decodeObject(ev, &s); err != nil {
-		return "", err
+		return meetingEvent{}, err
 	}
 	if err := requireID(ev, "id", s.ID); err != nil {
-		return "", err
+		return meetingEvent{}, err
 	}
 	var status string
 	switch ev.Envelope.Type {
@@ -517,7 +591,7 @@ func applyCheckoutSession(ctx context.Context, tx Tx, ev Event) (Outcome, error)
 	case "checkout.session.expired":
 		status = "expired"
 	default:
-		return Ignored, nil
+		return meetingEvent{ignored: true}, nil
 	}
 	email := s.CustomerEmail
 	if s.CustomerDetails != nil && s.CustomerDetails.Email != nil {
@@ -525,23 +599,22 @@ func applyCheckoutSession(ctx context.Context, tx Tx, ev Event) (Outcome, error)
 	}
 	details, err := parseMeeting(ev, s.Metadata, email)
 	if err != nil {
-		return "", err
+		return meetingEvent{}, err
 	}
-	out, err := applyMeeting(ctx, tx, meetingFacts{
-		sessionID:       &s.ID,
-		paymentIntentID: s.PaymentIntent.ptr(),
-		customerID:      s.Customer.ptr(),
-		details:         details,
-		amount:          s.AmountTotal,
-		currency:        s.Currency,
-		status:          newPaymentStatus(status, versionOf(ev).created),
-	})
-	if err != nil {
-		return "", err
-	}
-	return withPaymentTransfer(ctx, tx, ev, out, bookingFacts{
-		session: &s.ID, paymentIntent: s.PaymentIntent.ptr(), metadata: s.Metadata, currency: s.Currency, details: details,
-	})
+	return meetingEvent{
+		meeting: meetingFacts{
+			sessionID:       &s.ID,
+			paymentIntentID: s.PaymentIntent.ptr(),
+			customerID:      s.Customer.ptr(),
+			details:         details,
+			amount:          s.AmountTotal,
+			currency:        s.Currency,
+			status:          newPaymentStatus(status, versionOf(ev).created),
+		},
+		booking: &bookingFacts{
+			session: &s.ID, paymentIntent: s.PaymentIntent.ptr(), metadata: s.Metadata, currency: s.Currency, details: details,
+		},
+	}, nil
 }
 
 type stripePaymentIntent struct {
@@ -562,59 +635,55 @@ type stripePaymentIntent struct {
 	} `json:"charges"`
 }
 
-func applyPaymentIntent(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+func decodePaymentIntent(ev Event) (meetingEvent, error) {
 	var pi stripePaymentIntent
 	if err := decodeObject(ev, &pi); err != nil {
-		return "", err
+		return meetingEvent{}, err
 	}
 	if err := requireID(ev, "id", pi.ID); err != nil {
-		return "", err
+		return meetingEvent{}, err
 	}
 	status := strings.TrimPrefix(ev.Envelope.Type, "payment_intent.")
 	if status == "payment_failed" {
 		status = "failed"
 	}
 	if _, ok := paymentRanks[status]; !ok {
-		return Ignored, nil
+		return meetingEvent{ignored: true}, nil
 	}
 	charge := pi.LatestCharge.ptr()
 	if charge == nil && pi.Charges != nil && len(pi.Charges.Data) > 0 {
 		charge = nonEmpty(pi.Charges.Data[0].ID)
 	}
-	v := versionOf(ev)
-	changed, err := recordPayment(ctx, tx, paymentFacts{
-		paymentIntentID: pi.ID,
-		status:          newPaymentStatus(status, v.created),
-		object: &paymentIntentObject{
-			customerID: pi.Customer.ptr(),
-			chargeID:   charge,
-			currency:   pi.Currency,
-			amount:     pi.Amount,
-			fee:        pi.ApplicationFeeAmount,
-			at:         v.created,
-			eventID:    v.eventID,
-		},
-	})
-	if err != nil {
-		return "", err
-	}
 	details, err := parseMeeting(ev, pi.Metadata, pi.ReceiptEmail)
 	if err != nil {
-		return "", err
+		return meetingEvent{}, err
 	}
+	v := versionOf(ev)
 	session := metaString(pi.Metadata, "checkout_session_id", "checkoutSessionId")
-	out, err := applyMeeting(ctx, tx, meetingFacts{
-		sessionID:       session,
-		paymentIntentID: &pi.ID,
-		customerID:      pi.Customer.ptr(),
-		details:         details,
-	})
-	if out, err = paymentOutcome(changed, out, err); err != nil {
-		return "", err
-	}
-	return withPaymentTransfer(ctx, tx, ev, out, bookingFacts{
-		session: session, paymentIntent: &pi.ID, metadata: pi.Metadata, currency: pi.Currency, details: details,
-	})
+	return meetingEvent{
+		payment: &paymentFacts{
+			paymentIntentID: pi.ID,
+			status:          newPaymentStatus(status, v.created),
+			object: &paymentIntentObject{
+				customerID: pi.Customer.ptr(),
+				chargeID:   charge,
+				currency:   pi.Currency,
+				amount:     pi.Amount,
+				fee:        pi.ApplicationFeeAmount,
+				at:         v.created,
+				eventID:    v.eventID,
+			},
+		},
+		meeting: meetingFacts{
+			sessionID:       session,
+			paymentIntentID: &pi.ID,
+			customerID:      pi.Customer.ptr(),
+			details:         details,
+		},
+		booking: &bookingFacts{
+			session: session, paymentIntent: &pi.ID, metadata: pi.Metadata, currency: pi.Currency, details: details,
+		},
+	}, nil
 }
 
 // paymentOutcome: an event that changed the PaymentIntent's facts was
@@ -637,33 +706,31 @@ type stripeCharge struct {
 	Refunded       bool     `json:"refunded"`
 }
 
-func applyChargeRefunded(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+func decodeChargeRefunded(ev Event) (meetingEvent, error) {
 	var c stripeCharge
 	if err := decodeObject(ev, &c); err != nil {
-		return "", err
+		return meetingEvent{}, err
 	}
 	if err := requireID(ev, "id", c.ID); err != nil {
-		return "", err
+		return meetingEvent{}, err
 	}
 	if c.PaymentIntent == "" {
-		return Ignored, nil // a charge without a PaymentIntent is no booking's
+		return meetingEvent{ignored: true}, nil // a charge without a PaymentIntent is no booking's
 	}
 	status := "partially_refunded"
 	if c.Refunded {
 		status = "refunded"
 	}
-	changed, err := recordPayment(ctx, tx, paymentFacts{
-		paymentIntentID: string(c.PaymentIntent),
-		status:          newPaymentStatus(status, versionOf(ev).created),
-		amountRefunded:  c.AmountRefunded,
-		chargeID:        &c.ID,
-	})
-	if err != nil {
-		return "", err
-	}
-	out, err := applyMeeting(ctx, tx, meetingFacts{paymentIntentID: c.PaymentIntent.ptr()})
-	tx.Links.add(paymentTransferLink{paymentIntent: string(c.PaymentIntent)}) // marks it for review
-	return paymentOutcome(changed, out, err)
+	return meetingEvent{
+		payment: &paymentFacts{
+			paymentIntentID: string(c.PaymentIntent),
+			status:          newPaymentStatus(status, versionOf(ev).created),
+			amountRefunded:  c.AmountRefunded,
+			chargeID:        &c.ID,
+		},
+		meeting: meetingFacts{paymentIntentID: c.PaymentIntent.ptr()},
+		review:  true,
+	}, nil
 }
 
 type stripeDispute struct {
@@ -672,36 +739,27 @@ type stripeDispute struct {
 	PaymentIntent stripeID `json:"payment_intent"`
 }
 
-func applyDisputeCreated(ctx context.Context, tx Tx, ev Event) (Outcome, error) {
+func decodeDisputeCreated(ev Event) (meetingEvent, error) {
 	var d stripeDispute
 	if err := decodeObject(ev, &d); err != nil {
-		return "", err
+		return meetingEvent{}, err
 	}
 	if err := requireID(ev, "id", d.ID); err != nil {
-		return "", err
+		return meetingEvent{}, err
 	}
-	pi := string(d.PaymentIntent)
-	if pi == "" && d.Charge != "" {
-		id, err := tx.Q.StripePaymentIntentIDByCharge(ctx, tx.DB, d.Charge.ptr())
-		if err = queries.Check(err); err != nil && !errors.Is(err, queries.ErrNotFound) {
-			return "", fmt.Errorf("payment intent of charge %s: %w", d.Charge, err)
-		}
-		pi = id
+	if d.PaymentIntent == "" && d.Charge == "" {
+		return meetingEvent{ignored: true}, nil // not a PaymentIntent's charge: no booking's
 	}
-	if pi == "" {
-		return Ignored, nil // not a PaymentIntent's charge: no booking's
-	}
-	changed, err := recordPayment(ctx, tx, paymentFacts{
-		paymentIntentID: pi,
-		status:          newPaymentStatus("disputed", versionOf(ev).created),
-		chargeID:        d.Charge.ptr(),
-	})
-	if err != nil {
-		return "", err
-	}
-	out, err := applyMeeting(ctx, tx, meetingFacts{paymentIntentID: &pi})
-	tx.Links.add(paymentTransferLink{paymentIntent: pi}) // marks it for review
-	return paymentOutcome(changed, out, err)
+	return meetingEvent{
+		payment: &paymentFacts{
+			paymentIntentID: string(d.PaymentIntent),
+			status:          newPaymentStatus("disputed", versionOf(ev).created),
+			chargeID:        d.Charge.ptr(),
+		},
+		meeting:        meetingFacts{paymentIntentID: d.PaymentIntent.ptr()},
+		disputedCharge: string(d.Charge),
+		review:         true,
+	}, nil
 }
 
 func meetingInsertParams(m queries.Meeting) queries.MeetingInsertParams {

@@ -132,8 +132,8 @@ type bookingFacts struct {
 // withPaymentTransfer applies the payment transfer of a booking event
 // whose meeting was applied with outcome out, and gives the event's
 // outcome.
-func withPaymentTransfer(ctx context.Context, tx Tx, ev Event, out Outcome, f bookingFacts) (Outcome, error) {
-	changed, err := applyPaymentTransfer(ctx, tx, ev, f)
+func withPaymentTransfer(ctx context.Context, mt meetingTx, ev Event, out Outcome, f bookingFacts) (Outcome, error) {
+	changed, err := applyPaymentTransfer(ctx, mt, ev, f)
 	switch {
 	case err != nil:
 		return "", err
@@ -145,28 +145,28 @@ func withPaymentTransfer(ctx context.Context, tx Tx, ev Event, out Outcome, f bo
 
 // applyPaymentTransfer creates or completes the booking's payment
 // transfer, and reports whether it changed.
-func applyPaymentTransfer(ctx context.Context, tx Tx, ev Event, f bookingFacts) (bool, error) {
+func applyPaymentTransfer(ctx context.Context, mt meetingTx, ev Event, f bookingFacts) (bool, error) {
 	// Settled whatever the metadata says: this event may have brought the
 	// charge a transfer names, or the refund that marks it for review.
-	tx.Links.add(paymentTransferLink{paymentIntent: deref(f.paymentIntent), session: deref(f.session)})
+	mt.links.add(paymentTransferLink{paymentIntent: deref(f.paymentIntent), session: deref(f.session)})
 	b, err := parsePaymentTransfer(f.metadata)
 	if errors.Is(err, errNoPaymentTransfer) {
 		return false, nil
 	}
 	if err != nil {
-		if tx.Log != nil {
-			tx.Log.Warn("payment transfer left out: bad booking metadata",
+		if mt.log != nil {
+			mt.log.Warn("payment transfer left out: bad booking metadata",
 				"source", ev.Source, "event_id", ev.Envelope.ID, "type", ev.Envelope.Type, "reason", err.Error())
 		}
 		return false, nil
 	}
-	if err := joinBookingIDs(ctx, tx, &f); err != nil {
+	if err := joinBookingIDs(ctx, mt, &f); err != nil {
 		return false, err
 	}
 	if f.session == nil && f.paymentIntent == nil {
 		return false, nil
 	}
-	tx.Links.add(paymentTransferLink{paymentIntent: deref(f.paymentIntent), session: deref(f.session)})
+	mt.links.add(paymentTransferLink{paymentIntent: deref(f.paymentIntent), session: deref(f.session)})
 	fill := queries.PaymentTransferFillParams{
 		StripeSessionID:        f.session,
 		StripePaymentIntentID:  f.paymentIntent,
@@ -181,14 +181,14 @@ func applyPaymentTransfer(ctx context.Context, tx Tx, ev Event, f bookingFacts) 
 		fill.EventID, fill.ExpertWorkosUserID, fill.SessionStartTime = d.bookableEventID, d.expert, d.start
 	}
 	for range 3 {
-		rows, err := tx.Q.PaymentTransferGetForUpdate(ctx, tx.DB, queries.PaymentTransferGetForUpdateParams{
+		rows, err := mt.st.paymentTransfersForUpdate(ctx, queries.PaymentTransferGetForUpdateParams{
 			StripeSessionID: f.session, StripePaymentIntentID: f.paymentIntent,
 		})
 		if err != nil {
 			return false, fmt.Errorf("lock payment transfer: %w", err)
 		}
 		if len(rows) == 0 {
-			_, err := tx.Q.PaymentTransferInsert(ctx, tx.DB, queries.PaymentTransferInsertParams{
+			err := mt.st.insertPaymentTransfer(ctx, queries.PaymentTransferInsertParams{
 				StripeSessionID:        fill.StripeSessionID,
 				StripePaymentIntentID:  fill.StripePaymentIntentID,
 				EventID:                fill.EventID,
@@ -203,7 +203,7 @@ func applyPaymentTransfer(ctx context.Context, tx Tx, ev Event, f bookingFacts) 
 				ScheduledTransferTime:  fill.ScheduledTransferTime,
 				RequiresApproval:       fill.RequiresApproval,
 			})
-			if err = queries.Check(err); errors.Is(err, queries.ErrNotFound) {
+			if errors.Is(err, queries.ErrNotFound) {
 				continue // inserted by a concurrent transaction: lock it and fill
 			} else if err != nil {
 				return false, fmt.Errorf("insert payment transfer: %w", err)
@@ -215,11 +215,11 @@ func applyPaymentTransfer(ctx context.Context, tx Tx, ev Event, f bookingFacts) 
 			// The Session's and the PaymentIntent's rows, each created
 			// before the other's id was known: the first takes the second
 			// in. Deleted first: it holds a key the first takes over.
-			if err := tx.Q.PaymentTransferDelete(ctx, tx.DB, rows[1].ID); err != nil {
+			if err := mt.st.deletePaymentTransfer(ctx, rows[1].ID); err != nil {
 				return false, fmt.Errorf("merge payment transfer %s into %s: %w", rows[1].ID, rows[0].ID, err)
 			}
 			o := rows[1]
-			if _, err := tx.Q.PaymentTransferFill(ctx, tx.DB, queries.PaymentTransferFillParams{
+			if _, err := mt.st.fillPaymentTransfer(ctx, queries.PaymentTransferFillParams{
 				ID: rows[0].ID, StripeSessionID: o.StripeSessionID, StripePaymentIntentID: o.StripePaymentIntentID,
 				EventID: o.EventID, ExpertConnectAccountID: o.ExpertConnectAccountID, ExpertWorkosUserID: o.ExpertWorkosUserID,
 				TotalAmount: o.TotalAmount, Currency: o.Currency, Country: o.Country, SessionStartTime: o.SessionStartTime,
@@ -235,7 +235,7 @@ func applyPaymentTransfer(ctx context.Context, tx Tx, ev Event, f bookingFacts) 
 			return false, fmt.Errorf("%w: payment transfer of Session %s / PaymentIntent %s is also claimed by %s / %s", ErrInvariant,
 				deref(ids.StripeSessionID), deref(ids.StripePaymentIntentID), deref(f.session), deref(f.paymentIntent))
 		}
-		n, err := tx.Q.PaymentTransferFill(ctx, tx.DB, fill)
+		n, err := mt.st.fillPaymentTransfer(ctx, fill)
 		if err != nil {
 			return false, fmt.Errorf("fill payment transfer %s: %w", fill.ID, err)
 		}
@@ -248,17 +248,17 @@ func applyPaymentTransfer(ctx context.Context, tx Tx, ev Event, f bookingFacts) 
 // booking from its meeting, which knows both once either event linked
 // them, and takes the PaymentIntent's lock, under which its payment
 // transfer is written.
-func joinBookingIDs(ctx context.Context, tx Tx, f *bookingFacts) error {
+func joinBookingIDs(ctx context.Context, mt meetingTx, f *bookingFacts) error {
 	var m queries.Meeting
 	var err error
 	switch {
 	case f.session != nil && f.paymentIntent != nil:
 	case f.paymentIntent != nil:
-		m, err = tx.Q.MeetingGetByPaymentIntentID(ctx, tx.DB, f.paymentIntent)
+		m, err = mt.st.meetingByPaymentIntent(ctx, *f.paymentIntent)
 	case f.session != nil:
-		m, err = tx.Q.MeetingGetBySessionID(ctx, tx.DB, f.session)
+		m, err = mt.st.meetingBySession(ctx, *f.session)
 	}
-	switch err = queries.Check(err); {
+	switch {
 	case err == nil:
 		fill(&f.session, m.StripeSessionID)
 		fill(&f.paymentIntent, m.StripePaymentIntentID)
@@ -266,7 +266,7 @@ func joinBookingIDs(ctx context.Context, tx Tx, f *bookingFacts) error {
 		return fmt.Errorf("meeting of the booking: %w", err)
 	}
 	if f.paymentIntent != nil {
-		if err := tx.Q.MeetingLockPaymentIntent(ctx, tx.DB, *f.paymentIntent); err != nil {
+		if err := mt.st.lockPaymentIntent(ctx, *f.paymentIntent); err != nil {
 			return fmt.Errorf("lock payment intent %s: %w", *f.paymentIntent, err)
 		}
 	}

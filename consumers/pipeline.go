@@ -18,8 +18,9 @@ import (
 // handlers whose statements do not depend on one another's results: the
 // only result they look at is whether a version-guarded upsert matched a
 // row (stale), and the pipeline reports that after the fact. Handlers that
-// read (meetings merge rows they find) declare it in their route and run
-// directly.
+// read declare it in their route (Reads) and run directly, unless the
+// route applies set-based (the meetings, which merge the rows they find:
+// meetings_sets.go).
 
 // errNotPipelined is what a pipelined handler gets if it tries to read.
 var errNotPipelined = errors.New("consumers: a pipelined handler tried to read; run it directly")

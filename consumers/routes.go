@@ -47,9 +47,10 @@ type Route struct {
 	// commutes with the upserts of its table, so it does not order them.
 	Stubs []Table
 	// Reads: the handler uses what its queries return beyond an upsert's
-	// stale signal (a RETURNING value, a row it merges). It then runs
-	// directly against the transaction; otherwise its statements are
-	// queued and sent with the batch's in one round trip.
+	// stale signal (a RETURNING value, a row it merges). Unless the route
+	// applies set-based, it then runs directly against the transaction;
+	// otherwise its statements are queued and sent with the batch's in one
+	// round trip.
 	Reads bool
 	// FlushesLinks: the handler runs the links gathered so far (a delete
 	// whose tombstone the links must see after the events before it), so
@@ -156,15 +157,15 @@ func Routes() []Route {
 		{Source: s, Type: "account.updated", Handle: applyConnectAccount, Writes: []Table{TableStripeConnectAccounts}, set: connectAccountSet, Key: byAccount},
 		{Source: s, Type: "account.application.deauthorized", Handle: deauthorizeConnectAccount, Writes: []Table{TableStripeConnectAccounts}, Key: byAccount},
 
-		{Source: s, Type: "checkout.session.completed", Handle: applyCheckoutSession, Writes: meeting, Reads: true, Key: byPayment},
-		{Source: s, Type: "checkout.session.async_payment_succeeded", Handle: applyCheckoutSession, Writes: meeting, Reads: true, Key: byPayment},
-		{Source: s, Type: "checkout.session.async_payment_failed", Handle: applyCheckoutSession, Writes: meeting, Reads: true, Key: byPayment},
-		{Source: s, Type: "checkout.session.expired", Handle: applyCheckoutSession, Writes: meeting, Reads: true, Key: byPayment},
-		{Source: s, Type: "payment_intent.processing", Handle: applyPaymentIntent, Writes: meeting, Reads: true, Key: byPayment},
-		{Source: s, Type: "payment_intent.succeeded", Handle: applyPaymentIntent, Writes: meeting, Reads: true, Key: byPayment},
-		{Source: s, Type: "payment_intent.payment_failed", Handle: applyPaymentIntent, Writes: meeting, Reads: true, Key: byPayment},
-		{Source: s, Type: "payment_intent.canceled", Handle: applyPaymentIntent, Writes: meeting, Reads: true, Key: byPayment},
-		{Source: s, Type: "charge.refunded", Handle: applyChargeRefunded, Writes: meeting, Reads: true, Key: byPayment},
+		{Source: s, Type: "checkout.session.completed", Handle: applyCheckoutSession, Writes: meeting, Reads: true, set: checkoutSessionSet, Key: byPayment},
+		{Source: s, Type: "checkout.session.async_payment_succeeded", Handle: applyCheckoutSession, Writes: meeting, Reads: true, set: checkoutSessionSet, Key: byPayment},
+		{Source: s, Type: "checkout.session.async_payment_failed", Handle: applyCheckoutSession, Writes: meeting, Reads: true, set: checkoutSessionSet, Key: byPayment},
+		{Source: s, Type: "checkout.session.expired", Handle: applyCheckoutSession, Writes: meeting, Reads: true, set: checkoutSessionSet, Key: byPayment},
+		{Source: s, Type: "payment_intent.processing", Handle: applyPaymentIntent, Writes: meeting, Reads: true, set: paymentIntentSet, Key: byPayment},
+		{Source: s, Type: "payment_intent.succeeded", Handle: applyPaymentIntent, Writes: meeting, Reads: true, set: paymentIntentSet, Key: byPayment},
+		{Source: s, Type: "payment_intent.payment_failed", Handle: applyPaymentIntent, Writes: meeting, Reads: true, set: paymentIntentSet, Key: byPayment},
+		{Source: s, Type: "payment_intent.canceled", Handle: applyPaymentIntent, Writes: meeting, Reads: true, set: paymentIntentSet, Key: byPayment},
+		{Source: s, Type: "charge.refunded", Handle: applyChargeRefunded, Writes: meeting, Reads: true, set: chargeRefundedSet, Key: byPayment},
 		{Source: s, Type: "payout.created", Handle: applyPayout, Writes: []Table{TableStripePayouts}, set: payoutSet, Key: byPayout},
 		{Source: s, Type: "payout.updated", Handle: applyPayout, Writes: []Table{TableStripePayouts}, set: payoutSet, Key: byPayout},
 		{Source: s, Type: "payout.paid", Handle: applyPayout, Writes: []Table{TableStripePayouts}, set: payoutSet, Key: byPayout},
@@ -182,7 +183,7 @@ func Routes() []Route {
 		{Source: s, Type: "transfer.created", Handle: applyTransfer, Writes: []Table{TableStripeTransfers}, set: transferSet, Key: byTransfer},
 		{Source: s, Type: "transfer.updated", Handle: applyTransfer, Writes: []Table{TableStripeTransfers}, set: transferSet, Key: byTransfer},
 		{Source: s, Type: "transfer.reversed", Handle: applyTransfer, Writes: []Table{TableStripeTransfers}, set: transferSet, Key: byTransfer},
-		{Source: s, Type: "charge.dispute.created", Handle: applyDisputeCreated, Writes: meeting, Reads: true, Key: bodyKey("payment", "data.object.payment_intent", "data.object.charge")},
+		{Source: s, Type: "charge.dispute.created", Handle: applyDisputeCreated, Writes: meeting, Reads: true, set: disputeCreatedSet, Key: bodyKey("payment", "data.object.payment_intent", "data.object.charge")},
 	}
 }
 

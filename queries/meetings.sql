@@ -121,3 +121,81 @@ WHERE m.id = l.id
 -- by one consumer and a booking inserted by another (a replay beside the
 -- live consumer) could each miss the other's uncommitted row.
 SELECT pg_advisory_xact_lock(hashtextextended('syncd.meeting:' || @stripe_payment_intent_id::text, 0));
+
+-- The set-based apply of a batch's meeting events (consumers/meetings_sets.go)
+-- reads every row the events can touch once, locked, folds the events in Go
+-- with the rules above, and writes each row once.
+
+-- name: MeetingLockPaymentIntents :one
+-- MeetingLockPaymentIntent for many PaymentIntents, in the order given (the
+-- caller sorts them, so two batches take them in one order), and the
+-- transaction's time: the created_at and updated_at of the rows it writes.
+SELECT now()::timestamptz AS now,
+       count(pg_advisory_xact_lock(hashtextextended('syncd.meeting:' || k.id, 0))) AS locked
+FROM unnest(@stripe_payment_intent_ids::text[]) AS k(id);
+
+-- name: MeetingLockMany :many
+-- The meetings of these Checkout Sessions and PaymentIntents, locked in id
+-- order so that two batches lock in one order. One index probe per key (the
+-- LIMIT keeps each a nested loop; both keys are unique).
+WITH found AS (
+    SELECT m.id FROM unnest(@stripe_session_ids::text[]) AS k(id)
+    CROSS JOIN LATERAL (SELECT id FROM meetings WHERE stripe_session_id = k.id LIMIT 1) m
+    UNION
+    SELECT m.id FROM unnest(@stripe_payment_intent_ids::text[]) AS k(id)
+    CROSS JOIN LATERAL (SELECT id FROM meetings WHERE stripe_payment_intent_id = k.id LIMIT 1) m
+)
+SELECT r.*
+FROM (SELECT id FROM found ORDER BY id) f
+CROSS JOIN LATERAL (SELECT * FROM meetings WHERE meetings.id = f.id FOR UPDATE) r;
+
+-- name: MeetingUpsertMany :many
+-- Writes a batch's meetings, one row each (a JSON array of meetings rows):
+-- new ones (ids chosen by the caller) inserted, the others updated when
+-- they are still as the caller read them (updated_at). Returns the
+-- meetings written; a key that another meeting holds fails the statement.
+INSERT INTO meetings (
+    id, stripe_session_id, stripe_payment_intent_id, stripe_customer_id,
+    bookable_event_id, expert_workos_user_id, guest_email, guest_name,
+    start_time, duration_minutes, notes, timezone, locale,
+    amount, application_fee_amount, amount_refunded, currency,
+    payment_status, payment_status_rank, payment_status_version,
+    details_version, details_event_id, created_at, updated_at
+)
+SELECT r.id, r.stripe_session_id, r.stripe_payment_intent_id, r.stripe_customer_id,
+       r.bookable_event_id, r.expert_workos_user_id, r.guest_email, r.guest_name,
+       r.start_time, r.duration_minutes, r.notes, r.timezone, r.locale,
+       r.amount, r.application_fee_amount, r.amount_refunded, r.currency,
+       r.payment_status, r.payment_status_rank, r.payment_status_version,
+       r.details_version, r.details_event_id, r.created_at, r.updated_at
+FROM jsonb_populate_recordset(NULL::meetings, @batch::jsonb) AS r
+ORDER BY r.id
+ON CONFLICT (id) DO UPDATE SET
+    stripe_session_id        = EXCLUDED.stripe_session_id,
+    stripe_payment_intent_id = EXCLUDED.stripe_payment_intent_id,
+    stripe_customer_id       = EXCLUDED.stripe_customer_id,
+    bookable_event_id        = EXCLUDED.bookable_event_id,
+    expert_workos_user_id    = EXCLUDED.expert_workos_user_id,
+    guest_email              = EXCLUDED.guest_email,
+    guest_name               = EXCLUDED.guest_name,
+    start_time               = EXCLUDED.start_time,
+    duration_minutes         = EXCLUDED.duration_minutes,
+    notes                    = EXCLUDED.notes,
+    timezone                 = EXCLUDED.timezone,
+    locale                   = EXCLUDED.locale,
+    amount                   = EXCLUDED.amount,
+    application_fee_amount   = EXCLUDED.application_fee_amount,
+    amount_refunded          = EXCLUDED.amount_refunded,
+    currency                 = EXCLUDED.currency,
+    payment_status           = EXCLUDED.payment_status,
+    payment_status_rank      = EXCLUDED.payment_status_rank,
+    payment_status_version   = EXCLUDED.payment_status_version,
+    details_version          = EXCLUDED.details_version,
+    details_event_id         = EXCLUDED.details_event_id,
+    updated_at               = now()
+WHERE meetings.updated_at = EXCLUDED.updated_at
+RETURNING id;
+
+-- name: MeetingDeleteMany :many
+-- Drops the rows merged into others. Returns those dropped.
+DELETE FROM meetings WHERE id = ANY(@ids::uuid[]) RETURNING id;

@@ -7,6 +7,7 @@ package queries
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,6 +21,31 @@ DELETE FROM meetings WHERE id = $1
 func (q *Queries) MeetingDelete(ctx context.Context, db DBTX, id uuid.UUID) error {
 	_, err := db.Exec(ctx, meetingDelete, id)
 	return err
+}
+
+const meetingDeleteMany = `-- name: MeetingDeleteMany :many
+DELETE FROM meetings WHERE id = ANY($1::uuid[]) RETURNING id
+`
+
+// Drops the rows merged into others. Returns those dropped.
+func (q *Queries) MeetingDeleteMany(ctx context.Context, db DBTX, ids []uuid.UUID) ([]uuid.UUID, error) {
+	rows, err := db.Query(ctx, meetingDeleteMany, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const meetingGetByPaymentIntentID = `-- name: MeetingGetByPaymentIntentID :one
@@ -304,6 +330,74 @@ func (q *Queries) MeetingLinkGuests(ctx context.Context, db DBTX, arg MeetingLin
 	return err
 }
 
+const meetingLockMany = `-- name: MeetingLockMany :many
+WITH found AS (
+    SELECT m.id FROM unnest($1::text[]) AS k(id)
+    CROSS JOIN LATERAL (SELECT id FROM meetings WHERE stripe_session_id = k.id LIMIT 1) m
+    UNION
+    SELECT m.id FROM unnest($2::text[]) AS k(id)
+    CROSS JOIN LATERAL (SELECT id FROM meetings WHERE stripe_payment_intent_id = k.id LIMIT 1) m
+)
+SELECT r.id, r.stripe_session_id, r.stripe_payment_intent_id, r.stripe_customer_id, r.bookable_event_id, r.expert_workos_user_id, r.guest_email, r.guest_name, r.guest_workos_user_id, r.guest_org_id, r.start_time, r.duration_minutes, r.notes, r.timezone, r.locale, r.amount, r.application_fee_amount, r.amount_refunded, r.currency, r.payment_status, r.payment_status_rank, r.payment_status_version, r.details_version, r.details_event_id, r.created_at, r.updated_at
+FROM (SELECT id FROM found ORDER BY id) f
+CROSS JOIN LATERAL (SELECT id, stripe_session_id, stripe_payment_intent_id, stripe_customer_id, bookable_event_id, expert_workos_user_id, guest_email, guest_name, guest_workos_user_id, guest_org_id, start_time, duration_minutes, notes, timezone, locale, amount, application_fee_amount, amount_refunded, currency, payment_status, payment_status_rank, payment_status_version, details_version, details_event_id, created_at, updated_at FROM meetings WHERE meetings.id = f.id FOR UPDATE) r
+`
+
+type MeetingLockManyParams struct {
+	StripeSessionIds       []string
+	StripePaymentIntentIds []string
+}
+
+// The meetings of these Checkout Sessions and PaymentIntents, locked in id
+// order so that two batches lock in one order. One index probe per key (the
+// LIMIT keeps each a nested loop; both keys are unique).
+func (q *Queries) MeetingLockMany(ctx context.Context, db DBTX, arg MeetingLockManyParams) ([]Meeting, error) {
+	rows, err := db.Query(ctx, meetingLockMany, arg.StripeSessionIds, arg.StripePaymentIntentIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Meeting
+	for rows.Next() {
+		var i Meeting
+		if err := rows.Scan(
+			&i.ID,
+			&i.StripeSessionID,
+			&i.StripePaymentIntentID,
+			&i.StripeCustomerID,
+			&i.BookableEventID,
+			&i.ExpertWorkosUserID,
+			&i.GuestEmail,
+			&i.GuestName,
+			&i.GuestWorkosUserID,
+			&i.GuestOrgID,
+			&i.StartTime,
+			&i.DurationMinutes,
+			&i.Notes,
+			&i.Timezone,
+			&i.Locale,
+			&i.Amount,
+			&i.ApplicationFeeAmount,
+			&i.AmountRefunded,
+			&i.Currency,
+			&i.PaymentStatus,
+			&i.PaymentStatusRank,
+			&i.PaymentStatusVersion,
+			&i.DetailsVersion,
+			&i.DetailsEventID,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const meetingLockPaymentIntent = `-- name: MeetingLockPaymentIntent :exec
 SELECT pg_advisory_xact_lock(hashtextextended('syncd.meeting:' || $1::text, 0))
 `
@@ -315,6 +409,31 @@ SELECT pg_advisory_xact_lock(hashtextextended('syncd.meeting:' || $1::text, 0))
 func (q *Queries) MeetingLockPaymentIntent(ctx context.Context, db DBTX, stripePaymentIntentID string) error {
 	_, err := db.Exec(ctx, meetingLockPaymentIntent, stripePaymentIntentID)
 	return err
+}
+
+const meetingLockPaymentIntents = `-- name: MeetingLockPaymentIntents :one
+
+SELECT now()::timestamptz AS now,
+       count(pg_advisory_xact_lock(hashtextextended('syncd.meeting:' || k.id, 0))) AS locked
+FROM unnest($1::text[]) AS k(id)
+`
+
+type MeetingLockPaymentIntentsRow struct {
+	Now    time.Time
+	Locked int64
+}
+
+// The set-based apply of a batch's meeting events (consumers/meetings_sets.go)
+// reads every row the events can touch once, locked, folds the events in Go
+// with the rules above, and writes each row once.
+// MeetingLockPaymentIntent for many PaymentIntents, in the order given (the
+// caller sorts them, so two batches take them in one order), and the
+// transaction's time: the created_at and updated_at of the rows it writes.
+func (q *Queries) MeetingLockPaymentIntents(ctx context.Context, db DBTX, stripePaymentIntentIds []string) (MeetingLockPaymentIntentsRow, error) {
+	row := db.QueryRow(ctx, meetingLockPaymentIntents, stripePaymentIntentIds)
+	var i MeetingLockPaymentIntentsRow
+	err := row.Scan(&i.Now, &i.Locked)
+	return i, err
 }
 
 const meetingUpdate = `-- name: MeetingUpdate :exec
@@ -395,4 +514,72 @@ func (q *Queries) MeetingUpdate(ctx context.Context, db DBTX, arg MeetingUpdateP
 		arg.ID,
 	)
 	return err
+}
+
+const meetingUpsertMany = `-- name: MeetingUpsertMany :many
+INSERT INTO meetings (
+    id, stripe_session_id, stripe_payment_intent_id, stripe_customer_id,
+    bookable_event_id, expert_workos_user_id, guest_email, guest_name,
+    start_time, duration_minutes, notes, timezone, locale,
+    amount, application_fee_amount, amount_refunded, currency,
+    payment_status, payment_status_rank, payment_status_version,
+    details_version, details_event_id, created_at, updated_at
+)
+SELECT r.id, r.stripe_session_id, r.stripe_payment_intent_id, r.stripe_customer_id,
+       r.bookable_event_id, r.expert_workos_user_id, r.guest_email, r.guest_name,
+       r.start_time, r.duration_minutes, r.notes, r.timezone, r.locale,
+       r.amount, r.application_fee_amount, r.amount_refunded, r.currency,
+       r.payment_status, r.payment_status_rank, r.payment_status_version,
+       r.details_version, r.details_event_id, r.created_at, r.updated_at
+FROM jsonb_populate_recordset(NULL::meetings, $1::jsonb) AS r
+ORDER BY r.id
+ON CONFLICT (id) DO UPDATE SET
+    stripe_session_id        = EXCLUDED.stripe_session_id,
+    stripe_payment_intent_id = EXCLUDED.stripe_payment_intent_id,
+    stripe_customer_id       = EXCLUDED.stripe_customer_id,
+    bookable_event_id        = EXCLUDED.bookable_event_id,
+    expert_workos_user_id    = EXCLUDED.expert_workos_user_id,
+    guest_email              = EXCLUDED.guest_email,
+    guest_name               = EXCLUDED.guest_name,
+    start_time               = EXCLUDED.start_time,
+    duration_minutes         = EXCLUDED.duration_minutes,
+    notes                    = EXCLUDED.notes,
+    timezone                 = EXCLUDED.timezone,
+    locale                   = EXCLUDED.locale,
+    amount                   = EXCLUDED.amount,
+    application_fee_amount   = EXCLUDED.application_fee_amount,
+    amount_refunded          = EXCLUDED.amount_refunded,
+    currency                 = EXCLUDED.currency,
+    payment_status           = EXCLUDED.payment_status,
+    payment_status_rank      = EXCLUDED.payment_status_rank,
+    payment_status_version   = EXCLUDED.payment_status_version,
+    details_version          = EXCLUDED.details_version,
+    details_event_id         = EXCLUDED.details_event_id,
+    updated_at               = now()
+WHERE meetings.updated_at = EXCLUDED.updated_at
+RETURNING id
+`
+
+// Writes a batch's meetings, one row each (a JSON array of meetings rows):
+// new ones (ids chosen by the caller) inserted, the others updated when
+// they are still as the caller read them (updated_at). Returns the
+// meetings written; a key that another meeting holds fails the statement.
+func (q *Queries) MeetingUpsertMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]uuid.UUID, error) {
+	rows, err := db.Query(ctx, meetingUpsertMany, batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -145,3 +145,55 @@ FROM decided d
 WHERE pt.id = d.id
   AND (pt.stripe_transfer_id, pt.status, pt.review_reason)
       IS DISTINCT FROM (COALESCE(pt.stripe_transfer_id, d.stripe_transfer_id), d.status, COALESCE(d.review, pt.review_reason));
+
+-- name: PaymentTransferLockMany :many
+-- The payment transfers of these Checkout Sessions and PaymentIntents,
+-- locked in id order (as MeetingLockMany).
+WITH found AS (
+    SELECT p.id FROM unnest(@stripe_session_ids::text[]) AS k(id)
+    CROSS JOIN LATERAL (SELECT id FROM payment_transfers WHERE stripe_session_id = k.id LIMIT 1) p
+    UNION
+    SELECT p.id FROM unnest(@stripe_payment_intent_ids::text[]) AS k(id)
+    CROSS JOIN LATERAL (SELECT id FROM payment_transfers WHERE stripe_payment_intent_id = k.id LIMIT 1) p
+)
+SELECT r.*
+FROM (SELECT id FROM found ORDER BY id) f
+CROSS JOIN LATERAL (SELECT * FROM payment_transfers WHERE payment_transfers.id = f.id FOR UPDATE) r;
+
+-- name: PaymentTransferUpsertMany :many
+-- Writes a batch's payment transfers, one row each (a JSON array of
+-- payment_transfers rows): new ones (ids chosen by the caller) inserted,
+-- the others filled as PaymentTransferFill does when they are still as the
+-- caller read them (updated_at). Returns those written.
+INSERT INTO payment_transfers (
+    id, stripe_session_id, stripe_payment_intent_id, event_id, expert_connect_account_id,
+    expert_workos_user_id, amount, platform_fee, total_amount, currency, country,
+    session_start_time, scheduled_transfer_time, status, requires_approval, review_reason,
+    stripe_transfer_id, created_at, updated_at
+)
+SELECT r.id, r.stripe_session_id, r.stripe_payment_intent_id, r.event_id, r.expert_connect_account_id,
+       r.expert_workos_user_id, r.amount, r.platform_fee, r.total_amount, r.currency, r.country,
+       r.session_start_time, r.scheduled_transfer_time, r.status, r.requires_approval, r.review_reason,
+       r.stripe_transfer_id, r.created_at, r.updated_at
+FROM jsonb_populate_recordset(NULL::payment_transfers, @batch::jsonb) AS r
+ORDER BY r.id
+ON CONFLICT (id) DO UPDATE SET
+    stripe_session_id         = COALESCE(payment_transfers.stripe_session_id, EXCLUDED.stripe_session_id),
+    stripe_payment_intent_id  = COALESCE(payment_transfers.stripe_payment_intent_id, EXCLUDED.stripe_payment_intent_id),
+    event_id                  = COALESCE(payment_transfers.event_id, EXCLUDED.event_id),
+    expert_connect_account_id = COALESCE(payment_transfers.expert_connect_account_id, EXCLUDED.expert_connect_account_id),
+    expert_workos_user_id     = COALESCE(payment_transfers.expert_workos_user_id, EXCLUDED.expert_workos_user_id),
+    total_amount              = COALESCE(payment_transfers.total_amount, EXCLUDED.total_amount),
+    currency                  = COALESCE(payment_transfers.currency, EXCLUDED.currency),
+    country                   = COALESCE(payment_transfers.country, EXCLUDED.country),
+    session_start_time        = COALESCE(payment_transfers.session_start_time, EXCLUDED.session_start_time),
+    scheduled_transfer_time   = COALESCE(payment_transfers.scheduled_transfer_time, EXCLUDED.scheduled_transfer_time),
+    requires_approval         = payment_transfers.requires_approval OR EXCLUDED.requires_approval,
+    stripe_transfer_id        = COALESCE(payment_transfers.stripe_transfer_id, EXCLUDED.stripe_transfer_id),
+    updated_at                = now()
+WHERE payment_transfers.updated_at = EXCLUDED.updated_at
+RETURNING id;
+
+-- name: PaymentTransferDeleteMany :many
+-- Drops the rows merged into others. Returns those dropped.
+DELETE FROM payment_transfers WHERE id = ANY(@ids::uuid[]) RETURNING id;

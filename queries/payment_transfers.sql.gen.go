@@ -7,6 +7,7 @@ package queries
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,6 +20,31 @@ DELETE FROM payment_transfers WHERE id = $1
 func (q *Queries) PaymentTransferDelete(ctx context.Context, db DBTX, id uuid.UUID) error {
 	_, err := db.Exec(ctx, paymentTransferDelete, id)
 	return err
+}
+
+const paymentTransferDeleteMany = `-- name: PaymentTransferDeleteMany :many
+DELETE FROM payment_transfers WHERE id = ANY($1::uuid[]) RETURNING id
+`
+
+// Drops the rows merged into others. Returns those dropped.
+func (q *Queries) PaymentTransferDeleteMany(ctx context.Context, db DBTX, ids []uuid.UUID) ([]uuid.UUID, error) {
+	rows, err := db.Query(ctx, paymentTransferDeleteMany, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const paymentTransferFill = `-- name: PaymentTransferFill :execrows
@@ -267,6 +293,66 @@ func (q *Queries) PaymentTransferInsert(ctx context.Context, db DBTX, arg Paymen
 	return id, err
 }
 
+const paymentTransferLockMany = `-- name: PaymentTransferLockMany :many
+WITH found AS (
+    SELECT p.id FROM unnest($1::text[]) AS k(id)
+    CROSS JOIN LATERAL (SELECT id FROM payment_transfers WHERE stripe_session_id = k.id LIMIT 1) p
+    UNION
+    SELECT p.id FROM unnest($2::text[]) AS k(id)
+    CROSS JOIN LATERAL (SELECT id FROM payment_transfers WHERE stripe_payment_intent_id = k.id LIMIT 1) p
+)
+SELECT r.id, r.stripe_session_id, r.stripe_payment_intent_id, r.event_id, r.expert_connect_account_id, r.expert_workos_user_id, r.amount, r.platform_fee, r.total_amount, r.currency, r.country, r.session_start_time, r.scheduled_transfer_time, r.status, r.requires_approval, r.review_reason, r.stripe_transfer_id, r.created_at, r.updated_at
+FROM (SELECT id FROM found ORDER BY id) f
+CROSS JOIN LATERAL (SELECT id, stripe_session_id, stripe_payment_intent_id, event_id, expert_connect_account_id, expert_workos_user_id, amount, platform_fee, total_amount, currency, country, session_start_time, scheduled_transfer_time, status, requires_approval, review_reason, stripe_transfer_id, created_at, updated_at FROM payment_transfers WHERE payment_transfers.id = f.id FOR UPDATE) r
+`
+
+type PaymentTransferLockManyParams struct {
+	StripeSessionIds       []string
+	StripePaymentIntentIds []string
+}
+
+// The payment transfers of these Checkout Sessions and PaymentIntents,
+// locked in id order (as MeetingLockMany).
+func (q *Queries) PaymentTransferLockMany(ctx context.Context, db DBTX, arg PaymentTransferLockManyParams) ([]PaymentTransfer, error) {
+	rows, err := db.Query(ctx, paymentTransferLockMany, arg.StripeSessionIds, arg.StripePaymentIntentIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []PaymentTransfer
+	for rows.Next() {
+		var i PaymentTransfer
+		if err := rows.Scan(
+			&i.ID,
+			&i.StripeSessionID,
+			&i.StripePaymentIntentID,
+			&i.EventID,
+			&i.ExpertConnectAccountID,
+			&i.ExpertWorkosUserID,
+			&i.Amount,
+			&i.PlatformFee,
+			&i.TotalAmount,
+			&i.Currency,
+			&i.Country,
+			&i.SessionStartTime,
+			&i.ScheduledTransferTime,
+			&i.Status,
+			&i.RequiresApproval,
+			&i.ReviewReason,
+			&i.StripeTransferID,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const paymentTransferSettle = `-- name: PaymentTransferSettle :exec
 WITH t_in AS (
     SELECT t.stripe_transfer_id, t.stripe_session_id, t.stripe_payment_intent_id, t.source_transaction
@@ -356,4 +442,59 @@ type PaymentTransferSettleParams struct {
 func (q *Queries) PaymentTransferSettle(ctx context.Context, db DBTX, arg PaymentTransferSettleParams) error {
 	_, err := db.Exec(ctx, paymentTransferSettle, arg.StripeTransferIds, arg.StripePaymentIntentIds, arg.StripeSessionIds)
 	return err
+}
+
+const paymentTransferUpsertMany = `-- name: PaymentTransferUpsertMany :many
+INSERT INTO payment_transfers (
+    id, stripe_session_id, stripe_payment_intent_id, event_id, expert_connect_account_id,
+    expert_workos_user_id, amount, platform_fee, total_amount, currency, country,
+    session_start_time, scheduled_transfer_time, status, requires_approval, review_reason,
+    stripe_transfer_id, created_at, updated_at
+)
+SELECT r.id, r.stripe_session_id, r.stripe_payment_intent_id, r.event_id, r.expert_connect_account_id,
+       r.expert_workos_user_id, r.amount, r.platform_fee, r.total_amount, r.currency, r.country,
+       r.session_start_time, r.scheduled_transfer_time, r.status, r.requires_approval, r.review_reason,
+       r.stripe_transfer_id, r.created_at, r.updated_at
+FROM jsonb_populate_recordset(NULL::payment_transfers, $1::jsonb) AS r
+ORDER BY r.id
+ON CONFLICT (id) DO UPDATE SET
+    stripe_session_id         = COALESCE(payment_transfers.stripe_session_id, EXCLUDED.stripe_session_id),
+    stripe_payment_intent_id  = COALESCE(payment_transfers.stripe_payment_intent_id, EXCLUDED.stripe_payment_intent_id),
+    event_id                  = COALESCE(payment_transfers.event_id, EXCLUDED.event_id),
+    expert_connect_account_id = COALESCE(payment_transfers.expert_connect_account_id, EXCLUDED.expert_connect_account_id),
+    expert_workos_user_id     = COALESCE(payment_transfers.expert_workos_user_id, EXCLUDED.expert_workos_user_id),
+    total_amount              = COALESCE(payment_transfers.total_amount, EXCLUDED.total_amount),
+    currency                  = COALESCE(payment_transfers.currency, EXCLUDED.currency),
+    country                   = COALESCE(payment_transfers.country, EXCLUDED.country),
+    session_start_time        = COALESCE(payment_transfers.session_start_time, EXCLUDED.session_start_time),
+    scheduled_transfer_time   = COALESCE(payment_transfers.scheduled_transfer_time, EXCLUDED.scheduled_transfer_time),
+    requires_approval         = payment_transfers.requires_approval OR EXCLUDED.requires_approval,
+    stripe_transfer_id        = COALESCE(payment_transfers.stripe_transfer_id, EXCLUDED.stripe_transfer_id),
+    updated_at                = now()
+WHERE payment_transfers.updated_at = EXCLUDED.updated_at
+RETURNING id
+`
+
+// Writes a batch's payment transfers, one row each (a JSON array of
+// payment_transfers rows): new ones (ids chosen by the caller) inserted,
+// the others filled as PaymentTransferFill does when they are still as the
+// caller read them (updated_at). Returns those written.
+func (q *Queries) PaymentTransferUpsertMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]uuid.UUID, error) {
+	rows, err := db.Query(ctx, paymentTransferUpsertMany, batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

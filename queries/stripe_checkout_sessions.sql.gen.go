@@ -7,6 +7,7 @@ package queries
 
 import (
 	"context"
+	"encoding/json"
 )
 
 const stripeCheckoutSessionByPaymentIntent = `-- name: StripeCheckoutSessionByPaymentIntent :one
@@ -23,6 +24,42 @@ func (q *Queries) StripeCheckoutSessionByPaymentIntent(ctx context.Context, db D
 	return stripe_session_id, err
 }
 
+const stripeCheckoutSessionGetMany = `-- name: StripeCheckoutSessionGetMany :many
+SELECT r.stripe_session_id, r.stripe_payment_intent_id, r.created_at
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (SELECT stripe_session_id, stripe_payment_intent_id, created_at FROM stripe_checkout_sessions WHERE stripe_session_id = k.id LIMIT 1) r
+UNION
+SELECT r.stripe_session_id, r.stripe_payment_intent_id, r.created_at
+FROM unnest($2::text[]) AS k(id)
+CROSS JOIN LATERAL (SELECT stripe_session_id, stripe_payment_intent_id, created_at FROM stripe_checkout_sessions WHERE stripe_payment_intent_id = k.id OFFSET 0) r
+`
+
+type StripeCheckoutSessionGetManyParams struct {
+	StripeSessionIds       []string
+	StripePaymentIntentIds []string
+}
+
+// The Checkout Sessions noted under these ids or these PaymentIntents.
+func (q *Queries) StripeCheckoutSessionGetMany(ctx context.Context, db DBTX, arg StripeCheckoutSessionGetManyParams) ([]StripeCheckoutSession, error) {
+	rows, err := db.Query(ctx, stripeCheckoutSessionGetMany, arg.StripeSessionIds, arg.StripePaymentIntentIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []StripeCheckoutSession
+	for rows.Next() {
+		var i StripeCheckoutSession
+		if err := rows.Scan(&i.StripeSessionID, &i.StripePaymentIntentID, &i.CreatedAt); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const stripeCheckoutSessionNote = `-- name: StripeCheckoutSessionNote :exec
 INSERT INTO stripe_checkout_sessions (stripe_session_id, stripe_payment_intent_id)
 VALUES ($1, $2)
@@ -37,4 +74,35 @@ type StripeCheckoutSessionNoteParams struct {
 func (q *Queries) StripeCheckoutSessionNote(ctx context.Context, db DBTX, arg StripeCheckoutSessionNoteParams) error {
 	_, err := db.Exec(ctx, stripeCheckoutSessionNote, arg.StripeSessionID, arg.StripePaymentIntentID)
 	return err
+}
+
+const stripeCheckoutSessionNoteMany = `-- name: StripeCheckoutSessionNoteMany :many
+INSERT INTO stripe_checkout_sessions (stripe_session_id, stripe_payment_intent_id, created_at)
+SELECT r.stripe_session_id, r.stripe_payment_intent_id, r.created_at
+FROM jsonb_populate_recordset(NULL::stripe_checkout_sessions, $1::jsonb) AS r
+ORDER BY r.stripe_session_id
+ON CONFLICT (stripe_session_id) DO NOTHING
+RETURNING stripe_session_id
+`
+
+// StripeCheckoutSessionNote for many Sessions (a JSON array of
+// stripe_checkout_sessions rows). Returns those noted.
+func (q *Queries) StripeCheckoutSessionNoteMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]string, error) {
+	rows, err := db.Query(ctx, stripeCheckoutSessionNoteMany, batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var stripe_session_id string
+		if err := rows.Scan(&stripe_session_id); err != nil {
+			return nil, err
+		}
+		items = append(items, stripe_session_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

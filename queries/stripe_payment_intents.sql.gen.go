@@ -7,6 +7,7 @@ package queries
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -76,6 +77,43 @@ func (q *Queries) StripePaymentIntentIDByCharge(ctx context.Context, db DBTX, st
 	return stripe_payment_intent_id, err
 }
 
+const stripePaymentIntentIDsByCharges = `-- name: StripePaymentIntentIDsByCharges :many
+SELECT r.stripe_charge_id::text AS stripe_charge_id, r.stripe_payment_intent_id
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_charge_id, stripe_payment_intent_id FROM stripe_payment_intents
+    WHERE stripe_charge_id = k.id
+    OFFSET 0
+) r
+`
+
+type StripePaymentIntentIDsByChargesRow struct {
+	StripeChargeID        string
+	StripePaymentIntentID string
+}
+
+// StripePaymentIntentIDByCharge for many charges: every PaymentIntent that
+// names one of them.
+func (q *Queries) StripePaymentIntentIDsByCharges(ctx context.Context, db DBTX, stripeChargeIds []string) ([]StripePaymentIntentIDsByChargesRow, error) {
+	rows, err := db.Query(ctx, stripePaymentIntentIDsByCharges, stripeChargeIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []StripePaymentIntentIDsByChargesRow
+	for rows.Next() {
+		var i StripePaymentIntentIDsByChargesRow
+		if err := rows.Scan(&i.StripeChargeID, &i.StripePaymentIntentID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const stripePaymentIntentInsert = `-- name: StripePaymentIntentInsert :one
 INSERT INTO stripe_payment_intents (
     stripe_payment_intent_id, stripe_charge_id, stripe_customer_id, amount,
@@ -126,6 +164,51 @@ func (q *Queries) StripePaymentIntentInsert(ctx context.Context, db DBTX, arg St
 	return stripe_payment_intent_id, err
 }
 
+const stripePaymentIntentLockMany = `-- name: StripePaymentIntentLockMany :many
+SELECT r.stripe_payment_intent_id, r.stripe_charge_id, r.stripe_customer_id, r.amount, r.application_fee_amount, r.currency, r.amount_refunded, r.payment_status, r.payment_status_rank, r.payment_status_version, r.stripe_created, r.stripe_event_id, r.created_at, r.updated_at
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_payment_intent_id, stripe_charge_id, stripe_customer_id, amount, application_fee_amount, currency, amount_refunded, payment_status, payment_status_rank, payment_status_version, stripe_created, stripe_event_id, created_at, updated_at FROM stripe_payment_intents WHERE stripe_payment_intent_id = k.id FOR UPDATE
+) r
+`
+
+// A batch's PaymentIntents, locked, in the order given (the caller sorts
+// them). One primary-key probe per id.
+func (q *Queries) StripePaymentIntentLockMany(ctx context.Context, db DBTX, stripePaymentIntentIds []string) ([]StripePaymentIntent, error) {
+	rows, err := db.Query(ctx, stripePaymentIntentLockMany, stripePaymentIntentIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []StripePaymentIntent
+	for rows.Next() {
+		var i StripePaymentIntent
+		if err := rows.Scan(
+			&i.StripePaymentIntentID,
+			&i.StripeChargeID,
+			&i.StripeCustomerID,
+			&i.Amount,
+			&i.ApplicationFeeAmount,
+			&i.Currency,
+			&i.AmountRefunded,
+			&i.PaymentStatus,
+			&i.PaymentStatusRank,
+			&i.PaymentStatusVersion,
+			&i.StripeCreated,
+			&i.StripeEventID,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const stripePaymentIntentUpdate = `-- name: StripePaymentIntentUpdate :exec
 UPDATE stripe_payment_intents SET
     stripe_charge_id       = $1,
@@ -174,4 +257,58 @@ func (q *Queries) StripePaymentIntentUpdate(ctx context.Context, db DBTX, arg St
 		arg.StripePaymentIntentID,
 	)
 	return err
+}
+
+const stripePaymentIntentUpsertMany = `-- name: StripePaymentIntentUpsertMany :many
+INSERT INTO stripe_payment_intents (
+    stripe_payment_intent_id, stripe_charge_id, stripe_customer_id, amount,
+    application_fee_amount, currency, amount_refunded, payment_status,
+    payment_status_rank, payment_status_version, stripe_created, stripe_event_id,
+    created_at, updated_at
+)
+SELECT r.stripe_payment_intent_id, r.stripe_charge_id, r.stripe_customer_id, r.amount,
+       r.application_fee_amount, r.currency, r.amount_refunded, r.payment_status,
+       r.payment_status_rank, r.payment_status_version, r.stripe_created, r.stripe_event_id,
+       r.created_at, r.updated_at
+FROM jsonb_populate_recordset(NULL::stripe_payment_intents, $1::jsonb) AS r
+ORDER BY r.stripe_payment_intent_id
+ON CONFLICT (stripe_payment_intent_id) DO UPDATE SET
+    stripe_charge_id       = EXCLUDED.stripe_charge_id,
+    stripe_customer_id     = EXCLUDED.stripe_customer_id,
+    amount                 = EXCLUDED.amount,
+    application_fee_amount = EXCLUDED.application_fee_amount,
+    currency               = EXCLUDED.currency,
+    amount_refunded        = EXCLUDED.amount_refunded,
+    payment_status         = EXCLUDED.payment_status,
+    payment_status_rank    = EXCLUDED.payment_status_rank,
+    payment_status_version = EXCLUDED.payment_status_version,
+    stripe_created         = EXCLUDED.stripe_created,
+    stripe_event_id        = EXCLUDED.stripe_event_id,
+    updated_at             = now()
+WHERE stripe_payment_intents.updated_at = EXCLUDED.updated_at
+RETURNING stripe_payment_intent_id
+`
+
+// Writes a batch's PaymentIntents, one row each (a JSON array of
+// stripe_payment_intents rows): new ones inserted, the others updated when
+// they are still as the caller read them (updated_at). Returns those
+// written.
+func (q *Queries) StripePaymentIntentUpsertMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]string, error) {
+	rows, err := db.Query(ctx, stripePaymentIntentUpsertMany, batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var stripe_payment_intent_id string
+		if err := rows.Scan(&stripe_payment_intent_id); err != nil {
+			return nil, err
+		}
+		items = append(items, stripe_payment_intent_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
