@@ -206,8 +206,22 @@ func applyMeeting(ctx context.Context, mt meetingTx, f meetingFacts) (Outcome, e
 	// A concurrent transaction may insert the same meeting between the
 	// lookup and the insert; the insert then does nothing and the next
 	// lookup finds and locks its row.
+	session := f.sessionID
+	if session == nil && f.paymentIntentID != nil {
+		// The Session noted with this PaymentIntent may have a row of its
+		// own (a booking that named no PaymentIntent): it is found and
+		// merged too, or the insert below would conflict with it on every
+		// try.
+		sid, err := mt.st.checkoutSessionOf(ctx, *f.paymentIntentID)
+		switch {
+		case err == nil:
+			session = &sid
+		case !errors.Is(err, queries.ErrNotFound):
+			return "", fmt.Errorf("checkout session of %s: %w", *f.paymentIntentID, err)
+		}
+	}
 	for range 3 {
-		rows, err := mt.st.meetingsForUpdate(ctx, f.sessionID, f.paymentIntentID)
+		rows, err := mt.st.meetingsForUpdate(ctx, session, f.paymentIntentID)
 		if err != nil {
 			return "", fmt.Errorf("lock meeting: %w", err)
 		}

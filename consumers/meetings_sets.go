@@ -152,20 +152,6 @@ func loadMeetings(ctx context.Context, q *queries.Queries, db queries.DBTX, k me
 	m.now = lock.Now.UTC()
 	maps.Copy(m.locked, k.payments)
 
-	meetings, err := q.MeetingLockMany(ctx, db, queries.MeetingLockManyParams{StripeSessionIds: sessions, StripePaymentIntentIds: payments})
-	if err != nil {
-		return nil, fmt.Errorf("lock meetings: %w", err)
-	}
-	m.meetings.sessions, m.meetings.payments = k.sessions, k.payments
-	// The PaymentIntents of the meetings found by their Session: their
-	// facts are folded into the meeting.
-	more := maps.Clone(k.payments)
-	for _, r := range meetings {
-		m.meetings.load(normalized(r))
-		if r.StripePaymentIntentID != nil {
-			more[*r.StripePaymentIntentID] = true
-		}
-	}
 	checkouts, err := q.StripeCheckoutSessionGetMany(ctx, db, queries.StripeCheckoutSessionGetManyParams{StripeSessionIds: sessions, StripePaymentIntentIds: payments})
 	if err != nil {
 		return nil, fmt.Errorf("checkout sessions: %w", err)
@@ -176,6 +162,29 @@ func loadMeetings(ctx context.Context, q *queries.Queries, db queries.DBTX, k me
 	}
 	m.checkoutSessions, m.checkoutPayments = k.sessions, k.payments
 
+	// A Session noted with one of the PaymentIntents may have a meeting row
+	// of its own (a booking that named no PaymentIntent), which the
+	// PaymentIntent's events find and merge: its row is read too.
+	withNoted := maps.Clone(k.sessions)
+	for _, r := range checkouts {
+		withNoted[r.StripeSessionID] = true
+	}
+	sessions = sortedKeys(withNoted)
+
+	meetings, err := q.MeetingLockMany(ctx, db, queries.MeetingLockManyParams{StripeSessionIds: sessions, StripePaymentIntentIds: payments})
+	if err != nil {
+		return nil, fmt.Errorf("lock meetings: %w", err)
+	}
+	m.meetings.sessions, m.meetings.payments = withNoted, k.payments
+	// The PaymentIntents of the meetings found by their Session: their
+	// facts are folded into the meeting.
+	more := maps.Clone(k.payments)
+	for _, r := range meetings {
+		m.meetings.load(normalized(r))
+		if r.StripePaymentIntentID != nil {
+			more[*r.StripePaymentIntentID] = true
+		}
+	}
 	rows, err := q.StripePaymentIntentLockMany(ctx, db, sortedKeys(more))
 	if err != nil {
 		return nil, fmt.Errorf("lock payment intents: %w", err)

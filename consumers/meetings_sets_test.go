@@ -601,3 +601,56 @@ func mtDeref[T any](p *T) any {
 	}
 	return *p
 }
+
+// TestPaymentFindsTheNotedSessionsOwnMeeting: a Session noted with its
+// PaymentIntent but no booking, then a booking for that Session that names
+// no PaymentIntent (its own meeting row), then the PaymentIntent's event
+// with the booking: the PaymentIntent's event finds the Session's row
+// through the note and merges into it. It used to insert a second row,
+// conflict on the Session's key every time, and fail for good.
+func TestPaymentFindsTheNotedSessionsOwnMeeting(t *testing.T) {
+	t.Parallel()
+	evs := func(ns string) []consumers.Event {
+		cs, pi := "cs_"+ns, "pi_"+ns
+		return []consumers.Event{
+			mtEvent(t, "evt_"+ns+"1", "checkout.session.completed", s0, mtSession(cs, pi, map[string]any{})),
+			mtEvent(t, "evt_"+ns+"2", "checkout.session.completed", s0+1, mtSession(cs, "", mtBookingMeta("n"))),
+			mtEvent(t, "evt_"+ns+"3", "payment_intent.succeeded", s0+2, mtIntent(pi, mtBookingMeta("n"))),
+		}
+	}
+	for name, apply := range map[string]func(a *consumers.Applier, evs []consumers.Event) ([]consumers.Result, error){
+		"event by event": func(a *consumers.Applier, evs []consumers.Event) ([]consumers.Result, error) {
+			return a.ApplyEventByEvent(context.Background(), evs)
+		},
+		"one batch": func(a *consumers.Applier, evs []consumers.Event) ([]consumers.Result, error) {
+			res, failed, err := a.ApplyBatchedOnly(context.Background(), evs)
+			if failed {
+				t.Error("the set-based apply fell back")
+			}
+			return res, err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			pool := syncdtest.DB(t)
+			a := applier(t, pool, nil)
+			res, err := apply(a, evs("noted"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range res {
+				if r.Err != nil || r.Outcome != consumers.Applied {
+					t.Fatalf("event %d: %q %v", i+1, r.Outcome, r.Err)
+				}
+			}
+			var n int
+			var session, pi *string
+			if err := pool.QueryRow(context.Background(), `SELECT count(*) OVER (), stripe_session_id, stripe_payment_intent_id FROM meetings`).Scan(&n, &session, &pi); err != nil {
+				t.Fatal(err)
+			}
+			if n != 1 || session == nil || *session != "cs_noted" || pi == nil || *pi != "pi_noted" {
+				t.Fatalf("%d meetings, session %v, payment intent %v: want one with both", n, session, pi)
+			}
+		})
+	}
+}
