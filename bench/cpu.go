@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,17 +20,22 @@ const clockTick = 100
 // cpuSplit is the CPU time each party used over a window.
 type cpuSplit struct {
 	syncd, postgres, generator time.Duration
-	wall                       time.Duration
+	// idle and iowait are the machine's, over all cores: iowait is time
+	// a core had nothing to run while a disk write (an fsync) was pending.
+	idle, iowait time.Duration
+	wall         time.Duration
 }
 
 // cpuSample is a point-in-time reading of the cumulative CPU times.
 type cpuSample struct {
 	at                         time.Time
 	syncd, postgres, generator time.Duration
+	idle, iowait               time.Duration
 }
 
 func sampleCPU(syncdPID int) cpuSample {
 	s := cpuSample{at: time.Now(), syncd: procCPU(strconv.Itoa(syncdPID)), generator: procCPU("self")}
+	s.idle, s.iowait = machineIdle()
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
 		comm, err := os.ReadFile(filepath.Join(d, "comm"))
@@ -41,7 +47,8 @@ func sampleCPU(syncdPID int) cpuSample {
 }
 
 func (b cpuSample) since(a cpuSample) cpuSplit {
-	return cpuSplit{syncd: b.syncd - a.syncd, postgres: b.postgres - a.postgres, generator: b.generator - a.generator, wall: b.at.Sub(a.at)}
+	return cpuSplit{syncd: b.syncd - a.syncd, postgres: b.postgres - a.postgres, generator: b.generator - a.generator,
+		idle: b.idle - a.idle, iowait: b.iowait - a.iowait, wall: b.at.Sub(a.at)}
 }
 
 // cores is d as a share of the window: 1.0 is one core busy throughout.
@@ -70,4 +77,26 @@ func procCPU(pid string) time.Duration {
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	k, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(u+k) * time.Second / clockTick
+}
+
+// machineIdle is the idle and iowait time of all cores (/proc/stat).
+func machineIdle() (idle, iowait time.Duration) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait …
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0
+	}
+	i, _ := strconv.ParseInt(f[4], 10, 64)
+	w, _ := strconv.ParseInt(f[5], 10, 64)
+	return time.Duration(i) * time.Second / clockTick, time.Duration(w) * time.Second / clockTick
+}
+
+// note says where the cores went.
+func (c cpuSplit) note() string {
+	return fmt.Sprintf("syncd %.2f, Postgres %.2f, load generator %.2f; idle %.2f, of which waiting on the disk %.2f",
+		c.cores(c.syncd), c.cores(c.postgres), c.cores(c.generator), c.cores(c.idle+c.iowait), c.cores(c.iowait))
 }

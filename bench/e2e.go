@@ -20,10 +20,7 @@ type e2eResult struct {
 }
 
 // cpuNote says where the cores went during the load.
-func (r e2eResult) cpuNote() string {
-	c := r.cpu
-	return fmt.Sprintf("CPU during the load, of 2 cores: syncd %.2f, Postgres %.2f, load generator %.2f", c.cores(c.syncd), c.cores(c.postgres), c.cores(c.generator))
-}
+func (r e2eResult) cpuNote() string { return "CPU during the load, of 2 cores: " + r.cpu.note() }
 
 // benchEndToEnd runs `syncd serve` (ingest and consumers in one process) at
 // a steady rate and measures webhook latency, the lag left when the load
