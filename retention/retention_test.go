@@ -324,16 +324,23 @@ func TestConfigValidation(t *testing.T) {
 }
 
 // After a batch the pruner waits long enough to keep its share of time
-// under Duty, and never less than Pause.
+// under Duty, and never less than Pause — unless the batch's rows span so
+// little time that waiting that long would let rows age past the cutoff
+// faster than it deletes them: then it waits a quarter of their span.
 func TestPauseKeepsTheDuty(t *testing.T) {
 	p := newPruner(t, retention.Config{Pause: 100 * time.Millisecond, Duty: 0.02}, nil)
-	for took, want := range map[time.Duration]time.Duration{
-		time.Millisecond:       100 * time.Millisecond,
-		10 * time.Millisecond:  490 * time.Millisecond,
-		200 * time.Millisecond: 9800 * time.Millisecond,
+	for _, c := range []struct{ took, span, want time.Duration }{
+		{time.Millisecond, time.Hour, 100 * time.Millisecond},
+		{10 * time.Millisecond, time.Hour, 490 * time.Millisecond},
+		{200 * time.Millisecond, time.Hour, 9800 * time.Millisecond},
+		{10 * time.Millisecond, 0, 490 * time.Millisecond}, // span unknown: the duty's
+		// A heavy steady load: a batch of rows applied within 1.2 s.
+		{10 * time.Millisecond, 1200 * time.Millisecond, 300 * time.Millisecond},
+		// Never under Pause.
+		{10 * time.Millisecond, 200 * time.Millisecond, 100 * time.Millisecond},
 	} {
-		if got := retention.PauseAfter(p, took); got != want {
-			t.Errorf("pause after a %s batch: %s, want %s", took, got, want)
+		if got := retention.PauseAfter(p, c.took, c.span); got != c.want {
+			t.Errorf("pause after a %s batch spanning %s: %s, want %s", c.took, c.span, got, c.want)
 		}
 	}
 }
