@@ -110,23 +110,30 @@ func (q *Queries) AuditLogList(ctx context.Context, db DBTX, arg AuditLogListPar
 const auditLogPrune = `-- name: AuditLogPrune :execrows
 DELETE FROM audit_logs a
 WHERE a.id IN (
-    SELECT s.id FROM audit_logs s
-    WHERE s.occurred_at < $1::timestamptz
-    ORDER BY s.id
-    LIMIT $2::int
+    SELECT s.id FROM (
+        SELECT f.id, f.occurred_at FROM audit_logs f
+        ORDER BY f.id
+        LIMIT $1::int
+    ) s
+    WHERE s.occurred_at < $2::timestamptz
 )
 `
 
 type AuditLogPruneParams struct {
-	Before  time.Time
 	MaxRows int32
+	Before  time.Time
 }
 
-// Retention: deletes up to max_rows of the oldest rows that occurred before
-// before. Ids grow with time, so the oldest are found walking the primary
-// key from its start.
+// Retention: deletes, of the max_rows oldest rows (the first along the
+// primary key: ids are given at insert, occurred_at is the inserting
+// transaction's start, so both grow together), those that occurred before
+// before. It reads at most max_rows rows whatever the table holds: walking
+// the key until max_rows old rows were found read every row of a table with
+// none (the whole audit trail, every pass, for the first year). A row that
+// is old but behind a younger one (its transaction began first but wrote
+// later) goes once that one is old too, seconds later.
 func (q *Queries) AuditLogPrune(ctx context.Context, db DBTX, arg AuditLogPruneParams) (int64, error) {
-	result, err := db.Exec(ctx, auditLogPrune, arg.Before, arg.MaxRows)
+	result, err := db.Exec(ctx, auditLogPrune, arg.MaxRows, arg.Before)
 	if err != nil {
 		return 0, err
 	}

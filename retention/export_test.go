@@ -15,5 +15,6 @@ func SetRetention(p *Pruner, d time.Duration) { p.cfg.Retention = d }
 // Pruned is the pruned-rows counter.
 func Pruned(p *Pruner) *prometheus.CounterVec { return p.pruned }
 
-// PauseAfter is the wait after a batch that took took.
-func PauseAfter(p *Pruner, took time.Duration) time.Duration { return p.pause(took) }
+// PauseAfter is the wait after a batch that took took and spanned span of
+// applied_at.
+func PauseAfter(p *Pruner, took, span time.Duration) time.Duration { return p.pause(took, span) }

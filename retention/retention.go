@@ -203,15 +203,27 @@ func (p *Pruner) pruneLedger(ctx context.Context, res Result, source string, bef
 				slice = min(slice*2, maxSlice)
 			}
 		}
-		if !sleep(ctx, p.pause(time.Since(began))) {
+		if !sleep(ctx, p.pause(time.Since(began), after.Sub(start))) {
 			return ctx.Err()
 		}
 	}
 }
 
-// pause is the wait after a batch that took took.
-func (p *Pruner) pause(took time.Duration) time.Duration {
-	return max(p.cfg.Pause, time.Duration(float64(took)*(1/p.cfg.Duty-1)))
+// pause is the wait after a batch that took took and went span forward
+// through applied_at (0 when unknown): the duty's, but never more than a
+// quarter of span, so that the pruner moves through each source at least
+// twice as fast as rows age past the cutoff, both sources in turn. A
+// backlog of old rows, each batch spanning minutes or hours of them,
+// drains at the duty's pace; under a load so steady and heavy that the
+// duty would let rows age faster than it deletes them (the bench's 4,500
+// rows a second on two busy cores: 2,700 deleted a second), it keeps up
+// instead, and the ledger stops growing.
+func (p *Pruner) pause(took, span time.Duration) time.Duration {
+	d := time.Duration(float64(took) * (1/p.cfg.Duty - 1))
+	if span > 0 {
+		d = min(d, span/4)
+	}
+	return max(p.cfg.Pause, d)
 }
 
 // batches runs prune until it deletes fewer than a batch, pausing after
@@ -227,7 +239,7 @@ func (p *Pruner) batches(ctx context.Context, res Result, table string, prune fu
 		if n < int64(p.cfg.BatchSize) {
 			return nil
 		}
-		if !sleep(ctx, p.pause(time.Since(began))) {
+		if !sleep(ctx, p.pause(time.Since(began), 0)) {
 			return ctx.Err()
 		}
 	}
