@@ -132,7 +132,9 @@ func FuzzVerifyWorkOS(f *testing.F) {
 	f.Add(",=,", []byte("{}"))
 	f.Fuzz(func(t *testing.T, header string, body []byte) {
 		err := VerifyWorkOS(header, body, [][]byte{[]byte("secret")}, 180*time.Second, now)
-		if err == nil && header != sdkWorkOSHeader(now, "secret", string(body)) && !strings.Contains(header, sign([]byte("secret"), timestampText(header), body)) {
+		// Hex is read in either case: an upper-case digit of the right MAC
+		// is the same signature.
+		if err == nil && header != sdkWorkOSHeader(now, "secret", string(body)) && !strings.Contains(strings.ToLower(header), sign([]byte("secret"), timestampText(header), body)) {
 			t.Fatalf("accepted a header without a valid signature: %q", header)
 		}
 	})
@@ -144,7 +146,7 @@ func FuzzVerifyStripe(f *testing.F) {
 	f.Add("t=1700000000,v1=,v1=,v0=", []byte(`{}`))
 	f.Fuzz(func(t *testing.T, header string, body []byte) {
 		err := VerifyStripe(header, body, [][]byte{[]byte("whsec")}, 300*time.Second, now)
-		if err == nil && !strings.Contains(header, sign([]byte("whsec"), timestampText(header), body)) {
+		if err == nil && !strings.Contains(strings.ToLower(header), sign([]byte("whsec"), timestampText(header), body)) { // hex in either case
 			t.Fatalf("accepted a header without a valid signature: %q", header)
 		}
 	})
