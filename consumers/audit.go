@@ -61,14 +61,16 @@ func (a *Applier) auditKeys(evs []Event, idx []int, versions bool) (string, erro
 		if r == nil {
 			continue
 		}
-		k := ""
+		var keys []string
 		if versions {
-			k = versionKey(r, ev)
+			keys = versionKeys(r, ev)
 		} else if r.Key != nil {
-			k = r.Key(ev)
+			keys = []string{r.Key(ev)}
 		}
-		if k != "" {
-			m[k] = newAuditEvent(ev)
+		for _, k := range keys {
+			if k != "" {
+				m[k] = newAuditEvent(ev)
+			}
 		}
 	}
 	b, err := json.Marshal(m)
@@ -78,21 +80,29 @@ func (a *Applier) auditKeys(evs []Event, idx []int, versions bool) (string, erro
 	return string(b), nil
 }
 
-// versionKey is "<table>:<WorkOS id>@<version in µs>" for the events of
-// the set-based WorkOS routes: the version the upsert stores, as the
-// trigger reads it back from the row.
-func versionKey(r *Route, ev Event) string {
+// versionKeys are the keys the audit trigger finds the events of the
+// set-based WorkOS routes by: "<table>:<WorkOS id>@<version in µs>" for
+// users and organizations, the version the upsert stores as the trigger
+// reads it back from the row; a membership's user and organization (the
+// trigger finds a membership's event by its user, and a parent stub's by
+// its id), so the stage's newest membership event of a user is named for
+// its memberships and stubs.
+func versionKeys(r *Route, ev Event) []string {
 	switch r.set {
 	case userSet:
 		if u, err := decodeUser(ev); err == nil {
-			return "users:" + u.p.WorkosUserID + "@" + strconv.FormatInt(u.p.WorkosUpdatedAt.UnixMicro(), 10)
+			return []string{"users:" + u.p.WorkosUserID + "@" + strconv.FormatInt(u.p.WorkosUpdatedAt.UnixMicro(), 10)}
 		}
 	case organizationSet:
 		if o, err := decodeOrganization(ev); err == nil {
-			return "organizations:" + o.p.WorkosOrgID + "@" + strconv.FormatInt(o.p.WorkosUpdatedAt.UnixMicro(), 10)
+			return []string{"organizations:" + o.p.WorkosOrgID + "@" + strconv.FormatInt(o.p.WorkosUpdatedAt.UnixMicro(), 10)}
+		}
+	case membershipSet:
+		if m, err := decodeMembership(ev); err == nil {
+			return []string{"user:" + m.p.WorkosUserID, "org:" + m.p.WorkosOrgID}
 		}
 	}
-	return ""
+	return nil
 }
 
 // auditFor names the event whose statements follow in db (a transaction

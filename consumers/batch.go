@@ -101,6 +101,7 @@ func (k *keyed[R]) keys() []string {
 type sets struct {
 	users         keyed[userRow]
 	organizations keyed[organizationRow]
+	memberships   keyed[membershipRow]
 	customers     keyed[customerRow]
 	subscriptions keyed[subscriptionRow]
 	accounts      keyed[accountRow]
@@ -109,7 +110,7 @@ type sets struct {
 }
 
 func (s *sets) empty() bool {
-	return len(s.users.rows)+len(s.organizations.rows)+len(s.customers.rows)+len(s.subscriptions.rows)+len(s.accounts.rows) == 0 && s.market.empty() && len(s.meetings) == 0
+	return len(s.users.rows)+len(s.organizations.rows)+len(s.memberships.rows)+len(s.customers.rows)+len(s.subscriptions.rows)+len(s.accounts.rows) == 0 && s.market.empty() && len(s.meetings) == 0
 }
 
 // setOutcome receives an event's outcome from the fold.
@@ -119,7 +120,7 @@ type setOutcome func(i int, out Outcome)
 // meetings last, as they set the audit context of their own writes.
 func (s *sets) apply(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome, mc meetingConfig) error {
 	for _, step := range []func(context.Context, *queries.Queries, queries.DBTX, *linkSet, setOutcome) error{
-		s.applyUsers, s.applyOrganizations, s.applyCustomers, s.applySubscriptions, s.applyAccounts, s.applyMarket,
+		s.applyUsers, s.applyOrganizations, s.applyMemberships, s.applyCustomers, s.applySubscriptions, s.applyAccounts, s.applyMarket,
 	} {
 		if err := step(ctx, q, db, links, set); err != nil {
 			return err

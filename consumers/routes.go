@@ -127,11 +127,11 @@ func Routes() []Route {
 		{Source: w, Type: "organization.created", Handle: applyOrganization, Writes: org, set: organizationSet, Key: byOrg},
 		{Source: w, Type: "organization.updated", Handle: applyOrganization, Writes: org, set: organizationSet, Key: byOrg},
 		{Source: w, Type: "organization.deleted", Handle: deleteOrganization, Writes: []Table{TableOrganizations, TableMemberships}, FlushesLinks: true, Key: byOrg},
-		{Source: w, Type: "organization_membership.created", Handle: applyMembership, Writes: membership, Stubs: parents, Key: byMember},
-		{Source: w, Type: "organization_membership.updated", Handle: applyMembership, Writes: membership, Stubs: parents, Key: byMember},
+		{Source: w, Type: "organization_membership.created", Handle: applyMembership, Writes: membership, Stubs: parents, set: membershipSet, Key: byMember},
+		{Source: w, Type: "organization_membership.updated", Handle: applyMembership, Writes: membership, Stubs: parents, set: membershipSet, Key: byMember},
 		{Source: w, Type: "organization_membership.deleted", Handle: deleteMembership, Writes: membership, Stubs: parents, FlushesLinks: true, Key: byMember},
 		// Legacy names of the same events.
-		{Source: w, Type: "organization_membership.added", Handle: applyMembership, Writes: membership, Stubs: parents, Key: byMember},
+		{Source: w, Type: "organization_membership.added", Handle: applyMembership, Writes: membership, Stubs: parents, set: membershipSet, Key: byMember},
 		{Source: w, Type: "organization_membership.removed", Handle: deleteMembership, Writes: membership, Stubs: parents, FlushesLinks: true, Key: byMember},
 
 		{Source: w, Type: "dsync.activated", Handle: applyDirectory, Writes: dir, Key: byDir},

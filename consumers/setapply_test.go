@@ -111,7 +111,9 @@ func randomBatch(t *testing.T, rng *rand.Rand, ns string, n int) []consumers.Eve
 		case 7:
 			u, o := users[rng.IntN(len(users))], orgs[rng.IntN(len(orgs))]
 			typ := []string{"organization_membership.created", "organization_membership.updated", "organization_membership.deleted"}[rng.IntN(3)]
-			evs = append(evs, workos(typ, membershipData("om_"+u+o, u, o, "admin", "active", rng.IntN(4))))
+			// Two memberships a pair: a newer one supersedes the other.
+			id := fmt.Sprintf("om_%s%s_%d", u, o, rng.IntN(2))
+			evs = append(evs, workos(typ, membershipData(id, u, o, []string{"admin", "member"}[rng.IntN(2)], "active", rng.IntN(4))))
 		case 8:
 			if len(evs) > 0 {
 				evs = append(evs, evs[rng.IntN(len(evs))]) // a duplicate past JetStream's window

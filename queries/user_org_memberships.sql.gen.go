@@ -7,6 +7,7 @@ package queries
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
@@ -71,6 +72,113 @@ func (q *Queries) MembershipGetByWorkOSID(ctx context.Context, db DBTX, workosOr
 	return i, err
 }
 
+const membershipLockMany = `-- name: MembershipLockMany :many
+SELECT workos_org_membership_id, workos_user_id, workos_org_id, workos_updated_at, deleted_at
+FROM user_org_memberships
+WHERE workos_org_membership_id = ANY($1::text[])
+   OR (deleted_at IS NULL AND workos_user_id = ANY($2::text[]))
+ORDER BY workos_org_membership_id
+FOR NO KEY UPDATE
+`
+
+type MembershipLockManyParams struct {
+	WorkosOrgMembershipIds []string
+	WorkosUserIds          []string
+}
+
+type MembershipLockManyRow struct {
+	WorkosOrgMembershipID string
+	WorkosUserID          string
+	WorkosOrgID           string
+	WorkosUpdatedAt       *time.Time
+	DeletedAt             *time.Time
+}
+
+// The set-based apply of memberships (consumers/memberships_sets.go) reads,
+// locked in key order, the batch's memberships and every live membership
+// of the batch's users: those of the batch's (user, organization) pairs
+// are the rows a membership event can supersede or be born superseded by.
+func (q *Queries) MembershipLockMany(ctx context.Context, db DBTX, arg MembershipLockManyParams) ([]MembershipLockManyRow, error) {
+	rows, err := db.Query(ctx, membershipLockMany, arg.WorkosOrgMembershipIds, arg.WorkosUserIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []MembershipLockManyRow
+	for rows.Next() {
+		var i MembershipLockManyRow
+		if err := rows.Scan(
+			&i.WorkosOrgMembershipID,
+			&i.WorkosUserID,
+			&i.WorkosOrgID,
+			&i.WorkosUpdatedAt,
+			&i.DeletedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const membershipParentsMany = `-- name: MembershipParentsMany :many
+WITH user_stubs AS (
+    INSERT INTO users (workos_user_id, is_stub)
+    SELECT k.id, true FROM unnest($1::text[]) AS k(id)
+    WHERE NOT EXISTS (SELECT 1 FROM users WHERE workos_user_id = k.id)
+    ORDER BY k.id
+    ON CONFLICT (workos_user_id) DO NOTHING
+), org_stubs AS (
+    INSERT INTO organizations (workos_org_id, is_stub)
+    SELECT k.id, true FROM unnest($2::text[]) AS k(id)
+    WHERE NOT EXISTS (SELECT 1 FROM organizations WHERE workos_org_id = k.id)
+    ORDER BY k.id
+    ON CONFLICT (workos_org_id) DO NOTHING
+)
+SELECT 'user'::text AS parent, workos_user_id AS id, deleted_at FROM users WHERE workos_user_id = ANY($1::text[])
+UNION ALL
+SELECT 'organization'::text, workos_org_id, deleted_at FROM organizations WHERE workos_org_id = ANY($2::text[])
+`
+
+type MembershipParentsManyParams struct {
+	WorkosUserIds []string
+	WorkosOrgIds  []string
+}
+
+type MembershipParentsManyRow struct {
+	Parent    string
+	ID        string
+	DeletedAt *time.Time
+}
+
+// The parents of a batch's memberships, in one round trip: a stub for each
+// user and organization missing (UserEnsureStub, OrganizationEnsureStub, in
+// key order), and when each was deleted. The stubs this statement inserts
+// are not in what it reads (one snapshot): a missing parent is a new, live
+// stub.
+func (q *Queries) MembershipParentsMany(ctx context.Context, db DBTX, arg MembershipParentsManyParams) ([]MembershipParentsManyRow, error) {
+	rows, err := db.Query(ctx, membershipParentsMany, arg.WorkosUserIds, arg.WorkosOrgIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []MembershipParentsManyRow
+	for rows.Next() {
+		var i MembershipParentsManyRow
+		if err := rows.Scan(&i.Parent, &i.ID, &i.DeletedAt); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const membershipSupersede = `-- name: MembershipSupersede :execrows
 UPDATE user_org_memberships SET deleted_at = $1, updated_at = now()
 WHERE workos_user_id = $2 AND workos_org_id = $3
@@ -101,6 +209,36 @@ func (q *Queries) MembershipSupersede(ctx context.Context, db DBTX, arg Membersh
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const membershipSupersedeMany = `-- name: MembershipSupersedeMany :many
+UPDATE user_org_memberships m SET deleted_at = r.deleted_at, updated_at = now()
+FROM jsonb_to_recordset($1::jsonb) AS r(workos_org_membership_id text, deleted_at timestamptz)
+WHERE m.workos_org_membership_id = r.workos_org_membership_id AND m.deleted_at IS NULL
+RETURNING m.workos_org_membership_id
+`
+
+// Tombstones stored live memberships that the batch's events superseded (a
+// JSON array of {workos_org_membership_id, deleted_at}). Returns those
+// written.
+func (q *Queries) MembershipSupersedeMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]string, error) {
+	rows, err := db.Query(ctx, membershipSupersedeMany, batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var workos_org_membership_id string
+		if err := rows.Scan(&workos_org_membership_id); err != nil {
+			return nil, err
+		}
+		items = append(items, workos_org_membership_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const membershipTombstone = `-- name: MembershipTombstone :exec
@@ -190,4 +328,52 @@ func (q *Queries) MembershipUpsert(ctx context.Context, db DBTX, arg MembershipU
 	var id uuid.UUID
 	err := row.Scan(&id)
 	return id, err
+}
+
+const membershipUpsertMany = `-- name: MembershipUpsertMany :many
+INSERT INTO user_org_memberships (
+    workos_org_membership_id, workos_user_id, workos_org_id, org_id, role, roles,
+    status, directory_managed, workos_created_at, workos_updated_at, deleted_at
+)
+SELECT r.workos_org_membership_id, r.workos_user_id, r.workos_org_id, g.id, r.role, r.roles,
+       r.status, r.directory_managed, r.workos_created_at, r.workos_updated_at, r.deleted_at
+FROM jsonb_populate_recordset(NULL::user_org_memberships, $1::jsonb) AS r
+JOIN organizations g ON g.workos_org_id = r.workos_org_id
+ORDER BY r.workos_org_membership_id
+ON CONFLICT (workos_org_membership_id) DO UPDATE SET
+    role              = EXCLUDED.role,
+    roles             = EXCLUDED.roles,
+    status            = EXCLUDED.status,
+    directory_managed = EXCLUDED.directory_managed,
+    workos_created_at = EXCLUDED.workos_created_at,
+    workos_updated_at = EXCLUDED.workos_updated_at,
+    updated_at        = now()
+WHERE user_org_memberships.workos_updated_at IS NULL OR user_org_memberships.workos_updated_at <= EXCLUDED.workos_updated_at
+RETURNING workos_org_membership_id
+`
+
+// MembershipUpsert for many memberships at once, one row each (a JSON
+// array of user_org_memberships rows) in the state the batch leaves them:
+// a new row with the deleted_at the fold found, a stored one with the data
+// of its newest event under the same version guard (its deleted_at is the
+// stored one, or MembershipSupersedeMany's). Returns the memberships
+// written.
+func (q *Queries) MembershipUpsertMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]string, error) {
+	rows, err := db.Query(ctx, membershipUpsertMany, batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var workos_org_membership_id string
+		if err := rows.Scan(&workos_org_membership_id); err != nil {
+			return nil, err
+		}
+		items = append(items, workos_org_membership_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
