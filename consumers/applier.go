@@ -223,8 +223,9 @@ type stage struct {
 	pipe   pipeline
 	direct []int
 	n      int
-	// wrote: the tables the stage's events of each kind write.
-	wrote [kindDirect + 1]map[Table]bool
+	// wrote: the tables the stage's events of each kind write; stubbed:
+	// those they create stubs in.
+	wrote, stubbed [kindDirect + 1]map[Table]bool
 	// flush is the latest kind of a link-flushing event in the stage, or
 	// -1.
 	flush    int
@@ -256,6 +257,11 @@ func (s *stage) admits(r *Route) bool {
 				return false // it would overtake an event of its table
 			}
 		}
+		for _, t := range r.Stubs {
+			if s.stubbed[later][t] {
+				return false // it would overtake a stub of its stubs' table
+			}
+		}
 	}
 	return true
 }
@@ -271,6 +277,12 @@ func (s *stage) note(r *Route) {
 	}
 	for _, t := range r.Writes {
 		s.wrote[k][t] = true
+	}
+	if len(r.Stubs) > 0 && s.stubbed[k] == nil {
+		s.stubbed[k] = map[Table]bool{}
+	}
+	for _, t := range r.Stubs {
+		s.stubbed[k][t] = true
 	}
 	if r.FlushesLinks {
 		s.flush = max(s.flush, int(k))

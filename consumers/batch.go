@@ -17,10 +17,10 @@ import (
 
 // Set-based apply. The events of a batch that only upsert a versioned row
 // (users, organizations, Stripe customers, subscriptions, Connect
-// accounts) are not applied one statement each: per table, the batch's
-// rows are grouped by key; the stored versions of those keys are read,
-// locked, in key order (so two batches lock in one order and cannot
-// deadlock); the events of each key are folded in stream order with the
+// accounts, the marketplace mirrors, directory users and groups) are not
+// applied one statement each: per table, the batch's rows are grouped by
+// key; the stored versions of those keys are read, locked, in key order
+// (so two batches lock in one order and cannot deadlock); the events of each key are folded in stream order with the
 // very rules of the table's upsert, which gives each event its outcome
 // (applied or stale) exactly as applying them one by one would; and one
 // row per key — the state the fold ends in — is written with one
@@ -106,11 +106,12 @@ type sets struct {
 	subscriptions keyed[subscriptionRow]
 	accounts      keyed[accountRow]
 	market        marketSets
+	dsync         dsyncSets
 	meetings      meetingSets
 }
 
 func (s *sets) empty() bool {
-	return len(s.users.rows)+len(s.organizations.rows)+len(s.memberships.rows)+len(s.customers.rows)+len(s.subscriptions.rows)+len(s.accounts.rows) == 0 && s.market.empty() && len(s.meetings) == 0
+	return len(s.users.rows)+len(s.organizations.rows)+len(s.memberships.rows)+len(s.customers.rows)+len(s.subscriptions.rows)+len(s.accounts.rows) == 0 && s.market.empty() && s.dsync.empty() && len(s.meetings) == 0
 }
 
 // setOutcome receives an event's outcome from the fold.
@@ -120,7 +121,7 @@ type setOutcome func(i int, out Outcome)
 // meetings last, as they set the audit context of their own writes.
 func (s *sets) apply(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome, mc meetingConfig) error {
 	for _, step := range []func(context.Context, *queries.Queries, queries.DBTX, *linkSet, setOutcome) error{
-		s.applyUsers, s.applyOrganizations, s.applyMemberships, s.applyCustomers, s.applySubscriptions, s.applyAccounts, s.applyMarket,
+		s.applyUsers, s.applyOrganizations, s.applyMemberships, s.applyCustomers, s.applySubscriptions, s.applyAccounts, s.applyMarket, s.applyDsync,
 	} {
 		if err := step(ctx, q, db, links, set); err != nil {
 			return err
@@ -220,10 +221,11 @@ type workosStored struct {
 	v *time.Time
 }
 
-// foldWorkOS replays the guard of UserUpsert and OrganizationUpsert over
-// one key's events in stream order: written unless the row is newer (ties
-// go to the later event); a deleted row takes newer data too, and stays
-// deleted. newest is the last written event, or the last event when none
+// foldWorkOS replays the guard of UserUpsert and OrganizationUpsert (and
+// of the directory users' and groups', whose stubs are stored without a
+// version) over one key's events in stream order: written unless the row
+// is newer (ties go to the later event); a deleted row takes newer data
+// too, and stays deleted. newest is the last written event, or the last event when none
 // was.
 func foldWorkOS(stored *workosStored, n int, at func(j int) time.Time) fold {
 	f := newFold(n)
@@ -489,15 +491,15 @@ func rowsJSON[P any](rows []P) (json.RawMessage, error) {
 		}
 		b = append(b, '{')
 		v := reflect.ValueOf(&rows[i]).Elem()
-		for f, name := range fields {
+		for f, c := range fields {
 			if f > 0 {
 				b = append(b, ',')
 			}
 			b = append(b, '"')
-			b = append(b, name...)
+			b = append(b, c.name...)
 			b = append(b, '"', ':')
 			var x any
-			switch fv := v.Field(f).Interface().(type) {
+			switch fv := v.FieldByIndex(c.index).Interface().(type) {
 			case time.Time:
 				x = fv.Truncate(time.Microsecond)
 			case *time.Time:
@@ -515,7 +517,7 @@ func rowsJSON[P any](rows []P) (json.RawMessage, error) {
 			}
 			enc, err := json.Marshal(x)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
+				return nil, fmt.Errorf("%s: %w", c.name, err)
 			}
 			b = append(b, enc...)
 		}
@@ -525,21 +527,31 @@ func rowsJSON[P any](rows []P) (json.RawMessage, error) {
 	return b, nil
 }
 
-var columnCache sync.Map // reflect.Type → []string
+var columnCache sync.Map // reflect.Type → []column
+
+// column is a struct field and the column it holds.
+type column struct {
+	index []int
+	name  string
+}
 
 // columnNames maps sqlc's field names back to the column names:
 // StripeCustomerID → stripe_customer_id, ProfilePictureUrl →
-// profile_picture_url.
-func columnNames(t reflect.Type) []string {
+// profile_picture_url. The fields of an embedded struct are the row's own
+// (a query's parameters plus a column the query computes itself).
+func columnNames(t reflect.Type) []column {
 	if v, ok := columnCache.Load(t); ok {
-		return v.([]string)
+		return v.([]column)
 	}
-	names := make([]string, t.NumField())
-	for i := range names {
-		names[i] = snake(t.Field(i).Name)
+	var cols []column
+	for _, f := range reflect.VisibleFields(t) {
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			continue
+		}
+		cols = append(cols, column{index: f.Index, name: snake(f.Name)})
 	}
-	columnCache.Store(t, names)
-	return names
+	columnCache.Store(t, cols)
+	return cols
 }
 
 func snake(name string) string {

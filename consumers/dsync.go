@@ -208,23 +208,30 @@ func (u dsyncUser) params(ev Event) queries.DirectoryUserUpsertParams {
 	}
 }
 
+// decodeDirectoryUser decodes a dsync.user.* payload, which must name the
+// user and its directory.
+func decodeDirectoryUser(ev Event) (dsyncUser, error) {
+	var u dsyncUser
+	if err := decodeData(ev, &u); err != nil {
+		return u, err
+	}
+	if err := requireID(ev, "id", u.ID); err != nil {
+		return u, err
+	}
+	return u, requireID(ev, "directory_id", u.DirectoryID)
+}
+
 // upsertDirectoryUser stores a dsync.user.* payload, creating its directory
 // as a stub when the directory's own event has not arrived.
 func upsertDirectoryUser(ctx context.Context, tx Tx, ev Event) (dsyncUser, Outcome, error) {
-	var u dsyncUser
-	if err := decodeData(ev, &u); err != nil {
-		return u, "", err
-	}
-	if err := requireID(ev, "id", u.ID); err != nil {
-		return u, "", err
-	}
-	if err := requireID(ev, "directory_id", u.DirectoryID); err != nil {
+	u, err := decodeDirectoryUser(ev)
+	if err != nil {
 		return u, "", err
 	}
 	if err := ensureDirectory(ctx, tx, u.DirectoryID, u.OrganizationID); err != nil {
 		return u, "", err
 	}
-	_, err := tx.Q.DirectoryUserUpsert(ctx, tx.DB, u.params(ev))
+	_, err = tx.Q.DirectoryUserUpsert(ctx, tx.DB, u.params(ev))
 	out, err := upserted(err)
 	return u, out, err
 }
@@ -273,21 +280,28 @@ func (g dsyncGroup) params(ev Event) queries.DirectoryGroupUpsertParams {
 	}
 }
 
-func upsertDirectoryGroup(ctx context.Context, tx Tx, ev Event) (dsyncGroup, Outcome, error) {
+// decodeDirectoryGroup decodes a dsync.group.* payload, which must name
+// the group and its directory.
+func decodeDirectoryGroup(ev Event) (dsyncGroup, error) {
 	var g dsyncGroup
 	if err := decodeData(ev, &g); err != nil {
-		return g, "", err
+		return g, err
 	}
 	if err := requireID(ev, "id", g.ID); err != nil {
-		return g, "", err
+		return g, err
 	}
-	if err := requireID(ev, "directory_id", g.DirectoryID); err != nil {
+	return g, requireID(ev, "directory_id", g.DirectoryID)
+}
+
+func upsertDirectoryGroup(ctx context.Context, tx Tx, ev Event) (dsyncGroup, Outcome, error) {
+	g, err := decodeDirectoryGroup(ev)
+	if err != nil {
 		return g, "", err
 	}
 	if err := ensureDirectory(ctx, tx, g.DirectoryID, g.OrganizationID); err != nil {
 		return g, "", err
 	}
-	_, err := tx.Q.DirectoryGroupUpsert(ctx, tx.DB, g.params(ev))
+	_, err = tx.Q.DirectoryGroupUpsert(ctx, tx.DB, g.params(ev))
 	out, err := upserted(err)
 	return g, out, err
 }

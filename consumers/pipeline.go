@@ -12,7 +12,7 @@ import (
 )
 
 // The events of a batch whose routes neither read nor apply set-based
-// (deletes, memberships, directory sync) are applied by queueing every
+// (deletes, memberships, directories) are applied by queueing every
 // statement their handlers issue and sending them to Postgres in one round
 // trip (pgx.Batch), instead of one round trip each. That works for
 // handlers whose statements do not depend on one another's results: the

@@ -45,6 +45,8 @@ type Route struct {
 	// Stubs lists the tables where the handler only creates a placeholder
 	// row when none exists (INSERT … ON CONFLICT DO NOTHING); a stub
 	// commutes with the upserts of its table, so it does not order them.
+	// Two stubs of one table keep their order: a directory's stub takes
+	// the organization the first of its children names.
 	Stubs []Table
 	// Reads: the handler uses what its queries return beyond an upsert's
 	// stale signal (a RETURNING value, a row it merges). Unless the route
@@ -136,11 +138,11 @@ func Routes() []Route {
 
 		{Source: w, Type: "dsync.activated", Handle: applyDirectory, Writes: dir, Key: byDir},
 		{Source: w, Type: "dsync.deleted", Handle: deleteDirectory, Writes: dirAll, Key: byDir},
-		{Source: w, Type: "dsync.user.created", Handle: applyDirectoryUser, Writes: dirUser, Stubs: dir, Key: byDir},
-		{Source: w, Type: "dsync.user.updated", Handle: applyDirectoryUser, Writes: dirUser, Stubs: dir, Key: byDir},
+		{Source: w, Type: "dsync.user.created", Handle: applyDirectoryUser, Writes: dirUser, Stubs: dir, set: directoryUserSet, Key: byDir},
+		{Source: w, Type: "dsync.user.updated", Handle: applyDirectoryUser, Writes: dirUser, Stubs: dir, set: directoryUserSet, Key: byDir},
 		{Source: w, Type: "dsync.user.deleted", Handle: deleteDirectoryUser, Writes: []Table{TableDirectoryUsers, TableDirectoryGroupMembers}, Stubs: dir, Key: byDir},
-		{Source: w, Type: "dsync.group.created", Handle: applyDirectoryGroup, Writes: dirGroup, Stubs: dir, Key: byDir},
-		{Source: w, Type: "dsync.group.updated", Handle: applyDirectoryGroup, Writes: dirGroup, Stubs: dir, Key: byDir},
+		{Source: w, Type: "dsync.group.created", Handle: applyDirectoryGroup, Writes: dirGroup, Stubs: dir, set: directoryGroupSet, Key: byDir},
+		{Source: w, Type: "dsync.group.updated", Handle: applyDirectoryGroup, Writes: dirGroup, Stubs: dir, set: directoryGroupSet, Key: byDir},
 		{Source: w, Type: "dsync.group.deleted", Handle: deleteDirectoryGroup, Writes: []Table{TableDirectoryGroups, TableDirectoryGroupMembers}, Stubs: dir, Key: byDir},
 		// Members fill user and group stubs with their snapshots.
 		{Source: w, Type: "dsync.group.user_added", Handle: addDirectoryGroupMember, Writes: dirAll, Key: byDir},

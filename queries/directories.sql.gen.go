@@ -7,8 +7,41 @@ package queries
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
+
+const directoryDeletedAtMany = `-- name: DirectoryDeletedAtMany :many
+SELECT workos_directory_id, deleted_at FROM directories
+WHERE workos_directory_id = ANY($1::text[])
+`
+
+type DirectoryDeletedAtManyRow struct {
+	WorkosDirectoryID string
+	DeletedAt         *time.Time
+}
+
+// The tombstones of a batch's directories, which the set-based users and
+// groups take as DirectoryUserUpsert does.
+func (q *Queries) DirectoryDeletedAtMany(ctx context.Context, db DBTX, workosDirectoryIds []string) ([]DirectoryDeletedAtManyRow, error) {
+	rows, err := db.Query(ctx, directoryDeletedAtMany, workosDirectoryIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DirectoryDeletedAtManyRow
+	for rows.Next() {
+		var i DirectoryDeletedAtManyRow
+		if err := rows.Scan(&i.WorkosDirectoryID, &i.DeletedAt); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
 
 const directoryEnsureStub = `-- name: DirectoryEnsureStub :exec
 INSERT INTO directories (workos_directory_id, workos_org_id, is_stub)
@@ -28,6 +61,33 @@ type DirectoryEnsureStubParams struct {
 // The stub learns the organization from whichever child knows it.
 func (q *Queries) DirectoryEnsureStub(ctx context.Context, db DBTX, arg DirectoryEnsureStubParams) error {
 	_, err := db.Exec(ctx, directoryEnsureStub, arg.WorkosDirectoryID, arg.WorkosOrgID)
+	return err
+}
+
+const directoryEnsureStubMany = `-- name: DirectoryEnsureStubMany :exec
+INSERT INTO directories (workos_directory_id, workos_org_id, is_stub)
+SELECT r.workos_directory_id, r.workos_org_id, true
+FROM jsonb_populate_recordset(NULL::directories, $1::jsonb) AS r
+WHERE NOT EXISTS (
+    SELECT 1 FROM directories d
+    WHERE d.workos_directory_id = r.workos_directory_id
+      AND NOT (d.is_stub AND d.workos_org_id IS NULL AND r.workos_org_id IS NOT NULL))
+ORDER BY r.workos_directory_id
+ON CONFLICT (workos_directory_id) DO UPDATE SET
+    workos_org_id = EXCLUDED.workos_org_id,
+    updated_at    = now()
+WHERE directories.is_stub AND directories.workos_org_id IS NULL AND EXCLUDED.workos_org_id IS NOT NULL
+`
+
+// DirectoryEnsureStub for the directories of a batch's set-based users and
+// groups (a JSON array of directories rows: id and the first organization
+// a child named), one row each, in key order. The NOT EXISTS reads the
+// committed row without waiting and leaves out the directories the stub
+// would not change (a row that is not a stub, or has its organization,
+// never becomes one again): a bare ON CONFLICT waits for any other
+// worker's open transaction that updated the row, and locks it.
+func (q *Queries) DirectoryEnsureStubMany(ctx context.Context, db DBTX, batch json.RawMessage) error {
+	_, err := db.Exec(ctx, directoryEnsureStubMany, batch)
 	return err
 }
 

@@ -123,6 +123,44 @@ func (q *Queries) DirectoryGroupListByDirectory(ctx context.Context, db DBTX, wo
 	return items, nil
 }
 
+const directoryGroupLockMany = `-- name: DirectoryGroupLockMany :many
+SELECT r.workos_directory_group_id, r.workos_updated_at, r.is_stub
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT workos_directory_group_id, workos_updated_at, is_stub
+    FROM directory_groups
+    WHERE workos_directory_group_id = k.id
+    FOR NO KEY UPDATE
+) r
+`
+
+type DirectoryGroupLockManyRow struct {
+	WorkosDirectoryGroupID string
+	WorkosUpdatedAt        *time.Time
+	IsStub                 bool
+}
+
+// As DirectoryUserLockMany, for directory groups.
+func (q *Queries) DirectoryGroupLockMany(ctx context.Context, db DBTX, workosDirectoryGroupIds []string) ([]DirectoryGroupLockManyRow, error) {
+	rows, err := db.Query(ctx, directoryGroupLockMany, workosDirectoryGroupIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DirectoryGroupLockManyRow
+	for rows.Next() {
+		var i DirectoryGroupLockManyRow
+		if err := rows.Scan(&i.WorkosDirectoryGroupID, &i.WorkosUpdatedAt, &i.IsStub); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const directoryGroupTombstone = `-- name: DirectoryGroupTombstone :exec
 UPDATE directory_groups SET deleted_at = LEAST(deleted_at, $1::timestamptz), updated_at = now()
 WHERE workos_directory_group_id = $2
@@ -209,4 +247,52 @@ func (q *Queries) DirectoryGroupUpsert(ctx context.Context, db DBTX, arg Directo
 	var deleted_at *time.Time
 	err := row.Scan(&deleted_at)
 	return deleted_at, err
+}
+
+const directoryGroupUpsertMany = `-- name: DirectoryGroupUpsertMany :many
+INSERT INTO directory_groups (
+    workos_directory_group_id, workos_directory_id, workos_org_id, idp_id,
+    name, raw_attributes, workos_created_at, workos_updated_at, deleted_at
+)
+SELECT r.workos_directory_group_id, r.workos_directory_id, r.workos_org_id, r.idp_id,
+       r.name, r.raw_attributes, r.workos_created_at, r.workos_updated_at, r.deleted_at
+FROM jsonb_populate_recordset(NULL::directory_groups, $1::jsonb) AS r
+ORDER BY r.workos_directory_group_id
+ON CONFLICT (workos_directory_group_id) DO UPDATE SET
+    workos_directory_id = EXCLUDED.workos_directory_id,
+    workos_org_id       = EXCLUDED.workos_org_id,
+    idp_id              = EXCLUDED.idp_id,
+    name                = EXCLUDED.name,
+    raw_attributes      = EXCLUDED.raw_attributes,
+    workos_created_at   = EXCLUDED.workos_created_at,
+    workos_updated_at   = EXCLUDED.workos_updated_at,
+    deleted_at          = LEAST(directory_groups.deleted_at, EXCLUDED.deleted_at),
+    is_stub             = false,
+    updated_at          = now()
+WHERE directory_groups.is_stub
+   OR directory_groups.workos_updated_at IS NULL
+   OR directory_groups.workos_updated_at <= EXCLUDED.workos_updated_at
+RETURNING workos_directory_group_id
+`
+
+// DirectoryGroupUpsert for many directory groups at once, as
+// DirectoryUserUpsertMany. Returns the groups written.
+func (q *Queries) DirectoryGroupUpsertMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]string, error) {
+	rows, err := db.Query(ctx, directoryGroupUpsertMany, batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var workos_directory_group_id string
+		if err := rows.Scan(&workos_directory_group_id); err != nil {
+			return nil, err
+		}
+		items = append(items, workos_directory_group_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

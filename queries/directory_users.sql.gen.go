@@ -173,6 +173,47 @@ func (q *Queries) DirectoryUserListByDirectory(ctx context.Context, db DBTX, wor
 	return items, nil
 }
 
+const directoryUserLockMany = `-- name: DirectoryUserLockMany :many
+SELECT r.workos_directory_user_id, r.workos_updated_at, r.is_stub
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT workos_directory_user_id, workos_updated_at, is_stub
+    FROM directory_users
+    WHERE workos_directory_user_id = k.id
+    FOR NO KEY UPDATE
+) r
+`
+
+type DirectoryUserLockManyRow struct {
+	WorkosDirectoryUserID string
+	WorkosUpdatedAt       *time.Time
+	IsStub                bool
+}
+
+// The set-based apply (consumers/dsync_sets.go) reads the version of each
+// of a batch's directory users, locked, in key order (see UserLockMany). A
+// stub takes any version, so is_stub comes with it; deleted_at is not
+// needed: the upsert keeps the earlier of the stored one and the batch's.
+func (q *Queries) DirectoryUserLockMany(ctx context.Context, db DBTX, workosDirectoryUserIds []string) ([]DirectoryUserLockManyRow, error) {
+	rows, err := db.Query(ctx, directoryUserLockMany, workosDirectoryUserIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DirectoryUserLockManyRow
+	for rows.Next() {
+		var i DirectoryUserLockManyRow
+		if err := rows.Scan(&i.WorkosDirectoryUserID, &i.WorkosUpdatedAt, &i.IsStub); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const directoryUserTombstone = `-- name: DirectoryUserTombstone :exec
 UPDATE directory_users SET deleted_at = LEAST(deleted_at, $1::timestamptz), updated_at = now()
 WHERE workos_directory_user_id = $2
@@ -292,4 +333,68 @@ func (q *Queries) DirectoryUserUpsert(ctx context.Context, db DBTX, arg Director
 	var deleted_at *time.Time
 	err := row.Scan(&deleted_at)
 	return deleted_at, err
+}
+
+const directoryUserUpsertMany = `-- name: DirectoryUserUpsertMany :many
+INSERT INTO directory_users (
+    workos_directory_user_id, workos_directory_id, workos_org_id, idp_id,
+    email, emails, username, first_name, last_name, job_title, state,
+    role, roles, custom_attributes, raw_attributes,
+    workos_created_at, workos_updated_at, deleted_at
+)
+SELECT r.workos_directory_user_id, r.workos_directory_id, r.workos_org_id, r.idp_id,
+       r.email, r.emails, r.username, r.first_name, r.last_name, r.job_title, r.state,
+       r.role, r.roles, r.custom_attributes, r.raw_attributes,
+       r.workos_created_at, r.workos_updated_at, r.deleted_at
+FROM jsonb_populate_recordset(NULL::directory_users, $1::jsonb) AS r
+ORDER BY r.workos_directory_user_id
+ON CONFLICT (workos_directory_user_id) DO UPDATE SET
+    workos_directory_id = EXCLUDED.workos_directory_id,
+    workos_org_id       = EXCLUDED.workos_org_id,
+    idp_id              = EXCLUDED.idp_id,
+    email               = EXCLUDED.email,
+    emails              = EXCLUDED.emails,
+    username            = EXCLUDED.username,
+    first_name          = EXCLUDED.first_name,
+    last_name           = EXCLUDED.last_name,
+    job_title           = EXCLUDED.job_title,
+    state               = EXCLUDED.state,
+    role                = EXCLUDED.role,
+    roles               = EXCLUDED.roles,
+    custom_attributes   = EXCLUDED.custom_attributes,
+    raw_attributes      = EXCLUDED.raw_attributes,
+    workos_created_at   = EXCLUDED.workos_created_at,
+    workos_updated_at   = EXCLUDED.workos_updated_at,
+    deleted_at          = LEAST(directory_users.deleted_at, EXCLUDED.deleted_at),
+    is_stub             = false,
+    updated_at          = now()
+WHERE directory_users.is_stub
+   OR directory_users.workos_updated_at IS NULL
+   OR directory_users.workos_updated_at <= EXCLUDED.workos_updated_at
+RETURNING workos_directory_user_id
+`
+
+// DirectoryUserUpsert for many directory users at once, one row each (a
+// JSON array of directory_users rows), with the same guard. deleted_at is
+// what the rows' directories held (the earliest, when a user's events name
+// several), which DirectoryUserUpsert reads itself. Returns the users
+// written.
+func (q *Queries) DirectoryUserUpsertMany(ctx context.Context, db DBTX, batch json.RawMessage) ([]string, error) {
+	rows, err := db.Query(ctx, directoryUserUpsertMany, batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var workos_directory_user_id string
+		if err := rows.Scan(&workos_directory_user_id); err != nil {
+			return nil, err
+		}
+		items = append(items, workos_directory_user_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
