@@ -234,6 +234,14 @@ type stage struct {
 
 func newStage() *stage { return &stage{flush: -1, onlyPipe: true} }
 
+// newStage starts a stage of the batch, its pipeline bound to the
+// batch's transaction.
+func (b *batchRun) newStage() *stage {
+	st := newStage()
+	st.pipe.bind(b.a.q, b.tx)
+	return st
+}
+
 // admits reports whether an event of route r (nil: no route, ledger only)
 // can join the stage.
 func (s *stage) admits(r *Route) bool {
@@ -317,14 +325,14 @@ func (a *Applier) applyBatched(ctx context.Context, evs []Event, todo []int, res
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	b := &batchRun{a: a, tx: tx, evs: evs, res: res, links: newLinkSet(), stale: map[string][]string{}, todo: todo}
-	st := newStage()
+	st := b.newStage()
 	for _, i := range todo {
 		r := a.routes.route(evs[i])
 		if !st.admits(r) {
 			if failed, err := b.exec(ctx, st); failed || err != nil {
 				return failed, err
 			}
-			st = newStage()
+			st = b.newStage()
 		}
 		if failed := b.add(ctx, st, i, r); failed {
 			return true, nil

@@ -22,7 +22,8 @@ import (
 // route applies set-based (the meetings, which merge the rows they find:
 // meetings_sets.go).
 
-// errNotPipelined is what a pipelined handler gets if it tries to read.
+// errNotPipelined is what a pipelined handler gets if it tries to read
+// from a pipeline that is not bound to a transaction.
 var errNotPipelined = errors.New("consumers: a pipelined handler tried to read; run it directly")
 
 type stmtKind uint8
@@ -40,7 +41,17 @@ type pipeline struct {
 	kind   []stmtKind
 	cur    int
 	claims queries.EventLedgerClaimParams // ledger rows, sent as one statement
+
+	// tx, when bound, lets a queued handler read (Query): what is queued
+	// so far is sent first, so the read sees it. flushed gathers the stale
+	// events of those sends for the final one to report.
+	q       *queries.Queries
+	tx      pgx.Tx
+	flushed []int
 }
+
+// bind lets the pipeline's handlers read in tx (see Query).
+func (p *pipeline) bind(q *queries.Queries, tx pgx.Tx) { p.q, p.tx = q, tx }
 
 // start queues the statements that follow for event i.
 func (p *pipeline) start(i int) { p.cur = i }
@@ -78,8 +89,18 @@ func (p *pipeline) Exec(_ context.Context, sql string, args ...any) (pgconn.Comm
 	return pgconn.CommandTag{}, nil
 }
 
-func (p *pipeline) Query(context.Context, string, ...any) (pgx.Rows, error) {
-	return nil, errNotPipelined
+// Query is a read in the middle of queued statements (the link flush of a
+// delete, when a link first notes what the rows hold): the queue is sent,
+// then the read runs in the transaction. It costs a round trip, where
+// refusing it would redo the whole batch event by event.
+func (p *pipeline) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if p.tx == nil {
+		return nil, errNotPipelined
+	}
+	if _, err := p.sendQueued(ctx, p.q, p.tx); err != nil {
+		return nil, err
+	}
+	return p.tx.Query(ctx, sql, args...)
 }
 
 func (p *pipeline) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
@@ -99,11 +120,24 @@ type pipelineResult struct {
 }
 
 // send runs the ledger claims and then the queued statements in tx, in
-// order, reading each result.
+// order, reading each result, and reports the stale events of this send
+// and of the flushes before it.
 func (p *pipeline) send(ctx context.Context, q *queries.Queries, tx pgx.Tx) (pipelineResult, error) {
 	r := pipelineResult{failedAt: -1}
+	failedAt, err := p.sendQueued(ctx, q, tx)
+	r.stale, p.flushed = p.flushed, nil
+	if err != nil {
+		r.failedAt = failedAt
+	}
+	return r, err
+}
+
+// sendQueued sends what is queued and empties the queue (still bound),
+// adding the stale events to flushed. On an error, it returns the event
+// whose statement failed (-1: the ledger claims).
+func (p *pipeline) sendQueued(ctx context.Context, q *queries.Queries, tx pgx.Tx) (failedAt int, _ error) {
 	if p.empty() {
-		return r, nil
+		return -1, nil
 	}
 	if len(p.claims.EventIds) > 0 {
 		var head pipeline
@@ -113,6 +147,7 @@ func (p *pipeline) send(ctx context.Context, q *queries.Queries, tx pgx.Tx) (pip
 		p.kind = append([]stmtKind{stmtExec}, p.kind...)
 	}
 	br := tx.SendBatch(ctx, &p.batch)
+	stale := p.flushed
 	for j, k := range p.kind {
 		var err error
 		if k == stmtExec {
@@ -126,18 +161,17 @@ func (p *pipeline) send(ctx context.Context, q *queries.Queries, tx pgx.Tx) (pip
 				}
 				rows.Close()
 				if err = rows.Err(); err == nil && n == 0 {
-					r.stale = append(r.stale, p.owner[j])
+					stale = append(stale, p.owner[j])
 				}
 			}
 		}
 		if err != nil {
-			r.failedAt = p.owner[j]
 			_ = br.Close()
-			return r, err
+			return p.owner[j], err
 		}
 	}
-	*p = pipeline{}
-	return r, br.Close()
+	*p = pipeline{q: p.q, tx: p.tx, flushed: stale, cur: p.cur}
+	return -1, br.Close()
 }
 
 func (p *pipeline) empty() bool { return len(p.kind) == 0 && len(p.claims.EventIds) == 0 }
