@@ -8,9 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/syncd/syncd/retention"
 	"github.com/syncd/syncd/stream"
 )
 
@@ -21,10 +19,8 @@ type ledgerResult struct {
 	// Apply of the same events into an empty database and into one whose
 	// ledger holds rows, right after the fill.
 	empty, full float64
-	// Apply of fresh events into the full database, alternately without and
-	// with retention pruning beside it (two rounds each, averaged).
-	without, with float64
-	pruned        int64
+	// Retention pruning beside apply into the full database.
+	retention retentionResult
 }
 
 // benchLedger measures how apply depends on the ledger's history, and what
@@ -83,60 +79,15 @@ func benchLedger(ctx context.Context, o options, fx fixtures) (ledgerResult, err
 	}
 	r.full = float64(len(evs)) / took.Seconds()
 
-	// Fresh events on top, rounds without and with retention alternating
-	// so that autovacuum catching up on the fill weighs on both alike.
-	var without, with []float64
-	for round := range 4 {
-		more := fx.mix(o.entities, uint64(22+round))
-		if err := prefill(ctx, conn.JS, more); err != nil {
-			return r, err
-		}
-		prune := round%2 == 1
-		rate, pruned, err := drainWithRetention(ctx, full, conn.JS, len(more), prune)
-		if err != nil {
-			return r, err
-		}
-		if prune {
-			with = append(with, rate)
-			r.pruned += pruned
-		} else {
-			without = append(without, rate)
-		}
-	}
-	r.without, r.with = mean(without), mean(with)
-	return r, nil
+	r.retention, err = benchRetention(ctx, o, fx, full, conn.JS)
+	return r, err
 }
 
-// drainWithRetention drains the stream, with the pruner running beside it
-// at its defaults when prune is set.
-func drainWithRetention(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, n int, prune bool) (rate float64, pruned int64, err error) {
-	if !prune {
-		took, err := drain(ctx, pool, js)
-		return float64(n) / took.Seconds(), 0, err
-	}
-	p, err := retention.New(retention.Config{}, pool)
-	if err != nil {
-		return 0, 0, err
-	}
-	pctx, stop := context.WithCancel(ctx)
-	done := make(chan int64, 1)
-	go func() {
-		var total int64
-		for pctx.Err() == nil {
-			res, _ := p.Prune(pctx)
-			total += res.Total()
-		}
-		done <- total
-	}()
-	took, err := drain(ctx, pool, js)
-	stop()
-	pruned = <-done
-	return float64(n) / took.Seconds(), pruned, err
-}
-
-// fillLedger stores rows ledger rows as `rows` events applied over the
-// last 70 days would have: half older than the default retention (35
-// days), half younger, ids in time order as both providers' are. The
+// fillLedger stores rows ledger rows as a steady load of steadyRate events
+// a second would have left them, up to a minute ago, ids in time order as
+// both providers' are: the newest rows of a ledger at retention under
+// that load, so that a pruner whose clock puts the cutoff at the oldest
+// row deletes rows as fast as they age in the steady state (retention.go). The
 // indexes are rebuilt after the insert from their own definitions (so
 // whatever the migrations say), which is several times faster than
 // maintaining them row by row. Nothing runs ANALYZE: the measurement starts
@@ -188,8 +139,8 @@ func fillLedger(ctx context.Context, pool *pgxpool.Pool, rows int64) error {
 			       CASE WHEN g % 2 = 0 THEN 'customer.updated' ELSE 'user.updated' END,
 			       t, t, t, CASE WHEN g % 50 = 0 THEN 'stale' ELSE 'applied' END, g
 			FROM generate_series($1::bigint, $2::bigint) g,
-			     LATERAL (SELECT now() - interval '70 days' + (g::float8 / $3::float8) * interval '70 days' AS t) x`,
-			lo, hi, rows); err != nil {
+			     LATERAL (SELECT now() - interval '1 minute' - (($3 - g)::float8 / $4::float8) * interval '1 second' AS t) x`,
+			lo, hi, rows, steadyRate); err != nil {
 			return err
 		}
 	}

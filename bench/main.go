@@ -303,12 +303,21 @@ func run(o options) error {
 func ledgerRows(lr ledgerResult) []row {
 	size := float64(lr.rows) / 1e6
 	ratio := lr.full / lr.empty
-	cost := 1 - lr.with/lr.without
 	return []row{
 		{fmt.Sprintf("7. Apply into an empty ledger (%d events)", lr.events), fmt.Sprintf("%.0f events/s", lr.empty), "", ""},
 		{fmt.Sprintf("7. Apply into a ledger of %.0fM rows, right after the fill", size), fmt.Sprintf("%.0f events/s, %.2f× empty (fill took %s)", lr.full, ratio, lr.fillTook.Round(time.Second)), "≥ 0.80×", verdict(ratio >= 0.8, "")},
-		{fmt.Sprintf("8. Apply, %.0fM-row ledger, retention pruning beside it", size), fmt.Sprintf("%.0f events/s vs %.0f without: %.1f %% slower (%d rows pruned meanwhile)", lr.with, lr.without, 100*cost, lr.pruned), "≤ 5 %", verdict(cost <= 0.05, "")},
+		retentionRow(fmt.Sprintf("8. Apply, %.0fM-row ledger, retention pruning beside it at steady state", size), lr.retention.steady, verdict(lr.retention.steady.cost <= 0.05, "")),
+		retentionRow("8b. The same, retention catching up on a backlog of half the ledger", lr.retention.catchUp, ""),
 	}
+}
+
+func retentionRow(name string, p phaseResult, v string) row {
+	target := ""
+	if v != "" {
+		target = "≤ 5 %"
+	}
+	return row{name, fmt.Sprintf("%.1f %% slower (median of %d blocks; %.0f events/s with, %.0f without; pruned %d rows, %.0f/s while on)",
+		100*p.cost, p.blocks, p.with, p.without, p.pruned, p.prunedPerSec), target, v}
 }
 
 func verdict(ok bool, note string) string {

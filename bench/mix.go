@@ -82,10 +82,27 @@ func (f fixtures) stripe(tmpl, typ, id string, created int64, set map[string]any
 // shuffled order, with a share of duplicates that got past JetStream's
 // window (same event id again).
 func (f fixtures) mix(entities int, seed uint64) []event {
-	rng := rand.New(rand.NewPCG(seed, 7))
+	return f.mixGen(entities, seed, 0)
+}
+
+// mixGen is generation gen of mix: the same entities, new event ids, every
+// version newer than generation gen-1's. A load of successive generations
+// updates a fixed set of rows, so the tables do not grow with it and the
+// rate of one stretch compares with the next.
+func (f fixtures) mixGen(entities int, seed uint64, gen int) []event {
+	rng := rand.New(rand.NewPCG(seed, 7+uint64(gen)))
 	var evs []event
 	n := 0
-	id := func(p string) string { n++; return fmt.Sprintf("%s_%d_%d", p, seed, n) }
+	id := func(p string) string {
+		n++
+		if gen == 0 {
+			return fmt.Sprintf("%s_%d_%d", p, seed, n)
+		}
+		return fmt.Sprintf("%s_%d_g%d_%d", p, seed, gen, n)
+	}
+	// Each generation's versions come after the last one's (3 a generation).
+	wtime := func(v int) string { return wtime(v + 3*gen) }
+	created := func(t int64) int64 { return t + 3*int64(gen) }
 	for i := range entities {
 		user := fmt.Sprintf("user_b%d_%d", seed, i)
 		org := fmt.Sprintf("org_b%d_%d", seed, i%max(1, entities/4))
@@ -112,17 +129,17 @@ func (f fixtures) mix(entities int, seed uint64) []event {
 			}
 		case 4: // customers
 			for v := 1; v <= 3; v++ {
-				evs = append(evs, f.stripe("stripe/customer.updated.json", "customer.updated", id("evt"), int64(1_767_225_600+v), map[string]any{"id": cus, "email": email}))
+				evs = append(evs, f.stripe("stripe/customer.updated.json", "customer.updated", id("evt"), created(int64(1_767_225_600+v)), map[string]any{"id": cus, "email": email}))
 			}
 		case 5: // subscriptions
 			for v := 1; v <= 3; v++ {
-				evs = append(evs, f.stripe("stripe/customer.subscription.updated.json", "customer.subscription.updated", id("evt"), int64(1_767_225_600+v), map[string]any{"id": "sub_" + cus, "customer": cus}))
+				evs = append(evs, f.stripe("stripe/customer.subscription.updated.json", "customer.subscription.updated", id("evt"), created(int64(1_767_225_600+v)), map[string]any{"id": "sub_" + cus, "customer": cus}))
 			}
 		case 6: // meetings: checkout then payment
 			pi := "pi_" + cus
 			meta := map[string]any{"meeting": meetingJSON(fmt.Sprintf("guest%d_%d@bench.test", seed, i-6))}
-			evs = append(evs, f.stripe("stripe/checkout.session.completed.json", "checkout.session.completed", id("evt"), 1_767_225_601, map[string]any{"id": "cs_" + cus, "payment_intent": pi, "metadata": meta}))
-			evs = append(evs, f.stripe("stripe/payment_intent.succeeded.json", "payment_intent.succeeded", id("evt"), 1_767_225_602, map[string]any{"id": pi, "metadata": meta}))
+			evs = append(evs, f.stripe("stripe/checkout.session.completed.json", "checkout.session.completed", id("evt"), created(1_767_225_601), map[string]any{"id": "cs_" + cus, "payment_intent": pi, "metadata": meta}))
+			evs = append(evs, f.stripe("stripe/payment_intent.succeeded.json", "payment_intent.succeeded", id("evt"), created(1_767_225_602), map[string]any{"id": pi, "metadata": meta}))
 		}
 	}
 	rng.Shuffle(len(evs), func(i, j int) { evs[i], evs[j] = evs[j], evs[i] })
