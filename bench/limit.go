@@ -15,18 +15,19 @@ import (
 )
 
 // The limit reference is the best SQL for the same final rows: per batch of
-// 500 events, the ledger as one multi-row insert, one multi-row upsert per
-// table for the versioned rows (users, organizations, customers,
-// subscriptions, Connect accounts: one row per key, with the version
-// guards), the link queries once over the union of the rows touched, and
-// for the rest (memberships, directory sync, meetings) the per-event
-// statements syncd runs, in the same round trip. The statements are
-// captured with a pgx tracer from an untimed run of the applier and
-// replayed through a minimal loop — one pgx.Batch per transaction on one
-// connection — without what only the applier needs: its reads of the
-// stored versions (the limit knows them) and its ledger lookup. No
-// JetStream, no decoding, no handlers: what is left is Postgres writing
-// the rows.
+// 500 events, the ledger as one multi-row insert, one multi-row statement
+// per table (one row per key, with the version guards: users,
+// organizations, memberships, directory users and groups, the Stripe
+// mirrors, meetings), the link queries once over the union of the rows
+// touched, and for what is not set-based (deletes, directory activations
+// and group memberships) the per-event statements syncd runs, in the same
+// round trip. The statements are captured with a pgx tracer from an
+// untimed run of the applier and replayed through a minimal loop — one
+// pgx.Batch per transaction on one connection — without what only the
+// applier needs: its reads of the stored rows and the locks that order
+// concurrent batches (isRead; the limit knows the stored rows and runs
+// alone) and its ledger lookup. No JetStream, no decoding, no handlers:
+// what is left is Postgres writing the rows.
 
 type stmt struct {
 	sql  string
