@@ -46,12 +46,15 @@ SELECT * FROM stripe_external_accounts WHERE stripe_external_account_id = @strip
 
 -- name: StripeExternalAccountLockMany :many
 -- As StripeCustomerLockMany, for external accounts.
-SELECT stripe_external_account_id, stripe_created, stripe_event_rank, stripe_event_id,
-       (deleted_at IS NOT NULL)::boolean AS deleted
-FROM stripe_external_accounts
-WHERE stripe_external_account_id = ANY(@stripe_external_account_ids::text[])
-ORDER BY stripe_external_account_id
-FOR UPDATE;
+SELECT r.*
+FROM unnest(@stripe_external_account_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_external_account_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_external_accounts
+    WHERE stripe_external_account_id = k.id
+    FOR UPDATE
+) r;
 
 -- name: StripeExternalAccountUpsertMany :many
 -- StripeExternalAccountUpsert for many at once, one row each (a JSON array

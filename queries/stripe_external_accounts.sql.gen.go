@@ -95,12 +95,15 @@ func (q *Queries) StripeExternalAccountLinkUsers(ctx context.Context, db DBTX, a
 }
 
 const stripeExternalAccountLockMany = `-- name: StripeExternalAccountLockMany :many
-SELECT stripe_external_account_id, stripe_created, stripe_event_rank, stripe_event_id,
-       (deleted_at IS NOT NULL)::boolean AS deleted
-FROM stripe_external_accounts
-WHERE stripe_external_account_id = ANY($1::text[])
-ORDER BY stripe_external_account_id
-FOR UPDATE
+SELECT r.stripe_external_account_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id, r.deleted
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_external_account_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_external_accounts
+    WHERE stripe_external_account_id = k.id
+    FOR UPDATE
+) r
 `
 
 type StripeExternalAccountLockManyRow struct {

@@ -30,11 +30,14 @@ SELECT * FROM stripe_identity_verification_sessions WHERE stripe_verification_se
 
 -- name: StripeIdentityVerificationSessionLockMany :many
 -- As StripeCustomerLockMany, for identity verification sessions.
-SELECT stripe_verification_session_id, stripe_created, stripe_event_rank, stripe_event_id
-FROM stripe_identity_verification_sessions
-WHERE stripe_verification_session_id = ANY(@stripe_verification_session_ids::text[])
-ORDER BY stripe_verification_session_id
-FOR UPDATE;
+SELECT r.*
+FROM unnest(@stripe_verification_session_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_verification_session_id, stripe_created, stripe_event_rank, stripe_event_id
+    FROM stripe_identity_verification_sessions
+    WHERE stripe_verification_session_id = k.id
+    FOR UPDATE
+) r;
 
 -- name: StripeIdentityVerificationSessionUpsertMany :many
 -- StripeIdentityVerificationSessionUpsert for many at once, one row each

@@ -114,11 +114,14 @@ func (q *Queries) StripeIdentityVerificationSessionLinkUsers(ctx context.Context
 }
 
 const stripeIdentityVerificationSessionLockMany = `-- name: StripeIdentityVerificationSessionLockMany :many
-SELECT stripe_verification_session_id, stripe_created, stripe_event_rank, stripe_event_id
-FROM stripe_identity_verification_sessions
-WHERE stripe_verification_session_id = ANY($1::text[])
-ORDER BY stripe_verification_session_id
-FOR UPDATE
+SELECT r.stripe_verification_session_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_verification_session_id, stripe_created, stripe_event_rank, stripe_event_id
+    FROM stripe_identity_verification_sessions
+    WHERE stripe_verification_session_id = k.id
+    FOR UPDATE
+) r
 `
 
 type StripeIdentityVerificationSessionLockManyRow struct {
