@@ -356,22 +356,27 @@ func (q *Queries) PaymentTransferLockMany(ctx context.Context, db DBTX, arg Paym
 const paymentTransferSettle = `-- name: PaymentTransferSettle :exec
 WITH t_in AS (
     SELECT t.stripe_transfer_id, t.stripe_session_id, t.stripe_payment_intent_id, t.source_transaction
-    FROM stripe_transfers t
-    WHERE t.stripe_transfer_id = ANY($1::text[])
+    FROM unnest($1::text[]) AS k(id)
+    CROSS JOIN LATERAL (
+        SELECT t.stripe_transfer_id, t.stripe_session_id, t.stripe_payment_intent_id, t.source_transaction
+        FROM stripe_transfers t WHERE t.stripe_transfer_id = k.id LIMIT 1
+    ) t
 ), target AS (
-    SELECT pt.id FROM payment_transfers pt
-    WHERE pt.stripe_payment_intent_id = ANY($2::text[])
-       OR pt.stripe_session_id = ANY($3::text[])
-    UNION
-    SELECT pt.id FROM t_in t JOIN payment_transfers pt ON pt.stripe_transfer_id = t.stripe_transfer_id
-    UNION
-    SELECT pt.id FROM t_in t JOIN payment_transfers pt ON pt.stripe_payment_intent_id = t.stripe_payment_intent_id
-    UNION
-    SELECT pt.id FROM t_in t JOIN payment_transfers pt ON pt.stripe_session_id = t.stripe_session_id
-    UNION
-    SELECT pt.id FROM t_in t
-    JOIN stripe_payment_intents p ON p.stripe_charge_id = t.source_transaction
-    JOIN payment_transfers pt ON pt.stripe_payment_intent_id = p.stripe_payment_intent_id
+    SELECT k.id FROM unnest(ARRAY(
+        SELECT pt.id FROM payment_transfers pt WHERE pt.stripe_payment_intent_id = ANY($2::text[])
+        UNION
+        SELECT pt.id FROM payment_transfers pt WHERE pt.stripe_session_id = ANY($3::text[])
+        UNION
+        SELECT pt.id FROM t_in t JOIN payment_transfers pt ON pt.stripe_transfer_id = t.stripe_transfer_id
+        UNION
+        SELECT pt.id FROM t_in t JOIN payment_transfers pt ON pt.stripe_payment_intent_id = t.stripe_payment_intent_id
+        UNION
+        SELECT pt.id FROM t_in t JOIN payment_transfers pt ON pt.stripe_session_id = t.stripe_session_id
+        UNION
+        SELECT pt.id FROM t_in t
+        JOIN stripe_payment_intents p ON p.stripe_charge_id = t.source_transaction
+        JOIN payment_transfers pt ON pt.stripe_payment_intent_id = p.stripe_payment_intent_id
+    )) AS k(id)
 ), ranks (status, rank) AS (
     VALUES ('PENDING', 0), ('APPROVED', 1), ('READY', 2), ('FAILED', 3), ('REFUNDED', 5),
            ('DISPUTED', 6), ('COMPLETED', 10), ('PAID_OUT', 20), ('REVERSED', 30)
@@ -439,6 +444,8 @@ type PaymentTransferSettleParams struct {
 // a transfer, REVERSED when it was reversed in full, else REFUNDED or
 // DISPUTED when the booking's payment was refunded in full or disputed;
 // review_reason follows the payment's refund or dispute.
+//
+// Every lookup is an index probe, as in MeetingLinkGuests (meetings.sql).
 func (q *Queries) PaymentTransferSettle(ctx context.Context, db DBTX, arg PaymentTransferSettleParams) error {
 	_, err := db.Exec(ctx, paymentTransferSettle, arg.StripeTransferIds, arg.StripePaymentIntentIds, arg.StripeSessionIds)
 	return err

@@ -82,25 +82,26 @@ SELECT * FROM stripe_connect_accounts WHERE stripe_account_id = @stripe_account_
 -- version, nothing enabled): Stripe's own events take over when they
 -- arrive, and the metadata never displaces what the mirror resolves. The version is the copied account's,
 -- NULL with none: what the mirror holds, not the order it was told,
--- decides it.
+-- decides it. Every lookup is an index probe, as in MeetingLinkGuests.
 WITH target AS (
     SELECT u.id, u.workos_user_id, u.stripe_connect_account_id,
            NULLIF(u.metadata->>'stripe_connect_account_id', '') AS legacy_id
-    FROM users u
+    FROM unnest(ARRAY(
+        SELECT x.id FROM users x WHERE x.workos_user_id = ANY(@workos_user_ids::text[])
+        UNION
+        SELECT x.id FROM users x WHERE x.stripe_connect_account_id = ANY(@stripe_account_ids::text[])
+    )) AS k(id)
+    JOIN users u ON u.id = k.id
     WHERE u.deleted_at IS NULL
-      AND (u.workos_user_id = ANY(@workos_user_ids::text[])
-           OR u.stripe_connect_account_id = ANY(@stripe_account_ids::text[]))
 ), resolved AS (
     SELECT t.id,
-           COALESCE(best.stripe_account_id,
-                    CASE WHEN NOT EXISTS (SELECT 1 FROM stripe_connect_accounts l WHERE l.stripe_account_id = t.legacy_id)
-                         THEN t.legacy_id END) AS best_id,
+           COALESCE(best.stripe_account_id, CASE WHEN legacy.known IS NULL THEN t.legacy_id END) AS best_id,
            COALESCE(best.details_submitted, false) AS details_submitted,
            COALESCE(best.charges_enabled, false) AS charges_enabled,
            COALESCE(best.payouts_enabled, false) AS payouts_enabled,
            COALESCE(best.onboarding_complete, false) AS onboarding_complete,
            best.stripe_created AS version,
-           cur.stripe_account_id IS NOT NULL AS current_known
+           cur.known IS NOT NULL AS current_known
     FROM target t
     LEFT JOIN LATERAL (
         SELECT a.stripe_account_id, a.details_submitted, a.charges_enabled, a.payouts_enabled,
@@ -112,7 +113,13 @@ WITH target AS (
         ORDER BY (a.workos_user_id IS NOT NULL) DESC, a.object_created DESC NULLS LAST, a.stripe_account_id DESC
         LIMIT 1
     ) best ON true
-    LEFT JOIN stripe_connect_accounts cur ON cur.stripe_account_id = t.stripe_connect_account_id
+    -- Whether the mirror knows the account the metadata names.
+    LEFT JOIN LATERAL (
+        SELECT true AS known FROM stripe_connect_accounts l WHERE l.stripe_account_id = t.legacy_id LIMIT 1
+    ) legacy ON true
+    LEFT JOIN LATERAL (
+        SELECT true AS known FROM stripe_connect_accounts c WHERE c.stripe_account_id = t.stripe_connect_account_id LIMIT 1
+    ) cur ON true
 )
 UPDATE users u SET
     stripe_connect_account_id   = r.best_id,

@@ -59,21 +59,25 @@ SELECT * FROM stripe_customers WHERE stripe_customer_id = @stripe_customer_id;
 -- resolves, take over when they arrive, and the metadata never displaces
 -- what the mirror resolves. Like every link, a function of the rows it
 -- reads: one run over a batch's users leaves what a run per event would.
+-- Every lookup is an index probe, as in MeetingLinkGuests; the single-row
+-- lookups are kept so by their LIMIT as well.
 WITH target AS (
     SELECT u.id, u.workos_user_id, u.email, u.stripe_customer_id,
            NULLIF(u.metadata->>'stripe_customer_id', '') AS legacy_id
-    FROM users u
+    FROM unnest(ARRAY(
+        SELECT x.id FROM users x WHERE x.workos_user_id = ANY(@workos_user_ids::text[])
+        UNION
+        SELECT x.id FROM users x WHERE lower(x.email) = ANY(@emails::text[])
+        UNION
+        SELECT x.id FROM users x WHERE x.stripe_customer_id = ANY(@stripe_customer_ids::text[])
+    )) AS k(id)
+    JOIN users u ON u.id = k.id
     WHERE u.deleted_at IS NULL
-      AND (u.workos_user_id = ANY(@workos_user_ids::text[])
-           OR lower(u.email) = ANY(@emails::text[])
-           OR u.stripe_customer_id = ANY(@stripe_customer_ids::text[]))
 ), resolved AS (
     SELECT t.id,
-           COALESCE(best.stripe_customer_id,
-                    CASE WHEN NOT EXISTS (SELECT 1 FROM stripe_customers l WHERE l.stripe_customer_id = t.legacy_id)
-                         THEN t.legacy_id END) AS best_id,
+           COALESCE(best.stripe_customer_id, CASE WHEN legacy.known IS NULL THEN t.legacy_id END) AS best_id,
            best.stripe_created AS version,
-           cur.stripe_customer_id IS NOT NULL AS current_known
+           cur.known IS NOT NULL AS current_known
     FROM target t
     LEFT JOIN LATERAL (
         SELECT c.stripe_customer_id, c.stripe_created
@@ -89,7 +93,13 @@ WITH target AS (
         ORDER BY (c.workos_user_id IS NOT NULL) DESC, c.object_created DESC NULLS LAST, c.stripe_customer_id DESC
         LIMIT 1
     ) best ON true
-    LEFT JOIN stripe_customers cur ON cur.stripe_customer_id = t.stripe_customer_id
+    -- Whether the mirror knows the customer the metadata names.
+    LEFT JOIN LATERAL (
+        SELECT true AS known FROM stripe_customers l WHERE l.stripe_customer_id = t.legacy_id LIMIT 1
+    ) legacy ON true
+    LEFT JOIN LATERAL (
+        SELECT true AS known FROM stripe_customers c WHERE c.stripe_customer_id = t.stripe_customer_id LIMIT 1
+    ) cur ON true
 )
 UPDATE users u SET
     stripe_customer_id      = r.best_id,
@@ -105,13 +115,17 @@ WHERE u.id = r.id
 -- for the organizations named and those linked to one of the customers.
 -- With several, the newest customer object wins. A link the mirror proves
 -- wrong (customer deleted, or its metadata names another organization) is
--- cleared; others (WorkOS's own stripe_customer_id) are left alone.
+-- cleared; others (WorkOS's own stripe_customer_id) are left alone. Every
+-- lookup is an index probe, as in MeetingLinkGuests.
 WITH target AS (
     SELECT o.id, o.workos_org_id, o.stripe_customer_id
-    FROM organizations o
+    FROM unnest(ARRAY(
+        SELECT x.id FROM organizations x WHERE x.workos_org_id = ANY(@workos_org_ids::text[])
+        UNION
+        SELECT x.id FROM organizations x WHERE x.stripe_customer_id = ANY(@stripe_customer_ids::text[])
+    )) AS k(id)
+    JOIN organizations o ON o.id = k.id
     WHERE o.deleted_at IS NULL
-      AND (o.workos_org_id = ANY(@workos_org_ids::text[])
-           OR o.stripe_customer_id = ANY(@stripe_customer_ids::text[]))
 ), resolved AS (
     SELECT t.id,
            best.stripe_customer_id AS best_id,
@@ -125,7 +139,9 @@ WITH target AS (
         ORDER BY c.object_created DESC NULLS LAST, c.stripe_customer_id DESC
         LIMIT 1
     ) best ON true
-    LEFT JOIN stripe_customers cur ON cur.stripe_customer_id = t.stripe_customer_id
+    LEFT JOIN LATERAL (
+        SELECT c.workos_org_id, c.deleted_at FROM stripe_customers c WHERE c.stripe_customer_id = t.stripe_customer_id LIMIT 1
+    ) cur ON true
 )
 UPDATE organizations o SET
     stripe_customer_id      = r.best_id,

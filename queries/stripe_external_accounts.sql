@@ -46,12 +46,15 @@ SELECT * FROM stripe_external_accounts WHERE stripe_external_account_id = @strip
 
 -- name: StripeExternalAccountLockMany :many
 -- As StripeCustomerLockMany, for external accounts.
-SELECT stripe_external_account_id, stripe_created, stripe_event_rank, stripe_event_id,
-       (deleted_at IS NOT NULL)::boolean AS deleted
-FROM stripe_external_accounts
-WHERE stripe_external_account_id = ANY(@stripe_external_account_ids::text[])
-ORDER BY stripe_external_account_id
-FOR UPDATE;
+SELECT r.*
+FROM unnest(@stripe_external_account_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_external_account_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_external_accounts
+    WHERE stripe_external_account_id = k.id
+    FOR UPDATE
+) r;
 
 -- name: StripeExternalAccountUpsertMany :many
 -- StripeExternalAccountUpsert for many at once, one row each (a JSON array
@@ -102,16 +105,25 @@ RETURNING stripe_external_account_id;
 -- those holding one of the accounts, the users the accounts' metadata
 -- names, and users still marked although they hold no account any more.
 -- A user whose account's external accounts the mirror has never seen is
--- left alone.
+-- left alone. Every lookup is an index probe, as in MeetingLinkGuests; the
+-- users marked without an account come from a partial index that holds
+-- only them (00012).
 WITH target AS (
     SELECT u.id, u.stripe_connect_account_id, u.connect_payout_destination
-    FROM users u
+    FROM unnest(ARRAY(
+        SELECT x.id FROM users x WHERE x.workos_user_id = ANY(@workos_user_ids::text[])
+        UNION
+        SELECT x.id FROM users x WHERE x.stripe_connect_account_id = ANY(@stripe_account_ids::text[])
+        UNION
+        SELECT x.id FROM unnest(@stripe_account_ids::text[]) AS acct(id)
+        CROSS JOIN LATERAL (SELECT a.workos_user_id FROM stripe_connect_accounts a WHERE a.stripe_account_id = acct.id LIMIT 1) a
+        JOIN users x ON x.workos_user_id = a.workos_user_id
+        UNION
+        SELECT x.id FROM users x
+        WHERE x.connect_payout_destination AND x.stripe_connect_account_id IS NULL AND x.deleted_at IS NULL
+    )) AS k(id)
+    JOIN users u ON u.id = k.id
     WHERE u.deleted_at IS NULL
-      AND (u.workos_user_id = ANY(@workos_user_ids::text[])
-           OR u.stripe_connect_account_id = ANY(@stripe_account_ids::text[])
-           OR u.workos_user_id IN (SELECT a.workos_user_id FROM stripe_connect_accounts a
-                                   WHERE a.stripe_account_id = ANY(@stripe_account_ids::text[]))
-           OR (u.connect_payout_destination AND u.stripe_connect_account_id IS NULL))
 ), resolved AS (
     SELECT t.id,
            EXISTS (SELECT 1 FROM stripe_external_accounts e

@@ -42,13 +42,20 @@ func (q *Queries) StripeExternalAccountGet(ctx context.Context, db DBTX, stripeE
 const stripeExternalAccountLinkUsers = `-- name: StripeExternalAccountLinkUsers :exec
 WITH target AS (
     SELECT u.id, u.stripe_connect_account_id, u.connect_payout_destination
-    FROM users u
+    FROM unnest(ARRAY(
+        SELECT x.id FROM users x WHERE x.workos_user_id = ANY($1::text[])
+        UNION
+        SELECT x.id FROM users x WHERE x.stripe_connect_account_id = ANY($2::text[])
+        UNION
+        SELECT x.id FROM unnest($2::text[]) AS acct(id)
+        CROSS JOIN LATERAL (SELECT a.workos_user_id FROM stripe_connect_accounts a WHERE a.stripe_account_id = acct.id LIMIT 1) a
+        JOIN users x ON x.workos_user_id = a.workos_user_id
+        UNION
+        SELECT x.id FROM users x
+        WHERE x.connect_payout_destination AND x.stripe_connect_account_id IS NULL AND x.deleted_at IS NULL
+    )) AS k(id)
+    JOIN users u ON u.id = k.id
     WHERE u.deleted_at IS NULL
-      AND (u.workos_user_id = ANY($1::text[])
-           OR u.stripe_connect_account_id = ANY($2::text[])
-           OR u.workos_user_id IN (SELECT a.workos_user_id FROM stripe_connect_accounts a
-                                   WHERE a.stripe_account_id = ANY($2::text[]))
-           OR (u.connect_payout_destination AND u.stripe_connect_account_id IS NULL))
 ), resolved AS (
     SELECT t.id,
            EXISTS (SELECT 1 FROM stripe_external_accounts e
@@ -88,19 +95,24 @@ type StripeExternalAccountLinkUsersParams struct {
 // those holding one of the accounts, the users the accounts' metadata
 // names, and users still marked although they hold no account any more.
 // A user whose account's external accounts the mirror has never seen is
-// left alone.
+// left alone. Every lookup is an index probe, as in MeetingLinkGuests; the
+// users marked without an account come from a partial index that holds
+// only them (00012).
 func (q *Queries) StripeExternalAccountLinkUsers(ctx context.Context, db DBTX, arg StripeExternalAccountLinkUsersParams) error {
 	_, err := db.Exec(ctx, stripeExternalAccountLinkUsers, arg.WorkosUserIds, arg.StripeAccountIds)
 	return err
 }
 
 const stripeExternalAccountLockMany = `-- name: StripeExternalAccountLockMany :many
-SELECT stripe_external_account_id, stripe_created, stripe_event_rank, stripe_event_id,
-       (deleted_at IS NOT NULL)::boolean AS deleted
-FROM stripe_external_accounts
-WHERE stripe_external_account_id = ANY($1::text[])
-ORDER BY stripe_external_account_id
-FOR UPDATE
+SELECT r.stripe_external_account_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id, r.deleted
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_external_account_id, stripe_created, stripe_event_rank, stripe_event_id,
+           (deleted_at IS NOT NULL)::boolean AS deleted
+    FROM stripe_external_accounts
+    WHERE stripe_external_account_id = k.id
+    FOR UPDATE
+) r
 `
 
 type StripeExternalAccountLockManyRow struct {

@@ -41,16 +41,26 @@ func (q *Queries) StripeIdentityVerificationSessionGet(ctx context.Context, db D
 const stripeIdentityVerificationSessionLinkUsers = `-- name: StripeIdentityVerificationSessionLinkUsers :exec
 WITH s_in AS (
     SELECT s.workos_user_id, s.client_reference_id, s.stripe_account_id
-    FROM stripe_identity_verification_sessions s
-    WHERE s.stripe_verification_session_id = ANY($1::text[])
+    FROM unnest($1::text[]) AS k(id)
+    CROSS JOIN LATERAL (
+        SELECT s.workos_user_id, s.client_reference_id, s.stripe_account_id
+        FROM stripe_identity_verification_sessions s
+        WHERE s.stripe_verification_session_id = k.id
+        LIMIT 1
+    ) s
 ), target AS (
     SELECT u.id, u.workos_user_id, u.stripe_connect_account_id, u.stripe_identity_verification_id
-    FROM users u
+    FROM unnest(ARRAY(
+        SELECT x.id FROM users x WHERE x.workos_user_id = ANY($2::text[])
+        UNION
+        SELECT x.id FROM users x WHERE x.stripe_connect_account_id = ANY($3::text[])
+        UNION
+        SELECT x.id FROM s_in JOIN users x ON x.workos_user_id IN (s_in.workos_user_id, s_in.client_reference_id)
+        UNION
+        SELECT x.id FROM s_in JOIN users x ON x.stripe_connect_account_id IN (s_in.client_reference_id, s_in.stripe_account_id)
+    )) AS k(id)
+    JOIN users u ON u.id = k.id
     WHERE u.deleted_at IS NULL
-      AND (u.workos_user_id = ANY($2::text[])
-           OR u.stripe_connect_account_id = ANY($3::text[])
-           OR u.workos_user_id IN (SELECT workos_user_id FROM s_in UNION ALL SELECT client_reference_id FROM s_in)
-           OR u.stripe_connect_account_id IN (SELECT client_reference_id FROM s_in UNION ALL SELECT stripe_account_id FROM s_in))
 ), resolved AS (
     SELECT t.id,
            best.stripe_verification_session_id AS session_id,
@@ -108,17 +118,21 @@ type StripeIdentityVerificationSessionLinkUsersParams struct {
 // the sessions point at. A user without a session is left alone, unless
 // the session they show is one the mirror knows (it is no longer theirs:
 // they lost the Connect account it names): then they show none.
+// Every lookup is an index probe, as in MeetingLinkGuests.
 func (q *Queries) StripeIdentityVerificationSessionLinkUsers(ctx context.Context, db DBTX, arg StripeIdentityVerificationSessionLinkUsersParams) error {
 	_, err := db.Exec(ctx, stripeIdentityVerificationSessionLinkUsers, arg.SessionIds, arg.WorkosUserIds, arg.StripeAccountIds)
 	return err
 }
 
 const stripeIdentityVerificationSessionLockMany = `-- name: StripeIdentityVerificationSessionLockMany :many
-SELECT stripe_verification_session_id, stripe_created, stripe_event_rank, stripe_event_id
-FROM stripe_identity_verification_sessions
-WHERE stripe_verification_session_id = ANY($1::text[])
-ORDER BY stripe_verification_session_id
-FOR UPDATE
+SELECT r.stripe_verification_session_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_verification_session_id, stripe_created, stripe_event_rank, stripe_event_id
+    FROM stripe_identity_verification_sessions
+    WHERE stripe_verification_session_id = k.id
+    FOR UPDATE
+) r
 `
 
 type StripeIdentityVerificationSessionLockManyRow struct {

@@ -35,11 +35,14 @@ SELECT * FROM stripe_payouts WHERE stripe_payout_id = @stripe_payout_id;
 
 -- name: StripePayoutLockMany :many
 -- As StripeCustomerLockMany, for payouts.
-SELECT stripe_payout_id, stripe_created, stripe_event_rank, stripe_event_id
-FROM stripe_payouts
-WHERE stripe_payout_id = ANY(@stripe_payout_ids::text[])
-ORDER BY stripe_payout_id
-FOR UPDATE;
+SELECT r.*
+FROM unnest(@stripe_payout_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_payout_id, stripe_created, stripe_event_rank, stripe_event_id
+    FROM stripe_payouts
+    WHERE stripe_payout_id = k.id
+    FOR UPDATE
+) r;
 
 -- name: StripePayoutUpsertMany :many
 -- StripePayoutUpsert for many payouts at once, one row each (a JSON array

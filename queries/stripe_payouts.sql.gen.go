@@ -40,11 +40,14 @@ func (q *Queries) StripePayoutGet(ctx context.Context, db DBTX, stripePayoutID s
 }
 
 const stripePayoutLockMany = `-- name: StripePayoutLockMany :many
-SELECT stripe_payout_id, stripe_created, stripe_event_rank, stripe_event_id
-FROM stripe_payouts
-WHERE stripe_payout_id = ANY($1::text[])
-ORDER BY stripe_payout_id
-FOR UPDATE
+SELECT r.stripe_payout_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_payout_id, stripe_created, stripe_event_rank, stripe_event_id
+    FROM stripe_payouts
+    WHERE stripe_payout_id = k.id
+    FOR UPDATE
+) r
 `
 
 type StripePayoutLockManyRow struct {

@@ -54,14 +54,19 @@ SELECT * FROM stripe_subscriptions WHERE stripe_subscription_id = @stripe_subscr
 -- the newest subscription object. An organization whose subscription the
 -- mirror knows gets exactly what the mirror resolves, none included; one
 -- the mirror knows nothing about is left alone unless it resolves another.
--- The version is the copied subscription's, NULL with none.
+-- The version is the copied subscription's, NULL with none. Every lookup
+-- is an index probe, as in MeetingLinkGuests.
 WITH target AS (
     SELECT o.id, o.workos_org_id, o.stripe_customer_id, o.stripe_subscription_id
-    FROM organizations o
+    FROM unnest(ARRAY(
+        SELECT x.id FROM organizations x WHERE x.workos_org_id = ANY(@workos_org_ids::text[])
+        UNION
+        SELECT x.id FROM organizations x WHERE x.stripe_customer_id = ANY(@stripe_customer_ids::text[])
+        UNION
+        SELECT x.id FROM organizations x WHERE x.stripe_subscription_id = ANY(@stripe_subscription_ids::text[])
+    )) AS k(id)
+    JOIN organizations o ON o.id = k.id
     WHERE o.deleted_at IS NULL
-      AND (o.workos_org_id = ANY(@workos_org_ids::text[])
-           OR o.stripe_customer_id = ANY(@stripe_customer_ids::text[])
-           OR o.stripe_subscription_id = ANY(@stripe_subscription_ids::text[]))
 ), resolved AS (
     SELECT t.id,
            best.stripe_subscription_id AS best_id,
@@ -70,17 +75,23 @@ WITH target AS (
            best.current_period_end,
            COALESCE(best.cancel_at_period_end, false) AS cancel_at_period_end,
            best.stripe_created AS version,
-           cur.stripe_subscription_id IS NOT NULL AS current_known
+           cur.known IS NOT NULL AS current_known
     FROM target t
     LEFT JOIN LATERAL (
         SELECT s.stripe_subscription_id, s.status, s.tier, s.current_period_end, s.cancel_at_period_end, s.stripe_created
         FROM stripe_subscriptions s
-        WHERE COALESCE(s.workos_org_id = t.workos_org_id, s.stripe_customer_id = t.stripe_customer_id, false)
+        -- The organization its metadata names, else the one with its
+        -- customer: an OR of two indexed keys (t.workos_org_id is never
+        -- NULL), where a COALESCE of the two was a scan of the table.
+        WHERE (s.workos_org_id = t.workos_org_id
+               OR (s.workos_org_id IS NULL AND s.stripe_customer_id = t.stripe_customer_id))
         ORDER BY (s.deleted_at IS NULL AND s.status NOT IN ('canceled', 'incomplete_expired')) DESC,
                  s.object_created DESC NULLS LAST, s.stripe_subscription_id DESC
         LIMIT 1
     ) best ON true
-    LEFT JOIN stripe_subscriptions cur ON cur.stripe_subscription_id = t.stripe_subscription_id
+    LEFT JOIN LATERAL (
+        SELECT true AS known FROM stripe_subscriptions c WHERE c.stripe_subscription_id = t.stripe_subscription_id LIMIT 1
+    ) cur ON true
 )
 UPDATE organizations o SET
     stripe_subscription_id            = r.best_id,

@@ -41,11 +41,15 @@ func (q *Queries) StripeSubscriptionGet(ctx context.Context, db DBTX, stripeSubs
 const stripeSubscriptionLinkOrganizations = `-- name: StripeSubscriptionLinkOrganizations :exec
 WITH target AS (
     SELECT o.id, o.workos_org_id, o.stripe_customer_id, o.stripe_subscription_id
-    FROM organizations o
+    FROM unnest(ARRAY(
+        SELECT x.id FROM organizations x WHERE x.workos_org_id = ANY($1::text[])
+        UNION
+        SELECT x.id FROM organizations x WHERE x.stripe_customer_id = ANY($2::text[])
+        UNION
+        SELECT x.id FROM organizations x WHERE x.stripe_subscription_id = ANY($3::text[])
+    )) AS k(id)
+    JOIN organizations o ON o.id = k.id
     WHERE o.deleted_at IS NULL
-      AND (o.workos_org_id = ANY($1::text[])
-           OR o.stripe_customer_id = ANY($2::text[])
-           OR o.stripe_subscription_id = ANY($3::text[]))
 ), resolved AS (
     SELECT t.id,
            best.stripe_subscription_id AS best_id,
@@ -54,17 +58,23 @@ WITH target AS (
            best.current_period_end,
            COALESCE(best.cancel_at_period_end, false) AS cancel_at_period_end,
            best.stripe_created AS version,
-           cur.stripe_subscription_id IS NOT NULL AS current_known
+           cur.known IS NOT NULL AS current_known
     FROM target t
     LEFT JOIN LATERAL (
         SELECT s.stripe_subscription_id, s.status, s.tier, s.current_period_end, s.cancel_at_period_end, s.stripe_created
         FROM stripe_subscriptions s
-        WHERE COALESCE(s.workos_org_id = t.workos_org_id, s.stripe_customer_id = t.stripe_customer_id, false)
+        -- The organization its metadata names, else the one with its
+        -- customer: an OR of two indexed keys (t.workos_org_id is never
+        -- NULL), where a COALESCE of the two was a scan of the table.
+        WHERE (s.workos_org_id = t.workos_org_id
+               OR (s.workos_org_id IS NULL AND s.stripe_customer_id = t.stripe_customer_id))
         ORDER BY (s.deleted_at IS NULL AND s.status NOT IN ('canceled', 'incomplete_expired')) DESC,
                  s.object_created DESC NULLS LAST, s.stripe_subscription_id DESC
         LIMIT 1
     ) best ON true
-    LEFT JOIN stripe_subscriptions cur ON cur.stripe_subscription_id = t.stripe_subscription_id
+    LEFT JOIN LATERAL (
+        SELECT true AS known FROM stripe_subscriptions c WHERE c.stripe_subscription_id = t.stripe_subscription_id LIMIT 1
+    ) cur ON true
 )
 UPDATE organizations o SET
     stripe_subscription_id            = r.best_id,
@@ -98,7 +108,8 @@ type StripeSubscriptionLinkOrganizationsParams struct {
 // the newest subscription object. An organization whose subscription the
 // mirror knows gets exactly what the mirror resolves, none included; one
 // the mirror knows nothing about is left alone unless it resolves another.
-// The version is the copied subscription's, NULL with none.
+// The version is the copied subscription's, NULL with none. Every lookup
+// is an index probe, as in MeetingLinkGuests.
 func (q *Queries) StripeSubscriptionLinkOrganizations(ctx context.Context, db DBTX, arg StripeSubscriptionLinkOrganizationsParams) error {
 	_, err := db.Exec(ctx, stripeSubscriptionLinkOrganizations, arg.WorkosOrgIds, arg.StripeCustomerIds, arg.StripeSubscriptionIds)
 	return err

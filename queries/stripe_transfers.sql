@@ -50,11 +50,14 @@ SELECT * FROM stripe_transfers WHERE stripe_transfer_id = @stripe_transfer_id;
 
 -- name: StripeTransferLockMany :many
 -- As StripeCustomerLockMany, for transfers.
-SELECT stripe_transfer_id, stripe_created, stripe_event_rank, stripe_event_id, reversed
-FROM stripe_transfers
-WHERE stripe_transfer_id = ANY(@stripe_transfer_ids::text[])
-ORDER BY stripe_transfer_id
-FOR UPDATE;
+SELECT r.*
+FROM unnest(@stripe_transfer_ids::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_transfer_id, stripe_created, stripe_event_rank, stripe_event_id, reversed
+    FROM stripe_transfers
+    WHERE stripe_transfer_id = k.id
+    FOR UPDATE
+) r;
 
 -- name: StripeTransferUpsertMany :many
 -- StripeTransferUpsert for many transfers at once, one row each (a JSON

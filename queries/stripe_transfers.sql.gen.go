@@ -41,11 +41,14 @@ func (q *Queries) StripeTransferGet(ctx context.Context, db DBTX, stripeTransfer
 }
 
 const stripeTransferLockMany = `-- name: StripeTransferLockMany :many
-SELECT stripe_transfer_id, stripe_created, stripe_event_rank, stripe_event_id, reversed
-FROM stripe_transfers
-WHERE stripe_transfer_id = ANY($1::text[])
-ORDER BY stripe_transfer_id
-FOR UPDATE
+SELECT r.stripe_transfer_id, r.stripe_created, r.stripe_event_rank, r.stripe_event_id, r.reversed
+FROM unnest($1::text[]) AS k(id)
+CROSS JOIN LATERAL (
+    SELECT stripe_transfer_id, stripe_created, stripe_event_rank, stripe_event_id, reversed
+    FROM stripe_transfers
+    WHERE stripe_transfer_id = k.id
+    FOR UPDATE
+) r
 `
 
 type StripeTransferLockManyRow struct {
