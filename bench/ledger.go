@@ -79,7 +79,7 @@ func benchLedger(ctx context.Context, o options, fx fixtures) (ledgerResult, err
 	}
 	r.full = float64(len(evs)) / took.Seconds()
 
-	r.retention, err = benchRetention(ctx, o, fx, full, conn.JS)
+	r.retention, err = benchRetention(ctx, o, fx, full, conn.JS, max(r.full, r.empty, steadyRate))
 	return r, err
 }
 

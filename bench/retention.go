@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -16,18 +17,18 @@ import (
 	"github.com/syncd/syncd/stream"
 )
 
-// steadyRate is the load, in events a second, that the ledger's fill
-// stands for: a little above what apply sustains on the bench machine, so
-// the pruner has at least as much to delete as apply inserts.
+// steadyRate is the spacing of the ledger's fill, in rows a second of
+// applied_at: the pruner's clock runs at apply's rate ÷ steadyRate, so
+// rows age past the cutoff as fast as apply inserts them.
 const steadyRate = 2500
 
 // Section 8's schedule: windows of retentionWindow, in blocks of four —
 // without, with, with, without — so that a drift of the rate over a block
 // (autovacuum, the stream's tail) weighs on both sides alike.
 const (
-	retentionWindow = 4 * time.Second
+	retentionWindow = 3 * time.Second
 	steadyBlocks    = 5
-	catchUpBlocks   = 3
+	catchUpBlocks   = 2
 )
 
 type retentionResult struct {
@@ -46,16 +47,18 @@ type phaseResult struct {
 // continuous drain and turns the pruner on and off beside it in windows.
 //
 // Steady state: the pruner's clock puts the cutoff at the oldest ledger
-// row when the phase starts and moves only while the pruner runs, so rows
-// age past it at steadyRate (the fill's spacing): the deletes a ledger at
-// retention needs to stay the same size under that load, and no more.
+// row when the phase starts and moves only while the pruner runs, at the
+// speed that ages rows past it as fast as apply inserted them in the
+// window before (the fill is spaced steadyRate a second): the deletes a
+// ledger at retention needs to stay the same size under that load, and no
+// more.
 // Catch-up: the clock jumps so half the ledger is past the cutoff, a
 // backlog the pruner drains at its duty's pace, as after retention is first
 // enabled on a long ledger.
 //
 // The load is the same entities again and again with newer versions
 // (mixGen), so the synced tables do not grow over the run.
-func benchRetention(ctx context.Context, o options, fx fixtures, pool *pgxpool.Pool, js jetstream.JetStream) (retentionResult, error) {
+func benchRetention(ctx context.Context, o options, fx fixtures, pool *pgxpool.Pool, js jetstream.JetStream, rate float64) (retentionResult, error) {
 	var r retentionResult
 	var oldest time.Time
 	if err := pool.QueryRow(ctx, `SELECT min(applied_at) FROM webhook_events`).Scan(&oldest); err != nil {
@@ -65,7 +68,7 @@ func benchRetention(ctx context.Context, o options, fx fixtures, pool *pgxpool.P
 	// this database in section 7, with a margin.
 	windows := 1 + 4*(steadyBlocks+catchUpBlocks)
 	perGen := len(fx.mixGen(o.entities, 21, 1))
-	gens := int(float64(windows)*retentionWindow.Seconds()*steadyRate*1.4)/perGen + 1
+	gens := int(float64(windows)*retentionWindow.Seconds()*rate*2)/perGen + 1
 	for g := 1; g <= gens; g++ {
 		if err := prefill(ctx, js, fx.mixGen(o.entities, 21, g)); err != nil {
 			return r, err
@@ -85,38 +88,50 @@ func benchRetention(ctx context.Context, o options, fx fixtures, pool *pgxpool.P
 	if err != nil {
 		return r, err
 	}
-	run := &windowRun{js: js, p: p, clock: clock}
+	run := &windowRun{js: js, p: p, clock: clock, rate: rate}
 	if err := run.start(ctx); err != nil {
 		return r, err
 	}
 	// A first window without the pruner: the consumer's warm-up.
-	if _, _, err := run.window(ctx, false); err != nil {
+	if _, _, err := run.window(ctx, false, 0); err != nil {
 		return r, err
 	}
 	ret := p.Config().Retention
 	clock.set(oldest.Add(ret))
-	if r.steady, err = run.phase(ctx, steadyBlocks); err != nil {
+	r.steady, err = run.phase(ctx, steadyBlocks, true)
+	if errors.Is(err, errDrained) && r.steady.blocks > 0 {
+		return r, nil // the median of the blocks that ran; no catch-up
+	} else if err != nil {
 		return r, err
 	}
 	newest := oldest.Add(time.Duration(float64(o.ledgerRows) / steadyRate * float64(time.Second))) // the fill's
 	clock.set(clock.now().Add(newest.Sub(clock.now().Add(-ret)) / 2))
-	r.catchUp, err = run.phase(ctx, catchUpBlocks)
+	r.catchUp, err = run.phase(ctx, catchUpBlocks, false)
+	if errors.Is(err, errDrained) && r.catchUp.blocks > 0 {
+		err = nil // the median of the blocks that ran
+	}
 	return r, err
 }
 
-// pruneClock is the pruner's clock: it stands still unless running.
+// pruneClock is the pruner's clock: it stands still unless running, and
+// then runs at speed.
 type pruneClock struct {
 	mu      sync.Mutex
 	base    time.Time
-	since   time.Time // when it started running; zero while stopped
+	since   time.Time // when it started running
 	running bool
+	speed   float64
 }
 
 func (c *pruneClock) now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.nowLocked()
+}
+
+func (c *pruneClock) nowLocked() time.Time {
 	if c.running {
-		return c.base.Add(time.Since(c.since))
+		return c.base.Add(time.Duration(float64(time.Since(c.since)) * c.speed))
 	}
 	return c.base
 }
@@ -127,13 +142,12 @@ func (c *pruneClock) set(t time.Time) {
 	c.base, c.since = t, time.Now()
 }
 
-func (c *pruneClock) run(on bool) {
+// run starts (at speed) or stops the clock.
+func (c *pruneClock) run(on bool, speed float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.running {
-		c.base = c.base.Add(time.Since(c.since))
-	}
-	c.running, c.since = on, time.Now()
+	c.base = c.nowLocked()
+	c.running, c.since, c.speed = on, time.Now(), speed
 }
 
 // windowRun measures windows of one continuous drain.
@@ -143,6 +157,7 @@ type windowRun struct {
 	clock *pruneClock
 	floor uint64 // the consumer's ack floor at the end of the last window
 	at    time.Time
+	rate  float64 // events a second of the last window without the pruner
 }
 
 func (w *windowRun) ackFloor(ctx context.Context) (uint64, uint64, error) {
@@ -164,17 +179,17 @@ func (w *windowRun) start(ctx context.Context) error {
 }
 
 // errDrained: the stream ran out before the schedule did.
-var errDrained = fmt.Errorf("the stream ran dry before the schedule ended")
+var errDrained = errors.New("the stream ran dry before the schedule ended")
 
 // window runs one window, the pruner passing over every table again and
-// again when prune is set, and returns the events settled a second and
-// the rows it deleted.
-func (w *windowRun) window(ctx context.Context, prune bool) (rate float64, pruned int64, err error) {
+// again when prune is set (its clock at speed), and returns the events
+// settled a second and the rows it deleted.
+func (w *windowRun) window(ctx context.Context, prune bool, speed float64) (rate float64, pruned int64, err error) {
 	var wg sync.WaitGroup
 	var failed error
 	pctx, stop := context.WithCancel(ctx)
 	if prune {
-		w.clock.run(true)
+		w.clock.run(true, speed)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -204,7 +219,7 @@ func (w *windowRun) window(ctx context.Context, prune bool) (rate float64, prune
 	}
 	stop()
 	wg.Wait()
-	w.clock.run(false)
+	w.clock.run(false, 0)
 	if ctx.Err() != nil {
 		return 0, 0, ctx.Err()
 	}
@@ -218,24 +233,33 @@ func (w *windowRun) window(ctx context.Context, prune bool) (rate float64, prune
 	now := time.Now()
 	rate = float64(f-w.floor) / now.Sub(w.at).Seconds()
 	w.floor, w.at = f, now
+	if !prune {
+		w.rate = rate
+	}
 	if pending == 0 {
 		return rate, pruned, errDrained
 	}
 	return rate, pruned, nil
 }
 
-// phase runs blocks of without, with, with, without.
-func (w *windowRun) phase(ctx context.Context, blocks int) (phaseResult, error) {
+// phase runs blocks of without, with, with, without. aging: the pruner's
+// clock runs at the speed that ages rows as fast as apply inserted them in
+// the window before; else at real time.
+func (w *windowRun) phase(ctx context.Context, blocks int, aging bool) (phaseResult, error) {
 	var res phaseResult
 	var costs, without, with []float64
 	var withTime time.Duration
 	for range blocks {
 		var rates [4]float64
+		speed := 1.0
+		if aging {
+			speed = w.rate / steadyRate
+		}
 		for i, prune := range []bool{false, true, true, false} {
 			began := time.Now()
-			rate, n, err := w.window(ctx, prune)
-			if err == errDrained {
-				return res, fmt.Errorf("retention: %w after %d blocks: prefill more", err, res.blocks)
+			rate, n, err := w.window(ctx, prune, speed)
+			if errors.Is(err, errDrained) {
+				return res.finish(costs, without, with, withTime), fmt.Errorf("retention: %w after %d blocks", err, res.blocks)
 			} else if err != nil {
 				return res, err
 			}
@@ -250,9 +274,17 @@ func (w *windowRun) phase(ctx context.Context, blocks int) (phaseResult, error) 
 		costs = append(costs, 1-wi/wo)
 		res.blocks++
 	}
+	return res.finish(costs, without, with, withTime), nil
+}
+
+// finish sums up the blocks that ran.
+func (res phaseResult) finish(costs, without, with []float64, withTime time.Duration) phaseResult {
+	if len(costs) == 0 {
+		return res
+	}
 	res.without, res.with = mean(without), mean(with)
 	slices.Sort(costs)
 	res.cost = costs[len(costs)/2]
 	res.prunedPerSec = float64(res.pruned) / withTime.Seconds()
-	return res, nil
+	return res
 }
