@@ -571,12 +571,7 @@ func TestMarketplaceSetBasedEqualsEventByEvent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i := range evs {
-				if got[i].Outcome != want[i].Outcome || (got[i].Err == nil) != (want[i].Err == nil) {
-					t.Fatalf("seed %d batch %d: %s %s: batched %q %v, event by event %q %v",
-						seed, b, evs[i].Envelope.Type, evs[i].Envelope.ID, got[i].Outcome, got[i].Err, want[i].Outcome, want[i].Err)
-				}
-			}
+			sameOutcomes(t, fmt.Sprintf("seed %d batch %d", seed, b), evs, got, want)
 			if g, w := marketDump(t, batched), marketDump(t, single); g != w {
 				t.Fatalf("seed %d batch %d: rows differ (batched, then event by event):\n%s", seed, b, firstDiff(g, w))
 			}

@@ -60,23 +60,7 @@ func TestMembershipsApplySetBasedPerPair(t *testing.T) {
 		ns := fmt.Sprintf("m%d_", seed)
 		for b := range 3 {
 			evs := membershipBatch(t, rng, ns, 5+rng.IntN(40))
-			got, failed, err := a.ApplyBatchedOnly(ctx, evs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if failed {
-				t.Fatalf("seed %d batch %d: the batch fell back to event by event", seed, b)
-			}
-			want, err := ref.ApplyEventByEvent(ctx, evs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range evs {
-				if got[i].Outcome != want[i].Outcome || (got[i].Err == nil) != (want[i].Err == nil) {
-					t.Fatalf("seed %d batch %d: %s %s: batched %q %v, event by event %q %v",
-						seed, b, evs[i].Envelope.Type, evs[i].Envelope.ID, got[i].Outcome, got[i].Err, want[i].Outcome, want[i].Err)
-				}
-			}
+			applyBoth(t, a, ref, evs, fmt.Sprintf("seed %d batch %d", seed, b))
 			relink(t, batched, ns)
 			relink(t, single, ns)
 			if g, w := dump(t, batched), dump(t, single); g != w {

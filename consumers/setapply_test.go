@@ -271,29 +271,12 @@ func TestSetBasedEqualsEventByEvent(t *testing.T) {
 			t.Parallel()
 			batched, single := syncdtest.DB(t), syncdtest.DB(t)
 			a, ref := applier(t, batched, nil), applier(t, single, nil)
-			ctx := context.Background()
 			for seed := range uint64(30) {
 				rng := rand.New(rand.NewPCG(seed, 11))
 				ns := fmt.Sprintf("s%d_", seed)
 				for b := range 3 {
 					evs := randomBatch(t, rng, ns, 5+rng.IntN(60), tc.cases)
-					got, failed, err := a.ApplyBatchedOnly(ctx, evs)
-					switch {
-					case err != nil:
-						t.Fatal(err)
-					case failed:
-						t.Fatalf("seed %d batch %d: the batched path fell back to the per-event path", seed, b)
-					}
-					want, err := ref.ApplyEventByEvent(ctx, evs)
-					if err != nil {
-						t.Fatal(err)
-					}
-					for i := range evs {
-						if got[i].Outcome != want[i].Outcome || (got[i].Err == nil) != (want[i].Err == nil) {
-							t.Fatalf("seed %d batch %d: %s %s: batched %q %v, event by event %q %v",
-								seed, b, evs[i].Envelope.Type, evs[i].Envelope.ID, got[i].Outcome, got[i].Err, want[i].Outcome, want[i].Err)
-						}
-					}
+					applyBoth(t, a, ref, evs, fmt.Sprintf("seed %d batch %d", seed, b))
 					relink(t, batched, ns)
 					relink(t, single, ns)
 					if g, w := dump(t, batched), dump(t, single); g != w {
@@ -302,6 +285,38 @@ func TestSetBasedEqualsEventByEvent(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// applyBoth applies evs the batched way alone on a (the test fails if the
+// batch falls back to the per-event path) and event by event on ref, and
+// fails the test where their outcomes differ.
+func applyBoth(t *testing.T, a, ref *consumers.Applier, evs []consumers.Event, label string) {
+	t.Helper()
+	ctx := context.Background()
+	got, failed, err := a.ApplyBatchedOnly(ctx, evs)
+	switch {
+	case err != nil:
+		t.Fatal(err)
+	case failed:
+		t.Fatalf("%s: the batched path fell back to the per-event path", label)
+	}
+	want, err := ref.ApplyEventByEvent(ctx, evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameOutcomes(t, label, evs, got, want)
+}
+
+// sameOutcomes fails the test where a batched and an event-by-event
+// outcome differ.
+func sameOutcomes(t *testing.T, label string, evs []consumers.Event, got, want []consumers.Result) {
+	t.Helper()
+	for i := range evs {
+		if got[i].Outcome != want[i].Outcome || (got[i].Err == nil) != (want[i].Err == nil) {
+			t.Fatalf("%s: %s %s: batched %q %v, event by event %q %v",
+				label, evs[i].Envelope.Type, evs[i].Envelope.ID, got[i].Outcome, got[i].Err, want[i].Outcome, want[i].Err)
+		}
 	}
 }
 
