@@ -306,6 +306,24 @@ func applyMirror[R interface{ link(*linkSet) }, P any](
 	final func([]keyedRow[R], fold) P,
 	write func(json.RawMessage) ([]string, error),
 ) error {
+	return applyKeyed(ctx, table, k, links, set, lock,
+		func(stored *stripeStored, rows []keyedRow[R]) fold {
+			return foldStripe(stored, len(rows), func(j int) (stripeVersion, bool) { return at(rows[j].r) }, tombstones)
+		}, final, write)
+}
+
+// applyKeyed is the frame of a table's set-based apply: lock reads the
+// stored rows of the batch's keys (S: nil when none), foldKey replays a
+// key's events against its stored row, final builds the row the key ends
+// in; every row is written with one statement and checked against the
+// fold, and every event gets its outcome.
+func applyKeyed[R interface{ link(*linkSet) }, S any, P any](
+	ctx context.Context, table Table, k *keyed[R], links *linkSet, set setOutcome,
+	lock func(keys []string) (map[string]S, error),
+	foldKey func(S, []keyedRow[R]) fold,
+	final func([]keyedRow[R], fold) P,
+	write func(json.RawMessage) ([]string, error),
+) error {
 	if len(k.rows) == 0 {
 		return nil
 	}
@@ -318,7 +336,7 @@ func applyMirror[R interface{ link(*linkSet) }, P any](
 	want := map[string]bool{}
 	for _, key := range keys {
 		rows := k.rows[key]
-		f := foldStripe(stored[key], len(rows), func(j int) (stripeVersion, bool) { return at(rows[j].r) }, tombstones)
+		f := foldKey(stored[key], rows)
 		out = append(out, final(rows, f))
 		if f.written {
 			want[key] = true
@@ -399,67 +417,51 @@ func (s *sets) applyAccounts(ctx context.Context, q *queries.Queries, db queries
 }
 
 func (s *sets) applyUsers(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
-	if len(s.users.rows) == 0 {
-		return nil
-	}
-	keys := s.users.keys()
-	locked, err := q.UserLockMany(ctx, db, keys)
-	if err != nil {
-		return fmt.Errorf("lock users: %w", err)
-	}
-	stored := make(map[string]*workosStored, len(locked))
-	for _, r := range locked {
-		stored[r.WorkosUserID] = &workosStored{v: r.WorkosUpdatedAt}
-	}
-	out := make([]queries.UserUpsertParams, 0, len(keys))
-	want := map[string]bool{}
-	for _, key := range keys {
-		rows := s.users.rows[key]
-		f := foldWorkOS(stored[key], len(rows), func(j int) time.Time { return *rows[j].r.p.WorkosUpdatedAt })
-		out = append(out, rows[f.newest].r.p)
-		if f.written {
-			want[key] = true
-		}
-		record(rows, f, links, set)
-	}
-	return writeMany(ctx, TableUsers, out, want, func(b json.RawMessage) ([]string, error) {
-		return q.UserUpsertMany(ctx, db, b)
-	})
+	return applyKeyed(ctx, TableUsers, &s.users, links, set,
+		func(keys []string) (map[string]*workosStored, error) {
+			locked, err := q.UserLockMany(ctx, db, keys)
+			stored := make(map[string]*workosStored, len(locked))
+			for _, r := range locked {
+				stored[r.WorkosUserID] = &workosStored{v: r.WorkosUpdatedAt}
+			}
+			return stored, err
+		},
+		foldUpdatedAt[userRow](func(r userRow) time.Time { return *r.p.WorkosUpdatedAt }),
+		func(rows []keyedRow[userRow], f fold) queries.UserUpsertParams { return rows[f.newest].r.p },
+		func(b json.RawMessage) ([]string, error) { return q.UserUpsertMany(ctx, db, b) })
 }
 
 func (s *sets) applyOrganizations(ctx context.Context, q *queries.Queries, db queries.DBTX, links *linkSet, set setOutcome) error {
-	if len(s.organizations.rows) == 0 {
-		return nil
+	return applyKeyed(ctx, TableOrganizations, &s.organizations, links, set,
+		func(keys []string) (map[string]*workosStored, error) {
+			locked, err := q.OrganizationLockMany(ctx, db, keys)
+			stored := make(map[string]*workosStored, len(locked))
+			for _, r := range locked {
+				stored[r.WorkosOrgID] = &workosStored{v: r.WorkosUpdatedAt}
+			}
+			return stored, err
+		},
+		foldUpdatedAt[organizationRow](func(r organizationRow) time.Time { return *r.p.WorkosUpdatedAt }),
+		func(rows []keyedRow[organizationRow], f fold) queries.OrganizationUpsertParams {
+			p := rows[f.newest].r.p
+			if f.written {
+				// slug and type keep the first value they get; WorkOS's
+				// customer id the last one sent.
+				p.Slug = firstWritten(rows, f, func(r organizationRow) *string { return r.p.Slug })
+				p.Type = firstWritten(rows, f, func(r organizationRow) *string { return r.p.Type })
+				p.StripeCustomerID = lastWritten(rows, f, func(r organizationRow) *string { return r.p.StripeCustomerID })
+			}
+			return p
+		},
+		func(b json.RawMessage) ([]string, error) { return q.OrganizationUpsertMany(ctx, db, b) })
+}
+
+// foldUpdatedAt is applyKeyed's fold for a WorkOS row versioned by
+// updated_at (foldWorkOS).
+func foldUpdatedAt[R any](v func(R) time.Time) func(*workosStored, []keyedRow[R]) fold {
+	return func(stored *workosStored, rows []keyedRow[R]) fold {
+		return foldWorkOS(stored, len(rows), func(j int) time.Time { return v(rows[j].r) })
 	}
-	keys := s.organizations.keys()
-	locked, err := q.OrganizationLockMany(ctx, db, keys)
-	if err != nil {
-		return fmt.Errorf("lock organizations: %w", err)
-	}
-	stored := make(map[string]*workosStored, len(locked))
-	for _, r := range locked {
-		stored[r.WorkosOrgID] = &workosStored{v: r.WorkosUpdatedAt}
-	}
-	out := make([]queries.OrganizationUpsertParams, 0, len(keys))
-	want := map[string]bool{}
-	for _, key := range keys {
-		rows := s.organizations.rows[key]
-		f := foldWorkOS(stored[key], len(rows), func(j int) time.Time { return *rows[j].r.p.WorkosUpdatedAt })
-		p := rows[f.newest].r.p
-		if f.written {
-			// slug and type keep the first value they get; WorkOS's
-			// customer id the last one sent.
-			p.Slug = firstWritten(rows, f, func(r organizationRow) *string { return r.p.Slug })
-			p.Type = firstWritten(rows, f, func(r organizationRow) *string { return r.p.Type })
-			p.StripeCustomerID = lastWritten(rows, f, func(r organizationRow) *string { return r.p.StripeCustomerID })
-			want[key] = true
-		}
-		out = append(out, p)
-		record(rows, f, links, set)
-	}
-	return writeMany(ctx, TableOrganizations, out, want, func(b json.RawMessage) ([]string, error) {
-		return q.OrganizationUpsertMany(ctx, db, b)
-	})
 }
 
 // writeMany sends rows as the JSON array the multi-row upserts read, and

@@ -185,30 +185,17 @@ func applyDirectoryRows[R interface{ link(*linkSet) }, P any](
 	final func(R, *time.Time) P,
 	write func(json.RawMessage) ([]string, error),
 ) error {
-	if len(k.rows) == 0 {
-		return nil
-	}
-	keys := k.keys()
-	stored, err := lock(keys)
-	if err != nil {
-		return fmt.Errorf("lock %s: %w", table, err)
-	}
-	out := make([]P, 0, len(keys))
-	want := map[string]bool{}
-	for _, key := range keys {
-		rows := k.rows[key]
-		f := foldWorkOS(stored[key], len(rows), func(j int) time.Time { v, _ := at(rows[j].r); return v })
-		var del *time.Time
-		for j, row := range rows {
-			if _, dir := at(row.r); f.applied[j] && deleted[dir] != nil && (del == nil || deleted[dir].Before(*del)) {
-				del = deleted[dir]
+	return applyKeyed(ctx, table, k, links, set, lock,
+		func(stored *workosStored, rows []keyedRow[R]) fold {
+			return foldWorkOS(stored, len(rows), func(j int) time.Time { v, _ := at(rows[j].r); return v })
+		},
+		func(rows []keyedRow[R], f fold) P {
+			var del *time.Time
+			for j, row := range rows {
+				if _, dir := at(row.r); f.applied[j] && deleted[dir] != nil && (del == nil || deleted[dir].Before(*del)) {
+					del = deleted[dir]
+				}
 			}
-		}
-		out = append(out, final(rows[f.newest].r, del))
-		if f.written {
-			want[key] = true
-		}
-		record(rows, f, links, set)
-	}
-	return writeMany(ctx, table, out, want, write)
+			return final(rows[f.newest].r, del)
+		}, write)
 }
