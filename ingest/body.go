@@ -80,19 +80,16 @@ func (b *bodies) get(ctx context.Context, i int) ([]byte, error) {
 	return make([]byte, 0, n), nil
 }
 
-// put returns buf to its pool and its room to the budget. reuse is false
-// when something may still read buf (a publish that was not acknowledged
-// may be retried by the client library): the room is returned, the
-// buffer left to the collector.
-func (b *bodies) put(buf []byte, reuse bool) {
+// put returns buf to its pool and its room to the budget, once nothing
+// reads it any more (for a published body: once the client library is
+// done with the message, ingest.publish).
+func (b *bodies) put(buf []byte) {
 	if buf == nil {
 		return
 	}
 	n := int64(cap(buf))
-	if reuse {
-		buf = buf[:0]
-		b.pools[classIndex(n)].Put(&buf)
-	}
+	buf = buf[:0]
+	b.pools[classIndex(n)].Put(&buf)
 	b.inUse.Add(-n)
 	b.sem.Release(n)
 }
@@ -127,7 +124,7 @@ func (b *bodies) read(w http.ResponseWriter, r *http.Request, limit int64) ([]by
 				if n == 0 && errors.Is(err, io.EOF) {
 					return buf, nil
 				}
-				b.put(buf, true)
+				b.put(buf)
 				if err == nil {
 					err = &http.MaxBytesError{Limit: limit}
 				}
@@ -135,11 +132,11 @@ func (b *bodies) read(w http.ResponseWriter, r *http.Request, limit int64) ([]by
 			}
 			next, err := b.get(r.Context(), i)
 			if err != nil {
-				b.put(buf, true)
+				b.put(buf)
 				return nil, err
 			}
 			next = append(next, buf...)
-			b.put(buf, true)
+			b.put(buf)
 			buf = next
 		}
 		n, err := rd.Read(buf[len(buf):cap(buf)])
@@ -148,7 +145,7 @@ func (b *bodies) read(w http.ResponseWriter, r *http.Request, limit int64) ([]by
 			return buf, nil
 		}
 		if err != nil {
-			b.put(buf, true)
+			b.put(buf)
 			return nil, err
 		}
 	}

@@ -32,8 +32,9 @@ const (
 	WorkOSToleranceDefault = 180 * time.Second
 	StripeToleranceDefault = 300 * time.Second
 	PublishTimeoutDefault  = 5 * time.Second
-	// MaxInFlightDefault is well under the client's 4,096 outstanding
-	// async publishes, past which a publish stalls and then fails.
+	// MaxInFlightDefault is well under the client's outstanding async
+	// publishes (stream.MaxPendingPublishes), past which a publish stalls
+	// and then fails.
 	MaxInFlightDefault = 1024
 )
 
@@ -129,8 +130,8 @@ func (c Config) validate() error {
 	if c.PublishTimeout <= 0 {
 		return fmt.Errorf("ingest: PublishTimeout %s must be positive", c.PublishTimeout)
 	}
-	if c.MaxInFlight < 1 {
-		return fmt.Errorf("ingest: MaxInFlight (--ingest-max-in-flight, SYNCD_INGEST_MAX_IN_FLIGHT) %d must be at least 1", c.MaxInFlight)
+	if c.MaxInFlight < 1 || c.MaxInFlight > stream.MaxPendingPublishes {
+		return fmt.Errorf("ingest: MaxInFlight %d must be from 1 to %d (the publishes a NATS connection keeps pending)", c.MaxInFlight, stream.MaxPendingPublishes)
 	}
 	if c.RetryAfter < time.Second {
 		return fmt.Errorf("ingest: RetryAfter %s is below 1s", c.RetryAfter)
@@ -163,8 +164,10 @@ type Handler struct {
 	metrics *metrics
 	tracer  trace.Tracer
 	bodies  *bodies
-	// inFlight counts the webhooks waiting for their PubAck.
+	// inFlight counts the webhooks whose message the client holds.
 	inFlight atomic.Int64
+	// retryAfter is the Retry-After header of a 503.
+	retryAfter string
 }
 
 // New builds the webhook handler.
@@ -178,7 +181,8 @@ func New(cfg Config, js Publisher) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{cfg: cfg, js: js, log: cfg.Logger, metrics: m, bodies: b, tracer: telemetry.Tracer(cfg.TracerProvider)}, nil
+	return &Handler{cfg: cfg, js: js, log: cfg.Logger, metrics: m, bodies: b, tracer: telemetry.Tracer(cfg.TracerProvider),
+		retryAfter: strconv.Itoa(int(cfg.RetryAfter.Seconds()))}, nil
 }
 
 // InFlight is the number of webhooks waiting for their PubAck now.
@@ -242,7 +246,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 			return writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body over %d bytes", h.cfg.MaxBody))
 		case errors.Is(err, errNoMemory):
 			h.metrics.memoryRefused.Inc()
-			w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Seconds())))
+			w.Header().Set("Retry-After", h.retryAfter)
 			// Closing the connection stops the rest of the body from
 			// being read and discarded.
 			w.Header().Set("Connection", "close")
@@ -250,9 +254,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 		}
 		return writeError(w, http.StatusBadRequest, "body_unreadable", "could not read the request body")
 	}
-	// Until the PubAck the client library may still read the body.
-	reuse := true
-	defer func() { h.bodies.put(body, reuse) }()
+	// Handed to the publish once there is one (see below).
+	owned := true
+	defer func() {
+		if owned {
+			h.bodies.put(body)
+		}
+	}()
 	now := h.cfg.Now()
 	_, verifySpan := h.tracer.Start(r.Context(), "verify")
 	err = p.verify(r.Header, body, now)
@@ -284,16 +292,21 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 		h.inFlight.Add(-1)
 		h.metrics.shed.WithLabelValues(p.source()).Inc()
 		h.log.DebugContext(r.Context(), "webhook refused: too many waiting for JetStream", "source", p.source(), "event_id", env.ID, "in_flight", n-1)
-		w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Seconds())))
+		w.Header().Set("Retry-After", h.retryAfter)
 		return writeError(w, http.StatusServiceUnavailable, "busy", "too many webhooks waiting to be stored; retry later")
 	}
-	ack, err := h.publish(r.Context(), msg)
-	h.inFlight.Add(-1)
+	// The slot and the body are the publish's until the client is done with
+	// the message: at its PubAck or error, which may come after this
+	// request gave up waiting.
+	owned = false
+	ack, err := h.publish(r.Context(), msg, func() {
+		h.inFlight.Add(-1)
+		h.bodies.put(body)
+	})
 	if err != nil {
-		reuse = false
 		h.log.WarnContext(r.Context(), "webhook not stored", "source", p.source(), "event_id", env.ID, "type", env.Type, "err", err)
 		h.metrics.publishFailures.WithLabelValues(p.source()).Inc()
-		w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Seconds())))
+		w.Header().Set("Retry-After", h.retryAfter)
 		return writeError(w, http.StatusServiceUnavailable, "not_stored", "event could not be stored; retry later")
 	}
 	if ack.Duplicate {
@@ -309,7 +322,18 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, p provider) int 
 // publish waits for the PubAck within PublishTimeout. A request whose
 // client went away still waits: the provider will retry, and the stored
 // copy is then a duplicate.
-func (h *Handler) publish(ctx context.Context, msg *nats.Msg) (_ *jetstream.PubAck, err error) {
+// publish stores msg and waits for its PubAck, at most PublishTimeout.
+// done runs once the client is finished with msg — at the PubAck or the
+// error, also when that comes after the wait gave up (the client's own
+// timeout bounds it), or on a panic here — so the caller's slot and body
+// are never released while the client still holds them, nor kept forever.
+func (h *Handler) publish(ctx context.Context, msg *nats.Msg, done func()) (_ *jetstream.PubAck, err error) {
+	settled := true
+	defer func() {
+		if settled {
+			done()
+		}
+	}()
 	ctx, span := h.tracer.Start(ctx, "publish", trace.WithSpanKind(trace.SpanKindProducer))
 	defer func() { endPublish(span, err) }()
 	stream.InjectTrace(ctx, msg.Header)
@@ -325,6 +349,14 @@ func (h *Handler) publish(ctx context.Context, msg *nats.Msg) (_ *jetstream.PubA
 	case err := <-fut.Err():
 		return nil, fmt.Errorf("publish %s: %w", msg.Subject, err)
 	case <-timer.C:
+		settled = false
+		go func() {
+			select {
+			case <-fut.Ok():
+			case <-fut.Err():
+			}
+			done()
+		}()
 		return nil, fmt.Errorf("publish %s: no PubAck within %s", msg.Subject, h.cfg.PublishTimeout)
 	}
 }

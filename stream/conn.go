@@ -44,6 +44,10 @@ type ConnConfig struct {
 	Logger *slog.Logger
 }
 
+// MaxPendingPublishes is how many async publishes a connection keeps
+// waiting for their PubAck; past it a publish stalls and then fails.
+const MaxPendingPublishes = 4096
+
 // SyncMode is when the embedded JetStream server writes its store to disk.
 type SyncMode string
 
@@ -226,7 +230,7 @@ func dial(url, name string, extra []nats.Option) (*Conn, error) {
 	js, err := jetstream.New(nc,
 		// Ingest handlers publish asynchronously and each waits for its own
 		// PubAck: many requests share one reply subscription and flush.
-		jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncMaxPending(MaxPendingPublishes),
 		jetstream.WithPublishAsyncTimeout(30*time.Second),
 	)
 	if err != nil {
