@@ -78,10 +78,11 @@ type Config struct {
 	// (retention enabled on a long ledger) drains at a pace the apply path
 	// does not feel, and faster when the database is idle. The default, 2%,
 	// deletes a 1,000-row batch taking 10 ms every half second: 170 million
-	// rows a day. A ledger batch whose rows were applied within less than
-	// 4× that wait waits a quarter of their span instead: rows age past
-	// the cutoff as fast as they were applied, and the pruner keeps up
-	// with any steady load.
+	// rows a day. Once caught up (its rows within one Interval of the
+	// cutoff), a ledger batch whose rows were applied within less than 4×
+	// that wait waits a quarter of their span instead: rows age past the
+	// cutoff as fast as they were applied, and the pruner keeps up with
+	// any steady load.
 	Duty float64
 	// Interval is the wait between passes over every table.
 	Interval time.Duration

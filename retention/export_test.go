@@ -17,4 +17,6 @@ func Pruned(p *Pruner) *prometheus.CounterVec { return p.pruned }
 
 // PauseAfter is the wait after a batch that took took and spanned span of
 // applied_at.
-func PauseAfter(p *Pruner, took, span time.Duration) time.Duration { return p.pause(took, span) }
+func PauseAfter(p *Pruner, took, span, behind time.Duration) time.Duration {
+	return p.pause(took, span, behind)
+}

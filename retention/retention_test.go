@@ -339,8 +339,13 @@ func TestPauseKeepsTheDuty(t *testing.T) {
 		// Never under Pause.
 		{10 * time.Millisecond, 200 * time.Millisecond, 100 * time.Millisecond},
 	} {
-		if got := retention.PauseAfter(p, c.took, c.span); got != c.want {
+		if got := retention.PauseAfter(p, c.took, c.span, 0); got != c.want {
 			t.Errorf("pause after a %s batch spanning %s: %s, want %s", c.took, c.span, got, c.want)
 		}
+	}
+	// A backlog's batch, its rows applied within a millisecond but days
+	// behind the cutoff: the duty's pace, not the steady state's.
+	if got := retention.PauseAfter(p, 10*time.Millisecond, time.Millisecond, 48*time.Hour); got != 490*time.Millisecond {
+		t.Errorf("pause after a dense backlog batch: %s, want the duty's 490ms", got)
 	}
 }
