@@ -2,7 +2,7 @@ package events
 
 import (
 	"errors"
-	"regexp"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -11,7 +11,34 @@ import (
 // WhenForms names the forms ParseWhen accepts, for error messages.
 const WhenForms = "want an RFC 3339 time (2026-01-15T12:00:00Z), a date (2026-01-15) or a duration ago (90m, 36h, 7d)"
 
-var daysAgo = regexp.MustCompile(`^(\d+)d(.*)$`)
+// ParseDays reads a duration in days (365d, 1d12h) or a Go duration
+// (8760h, 90m), at most maxDays days in the days form. The CLI's
+// retention flags and ParseWhen's durations ago both read it.
+func ParseDays(s string, maxDays int) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	bad := fmt.Errorf("want days (%dd at most) or a duration (8760h)", maxDays)
+	days, rest, ok := strings.Cut(s, "d")
+	if !ok {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, bad
+		}
+		return d, nil
+	}
+	n, err := strconv.Atoi(days)
+	if err != nil || days == "" || strings.Trim(days, "0123456789") != "" || n > maxDays {
+		return 0, bad
+	}
+	d := time.Duration(n) * 24 * time.Hour
+	if rest != "" {
+		extra, err := time.ParseDuration(rest)
+		if err != nil || extra < 0 {
+			return 0, bad
+		}
+		d += extra
+	}
+	return d, nil
+}
 
 // ParseWhen reads a time an operator typed: RFC 3339, a date, the
 // providers' other forms (ParseTime), or a duration ago (90m, 36h, 7d,
@@ -22,24 +49,9 @@ func ParseWhen(value string, now time.Time) (time.Time, error) {
 	if value == "" {
 		return time.Time{}, nil
 	}
-	var ago time.Duration
-	isAgo := false
-	if m := daysAgo.FindStringSubmatch(value); m != nil {
-		days, err := strconv.Atoi(m[1])
-		if err != nil || days > 3650 {
-			return time.Time{}, errors.New(WhenForms)
-		}
-		ago, isAgo = time.Duration(days)*24*time.Hour, true
-		if m[2] != "" {
-			d, err := time.ParseDuration(m[2])
-			if err != nil {
-				return time.Time{}, errors.New(WhenForms)
-			}
-			ago += d
-		}
-	} else if d, err := time.ParseDuration(value); err == nil {
-		ago, isAgo = d, true
-	}
+	// Ten years back at most: older is no stream's or provider's history.
+	ago, err := ParseDays(value, 3650)
+	isAgo := err == nil
 	if isAgo {
 		if ago <= 0 {
 			return time.Time{}, errors.New("a duration ago must be positive")

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -238,7 +237,7 @@ var environmentOnly = []string{
 type daysValue time.Duration
 
 func (v *daysValue) Set(s string) error {
-	d, err := parseDays(s)
+	d, err := events.ParseDays(s, 36500)
 	if err != nil {
 		return err
 	}
@@ -255,33 +254,6 @@ func (v *daysValue) String() string {
 }
 
 func (*daysValue) Type() string { return "duration" }
-
-// parseDays reads 365d, 1d12h or a Go duration.
-func parseDays(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	bad := errors.New("want days (365d) or a duration (8760h)")
-	days, rest, ok := strings.Cut(s, "d")
-	if !ok {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return 0, bad
-		}
-		return d, nil
-	}
-	n, err := strconv.Atoi(days)
-	if err != nil || strings.Trim(days, "0123456789") != "" || n > 36500 {
-		return 0, bad
-	}
-	d := time.Duration(n) * 24 * time.Hour
-	if rest != "" {
-		extra, err := time.ParseDuration(rest)
-		if err != nil || extra < 0 {
-			return 0, bad
-		}
-		d += extra
-	}
-	return d, nil
-}
 
 // Checks shared by the declarations.
 
