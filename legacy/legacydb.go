@@ -26,6 +26,16 @@ type LegacyDB struct {
 	table pgx.Identifier
 }
 
+// CheckTable checks a table name as OpenLegacyDB takes it: a table,
+// optionally schema-qualified.
+func CheckTable(table string) error {
+	parts := strings.Split(table, ".")
+	if len(parts) > 2 || strings.TrimSpace(parts[0]) == "" || strings.TrimSpace(parts[len(parts)-1]) == "" {
+		return fmt.Errorf("%q: want table or schema.table", table)
+	}
+	return nil
+}
+
 // OpenLegacyDB connects to the legacy database. table is the users
 // table, optionally schema-qualified ("public.users"); it needs the
 // columns clerk_user_id, stripe_customer_id and stripe_connect_account_id.
@@ -33,9 +43,8 @@ func OpenLegacyDB(ctx context.Context, url, table string) (*LegacyDB, error) {
 	if table == "" {
 		table = LegacyUsersTableDefault
 	}
-	parts := strings.Split(table, ".")
-	if len(parts) > 2 || strings.TrimSpace(parts[0]) == "" || strings.TrimSpace(parts[len(parts)-1]) == "" {
-		return nil, fmt.Errorf("legacy users table %q: want table or schema.table", table)
+	if err := CheckTable(table); err != nil {
+		return nil, fmt.Errorf("legacy users table %w", err)
 	}
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
@@ -45,7 +54,7 @@ func OpenLegacyDB(ctx context.Context, url, table string) (*LegacyDB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("reach legacy database: %w", err)
 	}
-	l := &LegacyDB{pool: pool, table: pgx.Identifier(parts)}
+	l := &LegacyDB{pool: pool, table: pgx.Identifier(strings.Split(table, "."))}
 	// Fail before any WorkOS write when the table or a column is not there.
 	if _, err := l.Links(ctx, nil); err != nil {
 		pool.Close()

@@ -66,7 +66,7 @@ func (f *importFlags) register(c *cobra.Command) {
 	d.Bool(&f.dryRun, "dry-run", "", false, "validate the file and print what would be done; writes nothing")
 	d.Bool(&f.mapOnly, "map-only", "", false, "fill legacy_user_map from what already exists in WorkOS, writing nothing there")
 	d.String(&f.legacyURL, "legacy-database-url", "LEGACY_DATABASE_URL", "", "the Clerk-era app's Postgres, for each user's Stripe links", databaseURL)
-	d.String(&f.legacyTable, "legacy-users-table", "SYNCD_IMPORT_LEGACY_TABLE", legacy.LegacyUsersTableDefault, "the legacy users table (clerk_user_id, stripe_customer_id, stripe_connect_account_id)", tableName)
+	d.String(&f.legacyTable, "legacy-users-table", "SYNCD_IMPORT_LEGACY_TABLE", legacy.LegacyUsersTableDefault, "the legacy users table (clerk_user_id, stripe_customer_id, stripe_connect_account_id)", legacy.CheckTable)
 	d.Int(&f.concurrency, "concurrency", "SYNCD_IMPORT_CONCURRENCY", legacy.ConcurrencyDefault, fmt.Sprintf("users imported at once, 1 to %d", legacy.ConcurrencyMax), positive, legacyCheck(func(c *legacy.Config, v int) { c.Concurrency = v }))
 	d.String(&f.orgName, "org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "personal organization name, as provisioning names it", provisionCheck(func(c *provision.Config, v string) { c.OrgName = v }))
 	d.String(&f.ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
@@ -86,16 +86,6 @@ func legacyCheck[T any](set func(*legacy.Config, T)) func(T) error {
 		}
 		return nil
 	}
-}
-
-// tableName is a table, optionally schema-qualified, as
-// legacy.OpenLegacyDB takes it.
-func tableName(v string) error {
-	parts := strings.Split(v, ".")
-	if len(parts) > 2 || strings.TrimSpace(parts[0]) == "" || strings.TrimSpace(parts[len(parts)-1]) == "" {
-		return fmt.Errorf("%q: want table or schema.table", v)
-	}
-	return nil
 }
 
 func importClerkCommand() *cobra.Command {
