@@ -98,9 +98,8 @@ func versionKeys(r *Route, ev Event) []string {
 			return []string{"organizations:" + o.p.WorkosOrgID + "@" + strconv.FormatInt(o.p.WorkosUpdatedAt.UnixMicro(), 10)}
 		}
 	case membershipSet:
-		if m, err := decodeMembership(ev); err == nil {
-			return []string{"user:" + m.p.WorkosUserID, "org:" + m.p.WorkosOrgID}
-		}
+		// Two fields, read without decoding the event a second time.
+		return []string{bodyKey("user", "data.user_id")(ev), bodyKey("org", "data.organization_id")(ev)}
 	}
 	return nil
 }
