@@ -17,6 +17,7 @@ type e2eResult struct {
 	pendingAtEnd uint64
 	peakRSS      int64
 	cpu          cpuSplit
+	group        groupCommit
 }
 
 // cpuNote says where the cores went during the load.
@@ -24,8 +25,9 @@ func (r e2eResult) cpuNote() string { return "CPU during the load, of 2 cores: "
 
 // benchEndToEnd runs `syncd serve` (ingest and consumers in one process) at
 // a steady rate and measures webhook latency, the lag left when the load
-// stops, and the process's peak memory.
-func benchEndToEnd(ctx context.Context, o options, bin, tmp string, src source, rate float64) (e2eResult, error) {
+// stops, and the process's peak memory. JetStream's store is under
+// storeRoot.
+func benchEndToEnd(ctx context.Context, o options, bin, storeRoot string, src source, rate float64) (e2eResult, error) {
 	r := e2eResult{rate: rate}
 	pool, drop, err := createDB(ctx, o.adminURL, "syncd_bench_e2e")
 	if err != nil {
@@ -35,7 +37,7 @@ func benchEndToEnd(ctx context.Context, o options, bin, tmp string, src source, 
 	defer drop()
 	u := pool.Config().ConnConfig
 	dbURL := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", u.User, u.Host, u.Port, u.Database)
-	p, err := startSyncd(bin, tmp, "all", dbURL, o.profiles)
+	p, err := startSyncdIn(bin, storeRoot, "all", dbURL)
 	if err != nil {
 		return r, err
 	}
@@ -44,6 +46,7 @@ func benchEndToEnd(ctx context.Context, o options, bin, tmp string, src source, 
 	prof := p.cpuProfile("e2e-cpu", o.loadFor)
 	r.load = openLoop(ctx, p.base, src, rate, o.loadFor)
 	r.cpu = sampleCPU(p.cmd.Process.Pid).since(before)
+	r.group = p.groupCommit()
 	<-prof
 	p.heapProfile("e2e-heap")
 	conn, err := stream.Open(ctx, stream.ConnConfig{DataDir: p.dataDir()})

@@ -71,8 +71,14 @@ func startProcess(bin string, args, env []string, probe string) (*process, error
 // when dbURL is set, database; extra adds environment (NAME=value) and
 // wins. Tracing is off unless extra turns it on.
 func startSyncd(bin, tmp, role, dbURL, _ string, extra ...string) (*process, error) {
+	return startSyncdIn(bin, tmp, role, dbURL, extra...)
+}
+
+// startSyncdIn is startSyncd with the data dir (JetStream's store) under
+// storeRoot.
+func startSyncdIn(bin, storeRoot, role, dbURL string, extra ...string) (*process, error) {
 	addr, pprofAddr := freeAddr(), freeAddr()
-	dataDir, err := os.MkdirTemp(tmp, "data-")
+	dataDir, err := os.MkdirTemp(storeRoot, "data-")
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +106,47 @@ func (p *process) dataDir() string {
 		}
 	}
 	return ""
+}
+
+// groupCommit is what the process's group commit did so far, from its
+// metrics: atomic batches, the webhooks stored in them, and all webhooks
+// stored (answered 200).
+type groupCommit struct{ batches, batched, stored float64 }
+
+func (p *process) groupCommit() groupCommit {
+	var g groupCommit
+	resp, err := http.Get(p.base + "/metrics")
+	if err != nil {
+		return g
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		f, _ := strconv.ParseFloat(v, 64)
+		switch name {
+		case "syncd_ingest_group_batches_total":
+			g.batches = f
+		case "syncd_ingest_group_batched_total":
+			g.batched = f
+		default:
+			if strings.HasPrefix(name, "syncd_webhook_requests_total{") && strings.Contains(name, `status="200"`) {
+				g.stored += f
+			}
+		}
+	}
+	return g
+}
+
+// note says how many webhooks shared an fsync.
+func (g groupCommit) note() string {
+	if g.batches == 0 || g.stored == 0 {
+		return "group commit formed no batch"
+	}
+	return fmt.Sprintf("group commit stored %.0f%% of the webhooks in atomic batches, %.1f a batch on average", 100*g.batched/g.stored, g.batched/g.batches)
 }
 
 // cpuProfile fetches a CPU profile of the process for d, in the

@@ -97,19 +97,7 @@ func (c *Consumer) consume(ctx context.Context, cons jetstream.Consumer) (transi
 				}
 				return nil, fmt.Errorf("pull from consumer %s: %w", c.cfg.Durable, lastErr)
 			}
-			batch := []jetstream.Msg{m}
-		fill:
-			for len(batch) < c.cfg.BatchSize {
-				select {
-				case m, ok := <-msgs:
-					if !ok {
-						break fill
-					}
-					batch = append(batch, m)
-				default:
-					break fill
-				}
-			}
+			batch := c.fill(ctx, m, msgs)
 			settled, transient := c.process(work, batch)
 			leases.release(batch)
 			if settled != nil {
@@ -146,4 +134,45 @@ func (c *Consumer) pause(ctx context.Context, cause error) {
 		}
 		wait = min(2*wait, c.cfg.ProbeMax)
 	}
+}
+
+// fill makes a batch of first and what follows it: what has arrived, and
+// for up to Linger after first what arrives meanwhile, at most BatchSize.
+// Under a steady load a batch that waits a little is several times fuller,
+// and Postgres spends its CPU on rows rather than on statements and
+// commits; a backlog fills the batch at once and does not wait.
+func (c *Consumer) fill(ctx context.Context, first jetstream.Msg, msgs <-chan jetstream.Msg) []jetstream.Msg {
+	batch := []jetstream.Msg{first}
+	var linger <-chan time.Time
+	if c.cfg.Linger > 0 {
+		t := time.NewTimer(c.cfg.Linger)
+		defer t.Stop()
+		linger = t.C
+	}
+	for len(batch) < c.cfg.BatchSize {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, m)
+			continue
+		default:
+		}
+		if linger == nil {
+			return batch
+		}
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, m)
+		case <-linger:
+			return batch
+		case <-ctx.Done():
+			return batch
+		}
+	}
+	return batch
 }

@@ -134,7 +134,9 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 		s.log.Info("external NATS: acknowledged events are on disk only if the server runs with sync_interval: always (or the stream is replicated)", "url", redact.URL(ncfg.URL))
 	}
 	ectx, cancel := context.WithTimeout(ctx, streamEnsureTimeout)
-	err = stream.Ensure(ectx, s.conn.JS, cfg.Stream, stream.ConsumerConfig{})
+	scfg := cfg.Stream
+	scfg.AtomicPublish = s.groupCommit()
+	err = stream.Ensure(ectx, s.conn.JS, scfg, stream.ConsumerConfig{})
 	cancel()
 	if err != nil {
 		return nil, err
@@ -153,7 +155,11 @@ func New(ctx context.Context, cfg Config) (_ *Service, err error) {
 		if icfg.TracerProvider == nil {
 			icfg.TracerProvider = cfg.TracerProvider
 		}
-		if s.ingest, err = ingest.New(icfg, s.conn.JS); err != nil {
+		pub, err := s.publisher()
+		if err != nil {
+			return nil, err
+		}
+		if s.ingest, err = ingest.New(icfg, pub); err != nil {
 			return nil, err
 		}
 		s.ingest.Register(s.mux)

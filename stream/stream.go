@@ -61,6 +61,9 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// Replicas for clustered deployments; 1 for the embedded server.
 	Replicas int
+	// AtomicPublish lets WEBHOOKS take atomic batches (nats-server 2.12+),
+	// which group commit needs (see GroupPublisher).
+	AtomicPublish bool
 }
 
 func (c Config) withDefaults() Config {
@@ -102,6 +105,8 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config, cons Consum
 		Duplicates:  cfg.DuplicateWindow,
 		Replicas:    cfg.Replicas,
 		Discard:     jetstream.DiscardOld,
+		// Group commit (GroupPublisher) stores webhooks in atomic batches.
+		AllowAtomicPublish: cfg.AtomicPublish,
 	}); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", Webhooks, err)
 	}

@@ -118,6 +118,7 @@ var zeroMeans = map[string]bool{
 	"reconcile-every":  true, // off
 	"reconcile-window": true, // the default window
 	"ledger-retention": true, // the default retention
+	"batch-linger":     true, // no wait
 }
 
 // stringCandidates are values some string check refuses; each checked
