@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/syncd/syncd/legacy"
 	"github.com/syncd/syncd/provision"
@@ -108,13 +109,13 @@ func importClerkCommand() *cobra.Command {
 	c.register(cmd)
 	f.register(cmd)
 	cmd.RunE = action(func(cmd *cobra.Command, args []string) error {
-		return runImportClerk(cmd.Context(), &c, &f, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
+		return runImportClerk(cmd.Context(), &c, &f, args[0], resumeCommand(cmd.Flags(), args[0]), cmd.OutOrStdout(), cmd.ErrOrStderr())
 	})
 	return cmd
 }
 
 // runImportClerk is `syncd import clerk FILE`.
-func runImportClerk(ctx context.Context, c *common, f *importFlags, file string, stdout, stderr io.Writer) error {
+func runImportClerk(ctx context.Context, c *common, f *importFlags, file, resume string, stdout, stderr io.Writer) error {
 	if f.dryRun && f.mapOnly {
 		return usageError("--dry-run and --map-only: choose one")
 	}
@@ -201,7 +202,6 @@ func runImportClerk(ctx context.Context, c *common, f *importFlags, file string,
 	s, err := im.Run(ctx, export)
 	line.done()
 	printSummary(stdout, s, f.mapOnly)
-	resume := "syncd import clerk " + file + " with the same flags"
 	switch {
 	case errors.Is(err, legacy.ErrBusy):
 		return err
@@ -211,6 +211,40 @@ func runImportClerk(ctx context.Context, c *common, f *importFlags, file string,
 		return fmt.Errorf("%d users failed (listed above); run the same command again to retry them: %s", s.Failed, resume)
 	}
 	return badRowsErr(export)
+}
+
+// resumeCommand is the command that takes up this import where it
+// stopped: the flags given on the command line, the file. Database URLs
+// are left out (their passwords have no place in a log) and said to be
+// needed as before; the environment is the same.
+func resumeCommand(flags *pflag.FlagSet, file string) string {
+	parts := []string{"syncd import clerk"}
+	urls := false
+	flags.Visit(func(fl *pflag.Flag) {
+		switch {
+		case strings.HasSuffix(fl.Name, "url"):
+			urls = true
+		case fl.Value.Type() == "bool":
+			parts = append(parts, "--"+fl.Name+"="+fl.Value.String())
+		default:
+			parts = append(parts, "--"+fl.Name, shellQuote(fl.Value.String()))
+		}
+	})
+	cmd := strings.Join(append(parts, shellQuote(file)), " ")
+	if urls {
+		cmd += " (and the database URLs given before)"
+	}
+	return cmd
+}
+
+// shellQuote quotes s for a POSIX shell unless it is plain.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@,+", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // importProgress draws the bar on a terminal, else logs a line per 1,000

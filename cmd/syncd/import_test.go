@@ -148,3 +148,20 @@ func TestImportCommands(t *testing.T) {
 		t.Fatalf("map after verify: %v\n%s", err, stdout)
 	}
 }
+
+// The resume hint of an import that stopped is a command to run: the
+// flags given, the file, quoted for a shell; no database password.
+func TestImportResumeCommand(t *testing.T) {
+	cmd := importClerkCommand()
+	if err := cmd.ParseFlags([]string{"--concurrency", "8", "--legacy-database-url", "postgres://u:secret@h/db", "--map-only", "--org-name", "{first}'s space"}); err != nil {
+		t.Fatal(err)
+	}
+	got := resumeCommand(cmd.Flags(), "my users.csv")
+	want := `syncd import clerk --concurrency 8 --map-only=true --org-name '{first}'\''s space' 'my users.csv' (and the database URLs given before)`
+	if got != want {
+		t.Errorf("resume:\n got %s\nwant %s", got, want)
+	}
+	if strings.Contains(got, "secret") {
+		t.Errorf("resume shows the password: %s", got)
+	}
+}

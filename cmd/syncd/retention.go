@@ -17,7 +17,7 @@ type retentionFlags struct {
 }
 
 func (r *retentionFlags) register(c *cobra.Command) {
-	declare(c).Duration(&r.ledger, "ledger-retention", "SYNCD_LEDGER_RETENTION", 0, "keep ledger rows (webhook_events) this long; default the longest of the providers' retries, --replay-window and Stripe's 30-day backfill, plus 5 days (840h with the defaults); never below --replay-window", notNegative)
+	declare(c).Days(&r.ledger, "ledger-retention", "SYNCD_LEDGER_RETENTION", 0, "keep ledger rows (webhook_events) this long, days (35d) or a duration (840h); default the longest of the providers' retries, --replay-window and Stripe's 30-day backfill, plus 5 days (840h with the defaults); never below --replay-window", notNegative)
 }
 
 // setup validates the flags against the replay window they must cover.
