@@ -24,6 +24,7 @@ type cpuSplit struct {
 	// a core had nothing to run while a disk write (an fsync) was pending.
 	idle, iowait time.Duration
 	wall         time.Duration
+	disk         diskStats
 }
 
 // cpuSample is a point-in-time reading of the cumulative CPU times.
@@ -31,11 +32,13 @@ type cpuSample struct {
 	at                         time.Time
 	syncd, postgres, generator time.Duration
 	idle, iowait               time.Duration
+	disk                       diskStats
 }
 
 func sampleCPU(syncdPID int) cpuSample {
 	s := cpuSample{at: time.Now(), syncd: procCPU(strconv.Itoa(syncdPID)), generator: procCPU("self")}
 	s.idle, s.iowait = machineIdle()
+	s.disk = sampleDisks()
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
 		comm, err := os.ReadFile(filepath.Join(d, "comm"))
@@ -48,7 +51,7 @@ func sampleCPU(syncdPID int) cpuSample {
 
 func (b cpuSample) since(a cpuSample) cpuSplit {
 	return cpuSplit{syncd: b.syncd - a.syncd, postgres: b.postgres - a.postgres, generator: b.generator - a.generator,
-		idle: b.idle - a.idle, iowait: b.iowait - a.iowait, wall: b.at.Sub(a.at)}
+		idle: b.idle - a.idle, iowait: b.iowait - a.iowait, wall: b.at.Sub(a.at), disk: b.disk.minus(a.disk)}
 }
 
 // cores is d as a share of the window: 1.0 is one core busy throughout.
@@ -95,8 +98,59 @@ func machineIdle() (idle, iowait time.Duration) {
 	return time.Duration(i) * time.Second / clockTick, time.Duration(w) * time.Second / clockTick
 }
 
-// note says where the cores went.
+// note says where the cores went, and what the disks did.
 func (c cpuSplit) note() string {
-	return fmt.Sprintf("syncd %.2f, Postgres %.2f, load generator %.2f; idle %.2f, of which waiting on the disk %.2f",
-		c.cores(c.syncd), c.cores(c.postgres), c.cores(c.generator), c.cores(c.idle+c.iowait), c.cores(c.iowait))
+	return fmt.Sprintf("syncd %.2f, Postgres %.2f, load generator %.2f; idle %.2f, of which waiting on the disk %.2f; %s",
+		c.cores(c.syncd), c.cores(c.postgres), c.cores(c.generator), c.cores(c.idle+c.iowait), c.cores(c.iowait), c.disk.note(c.wall))
+}
+
+// diskStats are the cumulative counters of the machine's disks
+// (/proc/diskstats, whole devices): whether the disk is saturated or only
+// slow to sync is what the end-to-end latency turns on.
+type diskStats struct {
+	writes, sectors, flushes int64
+	busy                     time.Duration // time with I/O in flight
+}
+
+func sampleDisks() diskStats {
+	var d diskStats
+	b, err := os.ReadFile("/proc/diskstats")
+	if err != nil {
+		return d
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		// major minor name, then reads (4), writes (4), in flight, busy
+		// ms, weighted ms, discards (4), flushes (2).
+		if len(f) < 14 {
+			continue
+		}
+		if _, err := os.Stat("/sys/block/" + f[2]); err != nil || strings.HasPrefix(f[2], "loop") || strings.HasPrefix(f[2], "ram") {
+			continue // a partition, or not a disk
+		}
+		n := func(i int) int64 {
+			if i >= len(f) {
+				return 0
+			}
+			v, _ := strconv.ParseInt(f[i], 10, 64)
+			return v
+		}
+		d.writes += n(7)
+		d.sectors += n(9)
+		d.busy += time.Duration(n(12)) * time.Millisecond
+		d.flushes += n(18)
+	}
+	return d
+}
+
+func (b diskStats) minus(a diskStats) diskStats {
+	return diskStats{writes: b.writes - a.writes, sectors: b.sectors - a.sectors, flushes: b.flushes - a.flushes, busy: b.busy - a.busy}
+}
+
+func (d diskStats) note(wall time.Duration) string {
+	s := wall.Seconds()
+	if s <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("disk %.0f writes/s, %.1f MB/s, %.0f flushes/s, busy %.0f %% of the time", float64(d.writes)/s, float64(d.sectors)*512/1e6/s, float64(d.flushes)/s, 100*d.busy.Seconds()/s)
 }
