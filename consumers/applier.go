@@ -324,6 +324,9 @@ func (a *Applier) applyBatched(ctx context.Context, evs []Event, todo []int, res
 		return false, fmt.Errorf("begin batch: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := a.lockShared(ctx, tx, evs, todo); err != nil {
+		return false, err
+	}
 	b := &batchRun{a: a, tx: tx, evs: evs, res: res, links: newLinkSet(), stale: map[string][]string{}, todo: todo}
 	st := b.newStage()
 	for _, i := range todo {
@@ -361,6 +364,36 @@ func (a *Applier) applyBatched(ctx context.Context, evs []Event, todo []int, res
 		return false, fmt.Errorf("commit batch: %w", err)
 	}
 	return false, nil
+}
+
+// lockShared takes the advisory locks of the entities the events share
+// with other workers (Route.Shared), sorted, as the transaction's first
+// statement. Two workers' batches that stub or write one organization
+// otherwise lock it at different points of their transactions, each after
+// others of its own, and deadlock: Postgres finds the cycle only after
+// deadlock_timeout (a second by default). Taken first and in one order,
+// the locks make the second batch wait for the first at its start.
+func (a *Applier) lockShared(ctx context.Context, tx pgx.Tx, evs []Event, todo []int) error {
+	var keys []int64
+	for _, i := range todo {
+		r := a.routes.route(evs[i])
+		if r == nil || r.Shared == nil {
+			continue
+		}
+		if k := r.Shared(evs[i]); k != "" {
+			h := fnv.New64a()
+			_, _ = h.Write([]byte("syncd.shared:" + evs[i].Source + ":" + k))
+			keys = append(keys, int64(h.Sum64()))
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	slices.Sort(keys)
+	if err := a.q.LockShared(ctx, tx, slices.Compact(keys)); err != nil {
+		return fmt.Errorf("lock shared entities: %w", err)
+	}
+	return nil
 }
 
 // permanentOr sorts a batch-level failure: transient fails the batch,
@@ -465,6 +498,9 @@ func (a *Applier) applyIsolated(ctx context.Context, evs []Event, todo []int, re
 		return fmt.Errorf("begin batch: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := a.lockShared(ctx, tx, evs, todo); err != nil {
+		return err
+	}
 	for _, i := range todo {
 		ev := evs[i]
 		sp, err := tx.Begin(ctx)
