@@ -8,6 +8,8 @@ func TestLimitLeavesOutReadsOnly(t *testing.T) {
 		"-- name: UserLockMany :many\nSELECT r.workos_user_id FROM unnest($1::text[]) FOR NO KEY UPDATE": true,
 		"-- name: MeetingLockPaymentIntents :exec\nSELECT pg_advisory_xact_lock(k)":                      true,
 		"-- name: StripeCheckoutSessionGetMany :many\nSELECT":                                            true,
+		"-- name: OrganizationsMissing :many\nSELECT k.id":                                               true,
+		"-- name: LockShared :exec\nSELECT count(pg_advisory_xact_lock(k))":                              true,
 		"-- name: StripePaymentIntentIDsByCharges :many\nSELECT":                                         true,
 		"-- name: UserUpsertMany :many\nINSERT INTO users":                                               false,
 		"-- name: MembershipParentsMany :many\nWITH user_stubs AS (INSERT":                               false,

@@ -366,32 +366,42 @@ func (a *Applier) applyBatched(ctx context.Context, evs []Event, todo []int, res
 	return false, nil
 }
 
-// lockShared takes the advisory locks of the entities the events share
-// with other workers (Route.Shared), sorted, as the transaction's first
-// statement. Two workers' batches that stub or write one organization
-// otherwise lock it at different points of their transactions, each after
-// others of its own, and deadlock: Postgres finds the cycle only after
-// deadlock_timeout (a second by default). Taken first and in one order,
-// the locks make the second batch wait for the first at its start.
+// lockShared takes advisory locks on the organizations the events share
+// with other workers' events (Route.SharedOrg) and that have no row yet,
+// sorted, before anything else in the transaction. Two workers' batches
+// that both insert one new organization (one's organization event, the
+// other's membership stub, or two memberships' stubs) otherwise take it at
+// different points of their transactions, each after others of its own,
+// and deadlock; Postgres finds the cycle only after deadlock_timeout (a
+// second by default). Locked first and in one order, the second batch
+// waits for the first at its start. An organization that exists needs no
+// lock: a stub leaves it alone, and only its own worker writes it.
 func (a *Applier) lockShared(ctx context.Context, tx pgx.Tx, evs []Event, todo []int) error {
-	var keys []int64
+	var ids []string
 	for _, i := range todo {
-		r := a.routes.route(evs[i])
-		if r == nil || r.Shared == nil {
-			continue
-		}
-		if k := r.Shared(evs[i]); k != "" {
-			h := fnv.New64a()
-			_, _ = h.Write([]byte("syncd.shared:" + evs[i].Source + ":" + k))
-			keys = append(keys, int64(h.Sum64()))
+		if r := a.routes.route(evs[i]); r != nil && r.SharedOrg != nil {
+			if id := r.SharedOrg(evs[i]); id != "" {
+				ids = append(ids, id)
+			}
 		}
 	}
-	if len(keys) == 0 {
+	if len(ids) == 0 {
 		return nil
+	}
+	slices.Sort(ids)
+	missing, err := a.q.OrganizationsMissing(ctx, tx, slices.Compact(ids))
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	keys := make([]int64, len(missing))
+	for i, id := range missing {
+		h := fnv.New64a()
+		_, _ = h.Write([]byte("syncd.organization:" + id))
+		keys[i] = int64(h.Sum64())
 	}
 	slices.Sort(keys)
 	if err := a.q.LockShared(ctx, tx, slices.Compact(keys)); err != nil {
-		return fmt.Errorf("lock shared entities: %w", err)
+		return fmt.Errorf("lock new organizations: %w", err)
 	}
 	return nil
 }

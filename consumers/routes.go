@@ -62,14 +62,14 @@ type Route struct {
 	// workers: events of one key are applied by one worker, in order).
 	// Empty: the event id.
 	Key func(Event) string
-	// Shared is an entity of another key that the handler inserts or
-	// stubs, which events routed to another worker can insert too (an
-	// organization: its own events and its members' memberships, routed
-	// with their users). A batch locks the shared entities of all its
-	// events, in one order, before anything else (Applier.lockShared), so
-	// two workers that meet on one wait for each other at the start
-	// instead of deadlocking midway.
-	Shared func(Event) string
+	// SharedOrg is the WorkOS organization the handler inserts or stubs
+	// that events routed to another worker can insert too: an
+	// organization's own events, and its members' memberships (routed with
+	// their users). A batch locks the new ones among its events', in one
+	// order, before anything else (Applier.lockShared), so two workers
+	// that meet on one wait for each other at the start instead of
+	// deadlocking midway.
+	SharedOrg func(Event) string
 
 	// set, when not nil, applies the route's events set-based: per batch,
 	// one multi-row statement per table (batch.go).
@@ -114,7 +114,7 @@ func Routes() []Route {
 	// serialized in Postgres, meetings.go).
 	byUser, byOrg := bodyKey("user", "data.id"), bodyKey("org", "data.id")
 	byMember, byDir := bodyKey("user", "data.user_id"), bodyKey("directory", "data.directory_id", "data.id")
-	memberOrg := bodyKey("org", "data.organization_id")
+	orgID, memberOrg := bodyValue("data.id"), bodyValue("data.organization_id")
 	byCustomer, bySubscription := bodyKey("customer", "data.object.id"), bodyKey("subscription", "data.object.id")
 	byPayment := bodyKey("payment", "data.object.payment_intent", "data.object.id")
 	byAccount := func(ev Event) string {
@@ -135,15 +135,15 @@ func Routes() []Route {
 		{Source: w, Type: "user.created", Handle: applyUser, Writes: user, set: userSet, Key: byUser},
 		{Source: w, Type: "user.updated", Handle: applyUser, Writes: user, set: userSet, Key: byUser},
 		{Source: w, Type: "user.deleted", Handle: deleteUser, Writes: []Table{TableUsers, TableMemberships}, FlushesLinks: true, Key: byUser},
-		{Source: w, Type: "organization.created", Handle: applyOrganization, Writes: org, set: organizationSet, Key: byOrg, Shared: byOrg},
-		{Source: w, Type: "organization.updated", Handle: applyOrganization, Writes: org, set: organizationSet, Key: byOrg, Shared: byOrg},
-		{Source: w, Type: "organization.deleted", Handle: deleteOrganization, Writes: []Table{TableOrganizations, TableMemberships}, FlushesLinks: true, Key: byOrg, Shared: byOrg},
-		{Source: w, Type: "organization_membership.created", Handle: applyMembership, Writes: membership, Stubs: parents, set: membershipSet, Key: byMember, Shared: memberOrg},
-		{Source: w, Type: "organization_membership.updated", Handle: applyMembership, Writes: membership, Stubs: parents, set: membershipSet, Key: byMember, Shared: memberOrg},
-		{Source: w, Type: "organization_membership.deleted", Handle: deleteMembership, Writes: membership, Stubs: parents, FlushesLinks: true, Key: byMember, Shared: memberOrg},
+		{Source: w, Type: "organization.created", Handle: applyOrganization, Writes: org, set: organizationSet, Key: byOrg, SharedOrg: orgID},
+		{Source: w, Type: "organization.updated", Handle: applyOrganization, Writes: org, set: organizationSet, Key: byOrg, SharedOrg: orgID},
+		{Source: w, Type: "organization.deleted", Handle: deleteOrganization, Writes: []Table{TableOrganizations, TableMemberships}, FlushesLinks: true, Key: byOrg, SharedOrg: orgID},
+		{Source: w, Type: "organization_membership.created", Handle: applyMembership, Writes: membership, Stubs: parents, set: membershipSet, Key: byMember, SharedOrg: memberOrg},
+		{Source: w, Type: "organization_membership.updated", Handle: applyMembership, Writes: membership, Stubs: parents, set: membershipSet, Key: byMember, SharedOrg: memberOrg},
+		{Source: w, Type: "organization_membership.deleted", Handle: deleteMembership, Writes: membership, Stubs: parents, FlushesLinks: true, Key: byMember, SharedOrg: memberOrg},
 		// Legacy names of the same events.
-		{Source: w, Type: "organization_membership.added", Handle: applyMembership, Writes: membership, Stubs: parents, set: membershipSet, Key: byMember, Shared: memberOrg},
-		{Source: w, Type: "organization_membership.removed", Handle: deleteMembership, Writes: membership, Stubs: parents, FlushesLinks: true, Key: byMember, Shared: memberOrg},
+		{Source: w, Type: "organization_membership.added", Handle: applyMembership, Writes: membership, Stubs: parents, set: membershipSet, Key: byMember, SharedOrg: memberOrg},
+		{Source: w, Type: "organization_membership.removed", Handle: deleteMembership, Writes: membership, Stubs: parents, FlushesLinks: true, Key: byMember, SharedOrg: memberOrg},
 
 		{Source: w, Type: "dsync.activated", Handle: applyDirectory, Writes: dir, Key: byDir},
 		{Source: w, Type: "dsync.deleted", Handle: deleteDirectory, Writes: dirAll, Key: byDir},
@@ -209,6 +209,11 @@ func bodyKey(entity string, paths ...string) func(Event) string {
 		}
 		return ""
 	}
+}
+
+// bodyValue is the string at path in an event's body ("" if none).
+func bodyValue(path string) func(Event) string {
+	return func(ev Event) string { return gjson.GetBytes(ev.Body, path).Str }
 }
 
 // routeTable indexes routes by source and type.

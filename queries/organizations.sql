@@ -81,3 +81,9 @@ ON CONFLICT (workos_org_id) DO UPDATE SET
     updated_at         = now()
 WHERE organizations.workos_updated_at IS NULL OR organizations.workos_updated_at <= EXCLUDED.workos_updated_at
 RETURNING workos_org_id;
+
+-- name: OrganizationsMissing :many
+-- The WorkOS organization ids of @ids with no row yet (committed, or this
+-- transaction's): the ones two apply workers may both be about to insert.
+SELECT k.id::text AS workos_org_id FROM unnest(@ids::text[]) AS k(id)
+WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.workos_org_id = k.id);
