@@ -7,6 +7,8 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"slices"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -380,7 +382,10 @@ func (a *Applier) lockShared(ctx context.Context, tx pgx.Tx, evs []Event, todo [
 	var ids []string
 	for _, i := range todo {
 		if r := a.routes.route(evs[i]); r != nil && r.SharedOrg != nil {
-			if id := r.SharedOrg(evs[i]); id != "" {
+			// An id Postgres cannot hold as text (NUL, invalid UTF-8) names
+			// no row anyone can insert: no lock, and its event fails alone
+			// in its handler rather than failing the batch here.
+			if id := r.SharedOrg(evs[i]); id != "" && utf8.ValidString(id) && !strings.ContainsRune(id, 0) {
 				ids = append(ids, id)
 			}
 		}

@@ -43,6 +43,8 @@ func TestHostileBodiesInSetBasedBatches(t *testing.T) {
 		{true, "organization_membership.created", member(`"om_nul"`, `"user_nul\u0000"`, `"org_good"`, now)},
 		{true, "organization_membership.updated", member(`"om_type"`, `5`, `"org_good"`, now)},
 		{true, "organization_membership.created", member(`"om_long"`, `"user_long"`, `"org_`+long+`"`, now)},
+		{true, "organization_membership.created", member(`"om_orgnul"`, `"user_orgnul"`, `"org_\u0000"`, now)},
+		{true, "organization.created", `{"object":"organization","id":"org_nul\u0000","name":"N","created_at":"2026-01-15T12:00:00.000Z","updated_at":` + now + `}`},
 		{true, "organization_membership.created", member(`"om_future"`, `"user_future"`, `"org_good"`, `"2999-01-01T00:00:00.000Z"`)},
 		{true, "organization_membership.created", member(`null`, `"user_null"`, `"org_good"`, now)},
 		{false, "dsync.user.updated", dirUser(`"directory_user_good"`, `"directory_good"`, now)},
