@@ -525,7 +525,7 @@ func dlDepth(t *testing.T, js jetstream.JetStream) uint64 {
 
 // metric sums the samples of a counter or gauge whose labels include
 // labels.
-func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+func metric(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
@@ -552,6 +552,8 @@ func metric(t *testing.T, reg *prometheus.Registry, name string, labels map[stri
 				sum += m.GetCounter().GetValue()
 			case m.Gauge != nil:
 				sum += m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
 			}
 		}
 	}
