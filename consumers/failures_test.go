@@ -523,7 +523,8 @@ func dlDepth(t *testing.T, js jetstream.JetStream) uint64 {
 	return s.CachedInfo().State.Msgs
 }
 
-// metric sums the samples of a counter or gauge whose labels include
+// metric sums the samples of a counter or gauge (a histogram: its count)
+// whose labels include
 // labels.
 func metric(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
