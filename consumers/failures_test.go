@@ -524,8 +524,7 @@ func dlDepth(t *testing.T, js jetstream.JetStream) uint64 {
 }
 
 // metric sums the samples of a counter or gauge (a histogram: its count)
-// whose labels include
-// labels.
+// whose labels include labels.
 func metric(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
 	families, err := reg.Gather()
