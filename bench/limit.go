@@ -88,7 +88,7 @@ func (r *recorder) transactions() [][]stmt {
 // versions it folds against, the rows a meeting merges, the locks that
 // order concurrent batches), by their sqlc names: the limit knows the
 // stored rows and runs alone.
-var reads = regexp.MustCompile(`^-- name: \w*(LockMany|LockPaymentIntents|LockShared|OrganizationsMissing|GetMany|GetForUpdate|IDsBy\w+) `)
+var reads = regexp.MustCompile(`^-- name: \w*(LockMany|LockPaymentIntents|LockNew|GetMany|GetForUpdate|IDsBy\w+) `)
 
 func isRead(sql string) bool { return reads.MatchString(strings.TrimSpace(sql)) }
 

@@ -393,19 +393,7 @@ func (a *Applier) lockShared(ctx context.Context, tx pgx.Tx, evs []Event, todo [
 	if len(ids) == 0 {
 		return nil
 	}
-	slices.Sort(ids)
-	missing, err := a.q.OrganizationsMissing(ctx, tx, slices.Compact(ids))
-	if err != nil || len(missing) == 0 {
-		return err
-	}
-	keys := make([]int64, len(missing))
-	for i, id := range missing {
-		h := fnv.New64a()
-		_, _ = h.Write([]byte("syncd.organization:" + id))
-		keys[i] = int64(h.Sum64())
-	}
-	slices.Sort(keys)
-	if err := a.q.LockShared(ctx, tx, slices.Compact(keys)); err != nil {
+	if err := a.q.OrganizationsLockNew(ctx, tx, ids); err != nil {
 		return fmt.Errorf("lock new organizations: %w", err)
 	}
 	return nil

@@ -82,8 +82,14 @@ ON CONFLICT (workos_org_id) DO UPDATE SET
 WHERE organizations.workos_updated_at IS NULL OR organizations.workos_updated_at <= EXCLUDED.workos_updated_at
 RETURNING workos_org_id;
 
--- name: OrganizationsMissing :many
--- The WorkOS organization ids of @ids with no row yet (committed, or this
--- transaction's): the ones two apply workers may both be about to insert.
-SELECT k.id::text AS workos_org_id FROM unnest(@ids::text[]) AS k(id)
-WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.workos_org_id = k.id);
+-- name: OrganizationsLockNew :exec
+-- Takes an advisory lock on each of @ids that has no organization row yet
+-- (committed, or this transaction's): the ones two apply workers may both
+-- be about to insert (consumers: Applier.lockShared). In the order of the
+-- keys, the same in every transaction; held until the transaction ends.
+SELECT count(pg_advisory_xact_lock(s.k))::bigint FROM (
+    SELECT DISTINCT hashtextextended('syncd.organization:' || k.id, 0) AS k
+    FROM unnest(@ids::text[]) AS k(id)
+    WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.workos_org_id = k.id)
+    ORDER BY 1
+) AS s;

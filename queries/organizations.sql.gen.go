@@ -224,29 +224,20 @@ func (q *Queries) OrganizationUpsertMany(ctx context.Context, db DBTX, batch jso
 	return items, nil
 }
 
-const organizationsMissing = `-- name: OrganizationsMissing :many
-SELECT k.id::text AS workos_org_id FROM unnest($1::text[]) AS k(id)
-WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.workos_org_id = k.id)
+const organizationsLockNew = `-- name: OrganizationsLockNew :exec
+SELECT count(pg_advisory_xact_lock(s.k))::bigint FROM (
+    SELECT DISTINCT hashtextextended('syncd.organization:' || k.id, 0) AS k
+    FROM unnest($1::text[]) AS k(id)
+    WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.workos_org_id = k.id)
+    ORDER BY 1
+) AS s
 `
 
-// The WorkOS organization ids of @ids with no row yet (committed, or this
-// transaction's): the ones two apply workers may both be about to insert.
-func (q *Queries) OrganizationsMissing(ctx context.Context, db DBTX, ids []string) ([]string, error) {
-	rows, err := db.Query(ctx, organizationsMissing, ids)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []string
-	for rows.Next() {
-		var workos_org_id string
-		if err := rows.Scan(&workos_org_id); err != nil {
-			return nil, err
-		}
-		items = append(items, workos_org_id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+// Takes an advisory lock on each of @ids that has no organization row yet
+// (committed, or this transaction's): the ones two apply workers may both
+// be about to insert (consumers: Applier.lockShared). In the order of the
+// keys, the same in every transaction; held until the transaction ends.
+func (q *Queries) OrganizationsLockNew(ctx context.Context, db DBTX, ids []string) error {
+	_, err := db.Exec(ctx, organizationsLockNew, ids)
+	return err
 }

@@ -133,9 +133,3 @@ FROM (
     WHERE w.source = @source AND w.applied_at >= @since
 ) m
 GROUP BY m.minute ORDER BY m.minute;
-
--- name: LockShared :exec
--- Takes the batch's advisory locks on the entities two apply workers can
--- both insert (consumers: Applier.lockShared), in the order given (the
--- caller sorts them), held until the transaction ends.
-SELECT count(pg_advisory_xact_lock(k))::bigint FROM unnest(@keys::bigint[]) AS k;

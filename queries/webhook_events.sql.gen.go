@@ -452,15 +452,3 @@ func (q *Queries) EventLedgerSize(ctx context.Context, db DBTX) (EventLedgerSize
 	err := row.Scan(&i.EstimatedRows, &i.TotalBytes)
 	return i, err
 }
-
-const lockShared = `-- name: LockShared :exec
-SELECT count(pg_advisory_xact_lock(k))::bigint FROM unnest($1::bigint[]) AS k
-`
-
-// Takes the batch's advisory locks on the entities two apply workers can
-// both insert (consumers: Applier.lockShared), in the order given (the
-// caller sorts them), held until the transaction ends.
-func (q *Queries) LockShared(ctx context.Context, db DBTX, keys []int64) error {
-	_, err := db.Exec(ctx, lockShared, keys)
-	return err
-}
