@@ -167,14 +167,12 @@ func (g *GroupPublisher) single(f *groupFuture) {
 	}()
 }
 
-// done ends one send and starts what has queued meanwhile.
+// done ends one send and starts what has queued meanwhile: as one atomic
+// batch, or one by one when fewer than MinBatch queued (which may take
+// inFlight past MaxInFlight, by less than MinBatch).
 func (g *GroupPublisher) done() {
 	g.mu.Lock()
 	g.inFlight--
-	if len(g.queue) == 0 {
-		g.mu.Unlock()
-		return
-	}
 	take, bytes := 0, 0
 	for take < len(g.queue) && take < g.cfg.MaxBatch {
 		bytes += len(g.queue[take].msg.Data)
@@ -183,44 +181,45 @@ func (g *GroupPublisher) done() {
 		}
 		take++
 	}
+	if take == 0 {
+		g.mu.Unlock()
+		return
+	}
 	group := g.queue[:take:take]
-	g.queue = g.queue[take:]
-	if len(g.queue) == 0 {
+	if g.queue = g.queue[take:]; len(g.queue) == 0 {
 		g.queue = nil
 	}
-	atomic := g.atomic
+	var batch, alone []*groupFuture
+	if g.atomic && len(group) >= g.cfg.MinBatch {
+		// Ids sent lately, or twice here, go on their own after the batch,
+		// so a duplicate does not fail the batch.
+		batch, alone = g.split(group)
+	} else {
+		alone = group
+	}
+	if len(batch) < 2 {
+		batch, alone = nil, append(alone, batch...)
+		g.inFlight += len(alone)
+	} else {
+		g.inFlight++
+	}
 	g.mu.Unlock()
-
-	if !atomic || len(group) < g.cfg.MinBatch {
-		g.mu.Lock()
-		g.inFlight += len(group)
-		g.mu.Unlock()
-		for _, f := range group {
+	if batch == nil {
+		for _, f := range alone {
 			g.single(f)
 		}
 		return
 	}
-	// Ids seen lately, or twice here, go on their own after the batch, so
-	// a duplicate does not fail the batch.
-	batch, alone := g.split(group)
-	g.mu.Lock()
-	g.inFlight++
-	g.mu.Unlock()
 	go g.sendBatch(batch, alone)
 }
 
 // split separates the messages whose id was sent lately or repeats in
-// group from the rest.
+// group from the rest, and remembers the rest's ids as sent.
 func (g *GroupPublisher) split(group []*groupFuture) (batch, alone []*groupFuture) {
-	seen := make(map[string]struct{}, len(group))
 	for _, f := range group {
-		id := f.msg.Header.Get(jetstream.MsgIDHeader)
-		if _, dup := seen[id]; dup || g.recent.has(id) {
+		if id := f.msg.Header.Get(jetstream.MsgIDHeader); id != "" && !g.recent.add(id) {
 			alone = append(alone, f)
 			continue
-		}
-		if id != "" {
-			seen[id] = struct{}{}
 		}
 		batch = append(batch, f)
 	}
@@ -230,73 +229,57 @@ func (g *GroupPublisher) split(group []*groupFuture) (batch, alone []*groupFutur
 // sendBatch stores batch as one atomic batch, then sends alone one by one;
 // a batch the server refuses is sent one by one too.
 func (g *GroupPublisher) sendBatch(batch, alone []*groupFuture) {
-	defer func() {
-		g.mu.Lock()
-		g.inFlight += len(alone)
-		g.mu.Unlock()
-		for _, f := range alone {
-			g.single(f)
+	if ack, err := g.publishBatch(batch); err == nil {
+		first := ack.Sequence - uint64(len(batch)) + 1
+		for i, f := range batch {
+			a := *ack
+			a.Sequence = first + uint64(i)
+			f.ok <- &a
 		}
-		g.done()
-	}()
-	if len(batch) <= 1 {
-		alone = append(alone, batch...)
-		return
-	}
-	ack, err := g.publishBatch(batch)
-	if err != nil {
+		g.mu.Lock()
+		g.batches++
+		g.batched += uint64(len(batch))
+	} else {
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == errAtomicDisabled {
-			g.mu.Lock()
-			g.atomic = false
-			g.mu.Unlock()
+		disabled := errors.As(err, &apiErr) && apiErr.ErrorCode == errAtomicDisabled
+		if disabled {
 			g.cfg.Logger.Warn("JetStream refuses atomic batches: webhooks are stored one fsync each", "err", err)
 		} else {
 			g.cfg.Logger.Debug("atomic batch refused, sending its messages one by one", "messages", len(batch), "err", err)
 		}
-		g.mu.Lock()
-		g.fallbacks++
-		g.mu.Unlock()
 		alone = append(batch, alone...)
-		return
+		g.mu.Lock()
+		g.atomic = g.atomic && !disabled
+		g.fallbacks++
 	}
-	g.mu.Lock()
-	g.batches++
-	g.batched += uint64(len(batch))
+	g.inFlight += len(alone)
 	g.mu.Unlock()
-	first := ack.Sequence - uint64(len(batch)) + 1
-	for i, f := range batch {
-		a := *ack
-		a.Sequence = first + uint64(i)
-		f.ok <- &a
+	for _, f := range alone {
+		g.single(f)
 	}
+	g.done()
 }
 
 // publishBatch sends batch with the atomic batch headers: all but the last
 // as plain publishes, the last, the commit, for the batch's PubAck.
 func (g *GroupPublisher) publishBatch(batch []*groupFuture) (*jetstream.PubAck, error) {
 	id := nuid.Next()
-	for i, f := range batch {
-		g.recent.add(f.msg.Header.Get(jetstream.MsgIDHeader))
-		m := batchCopy(f.msg, id, i+1, i == len(batch)-1)
-		if i < len(batch)-1 {
-			if err := g.nc.PublishMsg(m); err != nil {
-				return nil, fmt.Errorf("atomic batch %s: %w", id, err)
-			}
-			continue
-		}
-		fut, err := g.js.PublishMsgAsync(m)
-		if err != nil {
-			return nil, fmt.Errorf("atomic batch %s: %w", id, err)
-		}
-		select {
-		case ack := <-fut.Ok():
-			return ack, nil
-		case err := <-fut.Err():
+	last := len(batch) - 1
+	for i, f := range batch[:last] {
+		if err := g.nc.PublishMsg(batchCopy(f.msg, id, i+1, false)); err != nil {
 			return nil, fmt.Errorf("atomic batch %s: %w", id, err)
 		}
 	}
-	return nil, nil
+	fut, err := g.js.PublishMsgAsync(batchCopy(batch[last].msg, id, last+1, true))
+	if err != nil {
+		return nil, fmt.Errorf("atomic batch %s: %w", id, err)
+	}
+	select {
+	case ack := <-fut.Ok():
+		return ack, nil
+	case err := <-fut.Err():
+		return nil, fmt.Errorf("atomic batch %s: %w", id, err)
+	}
 }
 
 // batchCopy is msg with the batch headers, leaving msg as it was for a
@@ -326,35 +309,32 @@ func (f *groupFuture) Err() <-chan error            { return f.err }
 func (f *groupFuture) Msg() *nats.Msg               { return f.msg }
 func (f *groupFuture) fail(err error)               { f.err <- err }
 
-// recent remembers the last n message ids.
+// recent remembers the last n distinct message ids.
 type recent struct {
 	mu   sync.Mutex
 	ring []string
 	next int
-	ids  map[string]int
+	ids  map[string]struct{}
 }
 
-func newRecent(n int) *recent { return &recent{ring: make([]string, n), ids: make(map[string]int, n)} }
+func newRecent(n int) *recent {
+	return &recent{ring: make([]string, n), ids: make(map[string]struct{}, n)}
+}
 
-func (r *recent) add(id string) {
+func (r *recent) add(id string) (fresh bool) {
 	if id == "" {
-		return
+		return true
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if _, seen := r.ids[id]; seen {
+		return false
+	}
 	if old := r.ring[r.next]; old != "" {
-		if r.ids[old]--; r.ids[old] <= 0 {
-			delete(r.ids, old)
-		}
+		delete(r.ids, old)
 	}
 	r.ring[r.next] = id
-	r.ids[id]++
+	r.ids[id] = struct{}{}
 	r.next = (r.next + 1) % len(r.ring)
-}
-
-func (r *recent) has(id string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.ids[id]
-	return ok
+	return true
 }
