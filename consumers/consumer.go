@@ -72,6 +72,10 @@ type Config struct {
 	ApplyWorkers int
 	// StopTimeout bounds how long a stop waits for the batch in flight.
 	StopTimeout time.Duration
+	// RecreateGrace is how long a durable deleted under a running consumer
+	// is looked for again before Run gives up: another replica's start (or
+	// an operator's reset) makes it again, and that takes a moment.
+	RecreateGrace time.Duration
 	// AuditOff: see ApplierConfig.
 	AuditOff   bool
 	Logger     *slog.Logger
@@ -103,6 +107,9 @@ func (c Config) withDefaults() Config {
 	if c.StopTimeout == 0 {
 		c.StopTimeout = 30 * time.Second
 	}
+	if c.RecreateGrace == 0 {
+		c.RecreateGrace = 10 * time.Second
+	}
 	if c.ApplyWorkers == 0 {
 		c.ApplyWorkers = ApplyWorkersDefault
 	}
@@ -131,6 +138,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("consumers: Linger %s outside 0..%s", c.Linger, LingerMax)
 	case c.StopTimeout < 0:
 		return fmt.Errorf("consumers: StopTimeout %s is negative", c.StopTimeout)
+	case c.RecreateGrace < 0:
+		return fmt.Errorf("consumers: RecreateGrace %s is negative", c.RecreateGrace)
 	}
 	return nil
 }
@@ -190,6 +199,7 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (*Consumer, err
 // serve` creates it again) or the NATS connection was closed for good.
 func (c *Consumer) Run(ctx context.Context) error {
 	wait := c.cfg.RetryMin
+	var lost time.Time // when a consume last failed on JetStream's side
 	for {
 		started := time.Now()
 		cons, err := c.js.Consumer(ctx, stream.Webhooks, c.cfg.Durable)
@@ -198,6 +208,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		} else {
 			var transient error
 			transient, err = c.consume(ctx, cons)
+			if err != nil {
+				lost = time.Now()
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -213,7 +226,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if c.fatal(err) {
+		if c.fatal(err) && !c.recreating(err, lost) {
 			return err
 		}
 		if time.Since(started) > time.Minute {
@@ -230,12 +243,21 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // fatal reports a JetStream failure that waiting does not cure: the
-// durable (or its stream) is not there to open. A durable deleted under a
-// running iterator is opened again first, in case it was made again (as
-// another replica's start does); found missing then, it is fatal.
+// durable (or its stream) is not there to open, or the connection is
+// closed for good. See recreating for the exception.
 func (c *Consumer) fatal(err error) bool {
 	return errors.Is(err, jetstream.ErrConsumerNotFound) ||
 		errors.Is(err, jetstream.ErrStreamNotFound) ||
 		errors.Is(err, nats.ErrConnectionClosed) ||
 		c.js.Conn().IsClosed()
+}
+
+// recreating reports a missing durable that was deleted under a running
+// consumer less than RecreateGrace ago (lost): it is looked for again, in
+// case it is being made again (as another replica's start does), rather
+// than ending Run between the delete and the create.
+func (c *Consumer) recreating(err error, lost time.Time) bool {
+	return errors.Is(err, jetstream.ErrConsumerNotFound) &&
+		!lost.IsZero() && time.Since(lost) < c.cfg.RecreateGrace &&
+		!c.js.Conn().IsClosed()
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -193,6 +195,9 @@ func TestSlowBatchIsNotRedelivered(t *testing.T) {
 func TestConsumerReopensAfterItsDurableIsRecreated(t *testing.T) {
 	h := syncdtest.NewHarness(t)
 	h.ConsumerConfig.ProbeMax = 50 * time.Millisecond
+	h.ConsumerConfig.RecreateGrace = 3 * time.Second
+	var logs syncBuffer
+	h.ConsumerConfig.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	h.PostWorkOS(syncdtest.WorkOSEvent("event_1", "user.created", userData("user_1", "one@example.com", 1)))
 	c, err := consumers.New(h.ConsumerConfig, h.Pool, h.NATS.JS)
 	if err != nil {
@@ -208,6 +213,21 @@ func TestConsumerReopensAfterItsDurableIsRecreated(t *testing.T) {
 	if err := h.NATS.JS.DeleteConsumer(bg, stream.Webhooks, stream.Consumer); err != nil {
 		t.Fatal(err)
 	}
+	// The consumer looks for its durable between the delete and the create
+	// (as when another replica's start makes it again): it waits for it.
+	syncdtest.Eventually(t, 30*time.Second, "the consumer to find its durable missing", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("consumer ended before its durable was made again: %v", err)
+		default:
+		}
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "open consumer "+stream.Consumer+":") && strings.Contains(line, "consumer not found") {
+				return true
+			}
+		}
+		return false
+	})
 	if err := stream.Ensure(bg, h.NATS.JS, stream.Config{}, stream.ConsumerConfig{}); err != nil {
 		t.Fatal(err)
 	}
