@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/syncd/syncd/backoff"
@@ -97,17 +98,6 @@ func (p *Provisioner) Run(ctx context.Context) error {
 	}
 	defer tasks.Close()
 	p.tasks = tasks
-	cons, err := p.js.Consumer(ctx, stream.Webhooks, p.cfg.Durable)
-	if err != nil {
-		return fmt.Errorf("open consumer %s: %w", p.cfg.Durable, err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * p.cfg.Workers))
-	if err != nil {
-		return fmt.Errorf("pull from consumer %s: %w", p.cfg.Durable, err)
-	}
-	stopPull := context.AfterFunc(ctx, it.Drain)
-	defer stopPull()
-
 	// Tasks in flight at a stop get StopTimeout to finish.
 	taskCtx, cancelTasks := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelTasks()
@@ -118,7 +108,7 @@ func (p *Provisioner) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		p.watchLag(ctx, cons)
+		p.watchLag(ctx)
 	}()
 	work := make(chan jetstream.Msg)
 	for range p.cfg.Workers {
@@ -130,14 +120,72 @@ func (p *Provisioner) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	defer func() {
+		close(work)
+		wg.Wait()
+		p.log.Info("provisioning stopped")
+	}()
 	p.log.Info("provisioning started", "mode", p.cfg.Mode, "durable", p.cfg.Durable, "workers", p.cfg.Workers)
+	// Losing the pull (the durable deleted, a consumer leader moving) is
+	// waited out: the durable is made again if it is gone (it is this
+	// consumer's own) and pulling goes on, so provisioning never stops
+	// quietly while serve runs.
+	wait := p.cfg.RetryMin
+	for {
+		started := time.Now()
+		err := p.pull(ctx, work)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if p.js.Conn().IsClosed() {
+			return fmt.Errorf("pull from consumer %s: %w", p.cfg.Durable, nats.ErrConnectionClosed)
+		}
+		if time.Since(started) > time.Minute {
+			wait = p.cfg.RetryMin // it worked for a while: start over
+		}
+		p.log.Warn("provisioning consumer lost, opening it again", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff.Jitter(wait)):
+		}
+		wait = min(2*wait, p.cfg.RetryMax)
+		if err := p.Ensure(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("provisioning durable", "err", err)
+		}
+	}
+}
+
+// pull hands the durable's messages to the workers until ctx is done (the
+// pull drained, what was buffered handed back) or the pull is lost, which
+// it returns.
+func (p *Provisioner) pull(ctx context.Context, work chan<- jetstream.Msg) error {
+	cons, err := p.js.Consumer(ctx, stream.Webhooks, p.cfg.Durable)
+	if err != nil {
+		return fmt.Errorf("open consumer %s: %w", p.cfg.Durable, err)
+	}
+	// Missed heartbeats (the server dropped the pull) are noticed at 5 s.
+	it, err := cons.Messages(jetstream.PullMaxMessages(2*p.cfg.Workers), jetstream.PullHeartbeat(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("pull from consumer %s: %w", p.cfg.Durable, err)
+	}
+	stopPull := context.AfterFunc(ctx, it.Drain)
+	defer stopPull()
+	defer it.Stop()
+	lastErr := errors.New("message iterator closed")
 	for {
 		m, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			break
+			return fmt.Errorf("pull from consumer %s: %w", p.cfg.Durable, lastErr)
 		}
 		if err != nil {
+			// Reconnects are recovered from by the iterator; terminal
+			// errors close it. A pull nobody serves is given up.
+			lastErr = err
 			p.log.Warn("pull from JetStream", "err", err)
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				it.Stop()
+			}
 			continue
 		}
 		if ctx.Err() != nil {
@@ -146,10 +194,6 @@ func (p *Provisioner) Run(ctx context.Context) error {
 		}
 		work <- m
 	}
-	close(work)
-	wg.Wait()
-	p.log.Info("provisioning stopped")
-	return nil
 }
 
 // handle runs the task of one message and settles it: ack when done,
@@ -262,12 +306,14 @@ func classify(err error) consumers.Class {
 }
 
 // watchLag keeps the durable's backlog gauge current.
-func (p *Provisioner) watchLag(ctx context.Context, cons jetstream.Consumer) {
+func (p *Provisioner) watchLag(ctx context.Context) {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
+		// Looked up each time: the durable may have been made again.
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if info, err := cons.Info(qctx); err == nil {
+		if cons, err := p.js.Consumer(qctx, stream.Webhooks, p.cfg.Durable); err == nil {
+			info := cons.CachedInfo()
 			p.metrics.pending.Set(float64(info.NumPending + uint64(info.NumAckPending)))
 		}
 		cancel()

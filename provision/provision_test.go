@@ -567,3 +567,26 @@ func TestConfigAndNaming(t *testing.T) {
 		t.Error("ParseMode(yes) accepted")
 	}
 }
+
+// The provisioning durable deleted under a running provisioner (an
+// operator's reset, a consumer lost in a cluster) is made again and
+// provisioning goes on: it never stops quietly while serve runs.
+func TestProvisionerMakesItsDurableAgainWhenItIsDeleted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, provision.Guests, workosfake.Options{})
+	b.start(nil)
+	b.h.PostStripe(booking("evt_cs_a", "cs_a", "ada@example.com", "Ada Lovelace"), false)
+	b.waitProvisioned()
+
+	ctx := context.Background()
+	if err := b.h.NATS.JS.DeleteConsumer(ctx, stream.Webhooks, stream.ProvisionConsumer); err != nil {
+		t.Fatal(err)
+	}
+	syncdtest.Eventually(t, 30*time.Second, "the provisioning durable made again", func() bool {
+		_, err := b.h.NATS.JS.Consumer(ctx, stream.Webhooks, stream.ProvisionConsumer)
+		return err == nil
+	})
+	b.h.PostStripe(booking("evt_cs_b", "cs_b", "grace@example.com", "Grace Hopper"), false)
+	b.waitProvisioned()
+	b.checkOneOfEach("grace@example.com", "Grace")
+}
