@@ -72,6 +72,12 @@ type Config struct {
 	ApplyWorkers int
 	// StopTimeout bounds how long a stop waits for the batch in flight.
 	StopTimeout time.Duration
+	// AnalyzeInterval is how often the tables the consumer writes are
+	// checked for planner statistics their rows outgrew (statistics.go);
+	// default AnalyzeIntervalDefault. AnalyzeOff leaves them to
+	// autovacuum alone.
+	AnalyzeInterval time.Duration
+	AnalyzeOff      bool
 	// RecreateGrace is how long a durable deleted under a running consumer
 	// is looked for again before Run gives up: another replica's start (or
 	// an operator's reset) makes it again, and that takes a moment.
@@ -107,6 +113,9 @@ func (c Config) withDefaults() Config {
 	if c.StopTimeout == 0 {
 		c.StopTimeout = 30 * time.Second
 	}
+	if c.AnalyzeInterval == 0 {
+		c.AnalyzeInterval = AnalyzeIntervalDefault
+	}
 	if c.RecreateGrace == 0 {
 		c.RecreateGrace = 10 * time.Second
 	}
@@ -138,6 +147,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("consumers: Linger %s outside 0..%s", c.Linger, LingerMax)
 	case c.StopTimeout < 0:
 		return fmt.Errorf("consumers: StopTimeout %s is negative", c.StopTimeout)
+	case c.AnalyzeInterval < 0:
+		return fmt.Errorf("consumers: AnalyzeInterval %s is negative", c.AnalyzeInterval)
 	case c.RecreateGrace < 0:
 		return fmt.Errorf("consumers: RecreateGrace %s is negative", c.RecreateGrace)
 	}
@@ -157,6 +168,7 @@ type Consumer struct {
 	metrics  *metrics
 	failures failureCounts
 	tracer   trace.Tracer
+	stats    *statistics
 }
 
 // New builds a consumer over pool and js.
@@ -173,7 +185,12 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (*Consumer, err
 	if err != nil {
 		return nil, err
 	}
+	stats, err := newStatistics(pool, cfg.Logger, cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	return &Consumer{
+		stats:    stats,
 		cfg:      cfg,
 		pool:     pool,
 		js:       js,
@@ -198,6 +215,19 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (*Consumer, err
 // cannot go on: the durable is not there to open (a restarted `syncd
 // serve` creates it again) or the NATS connection was closed for good.
 func (c *Consumer) Run(ctx context.Context) error {
+	if !c.cfg.AnalyzeOff {
+		kctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c.stats.keep(kctx, c.cfg.AnalyzeInterval)
+		}()
+		defer func() { stop(); <-done }()
+	}
+	return c.run(ctx)
+}
+
+func (c *Consumer) run(ctx context.Context) error {
 	wait := c.cfg.RetryMin
 	var lost time.Time // when a consume last failed on JetStream's side
 	for {

@@ -42,3 +42,8 @@ func (c *Consumer) Handler(source, typ string) Handler {
 	}
 	return nil
 }
+
+// AnalyzeStale runs one round of the planner statistics keeper.
+func (c *Consumer) AnalyzeStale(ctx context.Context) ([]string, error) {
+	return c.stats.analyzeStale(ctx)
+}

@@ -252,6 +252,16 @@ func run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 	}
 	total := int(info.NumPending) + int(info.Delivered.Consumer)
 
+	// A replay into a new database fills its tables from nothing: keep
+	// their planner statistics up with them, as the consumer does.
+	kctx, stopKeeper := context.WithCancel(ctx)
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		consumers.KeepStatistics(kctx, pool, consumers.AnalyzeIntervalDefault, cfg.Logger)
+	}()
+	defer func() { stopKeeper(); <-kept }()
+
 	r := &runner{cfg: cfg, applier: applier, sum: &sum, start: start}
 	for done := false; !done; {
 		var batch []jetstream.Msg

@@ -119,6 +119,7 @@ var zeroMeans = map[string]bool{
 	"reconcile-window": true, // the default window
 	"ledger-retention": true, // the default retention
 	"batch-linger":     true, // no wait
+	"analyze-interval": true, // off: autovacuum alone
 }
 
 // stringCandidates are values some string check refuses; each checked

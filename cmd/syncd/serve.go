@@ -35,6 +35,7 @@ type serveFlags struct {
 	replicas          int
 	batchSize         int
 	batchLinger       time.Duration
+	analyzeInterval   time.Duration
 	applyWorkers      int
 	maxAttempts       int
 	shutdownTimeout   time.Duration
@@ -84,6 +85,7 @@ func (f *serveFlags) register(c *cobra.Command) {
 	d.Int(&f.replicas, "stream-replicas", "SYNCD_STREAM_REPLICAS", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL", between(1, service.StreamReplicasMax))
 	d.Int(&f.batchSize, "batch-size", "SYNCD_BATCH_SIZE", consumers.BatchSizeDefault, "events applied per transaction, at most", positive, consumersCheck(func(c *consumers.Config, v int) { c.BatchSize = v }))
 	d.Duration(&f.batchLinger, "batch-linger", "SYNCD_BATCH_LINGER", consumers.LingerDefault, "how long a batch waits for more events after its first, up to --batch-size; fuller batches cost Postgres less under a steady load; 0 is no wait, a batch takes what has arrived", notNegative, consumersCheck(func(c *consumers.Config, v time.Duration) { c.Linger = v }))
+	d.Duration(&f.analyzeInterval, "analyze-interval", "SYNCD_ANALYZE_INTERVAL", consumers.AnalyzeIntervalDefault, "how often the consumer looks for tables it writes whose rows outgrew their planner statistics, and runs ANALYZE on them (autovacuum looks once a minute); 0 is off: autovacuum alone", notNegative)
 	d.Int(&f.applyWorkers, "apply-workers", "SYNCD_APPLY_WORKERS", consumers.ApplyWorkersDefault, "transactions applying a batch at once, each on its own connection, events routed by entity", positive, consumersCheck(func(c *consumers.Config, v int) { c.ApplyWorkers = v }))
 	d.Int(&f.maxAttempts, "max-attempts", "SYNCD_MAX_ATTEMPTS", consumers.MaxAttemptsDefault, "permanent failures before an event is dead-lettered", positive, consumersCheck(func(c *consumers.Config, v int) { c.MaxAttempts = v }))
 	d.Duration(&f.shutdownTimeout, "shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT", service.ShutdownTimeoutDefault, "hard stop after this long; the consumer gets four fifths of it to finish its batch and hand back the rest", positive)
@@ -145,7 +147,8 @@ func (f *serveFlags) run(ctx context.Context, maxBodySet bool, stderr io.Writer)
 		// rest and wait for the server to have it) must end inside the
 		// shutdown timeout, before the embedded server stops; the rest of
 		// the timeout is for draining the NATS connection.
-		Consumers: consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5, ApplyWorkers: f.applyWorkers, AuditOff: aud.disabled(), Linger: f.batchLinger},
+		Consumers: consumers.Config{BatchSize: f.batchSize, MaxAttempts: f.maxAttempts, StopTimeout: f.shutdownTimeout * 4 / 5, ApplyWorkers: f.applyWorkers, AuditOff: aud.disabled(), Linger: f.batchLinger,
+			AnalyzeInterval: f.analyzeInterval, AnalyzeOff: f.analyzeInterval == 0},
 		Provision: prov.config(),
 		Reconcile: rec.config(),
 		Logger:    log,
