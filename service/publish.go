@@ -1,6 +1,8 @@
 package service
 
 import (
+	"cmp"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncd/syncd/ingest"
@@ -17,7 +19,12 @@ func (s *Service) publisher() (ingest.Publisher, error) {
 	if !s.groupCommit() {
 		return s.conn.JS, nil
 	}
-	g := stream.NewGroupPublisher(s.conn.NC, s.conn.JS, stream.GroupConfig{Logger: s.log})
+	g := stream.NewGroupPublisher(s.conn.NC, s.conn.JS, stream.GroupConfig{
+		// A send given up on frees its slot as the webhook waiting for it
+		// gets its 503.
+		AckTimeout: cmp.Or(s.cfg.Ingest.PublishTimeout, ingest.PublishTimeoutDefault),
+		Logger:     s.log,
+	})
 	stat := func(f func(stream.GroupStats) uint64) func() float64 {
 		return func() float64 { return float64(f(g.Stats())) }
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -46,6 +47,9 @@ const (
 	// GroupMaxInFlightDefault is how many sends (a message or a batch) are
 	// outstanding before messages queue for the next batch.
 	GroupMaxInFlightDefault = 4
+	// GroupAckTimeoutDefault is how long a send waits for its PubAck
+	// before its slot is given back (see GroupConfig.AckTimeout).
+	GroupAckTimeoutDefault = 5 * time.Second
 	// recentIDs is how many message ids GroupPublisher remembers to send a
 	// provider's quick retry on its own.
 	recentIDs = 8192
@@ -68,7 +72,15 @@ type GroupConfig struct {
 	MaxBatch      int
 	MaxBatchBytes int
 	MaxInFlight   int
-	Logger        *slog.Logger
+	// AckTimeout bounds the wait for a send's PubAck. nats-server does
+	// not answer a commit that failed after it was staged, and the
+	// client would hold the send's slot for its own 30 s: a single send
+	// fails after AckTimeout, a batch is sent again one by one (a batch
+	// that was stored after all makes duplicates, which JetStream
+	// acknowledges as such). The caller's own timeout is the same or
+	// shorter, so no caller waits for it.
+	AckTimeout time.Duration
+	Logger     *slog.Logger
 }
 
 func (c GroupConfig) withDefaults() GroupConfig {
@@ -84,6 +96,9 @@ func (c GroupConfig) withDefaults() GroupConfig {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = GroupMaxInFlightDefault
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = GroupAckTimeoutDefault
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -157,11 +172,15 @@ func (g *GroupPublisher) single(f *groupFuture) {
 		return
 	}
 	go func() {
+		timeout := time.NewTimer(g.cfg.AckTimeout)
+		defer timeout.Stop()
 		select {
 		case ack := <-fut.Ok():
 			f.ok <- ack
 		case err := <-fut.Err():
 			f.fail(err)
+		case <-timeout.C:
+			f.fail(fmt.Errorf("no PubAck within %s: %w", g.cfg.AckTimeout, nats.ErrTimeout))
 		}
 		g.done()
 	}()
@@ -274,11 +293,15 @@ func (g *GroupPublisher) publishBatch(batch []*groupFuture) (*jetstream.PubAck, 
 	if err != nil {
 		return nil, fmt.Errorf("atomic batch %s: %w", id, err)
 	}
+	timeout := time.NewTimer(g.cfg.AckTimeout)
+	defer timeout.Stop()
 	select {
 	case ack := <-fut.Ok():
 		return ack, nil
 	case err := <-fut.Err():
 		return nil, fmt.Errorf("atomic batch %s: %w", id, err)
+	case <-timeout.C:
+		return nil, fmt.Errorf("atomic batch %s: no PubAck within %s: %w", id, g.cfg.AckTimeout, nats.ErrTimeout)
 	}
 }
 

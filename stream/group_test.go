@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -15,12 +16,18 @@ import (
 
 // gatedJS holds the PubAck of the next plain publish until release, so a
 // test decides what queues behind it.
+// With silence set, a message it matches is dropped and never answered,
+// as nats-server does not answer a commit that failed after staging.
 type gatedJS struct {
 	jetstream.JetStream
-	gate chan struct{}
+	gate    chan struct{}
+	silence func(*nats.Msg) bool
 }
 
 func (g *gatedJS) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if g.silence != nil && g.silence(m) {
+		return heldFuture{ok: make(chan *jetstream.PubAck), err: make(chan error)}, nil
+	}
 	gate := g.gate
 	g.gate = nil
 	fut, err := g.JetStream.PublishMsgAsync(m, opts...)
@@ -218,5 +225,42 @@ func TestGroupCommitWithoutAtomicBatches(t *testing.T) {
 	}
 	if n := streamMsgs(t, conn); n != 8 {
 		t.Errorf("stream holds %d messages, want 8", n)
+	}
+}
+
+// A send the server never answers gives its slot back after AckTimeout: a
+// single send fails with a timeout, a batch whose commit got no answer is
+// sent again one by one and stored, and what queued behind either goes on.
+func TestGroupCommitGivesUpOnAnUnansweredSend(t *testing.T) {
+	conn := groupConn(t, true)
+	js := &gatedJS{JetStream: conn.JS}
+	g := stream.NewGroupPublisher(conn.NC, js, stream.GroupConfig{MaxInFlight: 1, MinBatch: 2, AckTimeout: 100 * time.Millisecond})
+
+	js.silence = func(m *nats.Msg) bool { return m.Header.Get(jetstream.MsgIDHeader) == "stripe:evt_lost" }
+	lost, err := g.PublishMsgAsync(webhookMsg("evt_lost"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-lost.Ok():
+		t.Fatalf("evt_lost acknowledged %+v, want a timeout", a)
+	case err := <-lost.Err():
+		if !errors.Is(err, nats.ErrTimeout) {
+			t.Fatalf("evt_lost: %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("evt_lost: neither PubAck nor error: its slot is held")
+	}
+
+	// The commit of the batch that queues behind evt_first is lost.
+	js.silence = func(m *nats.Msg) bool { return m.Header.Get("Nats-Batch-Commit") != "" }
+	ids := []string{"evt_a", "evt_b", "evt_c"}
+	acks := publishHeld(t, g, js, "evt_first", ids...)
+	checkStored(t, conn, append([]string{"evt_first"}, ids...), acks)
+	if st := g.Stats(); st.Fallbacks != 1 || st.Batches != 0 {
+		t.Errorf("stats %+v, want the unanswered batch sent again one by one", st)
+	}
+	if n := streamMsgs(t, conn); n != 4 {
+		t.Errorf("stream holds %d messages, want 4", n)
 	}
 }
