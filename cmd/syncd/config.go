@@ -48,24 +48,25 @@ func (c *common) register(cmd *cobra.Command) {
 	d.complete("jetstream-sync", string(stream.SyncAlways), string(stream.SyncInterval))
 }
 
-func (c *common) logger(w io.Writer) (*slog.Logger, error) {
+// logger logs to w at the level and in the format given; both were
+// checked when the flags were parsed (Enum).
+func (c *common) logger(w io.Writer) *slog.Logger {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
-		return nil, badFlag("log-level", ": %q: want debug, info, warn or error", c.logLevel)
-	}
+	_ = level.UnmarshalText([]byte(c.logLevel))
 	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler
-	switch c.logFormat {
-	case "text":
-		h = slog.NewTextHandler(w, opts)
-	case "json":
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if c.logFormat == "json" {
 		h = slog.NewJSONHandler(w, opts)
-	default:
-		return nil, badFlag("log-format", ": %q: want text or json", c.logFormat)
 	}
 	// Whoever logs (a driver, a library), no connection string's
 	// credentials reach the log.
-	return slog.New(telemetry.LogHandler(redact.Handler(h, c.secrets()...))), nil
+	return slog.New(telemetry.LogHandler(redact.Handler(h, c.secrets()...)))
+}
+
+// syncMode is --jetstream-sync, checked when the flags were parsed.
+func (c *common) syncMode() stream.SyncMode {
+	m, _ := stream.ParseSyncMode(c.jsSync)
+	return m
 }
 
 // secrets are the connection strings whose credentials output must hide.
@@ -83,11 +84,7 @@ func (c *common) pool(ctx context.Context) (*pgxpool.Pool, error) {
 }
 
 func (c *common) jetstream(ctx context.Context, log *slog.Logger, serve bool) (*stream.Conn, error) {
-	sync, err := stream.ParseSyncMode(c.jsSync)
-	if err != nil {
-		return nil, badFlag("jetstream-sync", ": %v", err)
-	}
-	conn, err := stream.Open(ctx, stream.ConnConfig{URL: c.natsURL, DataDir: c.dataDir, Serve: serve, Sync: sync, Logger: log})
+	conn, err := stream.Open(ctx, stream.ConnConfig{URL: c.natsURL, DataDir: c.dataDir, Serve: serve, Sync: c.syncMode(), Logger: log})
 	if err != nil {
 		if errors.Is(err, stream.ErrDataDirInUse) {
 			return nil, fmt.Errorf("%w; stop it or use another --data-dir", err)
@@ -101,9 +98,7 @@ func (c *common) jetstream(ctx context.Context, log *slog.Logger, serve bool) (*
 // and JetStream (the running serve's embedded server, or NATS_URL). close
 // releases both.
 func (c *common) connect(ctx context.Context, stderr io.Writer) (log *slog.Logger, pool *pgxpool.Pool, conn *stream.Conn, close func(), err error) {
-	if log, err = c.logger(stderr); err != nil {
-		return nil, nil, nil, nil, err
-	}
+	log = c.logger(stderr)
 	if pool, err = c.pool(ctx); err != nil {
 		return nil, nil, nil, nil, err
 	}

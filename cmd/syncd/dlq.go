@@ -87,10 +87,7 @@ func (d *dlqFlags) describe() string {
 
 // open connects to JetStream and finds DEADLETTER.
 func (d *dlqFlags) open(ctx context.Context, stderr io.Writer) (*deadletter.Store, func(), error) {
-	log, err := d.logger(stderr)
-	if err != nil {
-		return nil, nil, err
-	}
+	log := d.logger(stderr)
 	conn, err := d.jetstream(ctx, log, false)
 	if err != nil {
 		return nil, nil, err

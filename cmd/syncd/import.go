@@ -148,10 +148,7 @@ func runImportClerk(ctx context.Context, c *common, f *importFlags, file, resume
 		}
 		return err
 	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
+	log := c.logger(stderr)
 	if c.databaseURL == "" && !f.dryRun {
 		return usageError("DATABASE_URL is not set (or pass --database-url): legacy_user_map lives there")
 	}

@@ -110,25 +110,18 @@ func (f *serveFlags) run(ctx context.Context, maxBodySet bool, stderr io.Writer)
 	if consumeOn && f.databaseURL == "" {
 		return usageError("DATABASE_URL is not set (or pass --database-url)")
 	}
-	jsSync, err := stream.ParseSyncMode(f.jsSync)
-	if err != nil {
-		return badFlag("jetstream-sync", ": %v", err)
-	}
 	// Unset, the default is lowered to what the NATS server takes; set, it
 	// must fit.
 	maxBody := int64(0)
 	if maxBodySet {
 		maxBody = f.maxBody
 	}
-	log, err := f.logger(stderr)
-	if err != nil {
-		return err
-	}
+	log := f.logger(stderr)
 	cfg := service.Config{
 		Role:        role,
 		DatabaseURL: f.databaseURL,
 		NoMigrate:   f.noMigrate,
-		NATS:        stream.ConnConfig{URL: f.natsURL, DataDir: f.dataDir, Sync: jsSync},
+		NATS:        stream.ConnConfig{URL: f.natsURL, DataDir: f.dataDir, Sync: f.syncMode()},
 		Stream:      stream.Config{MaxAge: f.replayWindow, Replicas: f.replicas},
 		HTTPAddr:    f.httpAddr,
 		PprofAddr:   env("SYNCD_PPROF_ADDR", ""),
