@@ -378,3 +378,21 @@ func natsServers(v string) error {
 	}
 	return nil
 }
+
+// fieldCheck checks one flag's value as its package's Config.Check does:
+// the value set on base (the other fields at what passes), the package's
+// name left out of the error, since the flag's name leads it.
+func fieldCheck[C interface{ Check() error }, T any](base C, set func(*C, T)) func(T) error {
+	return func(v T) error {
+		c := base
+		set(&c, v)
+		err := c.Check()
+		if err == nil {
+			return nil
+		}
+		if pkg, rest, ok := strings.Cut(err.Error(), ": "); ok && !strings.ContainsAny(pkg, " \t") {
+			return errors.New(rest)
+		}
+		return err
+	}
+}

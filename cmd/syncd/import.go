@@ -68,25 +68,12 @@ func (f *importFlags) register(c *cobra.Command) {
 	d.Bool(&f.mapOnly, "map-only", "", false, "fill legacy_user_map from what already exists in WorkOS, writing nothing there")
 	d.String(&f.legacyURL, "legacy-database-url", "LEGACY_DATABASE_URL", "", "the Clerk-era app's Postgres, for each user's Stripe links", databaseURL)
 	d.String(&f.legacyTable, "legacy-users-table", "SYNCD_IMPORT_LEGACY_TABLE", legacy.LegacyUsersTableDefault, "the legacy users table (clerk_user_id, stripe_customer_id, stripe_connect_account_id)", legacy.CheckTable)
-	d.Int(&f.concurrency, "concurrency", "SYNCD_IMPORT_CONCURRENCY", legacy.ConcurrencyDefault, fmt.Sprintf("users imported at once, 1 to %d", legacy.ConcurrencyMax), positive, legacyCheck(func(c *legacy.Config, v int) { c.Concurrency = v }))
-	d.String(&f.orgName, "org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "personal organization name, as provisioning names it", provisionCheck(func(c *provision.Config, v string) { c.OrgName = v }))
-	d.String(&f.ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
-	d.String(&f.expertType, "expert-org-type", "", legacy.ExpertOrgTypeDefault, "organization type of a user with a legacy Stripe Connect account", legacyCheck(func(c *legacy.Config, v string) { c.ExpertOrgType = v }))
-	d.String(&f.personalType, "personal-org-type", "", legacy.PersonalOrgTypeDefault, "organization type of every other user", legacyCheck(func(c *legacy.Config, v string) { c.PersonalOrgType = v }))
+	d.Int(&f.concurrency, "concurrency", "SYNCD_IMPORT_CONCURRENCY", legacy.ConcurrencyDefault, fmt.Sprintf("users imported at once, 1 to %d", legacy.ConcurrencyMax), positive, fieldCheck(legacy.Config{}, func(c *legacy.Config, v int) { c.Concurrency = v }))
+	d.String(&f.orgName, "org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "personal organization name, as provisioning names it", fieldCheck(provision.Config{}, func(c *provision.Config, v string) { c.OrgName = v }))
+	d.String(&f.ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership", fieldCheck(provision.Config{}, func(c *provision.Config, v string) { c.OwnerRole = v }))
+	d.String(&f.expertType, "expert-org-type", "", legacy.ExpertOrgTypeDefault, "organization type of a user with a legacy Stripe Connect account", fieldCheck(legacy.Config{}, func(c *legacy.Config, v string) { c.ExpertOrgType = v }))
+	d.String(&f.personalType, "personal-org-type", "", legacy.PersonalOrgTypeDefault, "organization type of every other user", fieldCheck(legacy.Config{}, func(c *legacy.Config, v string) { c.PersonalOrgType = v }))
 	d.Bool(&f.noProgress, "no-progress", "", false, "no progress bar on a terminal, no progress lines elsewhere")
-}
-
-// legacyCheck is legacy.Config.Check on one field's value: the package's
-// rule, named by the flag.
-func legacyCheck[T any](set func(*legacy.Config, T)) func(T) error {
-	return func(v T) error {
-		var c legacy.Config
-		set(&c, v)
-		if err := c.Check(); err != nil {
-			return errors.New(strings.TrimPrefix(err.Error(), "legacy: "))
-		}
-		return nil
-	}
 }
 
 func importClerkCommand() *cobra.Command {
@@ -383,7 +370,7 @@ func importVerifyCommand() *cobra.Command {
 	}
 	c.register(cmd)
 	d := declare(cmd)
-	d.String(&ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
+	d.String(&ownerRole, "owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership", fieldCheck(provision.Config{}, func(c *provision.Config, v string) { c.OwnerRole = v }))
 	d.Bool(&asJSON, "json", "", false, "print JSON: the rows checked and those that do not resolve")
 	cmd.RunE = action(func(cmd *cobra.Command, _ []string) error {
 		return runImportVerify(cmd.Context(), &c, ownerRole, asJSON, cmd.OutOrStdout())

@@ -26,10 +26,10 @@ type provisioning struct {
 func (p *provisioning) register(c *cobra.Command) {
 	d := declare(c)
 	d.String(&p.mode, "provision", "SYNCD_PROVISION", string(provision.Guests), "off, guests or all: provision WorkOS accounts for paid bookings' guests (all: also a personal organization for every new user); needs WORKOS_API_KEY", func(v string) error { _, err := provision.ParseMode(v); return err })
-	d.String(&p.orgName, "provision-org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "name of a provisioned personal organization; {first_name}, {last_name}, {name}, {email}", provisionCheck(func(c *provision.Config, v string) { c.OrgName = v }))
+	d.String(&p.orgName, "provision-org-name", "SYNCD_PROVISION_ORG_NAME", provision.OrgNameDefault, "name of a provisioned personal organization; {first_name}, {last_name}, {name}, {email}", fieldCheck(provision.Config{}, func(c *provision.Config, v string) { c.OrgName = v }))
 	d.String(&p.orgType, "provision-org-type", "SYNCD_PROVISION_ORG_TYPE", provision.OrgTypeDefault, "metadata type of a provisioned personal organization")
-	d.String(&p.ownerRole, "provision-owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership; must exist in the WorkOS environment", provisionCheck(func(c *provision.Config, v string) { c.OwnerRole = v }))
-	d.Int(&p.workers, "provision-workers", "SYNCD_PROVISION_WORKERS", provision.WorkersDefault, "provisioning tasks run at once", positive, provisionCheck(func(c *provision.Config, v int) { c.Workers = v }))
+	d.String(&p.ownerRole, "provision-owner-role", "SYNCD_PROVISION_OWNER_ROLE", provision.OwnerRoleDefault, "role slug of the owner membership; must exist in the WorkOS environment", fieldCheck(provision.Config{}, func(c *provision.Config, v string) { c.OwnerRole = v }))
+	d.Int(&p.workers, "provision-workers", "SYNCD_PROVISION_WORKERS", provision.WorkersDefault, "provisioning tasks run at once", positive, fieldCheck(provision.Config{}, func(c *provision.Config, v int) { c.Workers = v }))
 }
 
 // setup validates the flags; consumeOn says whether this process runs
@@ -61,14 +61,4 @@ func (p *provisioning) config() *service.Provisioning {
 		return nil
 	}
 	return &service.Provisioning{Config: p.cfg, API: p.api}
-}
-
-// provisionCheck is provision.Config.Check on one field's value: the
-// package's rule, named by the flag.
-func provisionCheck[T any](set func(*provision.Config, T)) func(T) error {
-	return func(v T) error {
-		var c provision.Config
-		set(&c, v)
-		return c.Check()
-	}
 }

@@ -31,27 +31,16 @@ func replayCommand() *cobra.Command {
 	d.Uint64(&f.fromSeq, "from-seq", "", 0, "start of the window: a WEBHOOKS stream sequence")
 	d.String(&f.until, "until", "", "", "end of the window (same forms as --since); default the stream's end when the replay starts", when)
 	d.Uint64(&f.toSeq, "to-seq", "", 0, "end of the window: a WEBHOOKS stream sequence, inclusive")
-	d.String(&f.source, "source", "", "", "only this source: workos or stripe", func(v string) error { return replayCheck(func(c *replay.Config) { c.Source = v }) })
+	d.String(&f.source, "source", "", "", "only this source: workos or stripe", fieldCheck(replay.Config{FromSeq: 1}, func(c *replay.Config, v string) { c.Source = v }))
 	d.complete("source", stream.SourceWorkOS, stream.SourceStripe)
-	d.String(&f.typ, "type", "", "", "only event types matching this NATS subject pattern (customer.subscription.*, dsync.>)", func(v string) error { return replayCheck(func(c *replay.Config) { c.Type = v }) })
-	d.Int(&f.batch, "batch-size", "", replay.BatchSizeDefault, fmt.Sprintf("events applied per transaction, at most (1 to %d)", replay.BatchSizeMax), positive, func(v int) error { return replayCheck(func(c *replay.Config) { c.BatchSize = v }) })
+	d.String(&f.typ, "type", "", "", "only event types matching this NATS subject pattern (customer.subscription.*, dsync.>)", fieldCheck(replay.Config{FromSeq: 1}, func(c *replay.Config, v string) { c.Type = v }))
+	d.Int(&f.batch, "batch-size", "", replay.BatchSizeDefault, fmt.Sprintf("events applied per transaction, at most (1 to %d)", replay.BatchSizeMax), positive, fieldCheck(replay.Config{FromSeq: 1}, func(c *replay.Config, v int) { c.BatchSize = v }))
 	d.Bool(&f.noProgress, "no-progress", "", false, "no progress bar, even on a terminal")
 	d.Bool(&f.asJSON, "json", "", false, "print the summary as JSON")
 	c.RunE = action(func(c *cobra.Command, _ []string) error {
 		return f.run(c.Context(), c.Flags().Changed, c.OutOrStdout(), c.ErrOrStderr())
 	})
 	return c
-}
-
-// replayCheck is replay.Config.Check on one field's value: the package's
-// rule, named by the flag.
-func replayCheck(set func(*replay.Config)) error {
-	c := replay.Config{FromSeq: 1}
-	set(&c)
-	if err := c.Check(); err != nil {
-		return errors.New(strings.TrimPrefix(err.Error(), "replay: "))
-	}
-	return nil
 }
 
 // replayFlags are the window and filters of a replay.

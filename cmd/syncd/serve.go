@@ -77,17 +77,17 @@ func (f *serveFlags) register(c *cobra.Command) {
 	d.String(&f.connectSecrets, "stripe-connect-secret", "STRIPE_CONNECT_WEBHOOK_SECRET", "", "Stripe Connect signing secret(s), comma-separated")
 	d.Duration(&f.workosTolerance, "workos-tolerance", "WORKOS_SIGNATURE_TOLERANCE", ingest.WorkOSToleranceDefault, "accepted WorkOS timestamp skew, either direction", positive)
 	d.Duration(&f.stripeTolerance, "stripe-tolerance", "STRIPE_SIGNATURE_TOLERANCE", ingest.StripeToleranceDefault, "accepted Stripe timestamp skew, either direction", positive)
-	d.Int64(&f.maxBody, "max-body", "SYNCD_MAX_BODY", ingest.MaxBodyDefault, "largest accepted webhook body in bytes; with its headers it must fit the NATS server's max_payload", positive, ingestCheck(func(c *ingest.Config, v int64) { c.MaxBody = v }))
+	d.Int64(&f.maxBody, "max-body", "SYNCD_MAX_BODY", ingest.MaxBodyDefault, "largest accepted webhook body in bytes; with its headers it must fit the NATS server's max_payload", positive, fieldCheck(ingest.Config{WorkOSSecrets: "x"}, func(c *ingest.Config, v int64) { c.MaxBody = v }))
 	d.Int64(&f.ingestMemory, "ingest-memory", "SYNCD_INGEST_MEMORY", 0, "bytes of webhook bodies held in memory at once, across requests; past it requests wait briefly, then get 503 (default 32 MiB, or 4 × --max-body if more)", notNegative)
 	d.Int(&f.ingestMaxInFlight, "ingest-max-in-flight", "SYNCD_INGEST_MAX_IN_FLIGHT", ingest.MaxInFlightDefault, "verified webhooks waiting for JetStream at once; the next gets 503 with Retry-After at once", positive)
 	d.Duration(&f.publishTimeout, "publish-timeout", "SYNCD_PUBLISH_TIMEOUT", ingest.PublishTimeoutDefault, "wait for JetStream's PubAck before answering 503", positive)
 	d.Duration(&f.replayWindow, "replay-window", "SYNCD_REPLAY_WINDOW", stream.MaxAgeDefault, "how long WEBHOOKS keeps events, the stream's MaxAge", atLeast(service.ReplayWindowMin))
 	d.Int(&f.replicas, "stream-replicas", "SYNCD_STREAM_REPLICAS", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL", between(1, service.StreamReplicasMax))
-	d.Int(&f.batchSize, "batch-size", "SYNCD_BATCH_SIZE", consumers.BatchSizeDefault, "events applied per transaction, at most", positive, consumersCheck(func(c *consumers.Config, v int) { c.BatchSize = v }))
-	d.Duration(&f.batchLinger, "batch-linger", "SYNCD_BATCH_LINGER", consumers.LingerDefault, "how long a batch waits for more events after its first, up to --batch-size; fuller batches cost Postgres less under a steady load; 0 is no wait, a batch takes what has arrived", notNegative, consumersCheck(func(c *consumers.Config, v time.Duration) { c.Linger = v }))
+	d.Int(&f.batchSize, "batch-size", "SYNCD_BATCH_SIZE", consumers.BatchSizeDefault, "events applied per transaction, at most", positive, fieldCheck(consumers.Config{}, func(c *consumers.Config, v int) { c.BatchSize = v }))
+	d.Duration(&f.batchLinger, "batch-linger", "SYNCD_BATCH_LINGER", consumers.LingerDefault, "how long a batch waits for more events after its first, up to --batch-size; fuller batches cost Postgres less under a steady load; 0 is no wait, a batch takes what has arrived", notNegative, fieldCheck(consumers.Config{}, func(c *consumers.Config, v time.Duration) { c.Linger = v }))
 	d.Duration(&f.analyzeInterval, "analyze-interval", "SYNCD_ANALYZE_INTERVAL", consumers.AnalyzeIntervalDefault, "how often the consumer looks for tables it writes whose rows outgrew their planner statistics, and runs ANALYZE on them (autovacuum looks once a minute); 0 is off: autovacuum alone", notNegative)
-	d.Int(&f.applyWorkers, "apply-workers", "SYNCD_APPLY_WORKERS", consumers.ApplyWorkersDefault, "transactions applying a batch at once, each on its own connection, events routed by entity", positive, consumersCheck(func(c *consumers.Config, v int) { c.ApplyWorkers = v }))
-	d.Int(&f.maxAttempts, "max-attempts", "SYNCD_MAX_ATTEMPTS", consumers.MaxAttemptsDefault, "permanent failures before an event is dead-lettered", positive, consumersCheck(func(c *consumers.Config, v int) { c.MaxAttempts = v }))
+	d.Int(&f.applyWorkers, "apply-workers", "SYNCD_APPLY_WORKERS", consumers.ApplyWorkersDefault, "transactions applying a batch at once, each on its own connection, events routed by entity", positive, fieldCheck(consumers.Config{}, func(c *consumers.Config, v int) { c.ApplyWorkers = v }))
+	d.Int(&f.maxAttempts, "max-attempts", "SYNCD_MAX_ATTEMPTS", consumers.MaxAttemptsDefault, "permanent failures before an event is dead-lettered", positive, fieldCheck(consumers.Config{}, func(c *consumers.Config, v int) { c.MaxAttempts = v }))
 	d.Duration(&f.shutdownTimeout, "shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT", service.ShutdownTimeoutDefault, "hard stop after this long; the consumer gets four fifths of it to finish its batch and hand back the rest", positive)
 }
 
@@ -188,25 +188,6 @@ func (f *serveFlags) run(ctx context.Context, maxBodySet bool, stderr io.Writer)
 		log.Warn("stop", "err", err)
 	}
 	return runErr
-}
-
-// ingestCheck is ingest.Config.Check on one field's value (the secrets
-// are checked on their own): the package's rule, named by the flag.
-func ingestCheck[T any](set func(*ingest.Config, T)) func(T) error {
-	return func(v T) error {
-		c := ingest.Config{WorkOSSecrets: "x"}
-		set(&c, v)
-		return c.Check()
-	}
-}
-
-// consumersCheck is consumers.Config.Check on one field's value.
-func consumersCheck[T any](set func(*consumers.Config, T)) func(T) error {
-	return func(v T) error {
-		var c consumers.Config
-		set(&c, v)
-		return c.Check()
-	}
 }
 
 // tuneGC trades a little memory for throughput unless the operator set
