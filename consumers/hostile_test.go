@@ -177,3 +177,49 @@ func TestHostileEventsInTheStreamAreSetAsideAndTheRestApplies(t *testing.T) {
 		t.Errorf("dead letters after restart: %d, want %d", d, len(letters))
 	}
 }
+
+// Bodies that are not UTF-8, stored before ingest refused them: two
+// organizations whose ids differ only in an invalid byte are each
+// dead-lettered with the reason, and neither becomes the row of the other
+// (encoding/json reads both ids as "org_\uFFFD").
+func TestBodiesThatAreNotUTF8AreDeadLettered(t *testing.T) {
+	h := syncdtest.NewHarness(t)
+	h.ConsumerConfig.MaxAttempts = 1
+	created := `"` + syncdtest.Millis(time.Now().Add(-time.Hour)) + `"`
+	var seqs []uint64
+	for i, org := range []string{"org_\xff", "org_\xfe"} {
+		id := fmt.Sprintf("event_org_%d", i)
+		body := []byte(`{"object":"event","id":"` + id + `","event":"organization.created","created_at":` + created +
+			`,"data":{"object":"organization","id":"` + org + `","name":"Org ` + id + `","created_at":` + created + `,"updated_at":` + created + `}}`)
+		seqs = append(seqs, storeRaw(t, h.NATS.JS, "webhooks.workos.organization.created", id, "organization.created", body))
+	}
+	h.PostWorkOS(syncdtest.WorkOSEvent("event_good", "user.created", userData("user_good", "good@example.com", 1)))
+	h.StartConsumer()
+	h.WaitSettled()
+
+	ctx := context.Background()
+	store, err := deadletter.Open(ctx, h.NATS.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	letters, err := store.List(ctx, deadletter.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := map[uint64]string{}
+	for _, l := range letters {
+		dead[l.OriginalSeq] = l.Error
+	}
+	for _, seq := range seqs {
+		if reason, ok := dead[seq]; !ok || !strings.Contains(reason, "not valid UTF-8") {
+			t.Errorf("event at %d: dead-lettered %v (%q), want dead-lettered as not valid UTF-8", seq, ok, reason)
+		}
+	}
+	var orgs, good int
+	if err := h.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM organizations), (SELECT count(*) FROM webhook_events WHERE event_id = 'event_good')`).Scan(&orgs, &good); err != nil {
+		t.Fatal(err)
+	}
+	if orgs != 0 || good != 1 {
+		t.Errorf("%d organizations, good event applied %d times; want none and once", orgs, good)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 )
@@ -36,6 +37,12 @@ type Envelope struct {
 func fields(body []byte, names ...string) ([]gjson.Result, error) {
 	if !gjson.ValidBytes(body) {
 		return nil, fmt.Errorf("%w: body is not valid JSON", ErrNotEvent)
+	}
+	// JSON between systems is UTF-8 (RFC 8259), and both providers send
+	// it so. encoding/json would decode a stray byte as U+FFFD, so two
+	// ids differing only in invalid bytes would name one row.
+	if !utf8.Valid(body) {
+		return nil, fmt.Errorf("%w: body is not valid UTF-8", ErrNotEvent)
 	}
 	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return nil, fmt.Errorf("%w: body is not a JSON object", ErrNotEvent)

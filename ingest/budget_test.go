@@ -192,19 +192,24 @@ func TestBodiesOfEverySizeStoredExactly(t *testing.T) {
 	}
 }
 
-// An event whose id or type cannot be stored safely is a 400 naming the
-// reason; nothing is stored.
+// An event whose id or type cannot be stored safely, or whose body is not
+// UTF-8 (encoding/json would read a stray byte as U+FFFD, and two ids
+// differing in such bytes as one), is a 400 naming the reason; nothing is
+// stored.
 func TestHostileIdentityIs400(t *testing.T) {
 	conn := syncdtest.JetStream(t)
 	srv := newServer(t, conn.JS)
-	for name, body := range map[string]string{
-		"NUL in id":          `{"object":"event","id":"evt\u0000x","event":"user.created","data":{}}`,
-		"ESC in id":          `{"object":"event","id":"evt\u001b]0;x\u0007","event":"user.created","data":{}}`,
-		"invalid UTF-8 type": "{\"object\":\"event\",\"id\":\"evt_1\",\"event\":\"user.\xff\xfe\",\"data\":{}}",
-		"CRLF in type":       `{"object":"event","id":"evt_1","event":"user\r\nX: y","data":{}}`,
-		"long type":          `{"object":"event","id":"evt_1","event":"user.` + strings.Repeat("x", 300) + `","data":{}}`,
-		"long id":            `{"object":"event","id":"evt_` + strings.Repeat("x", 300) + `","event":"user.created","data":{}}`,
+	const identity, notUTF8 = "invalid event identity", "body is not valid UTF-8"
+	for name, c := range map[string]struct{ body, want string }{
+		"NUL in id":             {`{"object":"event","id":"evt\u0000x","event":"user.created","data":{}}`, identity},
+		"ESC in id":             {`{"object":"event","id":"evt\u001b]0;x\u0007","event":"user.created","data":{}}`, identity},
+		"invalid UTF-8 type":    {"{\"object\":\"event\",\"id\":\"evt_1\",\"event\":\"user.\xff\xfe\",\"data\":{}}", notUTF8},
+		"invalid UTF-8 in data": {"{\"object\":\"event\",\"id\":\"evt_1\",\"event\":\"organization.created\",\"data\":{\"id\":\"org_\xff\"}}", notUTF8},
+		"CRLF in type":          {`{"object":"event","id":"evt_1","event":"user\r\nX: y","data":{}}`, identity},
+		"long type":             {`{"object":"event","id":"evt_1","event":"user.` + strings.Repeat("x", 300) + `","data":{}}`, identity},
+		"long id":               {`{"object":"event","id":"evt_` + strings.Repeat("x", 300) + `","event":"user.created","data":{}}`, identity},
 	} {
+		body := c.body
 		b := []byte(body)
 		req, _ := http.NewRequest("POST", srv.URL+"/webhooks/workos", bytes.NewReader(b))
 		req.Header.Set("WorkOS-Signature", ingest.SignWorkOS("whsec_a", b, time.Now()))
@@ -214,8 +219,8 @@ func TestHostileIdentityIs400(t *testing.T) {
 		}
 		msg, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 400 || !strings.Contains(string(msg), "invalid event identity") {
-			t.Errorf("%s: %d %s, want 400 invalid event identity", name, resp.StatusCode, msg)
+		if resp.StatusCode != 400 || !strings.Contains(string(msg), c.want) {
+			t.Errorf("%s: %d %s, want 400 %s", name, resp.StatusCode, msg, c.want)
 		}
 	}
 	s, _ := conn.JS.Stream(context.Background(), stream.Webhooks)
