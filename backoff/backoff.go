@@ -5,6 +5,7 @@
 package backoff
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -25,4 +26,17 @@ func Jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2)
+}
+
+// Sleep waits d, jittered, and reports whether it did: false when ctx was
+// done first.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(Jitter(d))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

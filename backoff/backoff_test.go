@@ -1,6 +1,7 @@
 package backoff_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -18,5 +19,16 @@ func TestDelayDoublesUpToTheCapWithJitter(t *testing.T) {
 	}
 	if d := backoff.Jitter(0); d != 0 {
 		t.Fatalf("Jitter(0) = %s", d)
+	}
+}
+
+func TestSleepEndsWithItsContext(t *testing.T) {
+	if !backoff.Sleep(context.Background(), time.Millisecond) {
+		t.Fatal("Sleep of 1ms reported its context done")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if backoff.Sleep(ctx, time.Hour) {
+		t.Fatal("Sleep of an hour on a done context reported it slept")
 	}
 }

@@ -263,10 +263,8 @@ func (c *Consumer) run(ctx context.Context) error {
 			wait = c.cfg.RetryMin // it worked for a while: start over
 		}
 		c.log.Warn("JetStream consumer lost, opening it again", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, wait) {
 			return nil
-		case <-time.After(backoff.Jitter(wait)):
 		}
 		wait = min(2*wait, max(c.cfg.ProbeMax, c.cfg.RetryMin))
 	}

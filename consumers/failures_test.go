@@ -56,14 +56,7 @@ func TestPoisonEventDeadLetteredWhileLaterEventsApply(t *testing.T) {
 	h.StartConsumer()
 	h.WaitSettled()
 
-	store, err := deadletter.Open(ctx, h.NATS.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	letters, err := store.List(ctx, deadletter.Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	letters := deadLetters(t, h.NATS.JS)
 	if len(letters) != 2 {
 		t.Fatalf("dead letters: got %d, want 2: %+v", len(letters), letters)
 	}
@@ -558,4 +551,19 @@ func metric(t *testing.T, reg prometheus.Gatherer, name string, labels map[strin
 		}
 	}
 	return sum
+}
+
+// deadLetters lists every message in DEADLETTER.
+func deadLetters(t *testing.T, js jetstream.JetStream) []deadletter.Letter {
+	t.Helper()
+	ctx := context.Background()
+	store, err := deadletter.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	letters, err := store.List(ctx, deadletter.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return letters
 }

@@ -117,14 +117,7 @@ func TestHostileEventsInTheStreamAreSetAsideAndTheRestApplies(t *testing.T) {
 	h.WaitSettled()
 
 	ctx := context.Background()
-	store, err := deadletter.Open(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	letters, err := store.List(ctx, deadletter.Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	letters := deadLetters(t, js)
 	dead := map[uint64]deadletter.Letter{}
 	for _, l := range letters {
 		dead[l.OriginalSeq] = l
@@ -198,14 +191,7 @@ func TestBodiesThatAreNotUTF8AreDeadLettered(t *testing.T) {
 	h.WaitSettled()
 
 	ctx := context.Background()
-	store, err := deadletter.Open(ctx, h.NATS.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	letters, err := store.List(ctx, deadletter.Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	letters := deadLetters(t, h.NATS.JS)
 	dead := map[uint64]string{}
 	for _, l := range letters {
 		dead[l.OriginalSeq] = l.Error

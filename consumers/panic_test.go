@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncd/syncd/consumers"
-	"github.com/syncd/syncd/deadletter"
 	"github.com/syncd/syncd/syncdtest"
 )
 
@@ -75,14 +74,7 @@ func TestPanickingHandlerIsDeadLetteredAndTheNextEventApplies(t *testing.T) {
 	h.WaitSettled()
 
 	ctx := context.Background()
-	store, err := deadletter.Open(ctx, h.NATS.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	letters, err := store.List(ctx, deadletter.Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	letters := deadLetters(t, h.NATS.JS)
 	if len(letters) != 1 {
 		t.Fatalf("dead letters: %d, want 1: %+v", len(letters), letters)
 	}

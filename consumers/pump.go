@@ -127,10 +127,8 @@ func (c *Consumer) pause(ctx context.Context, cause error) {
 			c.log.Info("consumer resumed", "probes", attempt)
 			return
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, wait) {
 			return
-		case <-time.After(backoff.Jitter(wait)):
 		}
 		wait = min(2*wait, c.cfg.ProbeMax)
 	}

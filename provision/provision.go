@@ -144,10 +144,8 @@ func (p *Provisioner) Run(ctx context.Context) error {
 			wait = p.cfg.RetryMin // it worked for a while: start over
 		}
 		p.log.Warn("provisioning consumer lost, opening it again", "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, wait) {
 			return nil
-		case <-time.After(backoff.Jitter(wait)):
 		}
 		wait = min(2*wait, p.cfg.RetryMax)
 		if err := p.Ensure(ctx); err != nil && ctx.Err() == nil {
