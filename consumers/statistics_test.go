@@ -94,14 +94,7 @@ func TestStatisticsFollowATableThatGrows(t *testing.T) {
 func TestConsumerAnalyzesWhatItFills(t *testing.T) {
 	h := syncdtest.NewHarness(t)
 	h.ConsumerConfig.AnalyzeInterval = 50 * time.Millisecond
-	c, err := consumers.New(h.ConsumerConfig, h.Pool, h.NATS.JS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	h.StartConsumer()
 	const n = 700
 	for i := range n {
 		h.PostWorkOS(syncdtest.WorkOSEvent(fmt.Sprintf("event_%d", i), "user.created",
@@ -113,8 +106,4 @@ func TestConsumerAnalyzesWhatItFills(t *testing.T) {
 		ledger, _ := manualAnalyzes(t, h.Pool, "webhook_events")
 		return users >= 1 && ledger >= 1
 	})
-	stop()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
 }
