@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -113,6 +114,13 @@ func (s *statistics) analyzeStale(ctx context.Context) ([]string, error) {
 			_, err := tx.Exec(ctx, "ANALYZE "+pgx.Identifier{table}.Sanitize())
 			return err
 		})
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
+			// Someone else is analyzing or vacuuming it (another replica's
+			// keeper, autovacuum): that does the job.
+			s.log.Debug("analyze skipped: the table is busy", "table", table)
+			continue
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("analyze %s: %w", table, err))
 			continue

@@ -107,3 +107,37 @@ func TestConsumerAnalyzesWhatItFills(t *testing.T) {
 		return users >= 1 && ledger >= 1
 	})
 }
+
+// A table someone else holds (another replica's ANALYZE, a VACUUM, a
+// migration) is skipped without an error after the lock timeout, and
+// analyzed in a later round.
+func TestStatisticsSkipABusyTable(t *testing.T) {
+	t.Parallel()
+	pool := syncdtest.DB(t)
+	c, err := consumers.New(consumers.Config{AnalyzeOff: true}, pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	insertUsers(t, pool, 1, 2000)
+	syncdtest.Eventually(t, 30*time.Second, "the inserts counted", func() bool { return modsSinceAnalyze(t, pool, "users") >= 2000 })
+
+	holder, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx) // on a failure too: the pool closes only once it is back
+	if _, err := holder.Exec(ctx, "LOCK TABLE users IN SHARE UPDATE EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.AnalyzeStale(ctx)
+	if err != nil || slices.Contains(got, "users") {
+		t.Fatalf("with users held: analyzed %v, %v; want it skipped without an error", got, err)
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.AnalyzeStale(ctx); err != nil || !slices.Contains(got, "users") {
+		t.Fatalf("released: analyzed %v, %v; want users", got, err)
+	}
+}
