@@ -37,9 +37,10 @@ const (
 	// interval), and autovacuum's tenth does the rest.
 	analyzeMinChanges = 500
 	analyzeScale      = 0.5
-	// analyzeLockTimeout: ANALYZE waits for no one (a VACUUM or an index
-	// build on the table); the next round tries again.
-	analyzeLockTimeout = "1s"
+	// analyzeLockTimeout: ANALYZE waits for no one (a VACUUM, another
+	// replica's ANALYZE, an index build): the next round tries again. Well
+	// under deadlock_timeout, so a wait never gets autovacuum cancelled.
+	analyzeLockTimeout = "100ms"
 )
 
 // statisticsTables are the tables the consumer writes: every table a route
@@ -82,14 +83,24 @@ func newStatistics(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Register
 func (s *statistics) keep(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		if _, err := s.analyzeStale(ctx); err != nil && ctx.Err() == nil {
+		_, err := s.analyzeStale(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil && !failing:
+			// Once per outage: the consumer reports Postgres being away.
 			s.log.Warn("planner statistics", "err", err)
+			failing = true
+		case err != nil:
+			s.log.Debug("planner statistics", "err", err)
+		default:
+			failing = false
 		}
 	}
 }

@@ -36,6 +36,18 @@ func modsSinceAnalyze(t *testing.T, pool *pgxpool.Pool, table string) int64 {
 	return n
 }
 
+// noAutovacuum keeps autovacuum off the tables (a fresh machine's
+// throwaway cluster runs it), so the ANALYZEs counted are the keeper's own
+// and its thresholds are those of the rows the test wrote.
+func noAutovacuum(t *testing.T, pool *pgxpool.Pool, tables ...string) {
+	t.Helper()
+	for _, table := range tables {
+		if _, err := pool.Exec(context.Background(), "ALTER TABLE "+table+" SET (autovacuum_enabled = false)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func insertUsers(t *testing.T, pool *pgxpool.Pool, from, n int) {
 	t.Helper()
 	if _, err := pool.Exec(context.Background(),
@@ -58,6 +70,7 @@ func TestStatisticsFollowATableThatGrows(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	noAutovacuum(t, pool, "users")
 
 	insertUsers(t, pool, 1, 10)
 	syncdtest.Eventually(t, 30*time.Second, "the inserts counted", func() bool { return modsSinceAnalyze(t, pool, "users") >= 10 })
@@ -94,6 +107,7 @@ func TestStatisticsFollowATableThatGrows(t *testing.T) {
 func TestConsumerAnalyzesWhatItFills(t *testing.T) {
 	h := syncdtest.NewHarness(t)
 	h.ConsumerConfig.AnalyzeInterval = 50 * time.Millisecond
+	noAutovacuum(t, h.Pool, "users", "webhook_events")
 	h.StartConsumer()
 	const n = 700
 	for i := range n {
@@ -119,6 +133,7 @@ func TestStatisticsSkipABusyTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	noAutovacuum(t, pool, "users")
 	insertUsers(t, pool, 1, 2000)
 	syncdtest.Eventually(t, 30*time.Second, "the inserts counted", func() bool { return modsSinceAnalyze(t, pool, "users") >= 2000 })
 
@@ -140,4 +155,33 @@ func TestStatisticsSkipABusyTable(t *testing.T) {
 	if got, err := c.AnalyzeStale(ctx); err != nil || !slices.Contains(got, "users") {
 		t.Fatalf("released: analyzed %v, %v; want users", got, err)
 	}
+}
+
+// The tables are found in a schema whose name needs quoting, as the app
+// may keep them.
+func TestStatisticsInAMixedCaseSchema(t *testing.T) {
+	t.Parallel()
+	pool := syncdtest.DB(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `CREATE SCHEMA "Sync Data"; CREATE TABLE "Sync Data".users (id int) WITH (autovacuum_enabled = false); INSERT INTO "Sync Data".users SELECT generate_series(1, 600)`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := pool.Config()
+	cfg.ConnConfig.RuntimeParams["search_path"] = `"Sync Data"`
+	mixed, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mixed.Close()
+	c, err := consumers.New(consumers.Config{AnalyzeOff: true}, mixed, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncdtest.Eventually(t, 30*time.Second, `"Sync Data".users analyzed`, func() bool {
+		got, err := c.AnalyzeStale(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Contains(got, "users")
+	})
 }

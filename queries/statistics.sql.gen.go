@@ -13,7 +13,7 @@ const statisticsStale = `-- name: StatisticsStale :many
 SELECT c.relname::text AS table_name
 FROM pg_catalog.pg_class c
 CROSS JOIN (SELECT $1::float8 AS min_changes, $2::float8 AS scale) AS p
-WHERE c.relnamespace = pg_catalog.current_schema()::regnamespace
+WHERE c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = pg_catalog.current_schema())
   AND c.relkind = 'r'
   AND c.relname = ANY($3::text[])
   AND pg_catalog.pg_stat_get_mod_since_analyze(c.oid)::float8 >= p.min_changes + p.scale * GREATEST(c.reltuples, 0)
