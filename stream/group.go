@@ -74,11 +74,10 @@ type GroupConfig struct {
 	MaxInFlight   int
 	// AckTimeout bounds the wait for a send's PubAck. nats-server does
 	// not answer a commit that failed after it was staged, and the
-	// client would hold the send's slot for its own 30 s: a single send
-	// fails after AckTimeout, a batch is sent again one by one (a batch
-	// that was stored after all makes duplicates, which JetStream
-	// acknowledges as such). The caller's own timeout is the same or
-	// shorter, so no caller waits for it.
+	// client would hold the send's slot for its own 30 s: after
+	// AckTimeout the send's messages fail with nats.ErrTimeout. The
+	// caller's own timeout is the same or shorter, so no caller waits
+	// for it.
 	AckTimeout time.Duration
 	Logger     *slog.Logger
 }
@@ -174,15 +173,22 @@ func (g *GroupPublisher) single(f *groupFuture) {
 	go func() {
 		timeout := time.NewTimer(g.cfg.AckTimeout)
 		defer timeout.Stop()
+		var ack *jetstream.PubAck
+		var err error
 		select {
-		case ack := <-fut.Ok():
-			f.ok <- ack
-		case err := <-fut.Err():
-			f.fail(err)
+		case ack = <-fut.Ok():
+		case err = <-fut.Err():
 		case <-timeout.C:
-			f.fail(fmt.Errorf("no PubAck within %s: %w", g.cfg.AckTimeout, nats.ErrTimeout))
+			err = fmt.Errorf("no PubAck within %s: %w", g.cfg.AckTimeout, nats.ErrTimeout)
 		}
+		// The slot is free before the caller hears, so what it sends next
+		// never queues behind this send.
 		g.done()
+		if err != nil {
+			f.fail(err)
+		} else {
+			f.ok <- ack
+		}
 	}()
 }
 
@@ -258,6 +264,15 @@ func (g *GroupPublisher) sendBatch(batch, alone []*groupFuture) {
 		g.mu.Lock()
 		g.batches++
 		g.batched += uint64(len(batch))
+	} else if errors.Is(err, nats.ErrTimeout) {
+		// Unanswered: the callers have had their timeouts by now, and
+		// sending the batch again would double the load on a server that
+		// is slow already. Their providers send again.
+		g.cfg.Logger.Warn("atomic batch unanswered", "messages", len(batch), "err", err)
+		for _, f := range batch {
+			f.fail(err)
+		}
+		g.mu.Lock()
 	} else {
 		var apiErr *jetstream.APIError
 		disabled := errors.As(err, &apiErr) && apiErr.ErrorCode == errAtomicDisabled
