@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
@@ -44,10 +45,65 @@ func fields(body []byte, names ...string) ([]gjson.Result, error) {
 	if !utf8.Valid(body) {
 		return nil, fmt.Errorf("%w: body is not valid UTF-8", ErrNotEvent)
 	}
+	// The same holds for an escaped half of a UTF-16 pair: "\ud800" and
+	// "\udc00" both decode as U+FFFD.
+	if unpairedSurrogate(body) {
+		return nil, fmt.Errorf("%w: body escapes an unpaired UTF-16 surrogate", ErrNotEvent)
+	}
 	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return nil, fmt.Errorf("%w: body is not a JSON object", ErrNotEvent)
 	}
 	return gjson.GetManyBytes(body, names...), nil
+}
+
+// unpairedSurrogate reports a \uD800–\uDFFF escape in body that is not a
+// high half followed by a low one. body is valid JSON, so a backslash is
+// always an escape inside a string.
+func unpairedSurrogate(body []byte) bool {
+	for i := 0; i < len(body); i++ {
+		j := bytes.IndexByte(body[i:], '\\')
+		if j < 0 {
+			return false
+		}
+		i += j
+		r, ok := escapedRune(body[i:])
+		switch {
+		case !ok:
+			i++ // a one-character escape: skip what it escapes
+		case utf16.IsSurrogate(r) && r < 0xDC00:
+			low, ok := escapedRune(body[i+6:])
+			if !ok || low < 0xDC00 || low > 0xDFFF {
+				return true
+			}
+			i += 11
+		case utf16.IsSurrogate(r):
+			return true // a low half alone
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+// escapedRune reads a \uXXXX escape at the start of b.
+func escapedRune(b []byte) (rune, bool) {
+	if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[2:6] {
+		switch {
+		case '0' <= c && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case 'a' <= c && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 // str reads a field that must be a string when present.

@@ -136,3 +136,32 @@ func TestTimesOutsideThePlausibleWindow(t *testing.T) {
 		}
 	}
 }
+
+// Bodies that encoding/json would read with U+FFFD in place of what they
+// hold are not events: invalid UTF-8, and an escaped half of a UTF-16
+// pair. A whole pair, and backslashes that only look like one, are fine.
+func TestBodiesThatDecodeLossilyAreRefused(t *testing.T) {
+	body := func(id string) []byte {
+		return []byte(`{"object":"event","id":"evt_1","event":"organization.created","created_at":"2026-01-15T12:00:00.000Z","data":{"id":"` + id + `"}}`)
+	}
+	for id, ok := range map[string]bool{
+		"org_1":            true,
+		`org_\ud83d\ude00`: true, // 😀, a whole pair
+		`org_\\ud800`:      true, // an escaped backslash, then text
+		`org_\u00e9\"\n`:   true,
+		"org_\xff":         false,
+		`org_\ud800`:       false,
+		`org_\udc00`:       false,
+		`org_\ud800\u0041`: false,
+		`org_\ud800x`:      false,
+		`org_\uD800\uDC00`: true,
+		`org_\\\ud800`:     false, // an escaped backslash, then a lone half
+		`org_\ud83d\ud83d`: false,
+		`org_\u0041\udfff`: false,
+	} {
+		_, err := DecodeWorkOS(body(id))
+		if (err == nil) != ok {
+			t.Errorf("%q: %v, want accepted %v", id, err, ok)
+		}
+	}
+}
