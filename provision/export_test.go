@@ -20,3 +20,6 @@ func SetAfterStep(p *Provisioner, f func(key, step string) error) { p.afterStep 
 
 // Subjects is what p's durable reads.
 func Subjects(p *Provisioner) []string { return p.cfg.subjects() }
+
+// AckFloor is the ack floor p last saw of its durable.
+func AckFloor(p *Provisioner) uint64 { return p.ackFloor.Load() }

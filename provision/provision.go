@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -48,6 +49,10 @@ type Provisioner struct {
 	q       *queries.Queries
 	log     *slog.Logger
 	metrics *metrics
+	// ackFloor is the durable's last stream sequence below which all is
+	// settled, as last seen (watchLag): a durable made again starts after
+	// it.
+	ackFloor atomic.Uint64
 	// afterStep, set by tests, runs after each step is stored.
 	afterStep func(taskKey, step string) error
 }
@@ -71,8 +76,12 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream, api *workosapi.
 // Ensure creates or updates the durable consumer, reading the subjects of
 // the mode. Run calls it; tests call it to have the durable before they
 // publish.
-func (p *Provisioner) Ensure(ctx context.Context) error {
+func (p *Provisioner) Ensure(ctx context.Context) error { return p.ensure(ctx, 0) }
+
+// ensure is Ensure, a new durable starting at startSeq when it is set.
+func (p *Provisioner) ensure(ctx context.Context, startSeq uint64) error {
 	return stream.EnsureDurable(ctx, p.js, stream.DurableConfig{
+		StartSeq:       startSeq,
 		Name:           p.cfg.Durable,
 		Description:    "provisions WorkOS accounts for guests and users",
 		FilterSubjects: p.cfg.subjects(),
@@ -148,7 +157,14 @@ func (p *Provisioner) Run(ctx context.Context) error {
 			return nil
 		}
 		wait = min(2*wait, p.cfg.RetryMax)
-		if err := p.Ensure(ctx); err != nil && ctx.Err() == nil {
+		// Made again from where it had settled everything (what it had
+		// settled after that comes again, and is done already), so the
+		// webhooks stored while it was gone are provisioned too.
+		var from uint64 // unknown: as configured
+		if floor := p.ackFloor.Load(); floor > 0 {
+			from = floor + 1
+		}
+		if err := p.ensure(ctx, from); err != nil && ctx.Err() == nil {
 			p.log.Warn("provisioning durable", "err", err)
 		}
 	}
@@ -313,6 +329,7 @@ func (p *Provisioner) watchLag(ctx context.Context) {
 		if cons, err := p.js.Consumer(qctx, stream.Webhooks, p.cfg.Durable); err == nil {
 			info := cons.CachedInfo()
 			p.metrics.pending.Set(float64(info.NumPending + uint64(info.NumAckPending)))
+			p.ackFloor.Store(max(p.ackFloor.Load(), info.AckFloor.Stream))
 		}
 		cancel()
 		select {

@@ -1,6 +1,7 @@
 package provision_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,10 @@ type bundle struct {
 	fake *workosfake.Server
 	mode provision.Mode
 	n    int
+	// running is the provisioner start started last.
+	running *provision.Provisioner
+	// retryMin is the provisioners' backoff floor (default 20 ms).
+	retryMin time.Duration
 }
 
 func setup(t *testing.T, mode provision.Mode, opts workosfake.Options) *bundle {
@@ -56,7 +61,7 @@ func (b *bundle) provisioner(afterStep func(key, step string) error) *provision.
 	}
 	p, err := provision.New(provision.Config{
 		Mode:     b.mode,
-		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+		RetryMin: cmp.Or(b.retryMin, 20*time.Millisecond), RetryMax: max(200*time.Millisecond, b.retryMin),
 		AckWait: time.Second,
 		// A killed task's message comes back after AckWait.
 		Registerer: prometheus.NewRegistry(),
@@ -74,6 +79,7 @@ func (b *bundle) provisioner(afterStep func(key, step string) error) *provision.
 func (b *bundle) start(afterStep func(key, step string) error) (stop func()) {
 	b.t.Helper()
 	p := b.provisioner(afterStep)
+	b.running = p
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -574,19 +580,27 @@ func TestConfigAndNaming(t *testing.T) {
 func TestProvisionerMakesItsDurableAgainWhenItIsDeleted(t *testing.T) {
 	t.Parallel()
 	b := setup(t, provision.Guests, workosfake.Options{})
+	// The durable is made again a second or so after it is lost: what
+	// arrives meanwhile must not be skipped.
+	b.retryMin = 2 * time.Second
 	b.start(nil)
 	b.h.PostStripe(booking("evt_cs_a", "cs_a", "ada@example.com", "Ada Lovelace"), false)
 	b.waitProvisioned()
-
 	ctx := context.Background()
+	syncdtest.Eventually(t, 30*time.Second, "the provisioner to have seen its ack floor", func() bool {
+		c, err := b.h.NATS.JS.Consumer(ctx, stream.Webhooks, stream.ProvisionConsumer)
+		return err == nil && provision.AckFloor(b.running) >= c.CachedInfo().AckFloor.Stream && c.CachedInfo().AckFloor.Stream > 0
+	})
+
 	if err := b.h.NATS.JS.DeleteConsumer(ctx, stream.Webhooks, stream.ProvisionConsumer); err != nil {
 		t.Fatal(err)
 	}
+	b.h.PostStripe(booking("evt_cs_b", "cs_b", "grace@example.com", "Grace Hopper"), false)
 	syncdtest.Eventually(t, 30*time.Second, "the provisioning durable made again", func() bool {
 		_, err := b.h.NATS.JS.Consumer(ctx, stream.Webhooks, stream.ProvisionConsumer)
 		return err == nil
 	})
-	b.h.PostStripe(booking("evt_cs_b", "cs_b", "grace@example.com", "Grace Hopper"), false)
 	b.waitProvisioned()
 	b.checkOneOfEach("grace@example.com", "Grace")
+	b.checkOneOfEach("ada@example.com", "Ada")
 }

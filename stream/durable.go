@@ -26,6 +26,9 @@ type DurableConfig struct {
 	// otherwise it starts with the events stored after it was created.
 	// An existing durable keeps where it started.
 	DeliverAll bool
+	// StartSeq, when set, starts a new durable at this stream sequence
+	// instead (a durable made again after it was lost, from where it was).
+	StartSeq uint64
 }
 
 // EnsureDurable creates or updates the durable. Like the apply consumer it
@@ -41,13 +44,16 @@ func EnsureDurable(ctx context.Context, js jetstream.JetStream, cfg DurableConfi
 	if cfg.MaxAckPending == 0 {
 		cfg.MaxAckPending = 256
 	}
-	policy := jetstream.DeliverNewPolicy
-	if cfg.DeliverAll {
+	policy, startSeq := jetstream.DeliverNewPolicy, uint64(0)
+	switch {
+	case cfg.StartSeq > 0:
+		policy, startSeq = jetstream.DeliverByStartSequencePolicy, cfg.StartSeq
+	case cfg.DeliverAll:
 		policy = jetstream.DeliverAllPolicy
 	}
-	// The deliver policy of an existing durable cannot change: keep it.
+	// Where an existing durable starts cannot change: keep it.
 	if c, err := js.Consumer(ctx, Webhooks, cfg.Name); err == nil {
-		policy = c.CachedInfo().Config.DeliverPolicy
+		policy, startSeq = c.CachedInfo().Config.DeliverPolicy, c.CachedInfo().Config.OptStartSeq
 	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("look up consumer %s: %w", cfg.Name, err)
 	}
@@ -55,6 +61,7 @@ func EnsureDurable(ctx context.Context, js jetstream.JetStream, cfg DurableConfi
 		Durable:        cfg.Name,
 		Description:    cfg.Description,
 		DeliverPolicy:  policy,
+		OptStartSeq:    startSeq,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        cfg.AckWait,
 		MaxDeliver:     -1,
