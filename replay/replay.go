@@ -7,6 +7,7 @@
 package replay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,7 +51,11 @@ type Config struct {
 	RetryMax time.Duration
 	// AuditOff leaves the audit trail unwritten (SYNCD_AUDIT=off).
 	AuditOff bool
-	Logger   *slog.Logger
+	// AnalyzeInterval and AnalyzeOff: as the consumer's, for the tables
+	// the replay fills (consumers.Config).
+	AnalyzeInterval time.Duration
+	AnalyzeOff      bool
+	Logger          *slog.Logger
 	// Progress, if set, is called after every batch.
 	Progress func(Progress)
 }
@@ -254,13 +259,15 @@ func run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 
 	// A replay into a new database fills its tables from nothing: keep
 	// their planner statistics up with them, as the consumer does.
-	kctx, stopKeeper := context.WithCancel(ctx)
-	kept := make(chan struct{})
-	go func() {
-		defer close(kept)
-		consumers.KeepStatistics(kctx, pool, consumers.AnalyzeIntervalDefault, cfg.Logger)
-	}()
-	defer func() { stopKeeper(); <-kept }()
+	if !cfg.AnalyzeOff {
+		kctx, stopKeeper := context.WithCancel(ctx)
+		kept := make(chan struct{})
+		go func() {
+			defer close(kept)
+			consumers.KeepStatistics(kctx, pool, cmp.Or(cfg.AnalyzeInterval, consumers.AnalyzeIntervalDefault), cfg.Logger)
+		}()
+		defer func() { stopKeeper(); <-kept }()
+	}
 
 	r := &runner{cfg: cfg, applier: applier, sum: &sum, start: start}
 	for done := false; !done; {

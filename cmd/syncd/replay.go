@@ -35,6 +35,7 @@ func replayCommand() *cobra.Command {
 	d.complete("source", stream.SourceWorkOS, stream.SourceStripe)
 	d.String(&f.typ, "type", "", "", "only event types matching this NATS subject pattern (customer.subscription.*, dsync.>)", fieldCheck(replay.Config{FromSeq: 1}, func(c *replay.Config, v string) { c.Type = v }))
 	d.Int(&f.batch, "batch-size", "", replay.BatchSizeDefault, fmt.Sprintf("events applied per transaction, at most (1 to %d)", replay.BatchSizeMax), positive, fieldCheck(replay.Config{FromSeq: 1}, func(c *replay.Config, v int) { c.BatchSize = v }))
+	declareAnalyzeInterval(d, &f.analyzeInterval)
 	d.Bool(&f.noProgress, "no-progress", "", false, "no progress bar, even on a terminal")
 	d.Bool(&f.asJSON, "json", "", false, "print the summary as JSON")
 	c.RunE = action(func(c *cobra.Command, _ []string) error {
@@ -50,6 +51,7 @@ type replayFlags struct {
 	since, until, source, typ string
 	fromSeq, toSeq            uint64
 	batch                     int
+	analyzeInterval           time.Duration
 	noProgress, asJSON        bool
 }
 
@@ -61,7 +63,8 @@ func (f *replayFlags) run(ctx context.Context, set func(string) bool, stdout, st
 		}
 	}
 	now := time.Now()
-	cfg := replay.Config{FromSeq: f.fromSeq, ToSeq: f.toSeq, Source: f.source, Type: f.typ, BatchSize: f.batch, AuditOff: f.aud.disabled()}
+	cfg := replay.Config{FromSeq: f.fromSeq, ToSeq: f.toSeq, Source: f.source, Type: f.typ, BatchSize: f.batch, AuditOff: f.aud.disabled(),
+		AnalyzeInterval: f.analyzeInterval, AnalyzeOff: f.analyzeInterval == 0}
 	switch {
 	case set("since") && set("from-seq"):
 		return usageError("--since and --from-seq both start the window: give one")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
@@ -85,7 +86,7 @@ func (f *serveFlags) register(c *cobra.Command) {
 	d.Int(&f.replicas, "stream-replicas", "SYNCD_STREAM_REPLICAS", 1, "JetStream replicas of WEBHOOKS and DEADLETTER on a clustered NATS_URL", between(1, service.StreamReplicasMax))
 	d.Int(&f.batchSize, "batch-size", "SYNCD_BATCH_SIZE", consumers.BatchSizeDefault, "events applied per transaction, at most", positive, fieldCheck(consumers.Config{}, func(c *consumers.Config, v int) { c.BatchSize = v }))
 	d.Duration(&f.batchLinger, "batch-linger", "SYNCD_BATCH_LINGER", consumers.LingerDefault, "how long a batch waits for more events after its first, up to --batch-size; fuller batches cost Postgres less under a steady load; 0 is no wait, a batch takes what has arrived", notNegative, fieldCheck(consumers.Config{}, func(c *consumers.Config, v time.Duration) { c.Linger = v }))
-	d.Duration(&f.analyzeInterval, "analyze-interval", "SYNCD_ANALYZE_INTERVAL", consumers.AnalyzeIntervalDefault, "how often the consumer looks for tables it writes whose rows outgrew their planner statistics, and runs ANALYZE on them (autovacuum looks once a minute at most); 0 is off: autovacuum alone", notNegative)
+	declareAnalyzeInterval(d, &f.analyzeInterval)
 	d.Int(&f.applyWorkers, "apply-workers", "SYNCD_APPLY_WORKERS", consumers.ApplyWorkersDefault, "transactions applying a batch at once, each on its own connection, events routed by entity", positive, fieldCheck(consumers.Config{}, func(c *consumers.Config, v int) { c.ApplyWorkers = v }))
 	d.Int(&f.maxAttempts, "max-attempts", "SYNCD_MAX_ATTEMPTS", consumers.MaxAttemptsDefault, "permanent failures before an event is dead-lettered", positive, fieldCheck(consumers.Config{}, func(c *consumers.Config, v int) { c.MaxAttempts = v }))
 	d.Duration(&f.shutdownTimeout, "shutdown-timeout", "SYNCD_SHUTDOWN_TIMEOUT", service.ShutdownTimeoutDefault, "hard stop after this long; the consumer gets four fifths of it to finish its batch and hand back the rest", positive)
@@ -201,4 +202,14 @@ func tuneGC() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(112 << 20)
 	}
+}
+
+// declareAnalyzeInterval is --analyze-interval, for serve and replay.
+func declareAnalyzeInterval(d decls, v *time.Duration) {
+	d.Duration(v, "analyze-interval", "SYNCD_ANALYZE_INTERVAL", consumers.AnalyzeIntervalDefault, "how often the tables syncd writes are checked for rows that outgrew their planner statistics, and analyzed (autovacuum looks once a minute at most); 0 is off: autovacuum alone; at least 100ms otherwise", func(v time.Duration) error {
+		if v < 0 || (v > 0 && v < 100*time.Millisecond) {
+			return fmt.Errorf("%s: want 0 (off) or at least 100ms", v)
+		}
+		return nil
+	})
 }
