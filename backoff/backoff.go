@@ -1,7 +1,7 @@
 // Package backoff is the one retry delay syncd uses — redeliveries of
 // events and provisioning jobs, WorkOS API retries: exponential from a
 // floor to a cap, with jitter so a burst of failures does not come back as
-// one.
+// one — and the waits that go with it.
 package backoff
 
 import (
@@ -30,8 +30,15 @@ func Jitter(d time.Duration) time.Duration {
 
 // Sleep waits d, jittered, and reports whether it did: false when ctx was
 // done first.
-func Sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(Jitter(d))
+func Sleep(ctx context.Context, d time.Duration) bool { return Wait(ctx, Jitter(d)) }
+
+// Wait waits d exactly (a pause, not a retry) and reports whether it did:
+// false when ctx was done first.
+func Wait(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

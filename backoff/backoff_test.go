@@ -32,3 +32,14 @@ func TestSleepEndsWithItsContext(t *testing.T) {
 		t.Fatal("Sleep of an hour on a done context reported it slept")
 	}
 }
+
+func TestWaitOfNothingOnlyAsksTheContext(t *testing.T) {
+	if !backoff.Wait(context.Background(), 0) {
+		t.Fatal("Wait(0) on a live context reported it done")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if backoff.Wait(ctx, 0) {
+		t.Fatal("Wait(0) on a done context reported it waited")
+	}
+}

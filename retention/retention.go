@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/syncd/syncd/backoff"
 	"github.com/syncd/syncd/queries"
 	"github.com/syncd/syncd/stream"
 )
@@ -92,7 +93,7 @@ func (p *Pruner) Run(ctx context.Context) error {
 		case res.Total() > 0:
 			p.log.Info("retention pass", "pruned", res)
 		}
-		if !sleep(ctx, p.cfg.Interval) {
+		if !backoff.Wait(ctx, p.cfg.Interval) {
 			return ctx.Err()
 		}
 	}
@@ -203,7 +204,7 @@ func (p *Pruner) pruneLedger(ctx context.Context, res Result, source string, bef
 				slice = min(slice*2, maxSlice)
 			}
 		}
-		if !sleep(ctx, p.pause(time.Since(began), after.Sub(start), before.Sub(start))) {
+		if !backoff.Wait(ctx, p.pause(time.Since(began), after.Sub(start), before.Sub(start))) {
 			return ctx.Err()
 		}
 	}
@@ -241,7 +242,7 @@ func (p *Pruner) batches(ctx context.Context, res Result, table string, prune fu
 		if n < int64(p.cfg.BatchSize) {
 			return nil
 		}
-		if !sleep(ctx, p.pause(time.Since(began), 0, 0)) {
+		if !backoff.Wait(ctx, p.pause(time.Since(began), 0, 0)) {
 			return ctx.Err()
 		}
 	}
@@ -251,20 +252,5 @@ func (p *Pruner) count(res Result, table string, n int64) {
 	if n > 0 {
 		res[table] += n
 		p.pruned.WithLabelValues(table).Add(float64(n))
-	}
-}
-
-// sleep waits d or until ctx is done; false means ctx is done.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
