@@ -121,7 +121,10 @@ func benchLimit(ctx context.Context, o options, evs []consumers.Event) (float64,
 	}
 	traced.Close()
 	drop()
-	txs := rec.transactions()
+	txs, err := bestShapes(rec.transactions())
+	if err != nil {
+		return 0, "", err
+	}
 
 	// Replay the same statements, one pgx.Batch per transaction.
 	lpool, ldrop, err := createDB(ctx, o.adminURL, "syncd_bench_limit")
