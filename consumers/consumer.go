@@ -216,13 +216,7 @@ func New(cfg Config, pool *pgxpool.Pool, js jetstream.JetStream) (*Consumer, err
 // serve` creates it again) or the NATS connection was closed for good.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.cfg.AnalyzeOff {
-		kctx, stop := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			c.stats.keep(kctx, c.cfg.AnalyzeInterval)
-		}()
-		defer func() { stop(); <-done }()
+		defer c.stats.start(ctx, c.cfg.AnalyzeInterval)()
 	}
 	return c.run(ctx)
 }

@@ -143,13 +143,24 @@ func (s *statistics) analyzeStale(ctx context.Context) ([]string, error) {
 	return done, errors.Join(errs...)
 }
 
-// KeepStatistics keeps the planner statistics of the consumer's tables in
-// pool current, checking every interval, until ctx is done; it returns
-// once it has stopped. For what applies without a Consumer (replay).
-func KeepStatistics(ctx context.Context, pool *pgxpool.Pool, interval time.Duration, log *slog.Logger) {
+// start runs keep in the background; stop ends it and waits for it.
+func (s *statistics) start(ctx context.Context, interval time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.keep(ctx, interval)
+	}()
+	return func() { cancel(); <-done }
+}
+
+// StartStatistics keeps the planner statistics of the consumer's tables in
+// pool current, checking every interval, until stop is called (which
+// waits for it). For what applies without a Consumer (replay).
+func StartStatistics(ctx context.Context, pool *pgxpool.Pool, interval time.Duration, log *slog.Logger) (stop func()) {
 	s, err := newStatistics(pool, log, prometheus.NewRegistry())
 	if err != nil {
-		return // a fresh registry refuses nothing
+		return func() {} // a fresh registry refuses nothing
 	}
-	s.keep(ctx, interval)
+	return s.start(ctx, interval)
 }

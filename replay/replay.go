@@ -260,13 +260,7 @@ func run(ctx context.Context, cfg Config, pool *pgxpool.Pool, js jetstream.JetSt
 	// A replay into a new database fills its tables from nothing: keep
 	// their planner statistics up with them, as the consumer does.
 	if !cfg.AnalyzeOff {
-		kctx, stopKeeper := context.WithCancel(ctx)
-		kept := make(chan struct{})
-		go func() {
-			defer close(kept)
-			consumers.KeepStatistics(kctx, pool, cmp.Or(cfg.AnalyzeInterval, consumers.AnalyzeIntervalDefault), cfg.Logger)
-		}()
-		defer func() { stopKeeper(); <-kept }()
+		defer consumers.StartStatistics(ctx, pool, cmp.Or(cfg.AnalyzeInterval, consumers.AnalyzeIntervalDefault), cfg.Logger)()
 	}
 
 	r := &runner{cfg: cfg, applier: applier, sum: &sum, start: start}
