@@ -38,6 +38,8 @@ type options struct {
 	// ledgerRows is the history the ledger holds for the ledger-size
 	// measurement (-long: 100 million).
 	ledgerRows int64
+	e2eStore   string
+	syncdEnv   []string
 }
 
 func main() {
@@ -54,8 +56,11 @@ func main() {
 	flag.IntVar(&o.hotEvents, "hot-events", 130000, "customer.updated events in the hot-key workload")
 	flag.Int64Var(&o.ledgerRows, "ledger-rows", 10_000_000, "rows in the ledger for the apply-with-history measurement")
 	flag.BoolVar(&keepDBs, "keep-dbs", false, "leave each measurement's database behind (to read its plans and pg_stat_statements)")
+	flag.StringVar(&o.e2eStore, "e2e-store", "", "with -only e2e: put the process's data dir (JetStream's store) under this directory, e.g. /dev/shm, to see what the webhooks wait for")
+	syncdEnv := flag.String("syncd-env", "", "extra environment for the end-to-end runs' syncd serve, space-separated K=V (e.g. SYNCD_BATCH_LINGER=300ms)")
 	long := flag.Bool("long", false, "long mode: a ledger of 100 million rows (a fill of about half an hour)")
 	flag.Parse()
+	o.syncdEnv = strings.Fields(*syncdEnv)
 	if *long {
 		o.ledgerRows = 100_000_000
 	}
@@ -119,7 +124,11 @@ func run(o options) error {
 	}
 
 	if o.only == "e2e" {
-		e2e, err := benchEndToEnd(ctx, o, bin, tmp, mixSource(fx, 3), float64(o.conc)*100)
+		store := tmp
+		if o.e2eStore != "" {
+			store = o.e2eStore
+		}
+		e2e, err := benchEndToEnd(ctx, o, bin, store, mixSource(fx, 3), float64(o.conc)*100)
 		fmt.Printf("e2e: %+v %v\n%s; %s\n", e2e, err, e2e.cpuNote(), e2e.group.note())
 		return err
 	}

@@ -103,6 +103,10 @@ func (f fixtures) mixGen(entities int, seed uint64, gen int) []event {
 	// Each generation's versions come after the last one's (3 a generation).
 	wtime := func(v int) string { return wtime(v + 3*gen) }
 	created := func(t int64) int64 { return t + 3*int64(gen) }
+	// Each customer's and subscription's metadata names its own user or
+	// organization, as the app's do: the fixtures' single owner on every
+	// object would give the link lookups one value for the whole column,
+	// a distribution no marketplace has, and plans made for it.
 	for i := range entities {
 		user := fmt.Sprintf("user_b%d_%d", seed, i)
 		org := fmt.Sprintf("org_b%d_%d", seed, i%max(1, entities/4))
@@ -129,11 +133,11 @@ func (f fixtures) mixGen(entities int, seed uint64, gen int) []event {
 			}
 		case 4: // customers
 			for v := 1; v <= 3; v++ {
-				evs = append(evs, f.stripe("stripe/customer.updated.json", "customer.updated", id("evt"), created(int64(1_767_225_600+v)), map[string]any{"id": cus, "email": email}))
+				evs = append(evs, f.stripe("stripe/customer.updated.json", "customer.updated", id("evt"), created(int64(1_767_225_600+v)), map[string]any{"id": cus, "email": email, "metadata": map[string]any{"workos_user_id": user}}))
 			}
 		case 5: // subscriptions
 			for v := 1; v <= 3; v++ {
-				evs = append(evs, f.stripe("stripe/customer.subscription.updated.json", "customer.subscription.updated", id("evt"), created(int64(1_767_225_600+v)), map[string]any{"id": "sub_" + cus, "customer": cus}))
+				evs = append(evs, f.stripe("stripe/customer.subscription.updated.json", "customer.subscription.updated", id("evt"), created(int64(1_767_225_600+v)), map[string]any{"id": "sub_" + cus, "customer": cus, "metadata": map[string]any{"workos_org_id": org, "tier": "professional"}}))
 			}
 		case 6: // meetings: checkout then payment
 			pi := "pi_" + cus
