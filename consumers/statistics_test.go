@@ -48,6 +48,8 @@ func noAutovacuum(t *testing.T, pool *pgxpool.Pool, tables ...string) {
 	}
 }
 
+// insertUsers inserts n users and returns once the statistics count them
+// (they are reported when the transaction ends, not at once).
 func insertUsers(t *testing.T, pool *pgxpool.Pool, from, n int) {
 	t.Helper()
 	if _, err := pool.Exec(context.Background(),
@@ -55,6 +57,7 @@ func insertUsers(t *testing.T, pool *pgxpool.Pool, from, n int) {
 		from, from+n-1); err != nil {
 		t.Fatal(err)
 	}
+	syncdtest.Eventually(t, 30*time.Second, "the inserts counted", func() bool { return modsSinceAnalyze(t, pool, "users") >= int64(n) })
 }
 
 // A table the consumer writes is analyzed once its rows outgrew the
@@ -73,7 +76,6 @@ func TestStatisticsFollowATableThatGrows(t *testing.T) {
 	noAutovacuum(t, pool, "users")
 
 	insertUsers(t, pool, 1, 10)
-	syncdtest.Eventually(t, 30*time.Second, "the inserts counted", func() bool { return modsSinceAnalyze(t, pool, "users") >= 10 })
 	got, err := c.AnalyzeStale(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +137,6 @@ func TestStatisticsSkipABusyTable(t *testing.T) {
 	ctx := context.Background()
 	noAutovacuum(t, pool, "users")
 	insertUsers(t, pool, 1, 2000)
-	syncdtest.Eventually(t, 30*time.Second, "the inserts counted", func() bool { return modsSinceAnalyze(t, pool, "users") >= 2000 })
 
 	holder, err := pool.Begin(ctx)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/syncd/syncd/backoff"
 	"github.com/syncd/syncd/ingest"
 	"github.com/syncd/syncd/stream"
 	"github.com/syncd/syncd/syncdtest"
@@ -184,12 +185,8 @@ func (g *generator) snapshot() []*sent {
 // sleep waits d or until ctx is done: the scenarios' pacing (a fault lasts
 // 30 s), not a wait for a condition.
 func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if !backoff.Wait(ctx, d) {
 		return errStopped
-	case <-t.C:
-		return nil
 	}
+	return nil
 }
