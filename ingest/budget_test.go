@@ -209,8 +209,7 @@ func TestHostileIdentityIs400(t *testing.T) {
 		"long type":             {`{"object":"event","id":"evt_1","event":"user.` + strings.Repeat("x", 300) + `","data":{}}`, identity},
 		"long id":               {`{"object":"event","id":"evt_` + strings.Repeat("x", 300) + `","event":"user.created","data":{}}`, identity},
 	} {
-		body := c.body
-		b := []byte(body)
+		b := []byte(c.body)
 		req, _ := http.NewRequest("POST", srv.URL+"/webhooks/workos", bytes.NewReader(b))
 		req.Header.Set("WorkOS-Signature", ingest.SignWorkOS("whsec_a", b, time.Now()))
 		resp, err := srv.Client().Do(req)
