@@ -77,9 +77,27 @@ func TestStopHandsBackBeforeJetStreamStops(t *testing.T) {
 		}
 	}
 	syncdtest.Eventually(t, 30*time.Second, "applying started", func() bool { return ledger(t, svc) > 0 })
+	// The next batch waits on this lock, so the stop waits for that batch
+	// and stays between "not ready" and "listener closed" until the lock
+	// goes: readiness is looked at inside that window, not raced for.
+	pool := svc.Pool()
+	holder, err := pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(context.Background())
+	if _, err := holder.Exec(context.Background(), "LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	syncdtest.Eventually(t, 30*time.Second, "a batch waiting on the lock", func() bool {
+		var n int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	})
 	readyz := "http://" + svc.Addr().String() + "/readyz"
 	stopped := make(chan error, 1)
-	pool := svc.Pool()
 	go func() { stopped <- svc.Stop(context.Background()) }()
 	// Readiness fails before the listener and the consumers go.
 	sawStopping := false
@@ -90,6 +108,9 @@ func TestStopHandsBackBeforeJetStreamStops(t *testing.T) {
 		}
 		resp.Body.Close()
 		sawStopping = resp.StatusCode == http.StatusServiceUnavailable
+	}
+	if err := holder.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	if err := <-stopped; err != nil {
 		t.Fatalf("stop: %v", err)
