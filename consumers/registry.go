@@ -2,7 +2,6 @@ package consumers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -58,13 +57,14 @@ type Handler func(ctx context.Context, tx Tx, ev Event) (Outcome, error)
 
 // decodeField decodes the field at path (gjson syntax) of an event's body
 // into v. The body was validated when its envelope was read, so the field
-// is found without a second full pass of encoding/json over the body.
+// is found without a second full pass of encoding/json over the body, and
+// a struct gets only the members it names (members.go).
 func decodeField(ev Event, path string, v any) error {
 	raw := gjson.GetBytes(ev.Body, path)
 	if !raw.Exists() {
 		return fmt.Errorf("%w: %s has no %s", ErrUndecodable, ev.Envelope.Type, path)
 	}
-	if err := json.Unmarshal([]byte(raw.Raw), v); err != nil {
+	if err := decodeMembers(raw, v); err != nil {
 		return fmt.Errorf("%w: %s %s: %v", ErrUndecodable, ev.Envelope.Type, path, err)
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/syncd/syncd/events"
 	"github.com/syncd/syncd/queries"
 )
@@ -74,16 +76,29 @@ func (id stripeID) ptr() *string {
 
 // metaString returns the first of keys with a non-empty string value in a
 // Stripe metadata object. Stripe's values are strings; anything else, and
-// metadata that is not an object, counts as absent.
+// metadata that is not an object, counts as absent. A key given twice
+// means its last value, as a map decoded by encoding/json holds.
 func metaString(metadata json.RawMessage, keys ...string) *string {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(metadata, &m) != nil {
+	m := gjson.ParseBytes(metadata)
+	if !m.IsObject() {
 		return nil
 	}
 	for _, k := range keys {
-		var s string
-		if json.Unmarshal(m[k], &s) == nil && strings.TrimSpace(s) != "" {
-			s = strings.TrimSpace(s)
+		var last gjson.Result
+		m.ForEach(func(key, v gjson.Result) bool {
+			if key.String() == k {
+				last = v
+			}
+			return true
+		})
+		if last.Type != gjson.String {
+			continue
+		}
+		s := last.Str
+		if strings.IndexByte(last.Raw, '\\') >= 0 && json.Unmarshal([]byte(last.Raw), &s) != nil {
+			continue
+		}
+		if s = strings.TrimSpace(s); s != "" {
 			return &s
 		}
 	}
