@@ -108,17 +108,32 @@ WITH target AS (
            best.stripe_created AS version,
            cur.known IS NOT NULL AS current_known
     FROM target t
+    -- The three ways a customer is the user's, each its own index probe:
+    -- as one OR they were planned as a scan of every customer without
+    -- metadata for each user. "Without metadata" is one expression, which no
+    -- index serves: the planner, without statistics, took the index of
+    -- workos_org_id IS NULL for the key's. A customer found two ways is
+    -- one row twice.
     LEFT JOIN LATERAL (
         SELECT c.stripe_customer_id, c.stripe_created
-        FROM stripe_customers c
-        WHERE c.deleted_at IS NULL
-          AND (c.workos_user_id = t.workos_user_id
-               OR (c.workos_user_id IS NULL AND c.workos_org_id IS NULL
-                   AND (c.stripe_customer_id = t.legacy_id
-                        OR (lower(c.email) = lower(t.email)
-                            AND NOT EXISTS (
-                                SELECT 1 FROM users o
-                                WHERE o.deleted_at IS NULL AND lower(o.email) = lower(t.email) AND o.id <> t.id)))))
+        FROM (
+            SELECT c.stripe_customer_id, c.stripe_created, c.workos_user_id, c.object_created
+            FROM stripe_customers c
+            WHERE c.workos_user_id = t.workos_user_id AND c.deleted_at IS NULL
+            UNION ALL
+            SELECT c.stripe_customer_id, c.stripe_created, c.workos_user_id, c.object_created
+            FROM stripe_customers c
+            WHERE c.stripe_customer_id = t.legacy_id AND c.deleted_at IS NULL
+              AND COALESCE(c.workos_user_id, c.workos_org_id) IS NULL
+            UNION ALL
+            SELECT c.stripe_customer_id, c.stripe_created, c.workos_user_id, c.object_created
+            FROM stripe_customers c
+            WHERE lower(c.email) = lower(t.email) AND c.deleted_at IS NULL
+              AND COALESCE(c.workos_user_id, c.workos_org_id) IS NULL
+              AND NOT EXISTS (
+                  SELECT 1 FROM users o
+                  WHERE o.deleted_at IS NULL AND lower(o.email) = lower(t.email) AND o.id <> t.id)
+        ) c
         ORDER BY (c.workos_user_id IS NOT NULL) DESC, c.object_created DESC NULLS LAST, c.stripe_customer_id DESC
         LIMIT 1
     ) best ON true
