@@ -18,7 +18,8 @@ check-generated:
 
 # Each fuzz target (package:name), with its seed corpus in testdata/fuzz.
 FUZZ_TARGETS = ingest:FuzzVerifyWorkOS ingest:FuzzVerifyStripe events:FuzzDecodeWorkOS \
-	events:FuzzDecodeStripe events:FuzzParseTime consumers:FuzzMeetingMetadata
+	events:FuzzDecodeStripe events:FuzzParseTime consumers:FuzzMeetingMetadata \
+	consumers:FuzzDecodeMembers
 FUZZTIME ?= 30s
 
 # scripts/chromium.sh installs headless Chromium for the console's browser
