@@ -137,6 +137,9 @@ func benchLimit(ctx context.Context, o options, evs []consumers.Event) (float64,
 		return 0, "", err
 	}
 	defer conn.Release()
+	if err := quiesce(ctx, o.adminURL); err != nil {
+		return 0, "", err
+	}
 	start := time.Now()
 	for _, tx := range txs {
 		b := &pgx.Batch{}

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/syncdtest"
 )
@@ -23,13 +21,14 @@ var linkTables = []string{"users", "organizations", "user_org_memberships", "str
 func TestLinksProbeWithoutStatistics(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	seed := syncdtest.DB(t)
+	// One connection, so that the statistics it flushes are the batch's.
+	pool := syncdtest.OneConn(t)
 	for _, tbl := range linkTables {
-		if _, err := seed.Exec(ctx, fmt.Sprintf("ALTER TABLE %s SET (autovacuum_enabled = false)", tbl)); err != nil {
+		if _, err := pool.Exec(ctx, fmt.Sprintf("ALTER TABLE %s SET (autovacuum_enabled = false)", tbl)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	a := applier(t, seed, nil)
+	a := applier(t, pool, nil)
 	const n = 1500
 	created := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).Unix()
 	var evs []consumers.Event
@@ -53,19 +52,6 @@ func TestLinksProbeWithoutStatistics(t *testing.T) {
 	for i := 0; i < len(evs); i += 500 {
 		applyAll(t, a, evs[i:min(i+500, len(evs))]...)
 	}
-	seed.Close()
-
-	// One connection, so that the statistics it flushes are the batch's.
-	cfg, err := pgxpool.ParseConfig(seed.Config().ConnString())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 1
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
 	// seq_scan per table, and idx_tup_fetch (rows fetched through an index) as "read:"+table.
 	scans := func() map[string]int64 {
 		t.Helper()
@@ -102,7 +88,7 @@ func TestLinksProbeWithoutStatistics(t *testing.T) {
 				"object": "user", "id": fmt.Sprintf("user_%04d", i), "email": fmt.Sprintf("u%04d@example.com", i), "first_name": "Changed",
 				"created_at": "2026-01-15T12:00:00.000Z", "updated_at": "2026-01-16T12:00:00.000Z"})))
 	}
-	applyAll(t, applier(t, pool, nil), evs...)
+	applyAll(t, a, evs...)
 	after := scans()
 	for _, tbl := range linkTables {
 		if d := after[tbl] - before[tbl]; d != 0 {

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/syncd/syncd/retention"
 	"github.com/syncd/syncd/syncdtest"
 )
@@ -54,18 +52,9 @@ func TestPrunesAuditRowsPastTheirRetention(t *testing.T) {
 func TestAuditPruneReadsABatchNotTheTrail(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(syncdtest.DatabaseURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// One connection: the pass's statements and the statistics flush run
 	// on the same backend.
-	cfg.MaxConns = 1
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := syncdtest.OneConn(t)
 	const rows, batch = 20000, 500
 	now := time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)
 	exec(t, pool, `INSERT INTO audit_logs (occurred_at, action, resource_type, resource_id)

@@ -89,6 +89,24 @@ func DB(t testing.TB) *pgxpool.Pool {
 	return pool
 }
 
+// OneConn returns a pool of one connection on a fresh migrated database:
+// the test's statements and pg_stat_force_next_flush run on one backend,
+// so the table statistics it reads after are its own.
+func OneConn(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("open pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
 func ensureTemplate(ctx context.Context, admin *pgx.Conn, tmpl string) error {
 	var exists bool
 	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", tmpl).Scan(&exists); err != nil {
