@@ -130,9 +130,9 @@ func kindOf(t reflect.Type) memberKind {
 		return memberRaw
 	case reflect.PointerTo(t).Implements(jsonUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler):
 		return memberOther
-	case t.Kind() == reflect.String && t == reflect.TypeFor[string]():
+	case t == reflect.TypeFor[string]():
 		return memberString
-	case t.Kind() == reflect.Bool && t == reflect.TypeFor[bool]():
+	case t == reflect.TypeFor[bool]():
 		return memberBool
 	case t == reflect.TypeFor[*string]():
 		return memberStringPtr
