@@ -171,6 +171,7 @@ func TestMetaStringMatchesAMapDecode(t *testing.T) {
 		`{"workos_user_id":" ","workosUserId":"user_2"}`,
 		`{"workos_user_id":5,"workosUserId":"user_2"}`,
 		`{"workos_user_id":"user_1","workos_user_id":"user_3"}`,
+		`{"workosUserId":"user_2","workos_user_id":"user_1"}`, // the keys' order, not the object's
 		`{"workos_user_id":"user_1","workos_user_id":null,"workosUserId":"user_2"}`,
 		`{"workos_user_id":"us\u0065r_\"1"}`,
 		`{"workos\u005fuser_id":" user_4 "}`,

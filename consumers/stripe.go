@@ -83,19 +83,23 @@ func metaString(metadata json.RawMessage, keys ...string) *string {
 	if !m.IsObject() {
 		return nil
 	}
-	for _, k := range keys {
-		var last gjson.Result
-		m.ForEach(func(key, v gjson.Result) bool {
+	// One walk of the object (Stripe allows 50 keys of 500 characters)
+	// for all the keys.
+	last := make([]gjson.Result, len(keys))
+	m.ForEach(func(key, v gjson.Result) bool {
+		for i, k := range keys {
 			if key.String() == k {
-				last = v
+				last[i] = v
 			}
-			return true
-		})
-		if last.Type != gjson.String {
+		}
+		return true
+	})
+	for _, v := range last {
+		if v.Type != gjson.String {
 			continue
 		}
-		s := last.Str
-		if strings.IndexByte(last.Raw, '\\') >= 0 && json.Unmarshal([]byte(last.Raw), &s) != nil {
+		s := v.Str
+		if strings.IndexByte(v.Raw, '\\') >= 0 && json.Unmarshal([]byte(v.Raw), &s) != nil {
 			continue
 		}
 		if s = strings.TrimSpace(s); s != "" {
