@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
-	"syscall"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/syncd/syncd/ingest"
 	"github.com/syncd/syncd/stream"
@@ -72,24 +69,6 @@ func benchEndToEnd(ctx context.Context, o options, bin, storeRoot string, src so
 	r.lag = time.Since(end)
 	r.peakRSS = p.peakRSS()
 	return r, nil
-}
-
-// quiesce writes out what the runs before this one left behind (the
-// ledger fill's checkpoint, dropped databases, the build's files) so a
-// latency measurement sees its own workload's writes: otherwise the
-// kernel's writeback of hundreds of MB of earlier dirty pages lands inside
-// the load window and every fsync of the stream waits behind it.
-func quiesce(ctx context.Context, adminURL string) error {
-	c, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return err
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
-		return fmt.Errorf("checkpoint before the load: %w", err)
-	}
-	syscall.Sync()
-	return nil
 }
 
 // mixSource sends the realistic mix as webhooks, signed when sent, each
