@@ -13,7 +13,8 @@ import (
 // build's files) so a measurement sees its own workload's writes:
 // otherwise the kernel's writeback of hundreds of MB of earlier dirty
 // pages lands inside it (every fsync of the stream waits behind it, and a
-// drain slowed by a third). Every timed run calls it first.
+// drain slowed by a third). The apply, limit and end-to-end runs call it
+// before their clocks start.
 func quiesce(ctx context.Context, adminURL string) error {
 	c, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
