@@ -130,6 +130,11 @@ func run(o options) error {
 		}
 		e2e, err := benchEndToEnd(ctx, o, bin, store, mixSource(fx, 3), float64(o.conc)*100)
 		fmt.Printf("e2e: %+v %v\n%s; %s\n", e2e, err, e2e.cpuNote(), e2e.group.note())
+		if err != nil {
+			return err
+		}
+		st, err := benchStoreAlone(ctx, o, fx, store, e2e.rate)
+		fmt.Printf("store alone: %+v %v\n", st, err)
 		return err
 	}
 	if o.only == "ledger" {
@@ -285,17 +290,25 @@ func run(o options) error {
 		}
 		own = &r
 	}
+	// 5c. The store alone at the same rate: the least a webhook waits.
+	st, err := benchStoreAlone(ctx, o, fx, tmp, e2e.rate)
+	if err != nil {
+		return err
+	}
 	why := ""
 	if e2e.lag >= time.Second || e2e.load.P99 > 20*time.Millisecond || e2e.load.Errors > 0 {
 		why = fmt.Sprintf("apply alone sustains about %.0f events/s of this mix here (best SQL %.0f); %s; %s", ap.syncd, ap.limit, e2e.cpuNote(), e2e.group.note())
 		if own != nil {
 			why += fmt.Sprintf("; with JetStream's store off this disk (5a) p99 is %s", ms(own.load.P99))
 		}
+		why += "; " + st.note()
 	}
 	add(fmt.Sprintf("5. End to end, realistic mix at %.0f req/s (half peak ingest)", e2e.rate), fmt.Sprintf("p99 %s (p50 %s), lag at end %s (%d pending)", ms(e2e.load.P99), ms(e2e.load.P50), e2e.lag.Round(time.Millisecond), e2e.pendingAtEnd), "p99 ≤ 20 ms, lag < 1 s", verdict(e2e.load.P99 <= 20*time.Millisecond && e2e.lag < time.Second && e2e.load.Errors == 0, joinNotes(errNote(e2e.load), why)))
 	if own != nil {
 		add("5a. The same, JetStream's store on tmpfs (a disk of its own, not durable: a diagnostic)", fmt.Sprintf("p99 %s (p50 %s), lag at end %s (%d pending)", ms(own.load.P99), ms(own.load.P50), own.lag.Round(time.Millisecond), own.pendingAtEnd), "", errNote(own.load))
 	}
+	add(fmt.Sprintf("5c. JetStream alone at %.0f msg/s: the mix's messages into the same store on this disk, no HTTP, Postgres or consumer (PubAck latency)", e2e.rate),
+		fmt.Sprintf("p99 %s (p50 %s) with group commit (%.0f%% batched); p99 %s (p50 %s) one fsync each", ms(st.group.P99), ms(st.group.P50), 100*st.batched, ms(st.plain.P99), ms(st.plain.P50)), "", joinNotes(errNote(st.group), errNote(st.plain)))
 	// The same at a quarter of the peak (or ¾ of apply, if lower): the
 	// latency and lag of a machine that is not saturated.
 	steady, err := benchEndToEnd(ctx, o, bin, tmp, mixSource(fx, 4), min(0.75*ap.syncd, (ingW.RPS()+ingS.RPS())/8))

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/syncd/syncd/stream"
+)
+
+// The store alone: what the end-to-end run's webhooks wait for at least.
+//
+// A webhook's 2xx waits for its event to be fsynced by JetStream. This
+// measures that wait with nothing else on the machine's hands: the same
+// embedded server and stream (file store, sync always) on the same disk,
+// the realistic mix's messages published at the end-to-end rate, open
+// loop, with no HTTP, no signatures, no Postgres and no consumer. Once
+// with a plain publish per message (an fsync each), once through syncd's
+// group commit. No syncd webhook can be answered faster than this, so it
+// is the baseline the end-to-end p99 is read against.
+
+// storeResult is the PubAck latency of the two ways to publish.
+type storeResult struct {
+	plain, group loadResult
+	batched      float64 // share of the messages group commit batched
+}
+
+// publisher is what both jetstream.JetStream and stream.GroupPublisher are.
+type publisher interface {
+	PublishMsgAsync(*nats.Msg, ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+}
+
+func benchStoreAlone(ctx context.Context, o options, fx fixtures, root string, rate float64) (storeResult, error) {
+	var r storeResult
+	evs, err := decodeAll(fx.mix(40000, 3))
+	if err != nil {
+		return r, err
+	}
+	msgs := make([]*nats.Msg, len(evs))
+	for i, ev := range evs {
+		if msgs[i], err = stream.EventMsg(ev.Source, ev.Envelope, ev.Body, time.Now(), ""); err != nil {
+			return r, err
+		}
+		// Every message is stored: a fresh id each, as in the load runs.
+		msgs[i].Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s:%s:%d", ev.Source, ev.Envelope.ID, i))
+	}
+	for _, grouped := range []bool{false, true} {
+		res, batched, err := storeRun(ctx, o, root, msgs, rate, grouped)
+		if err != nil {
+			return r, err
+		}
+		if grouped {
+			r.group, r.batched = res, batched
+		} else {
+			r.plain = res
+		}
+	}
+	return r, nil
+}
+
+// storeRun publishes msgs at rate for o.loadFor into a fresh embedded
+// store under root and measures each message's wait for its PubAck.
+func storeRun(ctx context.Context, o options, root string, msgs []*nats.Msg, rate float64, grouped bool) (loadResult, float64, error) {
+	dir, err := os.MkdirTemp(root, "store-")
+	if err != nil {
+		return loadResult{}, 0, err
+	}
+	defer os.RemoveAll(dir)
+	conn, err := stream.Open(ctx, stream.ConnConfig{DataDir: dir, Sync: stream.SyncAlways})
+	if err != nil {
+		return loadResult{}, 0, err
+	}
+	defer conn.Close()
+	if err := stream.Ensure(ctx, conn.JS, stream.Config{}, stream.ConsumerConfig{}); err != nil {
+		return loadResult{}, 0, err
+	}
+	var pub publisher = conn.JS
+	var g *stream.GroupPublisher
+	if grouped {
+		g = stream.NewGroupPublisher(conn.NC, conn.JS, stream.GroupConfig{})
+		pub = g
+	}
+	if err := quiesce(ctx, o.adminURL); err != nil {
+		return loadResult{}, 0, err
+	}
+	interval := time.Duration(float64(time.Second) / rate)
+	var errs atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	start := time.Now()
+	n := 0
+	for t := start; time.Since(start) < o.loadFor && ctx.Err() == nil; t = t.Add(interval) {
+		if w := time.Until(t); w > 0 {
+			time.Sleep(w) // pacing the generator, not awaiting a condition
+		}
+		m := msgs[n%len(msgs)]
+		n++
+		sent := time.Now()
+		f, err := pub.PublishMsgAsync(m)
+		if err != nil {
+			errs.Add(1)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-f.Ok():
+			case <-f.Err():
+				errs.Add(1)
+			case <-ctx.Done():
+				errs.Add(1)
+			}
+			el := time.Since(sent)
+			mu.Lock()
+			lat = append(lat, el)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res := summarize([][]time.Duration{lat}, errs.Load(), time.Since(start))
+	batched := 0.0
+	if g != nil && res.Requests > 0 {
+		batched = float64(g.Stats().Batched) / float64(res.Requests)
+	}
+	return res, batched, nil
+}
+
+// note says what the store alone takes, for the end-to-end row.
+func (r storeResult) note() string {
+	return fmt.Sprintf("JetStream alone at this rate on this disk (5c) p99 %s with group commit, %s one fsync each", ms(r.group.P99), ms(r.plain.P99))
+}
