@@ -50,7 +50,7 @@ func main() {
 	flag.IntVar(&o.entities, "entities", 7000, "entities in the apply mix (about 2.6 events each)")
 	flag.StringVar(&o.out, "out", "bench/RESULTS.md", "where to write the results")
 	flag.StringVar(&o.profiles, "profiles", "bench/profiles", "where to write pprof profiles (git-ignored)")
-	flag.StringVar(&o.only, "only", "", "run one part: http, apply, hotkey, ledger, audit or e2e (default all); e2e runs at 100 × -concurrency req/s")
+	flag.StringVar(&o.only, "only", "", "run one part: http, apply, hotkey, ledger, audit, e2e or store (default all); e2e and store run at 100 × -concurrency req/s")
 	flag.IntVar(&o.workers, "apply-workers", 0, "the consumer's apply workers (default syncd's)")
 	flag.IntVar(&o.hotCustomers, "hot-customers", 20000, "customers in the hot-key workload")
 	flag.IntVar(&o.hotEvents, "hot-events", 130000, "customer.updated events in the hot-key workload")
@@ -134,7 +134,16 @@ func run(o options) error {
 			return err
 		}
 		st, err := benchStoreAlone(ctx, o, fx, store, e2e.rate)
-		fmt.Printf("store alone: %+v %v\n", st, err)
+		if err == nil {
+			fmt.Printf("store alone: %s %s\n", st.value(), st.errs())
+		}
+		return err
+	}
+	if o.only == "store" {
+		st, err := benchStoreAlone(ctx, o, fx, tmp, float64(o.conc)*100)
+		if err == nil {
+			fmt.Printf("store alone: %s %s\n", st.value(), st.errs())
+		}
 		return err
 	}
 	if o.only == "ledger" {
@@ -307,8 +316,7 @@ func run(o options) error {
 	if own != nil {
 		add("5a. The same, JetStream's store on tmpfs (a disk of its own, not durable: a diagnostic)", fmt.Sprintf("p99 %s (p50 %s), lag at end %s (%d pending)", ms(own.load.P99), ms(own.load.P50), own.lag.Round(time.Millisecond), own.pendingAtEnd), "", errNote(own.load))
 	}
-	add(fmt.Sprintf("5c. JetStream alone at %.0f msg/s: the mix's messages into the same store on this disk, no HTTP, Postgres or consumer (PubAck latency)", e2e.rate),
-		fmt.Sprintf("p99 %s (p50 %s) with group commit (%.0f%% batched); p99 %s (p50 %s) one fsync each", ms(st.group.P99), ms(st.group.P50), 100*st.batched, ms(st.plain.P99), ms(st.plain.P50)), "", joinNotes(errNote(st.group), errNote(st.plain)))
+	add(fmt.Sprintf("5c. JetStream alone at %.0f msg/s: the mix's messages into the same store on this disk, no HTTP, Postgres or consumer (PubAck latency)", e2e.rate), st.value(), "", st.errs())
 	// The same at a quarter of the peak (or ¾ of apply, if lower): the
 	// latency and lag of a machine that is not saturated.
 	steady, err := benchEndToEnd(ctx, o, bin, tmp, mixSource(fx, 4), min(0.75*ap.syncd, (ingW.RPS()+ingS.RPS())/8))
