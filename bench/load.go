@@ -99,6 +99,22 @@ func closedLoop(base string, src source, conc int, d time.Duration) loadResult {
 // way providers call.
 func openLoop(ctx context.Context, base string, src source, rate float64, d time.Duration) loadResult {
 	c := newClient(256)
+	return paced(ctx, rate, d, func(n int64) func() error {
+		r := src(n)
+		return func() error {
+			code, err := send(c, base, r)
+			if err == nil && code != http.StatusOK {
+				err = fmt.Errorf("status %d", code)
+			}
+			return err
+		}
+	})
+}
+
+// paced starts one operation every 1/rate for d, open loop, and measures
+// each one's time. next(n) prepares the n-th (from 1) untimed, in order;
+// what it returns is timed, in a goroutine of its own.
+func paced(ctx context.Context, rate float64, d time.Duration, next func(n int64) func() error) loadResult {
 	interval := time.Duration(float64(time.Second) / rate)
 	var errs atomic.Int64
 	var mu sync.Mutex
@@ -111,14 +127,14 @@ func openLoop(ctx context.Context, base string, src source, rate float64, d time
 			time.Sleep(w) // pacing the generator, not awaiting a condition
 		}
 		n++
-		r := src(n)
+		op := next(n)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			t := time.Now()
-			code, err := send(c, base, r)
+			err := op()
 			el := time.Since(t)
-			if err != nil || code != http.StatusOK {
+			if err != nil {
 				errs.Add(1)
 			}
 			mu.Lock()

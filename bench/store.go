@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -95,43 +93,23 @@ func storeRun(ctx context.Context, o options, root string, msgs []*nats.Msg, rat
 	if err := quiesce(ctx, o.adminURL); err != nil {
 		return loadResult{}, 0, err
 	}
-	interval := time.Duration(float64(time.Second) / rate)
-	var errs atomic.Int64
-	var mu sync.Mutex
-	var lat []time.Duration
-	var wg sync.WaitGroup
-	start := time.Now()
-	n := 0
-	for t := start; time.Since(start) < o.loadFor && ctx.Err() == nil; t = t.Add(interval) {
-		if w := time.Until(t); w > 0 {
-			time.Sleep(w) // pacing the generator, not awaiting a condition
-		}
-		m := msgs[n%len(msgs)]
-		n++
-		sent := time.Now()
-		f, err := pub.PublishMsgAsync(m)
-		if err != nil {
-			errs.Add(1)
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	res := paced(ctx, rate, o.loadFor, func(n int64) func() error {
+		m := msgs[int(n-1)%len(msgs)]
+		return func() error {
+			f, err := pub.PublishMsgAsync(m)
+			if err != nil {
+				return err
+			}
 			select {
 			case <-f.Ok():
-			case <-f.Err():
-				errs.Add(1)
+				return nil
+			case err := <-f.Err():
+				return err
 			case <-ctx.Done():
-				errs.Add(1)
+				return ctx.Err()
 			}
-			el := time.Since(sent)
-			mu.Lock()
-			lat = append(lat, el)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	res := summarize([][]time.Duration{lat}, errs.Load(), time.Since(start))
+		}
+	})
 	batched := 0.0
 	if g != nil && res.Requests > 0 {
 		batched = float64(g.Stats().Batched) / float64(res.Requests)
