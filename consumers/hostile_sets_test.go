@@ -2,6 +2,8 @@ package consumers_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,5 +71,66 @@ func TestHostileBodiesInSetBasedBatches(t *testing.T) {
 			t.Errorf("hostile %d %s failed transiently (retried forever): %v", i, evs[i].Envelope.Type, r.Err)
 		}
 		t.Logf("%d %s: %q %v", i, evs[i].Envelope.Type, r.Outcome, r.Err)
+	}
+}
+
+// Stripe customers whose metadata (read by metaString, set-based) carries
+// what Postgres cannot store or what is not a string, among good ones in
+// one batch: each is applied or fails alone and permanently, the good ones
+// are applied, and the batch never fails as a whole.
+func TestHostileStripeMetadataInSetBasedBatches(t *testing.T) {
+	t.Parallel()
+	pool := syncdtest.DB(t)
+	a := applier(t, pool, nil)
+	long := strings.Repeat("u", 10<<10)
+	cases := []struct {
+		bad  bool
+		meta any
+	}{
+		{false, map[string]any{"workos_user_id": "user_good"}},
+		{true, map[string]any{"workos_user_id": "user_\x00nul"}},
+		{true, map[string]any{"workosUserId": "user_" + long}},
+		{true, map[string]any{"workos_user_id": 5, "workos_org_id": map[string]any{"id": "org_x"}}},
+		{true, []any{"workos_user_id", "user_array"}},
+		{true, "workos_user_id"},
+		{true, map[string]any{"workos_user_id\x00": "user_keynul", "workos_org_id": "org_\x00"}},
+		{true, map[string]any{"workos_user_id": "  \t "}},
+		{false, map[string]any{"workosUserId": " user_good2 "}},
+	}
+	var evs []consumers.Event
+	for i, c := range cases {
+		obj := map[string]any{"id": fmt.Sprintf("cus_h%d", i), "object": "customer", "email": fmt.Sprintf("h%d@example.com", i), "metadata": c.meta}
+		evs = append(evs, decoded(t, "stripe", syncdtest.StripeEvent(fmt.Sprintf("evt_h%d", i), "customer.updated", s0, obj)))
+	}
+	res, err := a.Apply(context.Background(), evs)
+	if err != nil {
+		t.Fatalf("the batch failed as a whole: %v", err)
+	}
+	for i, r := range res {
+		switch {
+		case !cases[i].bad && (r.Err != nil || r.Outcome != consumers.Applied):
+			t.Errorf("good %d: %q %v", i, r.Outcome, r.Err)
+		case r.Err == nil && r.Outcome == "":
+			t.Errorf("hostile %d: no outcome and no error", i)
+		case r.Err != nil && consumers.Classify(r.Err) == consumers.Transient:
+			t.Errorf("hostile %d failed transiently (retried forever): %v", i, r.Err)
+		}
+	}
+	var got []string
+	rows, err := pool.Query(context.Background(), "SELECT stripe_customer_id || '=' || COALESCE(workos_user_id, '') FROM stripe_customers ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s)
+	}
+	for _, want := range []string{"cus_h0=user_good", "cus_h8=user_good2"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("want row %s in %q", want, got)
+		}
 	}
 }
