@@ -87,8 +87,9 @@ func metaString(metadata json.RawMessage, keys ...string) *string {
 	// for all the keys.
 	last := make([]gjson.Result, len(keys))
 	m.ForEach(func(key, v gjson.Result) bool {
+		name := key.String()
 		for i, k := range keys {
-			if key.String() == k {
+			if name == k {
 				last[i] = v
 			}
 		}
