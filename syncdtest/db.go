@@ -81,12 +81,7 @@ func DatabaseURL(t testing.TB) string {
 // DB returns a pool on a fresh migrated database for the test.
 func DB(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), DatabaseURL(t))
-	if err != nil {
-		t.Fatalf("open pool: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
+	return newPool(t, 0)
 }
 
 // OneConn returns a pool of one connection on a fresh migrated database:
@@ -94,11 +89,20 @@ func DB(t testing.TB) *pgxpool.Pool {
 // so the table statistics it reads after are its own.
 func OneConn(t testing.TB) *pgxpool.Pool {
 	t.Helper()
+	return newPool(t, 1)
+}
+
+// newPool opens a pool on a fresh migrated database, of at most maxConns
+// connections (0: pgxpool's default), closed when the test ends.
+func newPool(t testing.TB, maxConns int32) *pgxpool.Pool {
+	t.Helper()
 	cfg, err := pgxpool.ParseConfig(DatabaseURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.MaxConns = 1
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("open pool: %v", err)
