@@ -130,13 +130,6 @@ func run(o options) error {
 		}
 		e2e, err := benchEndToEnd(ctx, o, bin, store, mixSource(fx, 3), float64(o.conc)*100)
 		fmt.Printf("e2e: %+v %v\n%s; %s\n", e2e, err, e2e.cpuNote(), e2e.group.note())
-		if err != nil {
-			return err
-		}
-		st, err := benchStoreAlone(ctx, o, fx, store, e2e.rate)
-		if err == nil {
-			fmt.Printf("store alone: %s %s\n", st.value(), st.errs())
-		}
 		return err
 	}
 	if o.only == "store" {
