@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/syncd/syncd/consumers"
 	"github.com/syncd/syncd/syncdtest"
 )
@@ -116,17 +117,10 @@ func TestHostileStripeMetadataInSetBasedBatches(t *testing.T) {
 			t.Errorf("hostile %d failed transiently (retried forever): %v", i, r.Err)
 		}
 	}
-	var got []string
-	rows, err := pool.Query(context.Background(), "SELECT stripe_customer_id || '=' || COALESCE(workos_user_id, '') FROM stripe_customers ORDER BY 1")
+	rows, _ := pool.Query(context.Background(), "SELECT stripe_customer_id || '=' || COALESCE(workos_user_id, '') FROM stripe_customers ORDER BY 1")
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		t.Fatal(err)
-	}
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, s)
 	}
 	for _, want := range []string{"cus_h0=user_good", "cus_h8=user_good2"} {
 		if !slices.Contains(got, want) {
